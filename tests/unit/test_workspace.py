@@ -1,0 +1,121 @@
+"""Workspace: safe paths, atomic writes, lock, manifest and stage skipping."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from uhi.config import build_config
+from uhi.errors import UhiError, WorkspaceLockedError
+from uhi.stages.runner import StageSpec, execute
+from uhi.workspace import Workspace, safe_component
+
+
+@pytest.mark.parametrize("bad", ["../../x", "..", ".hidden", "a/b", "a\\b", "x\x00y", "é*?"])
+def test_safe_component_never_escapes(tmp_path: Path, bad: str) -> None:
+    ws = Workspace(tmp_path / "ws")
+    name = safe_component(bad)
+    assert "/" not in name and "\\" not in name and not name.startswith(".")
+    d = ws.scene_dir(bad)
+    assert ws.root in d.parents
+
+
+def test_safe_component_keeps_good_ids_and_avoids_collisions() -> None:
+    good = "LC08_L2SP_204023_20200927_20201006_02_T1"
+    assert safe_component(good) == good
+    assert safe_component("a/b") != safe_component("a_b")
+
+
+def test_path_refuses_escape(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    with pytest.raises(UhiError, match="outside the workspace"):
+        ws.path("..", "etc", "passwd")
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    target = tmp_path / "a" / "out.json"
+    ws.write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with ws.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert target.read_text().strip().startswith("{")
+    assert [p.name for p in target.parent.iterdir()] == ["out.json"]
+
+
+def test_lock_is_exclusive_across_processes_and_dies_with_holder(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys,time; from uhi.workspace import Workspace; w=Workspace(sys.argv[1]); "
+         "w.acquire_lock(); print('locked', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(WorkspaceLockedError, match="locked by another run"):
+            ws.acquire_lock()
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the lock file stays behind
+        holder.wait()
+    assert (tmp_path / ".uhi.lock").exists()
+    ws.acquire_lock()  # stale lock taken over
+    ws.release_lock()
+
+
+def test_sweep_removes_temporaries(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    (tmp_path / "compute").mkdir()
+    stale = tmp_path / "compute" / ".panel.parquet.uhi-tmp-abc.parquet"
+    stale.write_text("half")
+    with ws.locked():
+        pass
+    assert not stale.exists()
+
+
+def test_stage_skips_when_unchanged_and_reruns_when_config_changes(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    calls: list[int] = []
+
+    def run(config, workspace):  # type: ignore[no-untyped-def]
+        calls.append(config.grid.zoom)
+        workspace.write_text(workspace.path("demo", "out.txt"), str(config.grid.zoom))
+        return {"cells": 1}
+
+    spec = StageSpec("demo", ("grid",), lambda c, w: [], run)
+    cfg = build_config({}, environ={})
+    assert not execute(spec, cfg, ws).skipped
+    assert execute(spec, cfg, ws).skipped
+    assert execute(spec, build_config({"forecast": {"horizon": 9}}, environ={}), ws).skipped
+    assert not execute(spec, build_config({"grid": {"zoom": 18}}, environ={}), ws).skipped
+    (tmp_path / "demo" / "out.txt").unlink()  # a missing output forces a re-run
+    assert not execute(spec, build_config({"grid": {"zoom": 18}}, environ={}), ws).skipped
+    assert calls == [19, 18, 18]
+    rec = ws.stage_record("demo")
+    assert rec and rec["outputs"] == {"demo/out.txt": 2} and rec["summary"] == {"cells": 1}
+
+
+def test_stage_reruns_when_an_input_changes(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    src = tmp_path / "input.txt"
+    src.write_text("a")
+    spec = StageSpec(
+        "s", (), lambda c, w: [src], lambda c, w: (w.write_text(w.path("s", "o"), "x"), {})[1]
+    )
+    cfg = build_config({}, environ={})
+    execute(spec, cfg, ws)
+    assert execute(spec, cfg, ws).skipped
+    src.write_text("b")
+    assert not execute(spec, cfg, ws).skipped
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{half")
+    with pytest.raises(UhiError, match="corrupt"):
+        Workspace(tmp_path).read_manifest()
+    assert os.path.exists(tmp_path / "manifest.json")

@@ -1,0 +1,88 @@
+"""The `uhi` click group and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from uhi import __version__
+from uhi.errors import EXIT_FAILURE, EXIT_USAGE, UhiError
+
+__all__ = ["cli", "main"]
+
+# command name -> module under uhi.cli; imported only when that command runs (fast --help)
+_COMMANDS = {
+    "fetch": "Find Landsat 8/9 C2 L2 scenes and read only the city's pixels.",
+    "compute": "Mask clouds; LST, NDVI, NDBI, MNDWI, albedo per cell; morphology; surface UHI.",
+    "model": "Explain LST with OLS and spatial regressions; Gi* hotspots.",
+    "forecast": "Forecast each cell by exponential smoothing; RCP8.5 long term.",
+    "run": "Run fetch, compute, model and forecast in one workspace.",
+    "demo": "Write the synthetic demo city (and optionally run the pipeline on it).",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on use, so `uhi --help` stays instant."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(_COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        if name not in _COMMANDS:
+            return None
+        import importlib
+
+        module = importlib.import_module(f"uhi.cli.{name}")
+        cmd: click.Command = getattr(module, name)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _COMMANDS.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="uhi")
+@click.option("-v", "--verbose", count=True, help="More log detail (repeat for more).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--log-json", is_flag=True, help="Logs as JSON lines on stderr (cron, containers).")
+def cli(verbose: int, quiet: bool, log_json: bool) -> None:
+    """Urban heat island analysis from Landsat 8/9 Collection 2 Level-2.
+
+    Exit codes: 0 done, 1 runtime failure, 2 bad usage or config, 3 no data,
+    75 workspace locked by another run.
+    """
+    from uhi.logs import configure_logging
+
+    configure_logging(-1 if quiet else verbose, json_lines=log_json)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the group and map errors to exit codes (ARCHITECTURE.md)."""
+    try:
+        cli.main(args=argv, prog_name="uhi", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except UhiError as exc:
+        click.echo(f"uhi: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(EXIT_FAILURE)
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,514 @@
+"""Typed, validated, frozen configuration: defaults < YAML < UHI_* environment < flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from uhi.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "CityConfig",
+    "TimeConfig",
+    "SearchConfig",
+    "SageMakerConfig",
+    "FetchConfig",
+    "MaskingConfig",
+    "GridConfig",
+    "IndicesConfig",
+    "BuildingsConfig",
+    "SuhiConfig",
+    "ModelConfig",
+    "ForecastConfig",
+    "OutputsConfig",
+    "DaskConfig",
+    "load_config",
+    "build_config",
+    "ENV_PREFIX",
+]
+
+ENV_PREFIX = "UHI_"
+
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys rejected, values frozen once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CityConfig(_Section):
+    """The city and its area of interest (AOI)."""
+
+    name: str = Field("city", description="short name used in output file names")
+    aoi: Path | None = Field(None, description="GeoJSON/GeoPackage/any OGR file with the AOI polygon(s)")
+    bbox: tuple[float, float, float, float] | None = Field(
+        None, description="AOI as west, south, east, north in degrees (EPSG:4326)"
+    )
+    crs: str | None = Field(
+        None,
+        description="explicit target CRS (e.g. EPSG:32612) when the AOI spans two UTM zones",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        ok = v and all(c.isalnum() or c in "-_." for c in v) and not v.startswith(".")
+        if not ok:
+            raise ValueError("must be letters, digits, '-', '_' or '.', e.g. 'calgary'")
+        return v
+
+    @field_validator("bbox")
+    @classmethod
+    def _valid_bbox(cls, v: tuple[float, float, float, float] | None) -> Any:
+        if v is None:
+            return v
+        w, s, e, n = v
+        if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+            raise ValueError(
+                "must be [west, south, east, north] in degrees with west < east and south < north"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_aoi(self) -> CityConfig:
+        if self.aoi is not None and self.bbox is not None:
+            raise ValueError("give either city.aoi (a file) or city.bbox, not both")
+        return self
+
+
+class TimeConfig(_Section):
+    """Date range and the months kept within each year."""
+
+    start: dt.date = Field(dt.date(2014, 1, 1), description="first acquisition date (inclusive)")
+    end: dt.date = Field(dt.date(2020, 12, 31), description="last acquisition date (inclusive)")
+    months: tuple[int, ...] = Field((6, 7, 8), description="months kept (1-12); summer by default")
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(m < 1 or m > 12 for m in v):
+            raise ValueError("must be a non-empty list of month numbers 1-12")
+        return tuple(sorted(set(v)))
+
+    @model_validator(mode="after")
+    def _order(self) -> TimeConfig:
+        if self.end < self.start:
+            raise ValueError(f"time.end ({self.end}) is before time.start ({self.start})")
+        return self
+
+
+class SageMakerConfig(_Section):
+    """Amazon SageMaker geospatial search settings (optional backend)."""
+
+    collection_arn: str | None = Field(
+        None, description="Landsat collection ARN; looked up with ListRasterDataCollections if unset"
+    )
+    region: str = Field("us-west-2", description="the service runs in us-west-2 only")
+    profile: str | None = Field(None, description="AWS profile name (else the standard chain)")
+
+
+class SearchConfig(_Section):
+    """Where scenes are found."""
+
+    backend: Literal["stac", "sagemaker", "local"] = "stac"
+    preset: Literal["earth-search", "planetary-computer", "usgs"] | None = Field(
+        "earth-search", description="STAC API preset; ignored when url is set"
+    )
+    url: str | None = Field(None, description="any STAC API root URL (overrides preset)")
+    collection: str | None = Field(None, description="STAC collection id (preset default if unset)")
+    path: Path | None = Field(None, description="local backend: scene folder or static STAC catalog")
+    max_cloud: float = Field(20.0, ge=0, le=100, description="maximum eo:cloud_cover, percent")
+    max_cloud_land: float | None = Field(
+        None, ge=0, le=100, description="maximum landsat:cloud_cover_land, percent"
+    )
+    platforms: tuple[Literal["landsat-8", "landsat-9"], ...] = ("landsat-8", "landsat-9")
+    require_thermal: bool = Field(True, description="keep only L2SP scenes (with surface temperature)")
+    max_items: int = Field(2000, ge=1, description="stop searching after this many items")
+    sagemaker: SageMakerConfig = SageMakerConfig()
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> SearchConfig:
+        if self.backend == "local" and self.path is None:
+            raise ValueError("search.backend 'local' needs search.path (a scene folder or catalog.json)")
+        if self.backend == "stac" and self.url is None and self.preset is None:
+            raise ValueError("search.backend 'stac' needs search.preset or search.url")
+        return self
+
+
+class FetchConfig(_Section):
+    """How clipped windows are read."""
+
+    margin_m: float = Field(300.0, ge=0, description="margin around the AOI, metres")
+    workers: int = Field(4, ge=1, le=64, description="concurrent reads")
+    retries: int = Field(3, ge=0, le=20, description="retries per read with exponential backoff")
+    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per request, seconds")
+    assets: tuple[str, ...] = Field(
+        ("blue", "green", "red", "nir08", "swir16", "swir22", "lwir11", "qa_pixel", "qa"),
+        description="canonical asset keys to read",
+    )
+    allow_local_hrefs: bool = Field(
+        False, description="let a remote catalog point at local files (file://); off for safety"
+    )
+
+
+class MaskingConfig(_Section):
+    """Per-pixel masking (QA_PIXEL bits per USGS LSDS-1619; ST_QA and ST_CDIST thresholds)."""
+
+    reject_bits: tuple[int, ...] = Field(
+        (0, 1, 2, 3, 4, 5), description="QA_PIXEL bits that reject a pixel (0 fill .. 5 snow)"
+    )
+    water_bit: bool = Field(True, description="treat QA_PIXEL bit 7 (water) as its own class")
+    max_st_uncertainty_k: float | None = Field(
+        None, gt=0, description="reject pixels whose ST_QA uncertainty exceeds this, kelvin"
+    )
+    min_cloud_distance_km: float | None = Field(
+        None, ge=0, description="reject pixels closer to cloud than this (ST_CDIST), km"
+    )
+    clip_reflectance: bool = Field(
+        True, description="clip reflectance to [0, 1] (True) or mask values outside it (False)"
+    )
+
+    @field_validator("reject_bits")
+    @classmethod
+    def _bits(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b < 0 or b > 15 for b in v):
+            raise ValueError("must be QA_PIXEL bit numbers 0-15")
+        return tuple(sorted(set(v)))
+
+
+class GridConfig(_Section):
+    """The web-mercator tile grid cells are aggregated onto."""
+
+    zoom: int = Field(19, ge=10, le=22, description="tile zoom: 19 ~ 48 m, 18 ~ 96 m at Calgary")
+
+
+class IndicesConfig(_Section):
+    """Spectral index variants."""
+
+    albedo: Literal["liang", "smith"] = Field(
+        "liang", description="Liang 2001 broadband albedo, or Smith 2010 (divided by 1.016)"
+    )
+
+
+class BuildingsConfig(_Section):
+    """Building footprints and related layers for morphology."""
+
+    path: Path | None = Field(None, description="footprints layer, any OGR format and CRS")
+    layer: str | None = None
+    height_col: str | None = Field("height", description="height column, metres")
+    floors_col: str | None = Field("floors", description="floors (storeys) column")
+    storey_height_m: float = Field(3.0, gt=0, description="storey height when floors are unknown")
+    blocks_path: Path | None = Field(None, description="street-block polygons for block coverage")
+    landuse_path: Path | None = Field(None, description="land-use polygons for Shannon entropy")
+    landuse_col: str = "landuse"
+    population_path: Path | None = Field(None, description="population points or polygons")
+    population_col: str = "population"
+    zones_path: Path | None = Field(None, description="zones (districts) for fixed effects")
+    zone_col: str = "zone"
+
+
+class SuhiConfig(_Section):
+    """Surface urban heat island reference."""
+
+    rural: Literal["buffer", "nonbuilt"] = Field(
+        "nonbuilt", description="rural reference: a buffer ring around the urban extent, or non-built cells"
+    )
+    buffer_m: float = Field(2000.0, gt=0, description="buffer ring width, metres")
+    urban_site_coverage: float = Field(
+        0.05, ge=0, le=1, description="cells with at least this site coverage are urban"
+    )
+    rural_max_ndbi: float = Field(0.0, description="non-built rural cells have NDBI below this")
+    elevation_path: Path | None = Field(None, description="DEM for the +-elevation filter")
+    elevation_tolerance_m: float = Field(50.0, gt=0, description="Chakraborty & Lee 2019: +-50 m")
+
+
+class ModelConfig(_Section):
+    """Spatial regression and hotspots."""
+
+    y: str = "lst_c"
+    x: tuple[str, ...] = ("ndvi", "ndbi", "site_coverage")
+    weights: str = Field("knn:8", description="knn:K, queen, rook or distance:D (metres)")
+    models: tuple[Literal["ols", "slx", "lag", "error", "fe", "panel_fe"], ...] = (
+        "ols",
+        "slx",
+        "lag",
+        "error",
+        "fe",
+        "panel_fe",
+    )
+    zone_col: str = Field("zone", description="column of zones for the 'fe' model")
+    hotspot_variable: Literal["lst", "anomaly"] = "lst"
+    permutations: int = Field(0, ge=0, description="Gi* permutations; 0 uses normal p-values")
+    fdr: bool = Field(True, description="correct hotspot p-values for multiple tests (FDR)")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: str) -> str:
+        kind, _, arg = v.partition(":")
+        if kind in ("queen", "rook") and not arg:
+            return v
+        if kind == "knn" and arg.isdigit() and int(arg) >= 1:
+            return v
+        if kind == "distance":
+            try:
+                if float(arg) > 0:
+                    return v
+            except ValueError:
+                pass
+        raise ValueError("must be knn:K (K >= 1), queen, rook or distance:D (D > 0 metres)")
+
+
+class ForecastConfig(_Section):
+    """Per-cell exponential smoothing."""
+
+    step: Literal["summer", "month"] = "summer"
+    horizon: int = Field(3, ge=1, le=50, description="steps ahead")
+    holdout: int = Field(2, ge=0, description="last steps held out for validation")
+    interval: float = Field(0.9, gt=0, lt=1, description="prediction interval coverage")
+    min_points: int = Field(4, ge=3, description="cells with fewer steps are reported, not fitted")
+    variables: tuple[str, ...] = ("lst_c", "ndvi", "ndbi", "site_coverage")
+    methods: tuple[Literal["simple", "holt", "damped"], ...] = ("simple", "holt", "damped")
+    rcp_table: Path | None = Field(None, description="CSV of year, delta_c (else the shipped table)")
+    rcp_years: tuple[int, ...] = (2050, 2085)
+
+
+class OutputsConfig(_Section):
+    """What is written for people."""
+
+    formats: tuple[Literal["geojson", "excel", "cog", "png", "html"], ...] = (
+        "geojson",
+        "excel",
+        "cog",
+        "png",
+    )
+
+
+class DaskConfig(_Section):
+    """Distributed execution; none of it set means one process (threads for I/O)."""
+
+    address: str | None = Field(None, description="scheduler address, e.g. tcp://10.0.0.5:8786")
+    workers: int | None = Field(None, ge=1, description="start a LocalCluster with this many workers")
+
+
+class Config(_Section):
+    """The whole run configuration."""
+
+    city: CityConfig = CityConfig()
+    time: TimeConfig = TimeConfig()
+    search: SearchConfig = SearchConfig()
+    fetch: FetchConfig = FetchConfig()
+    masking: MaskingConfig = MaskingConfig()
+    grid: GridConfig = GridConfig()
+    indices: IndicesConfig = IndicesConfig()
+    buildings: BuildingsConfig = BuildingsConfig()
+    suhi: SuhiConfig = SuhiConfig()
+    model: ModelConfig = ModelConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    outputs: OutputsConfig = OutputsConfig()
+    dask: DaskConfig = DaskConfig()
+    workdir: Path | None = Field(None, description="workspace folder (default: ./uhi-<city>)")
+
+    def section_hash(self, *sections: str) -> str:
+        """Stable hash of the named sections (all when none), used to decide stage re-runs."""
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {k: data[k] for k in sections}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def resolved_workdir(self) -> Path:
+        """The workspace folder: the configured one, else ./uhi-<city.name>."""
+        return self.workdir if self.workdir is not None else Path.cwd() / f"uhi-{self.city.name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# building
+
+
+def _section_keys(model: type[BaseModel]) -> dict[str, Any]:
+    return dict(model.model_fields)
+
+
+def _suggest(key: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_unknown(data: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> None:
+    """Reject unknown keys by their dotted name before pydantic sees them."""
+    fields = _section_keys(model)
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            allowed = ", ".join(sorted(fields))
+            raise ConfigError(
+                f"unknown config key '{dotted}'{_suggest(str(key), list(fields))}; "
+                f"allowed here: {allowed}"
+            )
+        annotation = fields[key].annotation
+        if isinstance(value, Mapping) and isinstance(annotation, type) and issubclass(
+            annotation, BaseModel
+        ):
+            _check_unknown(value, annotation, prefix=f"{dotted}.")
+
+
+def _format_validation(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "config"
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, Mapping) else f" (got {value!r})"
+        parts.append(f"{loc}: {msg}{shown}")
+    return "invalid config: " + "; ".join(parts)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        child = node.get(p)
+        if not isinstance(child, dict):
+            child = {}
+            node[p] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _parse_scalar(text: str) -> Any:
+    """Environment and --set values are YAML scalars or flow lists: '30', 'true', '[6, 7]'."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """UHI_SEARCH__MAX_CLOUD=30 -> {'search': {'max_cloud': 30}}; other UHI_* names are ignored."""
+    sections = set(Config.model_fields)
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+        if dotted.split(".")[0] not in sections:
+            continue  # e.g. UHI_PROCESSING_ROOT belongs to the container entrypoint
+        _set_dotted(out, dotted, _parse_scalar(raw))
+    return out
+
+
+_PATH_KEYS = (
+    ("city", "aoi"),
+    ("search", "path"),
+    ("buildings", "path"),
+    ("buildings", "blocks_path"),
+    ("buildings", "landuse_path"),
+    ("buildings", "population_path"),
+    ("buildings", "zones_path"),
+    ("suhi", "elevation_path"),
+    ("forecast", "rcp_table"),
+    ("workdir",),
+)
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative paths in a YAML file are relative to that file's folder."""
+    for keys in _PATH_KEYS:
+        node: Any = data
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            p = Path(node[keys[-1]]).expanduser()
+            node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict, with path values resolved against its folder."""
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}; pass the path of a YAML config")
+    if path.is_dir():
+        raise ConfigError(f"config path is a folder, not a file: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    _resolve_paths(data, path.parent.resolve())
+    return data
+
+
+def build_config(
+    data: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build a frozen Config from a mapping, the environment and dotted-key flag overrides.
+
+    Parameters
+    ----------
+    data
+        Values as read from YAML (already path-resolved), or None for defaults.
+    environ
+        Environment to read ``UHI_*`` variables from (``os.environ`` when None).
+    overrides
+        Dotted keys from command-line flags, e.g. ``{"workdir": "out", "search.max_cloud": 30}``.
+    """
+    merged: dict[str, Any] = dict(data or {})
+    merged = _merge(merged, _env_overrides(os.environ if environ is None else environ))
+    flag_data: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(flag_data, dotted, value)
+    _resolve_paths(flag_data, Path.cwd())
+    merged = _merge(merged, flag_data)
+    _check_unknown(merged, Config)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc)) from None
+
+
+def load_config(
+    path: Path | str | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read a YAML file (or nothing) and build the Config with environment and flag overrides."""
+    data = read_yaml(Path(path)) if path is not None else {}
+    return build_config(data, environ=environ, overrides=overrides)
+
+
+def parse_set_option(items: Sequence[str]) -> dict[str, Any]:
+    """Turn ``--set key.path=value`` strings into dotted overrides."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, e.g. search.max_cloud=30; got {item!r}")
+        out[key.strip()] = _parse_scalar(value)
+    return out

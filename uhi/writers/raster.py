@@ -1,0 +1,77 @@
+"""Cloud-Optimized GeoTIFFs, written atomically (GTiff in memory, then GDAL's COG driver)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_cog"]
+
+
+def write_cog(
+    path: Path,
+    data: np.ndarray,
+    *,
+    transform: Any,
+    crs: Any,
+    nodata: float | int | None = None,
+    band_names: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+    compress: str = "deflate",
+    blocksize: int = 256,
+) -> Path:
+    """Write a 2-D (or bands x rows x cols) array as a tiled, compressed COG, atomically.
+
+    Float data gets NaN as nodata unless another value is given; overviews are built by the
+    COG driver when the raster is larger than one block.
+    """
+    import rasterio
+    from rasterio.io import MemoryFile
+    from rasterio.shutil import copy as rio_copy
+
+    from uhi.workspace import Workspace
+
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3:
+        raise ValueError(f"expected a 2-D or 3-D array, got shape {arr.shape}")
+    if nodata is None and np.issubdtype(arr.dtype, np.floating):
+        nodata = float("nan")
+    count, height, width = arr.shape
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": count,
+        "dtype": arr.dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+    }
+    predictor = 3 if np.issubdtype(arr.dtype, np.floating) else 2
+    ws = Workspace(Path(path).parent)
+    with ws.atomic_path(Path(path)) as tmp:
+        with MemoryFile() as mem:
+            with mem.open(**profile) as dst:
+                dst.write(arr)
+                if band_names:
+                    for i, name in enumerate(band_names, start=1):
+                        dst.set_band_description(i, name)
+                if tags:
+                    dst.update_tags(**tags)
+            with mem.open() as src:
+                rio_copy(
+                    src,
+                    tmp,
+                    driver="COG",
+                    compress=compress,
+                    predictor=predictor,
+                    blocksize=blocksize,
+                    overview_resampling="average",
+                )
+        with rasterio.open(tmp) as check:  # a COG that cannot be reopened is never renamed in
+            check.read(1, window=((0, min(1, height)), (0, min(1, width))))
+    return Path(path)
