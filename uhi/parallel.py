@@ -14,18 +14,45 @@ from typing import Any, TypeVar
 
 from uhi.progress import progress
 
-__all__ = ["map_tasks", "dask_client"]
+__all__ = ["map_tasks", "dask_client", "active_client"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger("uhi.parallel")
 
+# The client opened by the outermost ``dask_client`` block, keyed by (address, workers).
+# Stages open ``dask_client(config.dask.address, config.dask.workers)`` themselves; when the
+# pipeline already holds a client for the same settings, they share it instead of starting a
+# second LocalCluster per stage (seconds each) or reconnecting to the scheduler.
+_open_clients: dict[tuple[str | None, int | None], Any] = {}
+
+
+def active_client() -> Any:
+    """The Dask client opened by an enclosing ``dask_client`` block, or None."""
+    for client in _open_clients.values():
+        return client
+    return None
+
 
 @contextlib.contextmanager
 def dask_client(address: str | None, workers: int | None) -> Iterator[Any]:
-    """A distributed Client for ``address``, or a LocalCluster of ``workers``; None if neither."""
+    """A distributed Client for ``address``, or a LocalCluster of ``workers``; None if neither.
+
+    Parameters
+    ----------
+    address
+        Scheduler address (``tcp://host:8786``); wins over ``workers``.
+    workers
+        Number of single-threaded worker processes of a LocalCluster started for the block.
+
+    Nested blocks with the same settings share the outer block's client, which alone closes it.
+    """
     if not address and not workers:
         yield None
+        return
+    key = (address or None, None if address else workers)
+    if key in _open_clients:
+        yield _open_clients[key]
         return
     try:
         from distributed import Client, LocalCluster
@@ -35,14 +62,33 @@ def dask_client(address: str | None, workers: int | None) -> Iterator[Any]:
         raise ConfigError(
             "dask.address / dask.workers need the dask extra: pip install 'uhi[dask]'"
         ) from None
-    if address:
-        with Client(address) as client:
+    with contextlib.ExitStack() as stack:
+        if address:
+            try:
+                client = stack.enter_context(Client(address, timeout="30s"))
+            except OSError as exc:
+                from uhi.errors import RemoteError
+
+                raise RemoteError(
+                    f"cannot reach the dask scheduler at {address}: {exc}; "
+                    "check dask.address / --dask-address and that the scheduler is running"
+                ) from None
+        else:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+        log.info("dask: %s", address or f"LocalCluster with {workers} workers")
+        _open_clients[key] = client
+        try:
             yield client
-    else:
-        with LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster, Client(cluster) as client:
-            yield client
+        finally:
+            _open_clients.pop(key, None)
 
 
 def map_tasks(
@@ -59,19 +105,32 @@ def map_tasks(
     ----------
     fn
         A picklable function of one argument (Dask ships it to workers).
+    items
+        The independent work items (scene ids, tile blocks, ...).
     threads
         Thread pool size when no Dask client is given (I/O-bound work); 1 runs in this thread.
     client
         A ``distributed.Client``; when given, tasks run there with ``client.map``.
+    desc
+        Label of the progress bar (shown on a terminal only).
+
+    Returns
+    -------
+    list
+        ``[fn(item) for item in items]``, whatever ran them.
     """
     items = list(items)
-    if client is not None:
+    if client is not None and items:
         futures = client.map(fn, items, pure=False)
         from distributed import as_completed
 
-        for _ in progress(as_completed(futures), total=len(futures), desc=desc):
-            pass
-        return list(client.gather(futures))
+        try:
+            for _ in progress(as_completed(futures), total=len(futures), desc=desc):
+                pass
+            return list(client.gather(futures))
+        finally:
+            # a failed task must not leave its siblings running on a shared cluster
+            client.cancel(futures)
     if threads <= 1 or len(items) <= 1:
         return [fn(item) for item in progress(items, total=len(items), desc=desc)]
     with ThreadPoolExecutor(max_workers=threads) as pool:

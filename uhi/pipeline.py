@@ -1,0 +1,346 @@
+"""Chain the stages in one workspace: full runs, incremental (cron) runs and the run summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import resource
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from uhi.config import Config
+from uhi.errors import ConfigError, NoDataError
+from uhi.parallel import dask_client
+from uhi.stages.runner import StageOutcome, StageSpec, execute
+from uhi.workspace import STAGES, Workspace
+
+__all__ = [
+    "RunReport",
+    "stage_range",
+    "run_pipeline",
+    "run_incremental",
+    "known_scene_days",
+    "find_new_scenes",
+    "run_summary",
+]
+
+log = logging.getLogger("uhi.pipeline")
+
+SpecLookup = Callable[[str], StageSpec]
+
+# Files people open; everything else under a stage folder is an intermediate artifact.
+_OUTPUT_SUFFIXES = (".geojson", ".xlsx", ".tif", ".png", ".html", ".csv")
+
+
+@dataclass
+class RunReport:
+    """What a pipeline run did, for the final summary (text or ``--json``).
+
+    Attributes
+    ----------
+    workspace
+        The run folder.
+    outcomes
+        One ``StageOutcome`` per stage asked for, in order (skipped ones included).
+    nothing_new
+        True when an incremental run found no scene newer than the last run and did no work.
+    new_scenes
+        Ids of the scenes an incremental run found after the last known acquisition day.
+    seconds_total
+        Wall time of the whole run.
+    peak_rss_mb
+        Peak resident memory of this process (and its finished children), MiB.
+    summary
+        Scenes used and dropped, cells, models and output paths read back from the artifacts.
+    """
+
+    workspace: Path
+    outcomes: list[StageOutcome] = field(default_factory=list)
+    nothing_new: bool = False
+    new_scenes: list[str] = field(default_factory=list)
+    seconds_total: float = 0.0
+    peak_rss_mb: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able view (the ``--json`` output)."""
+        return {
+            "workspace": str(self.workspace),
+            "nothing_new": self.nothing_new,
+            "new_scenes": list(self.new_scenes),
+            "seconds_total": round(self.seconds_total, 3),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "stages": [
+                {
+                    "name": o.name,
+                    "skipped": o.skipped,
+                    "seconds": round(o.seconds, 3),
+                    "summary": o.summary,
+                }
+                for o in self.outcomes
+            ],
+            **self.summary,
+        }
+
+
+def stage_range(from_stage: str = STAGES[0], to_stage: str = STAGES[-1]) -> list[str]:
+    """The stages from ``from_stage`` to ``to_stage`` inclusive, in pipeline order."""
+    for flag, name in (("--from", from_stage), ("--to", to_stage)):
+        if name not in STAGES:
+            raise ConfigError(f"{flag} {name!r} is not a stage; choose from {', '.join(STAGES)}")
+    i, j = STAGES.index(from_stage), STAGES.index(to_stage)
+    if j < i:
+        raise ConfigError(f"--to {to_stage} comes before --from {from_stage}; swap them")
+    return list(STAGES[i : j + 1])
+
+
+def _default_specs(name: str) -> StageSpec:
+    from uhi.stages import get_spec
+
+    return get_spec(name)
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is KiB on Linux and bytes on macOS
+    scale = 1.0 if sys.platform == "darwin" else 1024.0
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) * scale / 2**20
+
+
+def _execute_stages(
+    config: Config,
+    ws: Workspace,
+    names: Sequence[str],
+    *,
+    force: bool,
+    specs: SpecLookup,
+) -> list[StageOutcome]:
+    """Run stages in order under an already-held lock, sharing one Dask client if configured."""
+    outcomes = []
+    with dask_client(config.dask.address, config.dask.workers):
+        for name in names:
+            outcomes.append(execute(specs(name), config, ws, force=force))
+    return outcomes
+
+
+def run_pipeline(
+    config: Config,
+    stages: Sequence[str] = STAGES,
+    *,
+    force: bool = False,
+    specs: SpecLookup | None = None,
+) -> RunReport:
+    """Run ``stages`` in order in the config's workspace, under its lock.
+
+    Parameters
+    ----------
+    config
+        The frozen run configuration; its ``workdir`` is the workspace.
+    stages
+        Stage names in pipeline order (see ``stage_range``).
+    force
+        Run stages even when the manifest shows unchanged inputs.
+    specs
+        Stage name -> StageSpec (tests pass small fake stages); the real stages by default.
+
+    Returns
+    -------
+    RunReport
+        Outcomes, timings and the summary read back from the artifacts.
+
+    Raises
+    ------
+    WorkspaceLockedError
+        Another live run holds the workspace (exit 75).
+    """
+    started = time.perf_counter()
+    ws = Workspace(config.resolved_workdir())
+    with ws.locked():
+        outcomes = _execute_stages(config, ws, stages, force=force, specs=specs or _default_specs)
+    report = RunReport(ws.root, outcomes)
+    report.seconds_total = time.perf_counter() - started
+    report.peak_rss_mb = _peak_rss_mb()
+    report.summary = run_summary(ws)
+    return report
+
+
+# -- incremental (cron) ------------------------------------------------------------------------
+
+
+def _item_day(item: Mapping[str, Any]) -> dt.date | None:
+    props = item.get("properties") or {}
+    raw = props.get("uhi:solar_day") or props.get("datetime") or props.get("start_datetime")
+    if not isinstance(raw, str) or len(raw) < 10:
+        return None
+    try:
+        return dt.date.fromisoformat(raw[:10])
+    except ValueError:
+        return None
+
+
+def known_scene_days(ws: Workspace) -> dict[str, dt.date]:
+    """Scene id -> acquisition day of every scene in ``fetch/scenes.geojson`` (empty if none)."""
+    try:
+        collection = json.loads(ws.scenes_index.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        # a torn index cannot exist (atomic writes); an edited one means: start afresh
+        log.warning("%s is not valid JSON; treating every scene as new", ws.scenes_index)
+        return {}
+    out: dict[str, dt.date] = {}
+    for item in collection.get("features") or []:
+        day = _item_day(item)
+        if isinstance(item.get("id"), str) and day is not None:
+            out[item["id"]] = day
+    return out
+
+
+def _default_search(config: Config) -> list[Any]:
+    from uhi.search import search_scenes
+
+    return list(search_scenes(config))
+
+
+def find_new_scenes(
+    config: Config,
+    ws: Workspace,
+    *,
+    search: Callable[[Config], Sequence[Any]] | None = None,
+) -> list[str] | None:
+    """Ids of scenes acquired after the latest day already fetched.
+
+    Returns None when the workspace has no finished fetch yet (everything is new). The search
+    runs with ``time.start`` moved to the day after the latest known acquisition, so a cron run
+    with nothing new costs one small search request.
+    """
+    known = known_scene_days(ws)
+    if not known or ws.stage_record("fetch") is None:
+        return None
+    start = max(known.values()) + dt.timedelta(days=1)
+    if start > config.time.end:
+        return []
+    narrowed = config.model_copy(update={"time": config.time.model_copy(update={"start": start})})
+    try:
+        items = (search or _default_search)(narrowed)
+    except NoDataError:
+        return []
+    ids = []
+    for item in items:
+        item_id = getattr(item, "id", None) or (item.get("id") if isinstance(item, Mapping) else None)
+        if isinstance(item_id, str) and item_id not in known:
+            ids.append(item_id)
+    return sorted(ids)
+
+
+def run_incremental(
+    config: Config,
+    stages: Sequence[str] = STAGES,
+    *,
+    specs: SpecLookup | None = None,
+    search: Callable[[Config], Sequence[Any]] | None = None,
+) -> RunReport:
+    """Cron mode: do nothing when no scene is newer than the last run, else run the stages.
+
+    Fetch resumes and keeps valid files, so only the new scenes are read; downstream stages
+    re-run because their input checksums changed. A run killed earlier (some stage not yet
+    recorded in the manifest) is finished even when nothing new was found.
+    """
+    started = time.perf_counter()
+    ws = Workspace(config.resolved_workdir())
+    lookup = specs or _default_specs
+    with ws.locked():
+        new = find_new_scenes(config, ws, search=search)
+        all_recorded = all(ws.stage_record(name) is not None for name in stages)
+        if new == [] and all_recorded:
+            log.info("incremental: no scene newer than the last run; nothing to do")
+            report = RunReport(ws.root, nothing_new=True)
+        else:
+            if new:
+                log.info("incremental: %d new scene(s): %s", len(new), ", ".join(new))
+            elif new is None:
+                log.info("incremental: no finished fetch in %s yet; running everything", ws.root)
+            else:
+                log.info("incremental: nothing new, finishing the stages an earlier run left")
+            outcomes = _execute_stages(config, ws, stages, force=False, specs=lookup)
+            report = RunReport(ws.root, outcomes, new_scenes=new or [])
+    report.seconds_total = time.perf_counter() - started
+    report.peak_rss_mb = _peak_rss_mb()
+    report.summary = run_summary(ws)
+    return report
+
+
+# -- summary -------------------------------------------------------------------------------
+
+
+def _parquet_rows(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _scenes_used(ws: Workspace) -> list[str] | None:
+    if not ws.panel.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(ws.panel, columns=["scene_id"]).column("scene_id").to_pylist()
+    used: set[str] = set()
+    for joined in set(column):
+        if isinstance(joined, str):
+            used.update(joined.split("+"))
+    return sorted(used)
+
+
+def run_summary(ws: Workspace) -> dict[str, Any]:
+    """Scenes used and dropped, cells, models and output paths, read from the workspace.
+
+    Counts come from the artifacts themselves (not from what a stage said), so a run whose
+    stages were all skipped reports the same figures as the run that produced them.
+    """
+    manifest = ws.read_manifest()
+    fetched = sorted(known_scene_days(ws))
+    used = _scenes_used(ws)
+    out: dict[str, Any] = {"scenes_fetched": len(fetched)}
+    fetch_summary = (manifest["stages"].get("fetch") or {}).get("summary") or {}
+    dropped_by_fetch = {
+        k: v for k, v in fetch_summary.items() if "drop" in k or "reject" in k or "skip" in k
+    }
+    if dropped_by_fetch:
+        out["fetch_dropped"] = dropped_by_fetch
+    if used is not None:
+        out["scenes_used"] = len(used)
+        out["scenes_dropped"] = sorted(set(fetched) - set(used))
+    cells = _parquet_rows(ws.cells)
+    if cells is not None:
+        out["cells"] = cells
+    if ws.model_summary.is_file():
+        try:
+            models = json.loads(ws.model_summary.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            models = None
+        if isinstance(models, Mapping):
+            block = models.get("models", models)
+            out["models"] = sorted(str(k) for k in block) if isinstance(block, Mapping) else []
+    out["seconds_per_stage"] = {
+        name: rec.get("seconds")
+        for name, rec in manifest["stages"].items()
+        if isinstance(rec, Mapping) and name in STAGES
+    }
+    outputs: list[str] = []
+    for name in STAGES:
+        for p in ws.files_under(ws.stage_dir(name)):
+            rel = ws.relative(p)
+            # per-scene intermediates (fetch/scenes, compute/scenes) are not what people open
+            if p.suffix in _OUTPUT_SUFFIXES and "/scenes/" not in f"/{rel}":
+                outputs.append(rel)
+    out["outputs"] = outputs
+    return out
