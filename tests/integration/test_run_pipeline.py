@@ -11,7 +11,12 @@ import pytest
 
 from uhi.config import Config, build_config
 from uhi.errors import ConfigError, WorkspaceLockedError
-from uhi.pipeline import find_new_scenes, known_scene_days, run_incremental, run_pipeline, stage_range
+from uhi.pipeline import (
+    known_scene_days,
+    run_incremental,
+    run_pipeline,
+    stage_range,
+)
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace
 
