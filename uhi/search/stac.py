@@ -1,0 +1,117 @@
+"""Search a STAC API (Earth Search, Planetary Computer, USGS landsatlook, or any URL) with pystac-client."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import pystac
+
+from uhi.config import Config
+from uhi.errors import ConfigError, RemoteError
+
+__all__ = ["StacPreset", "PRESETS", "resolve_endpoint", "search_stac"]
+
+log = logging.getLogger("uhi.search")
+
+
+@dataclass(frozen=True)
+class StacPreset:
+    """A known STAC API.
+
+    Attributes
+    ----------
+    url
+        API root.
+    collections
+        Collection ids searched (landsatlook splits SR and ST into two).
+    """
+
+    url: str
+    collections: tuple[str, ...]
+
+
+PRESETS: dict[str, StacPreset] = {
+    "earth-search": StacPreset("https://earth-search.aws.element84.com/v1", ("landsat-c2-l2",)),
+    "planetary-computer": StacPreset("https://planetarycomputer.microsoft.com/api/stac/v1", ("landsat-c2-l2",)),
+    "usgs": StacPreset("https://landsatlook.usgs.gov/stac-server", ("landsat-c2l2-sr", "landsat-c2l2-st")),
+}
+
+
+def resolve_endpoint(config: Config) -> StacPreset:
+    """The API URL and collections the config asks for (``search.url`` overrides the preset)."""
+    s = config.search
+    preset = PRESETS.get(s.preset) if s.preset else None
+    if s.url is not None:
+        if not s.url.startswith(("http://", "https://")):
+            raise ConfigError(f"search.url must be an http(s) STAC API root, got {s.url!r}")
+        collections = (s.collection,) if s.collection else (preset.collections if preset else ("landsat-c2-l2",))
+        return StacPreset(s.url.rstrip("/"), collections)
+    if preset is None:
+        raise ConfigError("search.backend 'stac' needs search.preset or search.url")
+    return StacPreset(preset.url, (s.collection,) if s.collection else preset.collections)
+
+
+def _retry(retries: int) -> Any:
+    from urllib3.util.retry import Retry
+
+    # POST /search is idempotent: retry it too (urllib3 skips POST by default)
+    return Retry(
+        total=retries,
+        backoff_factor=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,
+        raise_on_status=False,
+    )
+
+
+def search_stac(config: Config, aoi_geojson: dict[str, Any]) -> list[pystac.Item]:
+    """Search a STAC API for Landsat C2 L2 items over the AOI and date range.
+
+    Cloud cover is sent as a ``query`` only when the server declares the query extension; the
+    caller re-applies every filter client-side anyway, since servers may ignore it silently.
+
+    Raises
+    ------
+    RemoteError
+        The API is unreachable or failed after ``fetch.retries`` retries (the URL is named).
+    """
+    from pystac_client import Client
+    from pystac_client.conformance import ConformanceClasses
+    from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
+    from pystac_client.warnings import PystacClientWarning
+    from requests.exceptions import RequestException
+
+    endpoint = resolve_endpoint(config)
+    io = StacApiIO(timeout=config.fetch.timeout_s, max_retries=_retry(config.fetch.retries))
+    datetime_range = f"{config.time.start.isoformat()}T00:00:00Z/{config.time.end.isoformat()}T23:59:59Z"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PystacClientWarning)
+            client = Client.open(endpoint.url, stac_io=io)
+            params: dict[str, Any] = {
+                "collections": list(endpoint.collections),
+                "intersects": aoi_geojson,
+                "datetime": datetime_range,
+                "max_items": config.search.max_items,
+                "limit": 100,
+            }
+            if client.conforms_to(ConformanceClasses.QUERY):
+                params["query"] = {"eo:cloud_cover": {"lte": config.search.max_cloud}}
+            search = client.search(**params)
+            items = list(search.items())
+    except (APIError, RequestException, pystac.STACError, OSError) as exc:
+        raise RemoteError(
+            f"STAC API {endpoint.url} failed after {config.fetch.retries} retries: {_short(exc)}; "
+            "check the URL and your connection, or try another search.preset"
+        ) from None
+    log.info("STAC API %s returned %d item(s) from %s", endpoint.url, len(items), ", ".join(endpoint.collections))
+    return items
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
