@@ -1,0 +1,1 @@
+"""Spatial statistics: weights, regressions, panel models, impacts, hotspots, diagnostics."""
