@@ -1,0 +1,591 @@
+"""What-if land-use scenarios: apply covariate changes to cells, predict the LST change."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from uhi.errors import InputError, NoDataError, UhiError
+
+__all__ = [
+    "ChangeSet",
+    "ScenarioModel",
+    "read_changes",
+    "coverage_shares",
+    "apply_changes",
+    "predict_lst_change",
+    "read_scenario_model",
+    "run_scenario",
+    "BOUNDS",
+    "SPATIAL_LAG_MODELS",
+]
+
+log = logging.getLogger("uhi.scenario")
+
+# Physical ranges a changed covariate is clipped to (indices are normalised differences;
+# albedo and coverages are shares). Other variables are only kept non-negative.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "ndvi": (-1.0, 1.0),
+    "ndbi": (-1.0, 1.0),
+    "mndwi": (-1.0, 1.0),
+    "albedo": (0.0, 1.0),
+    "site_coverage": (0.0, 1.0),
+    "block_coverage": (0.0, 1.0),
+    "water_share": (0.0, 1.0),
+}
+
+# models whose prediction carries a spatial multiplier (I - rho W)^-1 (LeSage & Pace 2009)
+SPATIAL_LAG_MODELS = ("lag", "panel_fe")
+
+_RESERVED = {"name", "change", "id"}
+_LAG_PREFIXES = ("W_", "w_", "W.", "lag_")
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """The change polygons, validated.
+
+    Attributes
+    ----------
+    frame
+        GeoDataFrame in the working CRS: ``name``, ``change`` ('add' or 'set') and geometry.
+    values
+        One dict per polygon (same order): variable -> number (a delta for 'add', the new
+        value for 'set').
+    """
+
+    frame: Any
+    values: tuple[dict[str, float], ...]
+
+    @property
+    def variables(self) -> list[str]:
+        """Every variable some polygon changes, in first-seen order."""
+        seen: dict[str, None] = {}
+        for vals in self.values:
+            seen.update(dict.fromkeys(vals))
+        return list(seen)
+
+
+@dataclass(frozen=True)
+class ScenarioModel:
+    """The fitted model a scenario predicts with.
+
+    Attributes
+    ----------
+    kind
+        Model name in ``model/summary.json`` (ols, slx, lag, error, fe, panel_fe).
+    year
+        The year whose fit is used (None for a pooled fit).
+    x
+        Explanatory variables.
+    coefficients
+        Slope per variable of ``x`` (the constant and fixed effects cancel in a change).
+    lag_coefficients
+        Slopes of the spatially lagged W x terms (SLX), variable -> value.
+    rho
+        Spatial autoregressive parameter of lag models, else None.
+    weights
+        Weights spec the model was fitted with, e.g. ``knn:8``.
+    """
+
+    kind: str
+    year: int | None
+    x: tuple[str, ...]
+    coefficients: dict[str, float]
+    lag_coefficients: dict[str, float]
+    rho: float | None
+    weights: str
+
+
+# ---------------------------------------------------------------------------------------------
+# changes
+
+
+def read_changes(path: Path, working_crs: Any) -> ChangeSet:
+    """Read and validate a changes file (any OGR vector format, GeoJSON usually).
+
+    Each polygon's properties hold ``name`` (optional), ``change`` (``add`` by default, or
+    ``set``) and one number per covariate, e.g. ``{"name": "park", "ndvi": 0.2}`` for greening
+    or ``{"change": "set", "site_coverage": 0.6}``.
+
+    Parameters
+    ----------
+    path
+        The file.
+    working_crs
+        CRS the polygons are projected to (the cells' working CRS, metres).
+
+    Raises
+    ------
+    InputError
+        Unreadable file, no polygon, no CRS-able geometry or a non-numeric change.
+    """
+    import geopandas as gpd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"changes file not found: {path}; give a GeoJSON of change polygons")
+    try:
+        gdf = gpd.read_file(path)
+    except Exception as exc:  # pyogrio raises several unrelated types for unreadable files
+        raise InputError(f"cannot read changes file {path}: {exc}; give a GeoJSON of polygons") from None
+    if gdf.empty:
+        raise InputError(f"changes file {path} holds no feature; add at least one polygon")
+    if gdf.crs is None:
+        gdf = gdf.set_crs(4326)  # RFC 7946 GeoJSON is lon/lat without a crs member
+    kinds = set(gdf.geom_type.dropna())
+    if not kinds or not kinds <= {"Polygon", "MultiPolygon"}:
+        raise InputError(
+            f"changes file {path} must hold polygons, got {sorted(kinds) or 'empty geometries'}; "
+            "draw the areas to change as polygons"
+        )
+    gdf = gdf.reset_index(drop=True)
+    names: list[str] = []
+    modes: list[str] = []
+    values: list[dict[str, float]] = []
+    for i, row in gdf.drop(columns=gdf.geometry.name).iterrows():
+        label = row.get("name")
+        name = str(label) if isinstance(label, str) and label else f"polygon_{i + 1}"
+        mode = row.get("change")
+        mode = "add" if mode is None or (isinstance(mode, float) and math.isnan(mode)) else mode
+        if mode not in ("add", "set"):
+            raise InputError(f"polygon {name!r}: change must be 'add' or 'set', got {mode!r}")
+        vals: dict[str, float] = {}
+        for key, value in row.items():
+            if key in _RESERVED or value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise InputError(
+                    f"polygon {name!r}: change of {key!r} must be a number, got {value!r}; "
+                    "e.g. \"ndvi\": 0.2"
+                )
+            if not math.isfinite(float(value)):
+                raise InputError(f"polygon {name!r}: change of {key!r} is not finite ({value!r})")
+            vals[str(key)] = float(value)
+        if not vals:
+            raise InputError(
+                f"polygon {name!r} changes no variable; give e.g. \"ndvi\": 0.2 in its properties"
+            )
+        names.append(name)
+        modes.append(str(mode))
+        values.append(vals)
+    if len(set(names)) != len(names):
+        raise InputError(f"polygon names must be unique, got {names}; rename the duplicates")
+    frame = gpd.GeoDataFrame(
+        {"name": names, "change": modes}, geometry=gdf.geometry.make_valid().values, crs=gdf.crs
+    ).to_crs(working_crs)
+    return ChangeSet(frame=frame, values=tuple(values))
+
+
+def coverage_shares(cells: Any, polygons: Any) -> sp.csr_matrix:
+    """Share of each cell's area covered by each polygon (cells x polygons, sparse).
+
+    Both GeoDataFrames must be in the same projected CRS; shares are planar areas there.
+    """
+    import geopandas as gpd
+    import shapely
+
+    if cells.crs != polygons.crs:
+        raise UhiError(f"cells ({cells.crs}) and change polygons ({polygons.crs}) differ in CRS")
+    pairs = gpd.sjoin(
+        gpd.GeoDataFrame(geometry=cells.geometry.values, crs=cells.crs),
+        gpd.GeoDataFrame(geometry=polygons.geometry.values, crs=polygons.crs),
+        how="inner",
+        predicate="intersects",
+    )
+    ci = pairs.index.to_numpy()
+    pi = pairs["index_right"].to_numpy()
+    cell_geoms = cells.geometry.values[ci]
+    inter = shapely.area(shapely.intersection(cell_geoms, polygons.geometry.values[pi]))
+    share = np.clip(inter / shapely.area(cell_geoms), 0.0, 1.0)
+    keep = share > 0
+    return sp.csr_matrix(
+        (share[keep], (ci[keep], pi[keep])), shape=(len(cells), len(polygons))
+    )
+
+
+def apply_changes(baseline: Any, shares: sp.csr_matrix, changes: ChangeSet) -> Any:
+    """New covariates after the changes; the input frame is left untouched.
+
+    A cell partly covered by a polygon gets the coverage-weighted mean of the changed and the
+    unchanged parts, the same weighting compute uses for pixels on cells (SCIENCE.md, the
+    grid): ``add`` gives ``v + s * delta``, ``set`` gives ``v + s * (value - v)`` with ``s`` the
+    covered share. Polygons apply in file order, so a later one overrides an earlier overlap.
+    Changed values are clipped to their physical range (``BOUNDS``; others to >= 0).
+    """
+    out = baseline.copy()
+    csc = shares.tocsc()
+    for j, vals in enumerate(changes.values):
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        rows = csc.indices[lo:hi]
+        s = csc.data[lo:hi]
+        if rows.size == 0:
+            continue
+        mode = changes.frame["change"].iloc[j]
+        for var, value in vals.items():
+            col = out[var].to_numpy(dtype=float, copy=True)
+            old = col[rows]
+            new = old + s * value if mode == "add" else old + s * (value - old)
+            lo_b, hi_b = BOUNDS.get(var, (0.0, np.inf))
+            changed = np.clip(new, lo_b, hi_b)
+            # untouched values stay bit-identical, so a no-op change gives exactly zero
+            col[rows] = np.where(new == old, old, changed)
+            out[var] = col
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# model
+
+
+def _lagged_name(name: str) -> str | None:
+    for prefix in _LAG_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return None
+
+
+def read_scenario_model(summary: dict[str, Any], kind: str | None = None, year: int | None = None) -> ScenarioModel:
+    """Pick a fitted model from ``model/summary.json``.
+
+    Parameters
+    ----------
+    summary
+        The parsed summary: top-level ``x``, ``weights``, ``best_model`` and one entry per
+        model, either a single fit or a mapping year -> fit, each fit holding
+        ``coefficients`` and, for lag models, ``rho``.
+    kind
+        Model name; the summary's ``best_model`` when None.
+    year
+        Year of the fit; the latest when None.
+
+    Raises
+    ------
+    InputError
+        Model or year absent, or a fit without coefficients.
+    """
+    models = summary.get("models", summary)
+    kind = kind or summary.get("best_model")
+    available = sorted(k for k, v in models.items() if isinstance(v, dict) and k not in ("x", "weights"))
+    if not kind or kind not in models or not isinstance(models[kind], dict):
+        raise InputError(
+            f"model {kind!r} is not in model/summary.json (fitted: {', '.join(available) or 'none'}); "
+            "pick one with --model or add it to model.models and rerun uhi model"
+        )
+    entry = models[kind]
+    fit: dict[str, Any]
+    chosen: int | None = None
+    if "coefficients" in entry:
+        fit = entry
+    else:
+        per_year = {str(k): v for k, v in entry.get("years", entry).items() if isinstance(v, dict)}
+        years = sorted(int(k) for k in per_year if k.isdigit())
+        if not years:
+            raise InputError(f"model {kind!r} in model/summary.json has no fitted year; rerun uhi model")
+        if year is None:
+            chosen = years[-1]
+        elif year in years:
+            chosen = year
+        else:
+            raise InputError(f"model {kind!r} was not fitted for {year} (years: {years}); pick one of those")
+        fit = per_year[str(chosen)]
+    coefs = fit.get("coefficients")
+    if not isinstance(coefs, dict) or not coefs:
+        raise InputError(f"model {kind!r} has no coefficients in model/summary.json; rerun uhi model")
+    x = tuple(fit.get("x") or summary.get("x") or [k for k in coefs if k != "const" and _lagged_name(k) is None])
+    slopes = {v: float(coefs[v]) for v in x if v in coefs}
+    missing = [v for v in x if v not in coefs]
+    if missing:
+        raise InputError(f"model {kind!r} has no coefficient for {missing} in model/summary.json; rerun uhi model")
+    lagged = {}
+    for name, value in coefs.items():
+        base = _lagged_name(name)
+        if base is not None and base in x:
+            lagged[base] = float(value)
+    rho = fit.get("rho")
+    if kind in SPATIAL_LAG_MODELS and rho is None:
+        raise InputError(f"model {kind!r} has no rho in model/summary.json; rerun uhi model")
+    weights = fit.get("weights") or summary.get("weights") or "knn:8"
+    if isinstance(weights, dict):
+        weights = weights.get("spec", "knn:8")
+    return ScenarioModel(
+        kind=kind,
+        year=chosen,
+        x=x,
+        coefficients=slopes,
+        lag_coefficients=lagged,
+        rho=float(rho) if rho is not None and kind in SPATIAL_LAG_MODELS else None,
+        weights=str(weights),
+    )
+
+
+def predict_lst_change(
+    delta_x: np.ndarray, model: ScenarioModel, w: sp.spmatrix | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted change in LST per cell from covariate changes.
+
+    ``direct = dX b`` (+ ``W dX theta`` for SLX); lag models add the spill-over of the
+    spatial multiplier, ``total = (I - rho W)^-1 direct``, solved by a sparse LU
+    factorisation, never a dense inverse (LeSage & Pace 2009, ch. 2). The error model's
+    ``lambda`` only shapes the residuals, so its expected change is ``dX b``.
+
+    Parameters
+    ----------
+    delta_x
+        (n, k) covariate changes in the order of ``model.x``.
+    model
+        The fitted model.
+    w
+        Row-standardised n x n weights (needed for lag and SLX models).
+
+    Returns
+    -------
+    direct, total
+        Change in LST (degrees C) without and with the spill-over, each of length n.
+    """
+    from scipy.sparse.linalg import splu
+
+    dx = np.asarray(delta_x, dtype=float)
+    b = np.array([model.coefficients[v] for v in model.x])
+    direct = dx @ b
+    if not np.any(dx):
+        return direct, direct.copy()
+    needs_w = model.rho is not None or model.lag_coefficients
+    if needs_w and w is None:
+        raise UhiError(f"model {model.kind!r} needs the spatial weights matrix")
+    if model.lag_coefficients:
+        theta = np.array([model.lag_coefficients.get(v, 0.0) for v in model.x])
+        direct = direct + (w @ dx) @ theta
+    if model.rho is None or not np.any(direct):
+        return direct, direct.copy()
+    n = dx.shape[0]
+    a = (sp.identity(n, format="csc") - model.rho * sp.csc_matrix(w)).tocsc()
+    total = splu(a).solve(direct)
+    return direct, total
+
+
+# ---------------------------------------------------------------------------------------------
+# the command's work
+
+
+def _working_crs(cells_path: Path, cells: Any) -> Any:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(cells_path).metadata or {}
+    crs = meta.get(b"uhi:working_crs")
+    if crs:
+        return crs.decode()
+    return cells.estimate_utm_crs()
+
+
+def _baseline(ws: Any, cells: Any, x: tuple[str, ...], year: int | None, y: str) -> tuple[Any, int]:
+    """Per-cell covariates and LST of one year: panel variables averaged over its dates."""
+    import pandas as pd
+
+    panel = pd.read_parquet(ws.panel)
+    if panel.empty:
+        raise NoDataError("compute/panel.parquet is empty; rerun uhi compute with more scenes")
+    chosen = int(year if year is not None else panel["year"].max())
+    rows = panel[panel["year"] == chosen]
+    if rows.empty:
+        raise NoDataError(f"no panel rows for {chosen}; pick a year present in compute/panel.parquet")
+    dynamic = [v for v in (*x, y) if v in panel.columns]
+    means = rows.groupby("cell")[dynamic].mean()
+    base = cells[["cell"]].merge(means, left_on="cell", right_index=True, how="left")
+    for v in x:
+        if v not in base.columns:
+            if v not in cells.columns:
+                raise InputError(
+                    f"model variable {v!r} is neither in compute/panel.parquet nor compute/cells.parquet; "
+                    "rerun uhi compute"
+                )
+            base[v] = cells[v].to_numpy()
+    if y not in base.columns:
+        base[y] = np.nan
+    return base, chosen
+
+
+def _weights_matrix(cells: Any, spec: str) -> sp.csr_matrix:
+    """Row-standardised W built as the model stage builds it (uhi.stats.weights)."""
+    from uhi.stats.weights import build_weights, parse_weights_spec, weights_from_tiles
+
+    kind, _ = parse_weights_spec(spec)
+    if kind in ("queen", "rook") and {"tile_x", "tile_y"} <= set(cells.columns):
+        sw = weights_from_tiles(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy(), spec)
+    else:
+        xy = np.column_stack([cells["x_m"].to_numpy(float), cells["y_m"].to_numpy(float)])
+        sw = build_weights(xy, spec, geometries=cells.geometry.values)
+    return sw.row_standardised()
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    total = float(weights.sum())
+    return float((values * weights).sum() / total) if total > 0 else float("nan")
+
+
+def _summaries(
+    changes: ChangeSet, shares: sp.csr_matrix, area_m2: np.ndarray, direct: np.ndarray, total: np.ndarray
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    touched = np.asarray(shares.sum(axis=1)).ravel() > 0
+    city = {
+        "cells": int(total.size),
+        "cells_changed": int(touched.sum()),
+        "mean_dlst_c": _weighted_mean(total, area_m2),
+        "mean_dlst_direct_c": _weighted_mean(direct, area_m2),
+        "min_dlst_c": float(total.min()) if total.size else float("nan"),
+        "max_dlst_c": float(total.max()) if total.size else float("nan"),
+        "outside_mean_dlst_c": _weighted_mean(total[~touched], area_m2[~touched]),
+        "outside_min_dlst_c": float(total[~touched].min()) if (~touched).any() else float("nan"),
+    }
+    csc = shares.tocsc()
+    polys = []
+    for j, name in enumerate(changes.frame["name"]):
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        rows, s = csc.indices[lo:hi], csc.data[lo:hi]
+        covered = s * area_m2[rows]
+        polys.append(
+            {
+                "name": name,
+                "change": changes.frame["change"].iloc[j],
+                "changes": json.dumps(changes.values[j], sort_keys=True),
+                "cells": int(rows.size),
+                "covered_area_m2": float(covered.sum()),
+                # weighted by the covered area, so a sliver of a cell counts little
+                "mean_dlst_c": _weighted_mean(total[rows], covered),
+                "mean_dlst_direct_c": _weighted_mean(direct[rows], covered),
+                "min_dlst_c": float(total[rows].min()) if rows.size else float("nan"),
+            }
+        )
+    return city, polys
+
+
+def run_scenario(
+    config: Any,
+    ws: Any,
+    changes_path: Path,
+    *,
+    model: str | None = None,
+    year: int | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Apply a changes file to the workspace's cells and write the predicted LST change.
+
+    Reads ``compute/cells.parquet``, ``compute/panel.parquet`` and ``model/summary.json``;
+    writes ``scenario/<name>.geojson``, ``scenario/<name>.xlsx`` and
+    ``scenario/<name>_summary.json``.
+
+    Returns
+    -------
+    dict
+        The summary (also written as JSON): model, year, city-wide and per-polygon figures.
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    from uhi.workspace import safe_component
+    from uhi.writers.excel import write_workbook
+    from uhi.writers.geojson import write_geojson
+
+    for needed, stage in ((ws.cells, "compute"), (ws.panel, "compute"), (ws.model_summary, "model")):
+        if not Path(needed).is_file():
+            raise InputError(f"{ws.relative(needed)} is missing from {ws.root}; run uhi {stage} first")
+    summary = json.loads(Path(ws.model_summary).read_text(encoding="utf-8"))
+    fitted = read_scenario_model(summary, model, year)
+    cells = gpd.read_parquet(ws.cells)
+    working_crs = _working_crs(ws.cells, cells)
+    y = str(summary.get("y") or config.model.y)
+    base, chosen_year = _baseline(ws, cells, fitted.x, year if year is not None else fitted.year, y)
+
+    changes = read_changes(changes_path, working_crs)
+    unknown = [v for v in changes.variables if v not in fitted.x]
+    if unknown:
+        raise InputError(
+            f"changes to {unknown} cannot be predicted: model {fitted.kind!r} uses {list(fitted.x)}; "
+            "change only those variables or refit with them in model.x"
+        )
+    # the model was fitted on cells with every covariate known; the scenario uses the same set
+    valid = base[list(fitted.x)].notna().all(axis=1).to_numpy()
+    if not valid.any():
+        raise NoDataError(f"no cell has all of {list(fitted.x)} in {chosen_year}; rerun uhi compute")
+    cells_v = cells.loc[valid].reset_index(drop=True)
+    base_v = base.loc[valid].reset_index(drop=True)
+    cells_proj = cells_v.to_crs(working_crs)
+    shares = coverage_shares(cells_proj, changes.frame)
+    if shares.nnz == 0:
+        raise InputError(
+            f"no change polygon in {changes_path} overlaps a cell of the workspace; "
+            "check the polygons' location and CRS"
+        )
+    new = apply_changes(base_v[list(fitted.x)], shares, changes)
+    delta_x = new.to_numpy(float) - base_v[list(fitted.x)].to_numpy(float)
+    needs_w = fitted.rho is not None or bool(fitted.lag_coefficients)
+    w = _weights_matrix(cells_v, fitted.weights) if needs_w and np.any(delta_x) else None
+    direct, total = predict_lst_change(delta_x, fitted, w)
+
+    area_m2 = (
+        cells_v["area_m2"].to_numpy(float) if "area_m2" in cells_v else cells_proj.area.to_numpy()
+    )
+    city, polys = _summaries(changes, shares, area_m2, direct, total)
+    scenario_name = safe_component(name or Path(changes_path).stem)
+    out_dir = ws.stage_dir("scenario")
+    share_changed = np.asarray(shares.sum(axis=1)).ravel().clip(0, 1)
+    table = pd.DataFrame({"cell": cells_v["cell"].to_numpy(), "share_changed": share_changed})
+    for i, v in enumerate(fitted.x):
+        table[f"{v}_before"] = base_v[v].to_numpy(float)
+        table[f"{v}_after"] = base_v[v].to_numpy(float) + delta_x[:, i]
+    table[f"{y}_before"] = base_v[y].to_numpy(float)
+    table["dlst_direct_c"] = direct
+    table["dlst_spillover_c"] = total - direct
+    table["dlst_c"] = total
+    table[f"{y}_after"] = table[f"{y}_before"] + total
+    geo = gpd.GeoDataFrame(table, geometry=cells_v.geometry.values, crs=cells_v.crs)
+    geojson_path = write_geojson(geo, out_dir / f"{scenario_name}.geojson")
+    record = {
+        "scenario": scenario_name,
+        "changes_file": str(Path(changes_path).resolve()),
+        "model": fitted.kind,
+        "model_year": fitted.year,
+        "baseline_year": chosen_year,
+        "x": list(fitted.x),
+        "coefficients": fitted.coefficients,
+        "lag_coefficients": fitted.lag_coefficients,
+        "rho": fitted.rho,
+        "weights": fitted.weights if needs_w else None,
+        "partial_cells": "coverage-share weighted: v + share * delta (add), v + share * (value - v) (set)",
+        "city": city,
+        "polygons": polys,
+    }
+    notes = {
+        "share_changed": "share of the cell's area covered by change polygons (0..1)",
+        "<x>_before / <x>_after": f"covariates of {chosen_year} (mean over its dates) before and after the changes",
+        "dlst_direct_c": "change in LST from the cell's own covariates (dX b), degrees C",
+        "dlst_spillover_c": "change carried in from neighbours by the spatial lag ((I - rho W)^-1 - I) dX b, degrees C",
+        "dlst_c": "total predicted change in LST, degrees C",
+        "model": f"{fitted.kind} ({fitted.year or 'pooled'}), weights {fitted.weights if needs_w else 'not used'}",
+        "partial cells": record["partial_cells"],
+        "credits": "Landsat data: USGS",
+    }
+    xlsx_path = write_workbook(
+        out_dir / f"{scenario_name}.xlsx",
+        {
+            "cells": table,
+            "polygons": pd.DataFrame(polys),
+            "city": pd.DataFrame([city]),
+        },
+        notes=notes,
+    )
+    summary_path = ws.write_json(out_dir / f"{scenario_name}_summary.json", record)
+    log.info(
+        "scenario %s: %d cells changed, mean change %.3f C city-wide (model %s)",
+        scenario_name, city["cells_changed"], city["mean_dlst_c"], fitted.kind,
+    )
+    record["outputs"] = [ws.relative(p) for p in (geojson_path, xlsx_path, summary_path)]
+    return record
+
