@@ -1,0 +1,1 @@
+"""The web-mercator cell grid and coverage-weighted zonal statistics."""

@@ -1,0 +1,1 @@
+"""Raster work on fetched scenes: masking, indices, LST and per-scene outputs."""

@@ -1,0 +1,408 @@
+"""Per-pixel masking, scaled reflectance, NDVI/NDBI/MNDWI/albedo and LST for one block of a scene."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uhi.config import MaskingConfig
+from uhi.landsat import (
+    CDIST_SCALE,
+    SR_SCALE,
+    ST_QA_SCALE,
+    ST_SCALE,
+    BandScale,
+    lst_celsius,
+    qa_bit_set,
+    qa_reject_mask,
+    reflectance,
+)
+
+__all__ = [
+    "VARIABLES",
+    "REFLECTANCE_KEYS",
+    "VALID_LAND",
+    "VALID_WATER",
+    "BlockResult",
+    "normalized_difference",
+    "albedo",
+    "compute_block",
+    "COG_VARIABLES",
+    "SceneTask",
+    "SceneStats",
+    "scene_grid",
+    "process_scene",
+]
+
+VARIABLES = ("lst_c", "ndvi", "ndbi", "mndwi", "albedo")
+REFLECTANCE_KEYS = ("blue", "green", "red", "nir08", "swir16", "swir22")
+
+# codes of the per-scene `valid` raster
+VALID_LAND = 1
+VALID_WATER = 2
+
+# Liang (2001) broadband shortwave albedo for Landsat TM/ETM+ band equivalents; Landsat 8/9
+# bands B2, B4, B5, B6, B7 stand in for TM 1, 3, 4, 5, 7 (SCIENCE.md). Smith (2010) rescales
+# the same combination by 1/1.016.
+_LIANG = {"blue": 0.356, "red": 0.130, "nir08": 0.373, "swir16": 0.085, "swir22": 0.072}
+_LIANG_INTERCEPT = -0.0018
+_SMITH_DIVISOR = 1.016
+# |a + b| below this makes a normalised difference meaningless (reflectance units)
+_DENOMINATOR_EPS = 1e-6
+
+
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a - b) / (a + b) as float32; NaN where an input is NaN or the denominator is ~0.
+
+    Parameters
+    ----------
+    a, b
+        Scaled reflectance arrays of the same shape (never DNs: the -0.2 offset changes ratios).
+    """
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    den = a + b
+    ok = np.abs(den) > _DENOMINATOR_EPS
+    out = np.full(den.shape, np.nan, dtype=np.float32)
+    np.divide(a - b, den, out=out, where=ok)
+    return out
+
+
+def albedo(
+    rho: Mapping[str, np.ndarray], variant: str = "liang"
+) -> np.ndarray:
+    """Broadband shortwave albedo (float32) from scaled reflectance.
+
+    Parameters
+    ----------
+    rho
+        Reflectance per canonical key; needs ``blue red nir08 swir16 swir22``.
+    variant
+        ``"liang"`` (Liang 2001) or ``"smith"`` (Smith 2010: Liang divided by 1.016).
+    """
+    if variant not in ("liang", "smith"):
+        raise ValueError(f"unknown albedo variant {variant!r}; use 'liang' or 'smith'")
+    out = np.full(np.shape(rho["red"]), _LIANG_INTERCEPT, dtype=np.float32)
+    for key, coef in _LIANG.items():
+        out += np.float32(coef) * np.asarray(rho[key], dtype=np.float32)
+    if variant == "smith":
+        out /= np.float32(_SMITH_DIVISOR)
+    return out
+
+
+@dataclass
+class BlockResult:
+    """Physical variables of one block of pixels (float32, NaN where masked)."""
+
+    variables: dict[str, np.ndarray]
+    valid: np.ndarray  # uint8: 0 masked, VALID_LAND, VALID_WATER
+    water: np.ndarray  # bool: water pixel (QA bit 7, else MNDWI > 0)
+    clear: np.ndarray  # bool: passed the cloud/fill mask (LST or reflectance usable)
+
+
+def _scale(scales: Mapping[str, BandScale], key: str, default: BandScale) -> BandScale:
+    return scales.get(key, default)
+
+
+def compute_block(
+    dns: Mapping[str, np.ndarray],
+    masking: MaskingConfig,
+    *,
+    scales: Mapping[str, BandScale] | None = None,
+    albedo_variant: str = "liang",
+) -> BlockResult:
+    """Mask and convert one block of raw DNs into LST, NDVI, NDBI, MNDWI and albedo.
+
+    Parameters
+    ----------
+    dns
+        Raw DN arrays of one block, keyed by canonical asset key. Reflectance keys are
+        required; ``lwir11`` (LST), ``qa_pixel``, ``qa`` (ST_QA) and ``cdist`` are optional.
+    masking
+        Reject bits and thresholds. Without ``qa_pixel`` only fill values are masked.
+    scales
+        Scale/offset/fill per key (from the item or MTL); documented constants otherwise.
+    albedo_variant
+        ``"liang"`` or ``"smith"``.
+
+    Returns
+    -------
+    BlockResult
+        Variables with NaN wherever a pixel is fill, rejected by QA, out of the configured
+        ST_QA / ST_CDIST limits, or (reflectance) outside [0, 1] when not clipping.
+    """
+    scales = scales or {}
+    missing = [k for k in REFLECTANCE_KEYS if k not in dns]
+    if missing:
+        raise ValueError(f"missing reflectance bands {missing}")
+    shape = np.shape(dns["red"])
+    rejected = np.zeros(shape, dtype=bool)
+    if "qa_pixel" in dns:
+        qa = np.asarray(dns["qa_pixel"])
+        rejected |= qa_reject_mask(qa, masking.reject_bits)
+        # fill (bit 0) carries no data whatever reject_bits says
+        rejected |= qa_bit_set(qa, 0)
+        water = qa_bit_set(qa, 7) if masking.water_bit else np.zeros(shape, dtype=bool)
+    else:
+        water = None
+
+    rho: dict[str, np.ndarray] = {}
+    for key in REFLECTANCE_KEYS:
+        r = reflectance(dns[key], _scale(scales, key, SR_SCALE), clip=masking.clip_reflectance)
+        r[rejected] = np.nan
+        rho[key] = r
+    refl_ok = np.ones(shape, dtype=bool)
+    for r in rho.values():
+        refl_ok &= ~np.isnan(r)
+
+    variables: dict[str, np.ndarray] = {
+        "ndvi": normalized_difference(rho["nir08"], rho["red"]),
+        "ndbi": normalized_difference(rho["swir16"], rho["nir08"]),
+        "mndwi": normalized_difference(rho["green"], rho["swir16"]),
+        "albedo": albedo(rho, albedo_variant),
+    }
+    variables["albedo"][~refl_ok] = np.nan
+    if water is None:
+        # without QA_PIXEL, open water by MNDWI > 0 (Xu 2006)
+        water = np.nan_to_num(variables["mndwi"], nan=-1.0) > 0
+        if not masking.water_bit:
+            water = np.zeros(shape, dtype=bool)
+
+    if "lwir11" in dns:
+        lst = lst_celsius(dns["lwir11"], _scale(scales, "lwir11", ST_SCALE))
+        lst[rejected] = np.nan
+        if masking.max_st_uncertainty_k is not None and "qa" in dns:
+            st_qa = np.asarray(dns["qa"])
+            unc_k = st_qa.astype(np.float32) * np.float32(ST_QA_SCALE.scale)
+            lst[(st_qa == ST_QA_SCALE.fill) | (unc_k > masking.max_st_uncertainty_k)] = np.nan
+        if masking.min_cloud_distance_km is not None and "cdist" in dns:
+            cd = np.asarray(dns["cdist"])
+            dist_km = cd.astype(np.float32) * np.float32(CDIST_SCALE.scale)
+            lst[(cd == CDIST_SCALE.fill) | (dist_km < masking.min_cloud_distance_km)] = np.nan
+        variables["lst_c"] = lst
+        clear = ~np.isnan(lst)
+    else:
+        variables["lst_c"] = np.full(shape, np.nan, dtype=np.float32)
+        clear = refl_ok
+    valid = np.zeros(shape, dtype=np.uint8)
+    valid[clear & ~water] = VALID_LAND
+    valid[clear & water] = VALID_WATER
+    return BlockResult(variables=variables, valid=valid, water=water & clear, clear=clear)
+
+
+# ---------------------------------------------------------------------------------------------
+# one scene, windowed: bounded memory whatever the scene size, one picklable task per scene
+
+COG_VARIABLES = (*VARIABLES, "valid")
+# 512 rows x 7,700 columns x 10 bands of uint16 ~ 80 MB of DNs per block, plus float32 outputs
+ROWS_PER_BLOCK = 512
+
+
+@dataclass(frozen=True)
+class SceneTask:
+    """Everything one worker needs to process a scene (picklable: ships to Dask workers).
+
+    Attributes
+    ----------
+    scene
+        The fetched scene (asset paths, scales).
+    masking
+        Masking settings.
+    albedo_variant
+        ``liang`` or ``smith``.
+    coverage
+        The cells x pixels coverage matrix of the scene's pixel grid (None: no zonal stats).
+    out_dir
+        Folder for the per-scene COGs (None: none written).
+    rows_per_block
+        Raster rows read and processed at a time.
+    """
+
+    scene: Any
+    masking: MaskingConfig
+    albedo_variant: str = "liang"
+    coverage: Any = None
+    out_dir: Path | None = None
+    rows_per_block: int = ROWS_PER_BLOCK
+
+
+@dataclass
+class SceneStats:
+    """Per-cell accumulators of one scene (or a merged solar day) and its pixel counts."""
+
+    scene_ids: list[str]
+    accumulators: dict[str, Any]
+    water: Any  # accumulator of the water indicator (1/0) over clear pixels
+    cell_area_px: np.ndarray
+    clear_px: int
+    total_px: int
+    has_thermal: bool
+    cogs: dict[str, str]
+
+    def merge(self, other: SceneStats) -> None:
+        """Pool a same-day scene of the same cells into this one."""
+        self.scene_ids += other.scene_ids
+        for key, acc in other.accumulators.items():
+            self.accumulators[key].merge(acc)
+        self.water.merge(other.water)
+        self.clear_px += other.clear_px
+        self.total_px += other.total_px
+        self.has_thermal = self.has_thermal or other.has_thermal
+        self.cogs.update({f"{other.scene_ids[0]}:{k}": v for k, v in other.cogs.items()})
+
+
+# typical values subtracted before squaring (keeps the variance sums well conditioned)
+_SHIFTS = {"lst_c": 25.0, "ndvi": 0.3, "ndbi": 0.0, "mndwi": 0.0, "albedo": 0.15}
+
+
+def _open_assets(scene: Any) -> tuple[dict[str, Any], Any, Any, tuple[int, int]]:
+    import rasterio
+
+    from uhi.errors import InputError
+
+    handles = {k: rasterio.open(p) for k, p in scene.assets.items()}
+    ref = handles.get("red") or next(iter(handles.values()))
+    for key, h in handles.items():
+        if h.shape != ref.shape or h.transform != ref.transform:
+            for h2 in handles.values():
+                h2.close()
+            raise InputError(
+                f"scene {scene.scene_id}: asset {key} is {h.shape} on {tuple(h.transform)[:6]}, "
+                f"red is {ref.shape} on {tuple(ref.transform)[:6]}; refetch the scene"
+            )
+    return handles, ref.crs, ref.transform, ref.shape
+
+
+def scene_grid(scene: Any) -> tuple[Any, Any, tuple[int, int]]:
+    """(crs, transform, shape) of a scene's pixel grid."""
+    handles, crs, transform, shape = _open_assets(scene)
+    for h in handles.values():
+        h.close()
+    return crs, transform, shape
+
+
+def process_scene(task: SceneTask) -> SceneStats:
+    """Mask, convert and aggregate one scene, row band by row band.
+
+    Writes the per-scene COGs (``lst_c ndvi ndbi mndwi albedo valid``) to ``task.out_dir``
+    and returns per-cell accumulators for the zonal statistics.
+
+    Raises
+    ------
+    InputError
+        When the scene lacks reflectance bands or its assets are on different grids.
+    """
+    from rasterio.windows import Window
+
+    from uhi.errors import InputError
+    from uhi.grid.zonal import ZonalAccumulator
+
+    scene = task.scene
+    missing = [k for k in REFLECTANCE_KEYS if k not in scene.assets]
+    if missing:
+        raise InputError(
+            f"scene {scene.scene_id}: missing reflectance assets {', '.join(missing)}; "
+            "add them to fetch.assets and fetch again"
+        )
+    handles, crs, transform, shape = _open_assets(scene)
+    if not scene.has_thermal and "lwir11" in handles:
+        handles.pop("lwir11").close()
+    rows, cols = shape
+    n_cells = task.coverage.n_cells if task.coverage is not None else 0
+    accs = {v: ZonalAccumulator(n_cells, _SHIFTS[v]) for v in VARIABLES}
+    water_acc = ZonalAccumulator(n_cells)
+    blocks = task.coverage.row_blocks(task.rows_per_block) if task.coverage is not None else None
+    writers = _CogSet(task.out_dir, crs, transform, shape) if task.out_dir is not None else None
+    clear_px = 0
+    try:
+        for bi, r0 in enumerate(range(0, rows, task.rows_per_block)):
+            r1 = min(rows, r0 + task.rows_per_block)
+            win = Window(0, r0, cols, r1 - r0)
+            dns = {k: h.read(1, window=win) for k, h in handles.items()}
+            res = compute_block(dns, task.masking, scales=scene.scales, albedo_variant=task.albedo_variant)
+            clear_px += int(res.clear.sum())
+            if blocks is not None:
+                _, _, wb = blocks[bi]
+                for v in VARIABLES:
+                    accs[v].add(wb, res.variables[v])
+                water_acc.add(wb, np.where(res.clear, res.water.astype(np.float64), np.nan))
+            if writers is not None:
+                writers.write(res, win)
+        cogs = writers.finish() if writers is not None else {}
+    finally:
+        for h in handles.values():
+            h.close()
+        if writers is not None:
+            writers.close()
+    area = task.coverage.cell_area_px if task.coverage is not None else np.zeros(0)
+    return SceneStats(
+        scene_ids=[scene.scene_id],
+        accumulators=accs,
+        water=water_acc,
+        cell_area_px=area,
+        clear_px=clear_px,
+        total_px=rows * cols,
+        has_thermal="lwir11" in handles,
+        cogs=cogs,
+    )
+
+
+class _CogSet:
+    """Per-variable tiled GeoTIFFs written window by window, then turned into COGs atomically."""
+
+    def __init__(self, out_dir: Path, crs: Any, transform: Any, shape: tuple[int, int]) -> None:
+        import tempfile
+
+        import rasterio
+
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._tmpdir = tempfile.TemporaryDirectory(prefix=".uhi-tmp-cog-", dir=self.out_dir)
+        self.paths: dict[str, Path] = {}
+        self.dsts: dict[str, Any] = {}
+        for var in COG_VARIABLES:
+            p = Path(self._tmpdir.name) / f"{var}.tif"
+            is_valid = var == "valid"
+            self.dsts[var] = rasterio.open(
+                p, "w", driver="GTiff", height=shape[0], width=shape[1], count=1,
+                dtype="uint8" if is_valid else "float32", crs=crs, transform=transform,
+                nodata=None if is_valid else float("nan"), tiled=True, blockxsize=256,
+                blockysize=256, compress="deflate",
+            )
+            self.paths[var] = p
+
+    def write(self, res: BlockResult, window: Any) -> None:
+        for var in VARIABLES:
+            self.dsts[var].write(res.variables[var], 1, window=window)
+        self.dsts["valid"].write(res.valid, 1, window=window)
+
+    def finish(self) -> dict[str, str]:
+        import rasterio
+        from rasterio.shutil import copy as rio_copy
+
+        from uhi.workspace import Workspace
+
+        for dst in self.dsts.values():
+            dst.close()
+        ws = Workspace(self.out_dir)
+        out: dict[str, str] = {}
+        for var, src_path in self.paths.items():
+            target = self.out_dir / f"{var}.tif"
+            with ws.atomic_path(target) as tmp, rasterio.open(src_path) as src:
+                rio_copy(
+                    src, tmp, driver="COG", compress="deflate",
+                    predictor=2 if var == "valid" else 3, blocksize=256,
+                    overview_resampling="nearest" if var == "valid" else "average",
+                )
+            out[var] = str(target)
+        return out
+
+    def close(self) -> None:
+        for dst in self.dsts.values():
+            if not dst.closed:
+                dst.close()
+        self._tmpdir.cleanup()
