@@ -19,6 +19,7 @@ _COMMANDS = {
     "forecast": "Forecast each cell by exponential smoothing; RCP8.5 long term.",
     "run": "Run fetch, compute, model and forecast in one workspace.",
     "demo": "Write the synthetic demo city (and optionally run the pipeline on it).",
+    "processing": "SageMaker Processing entrypoint: shard scenes across hosts, then merge.",
 }
 
 
