@@ -1,0 +1,254 @@
+"""The fetch stage: search scenes, read only the AOI window of each needed asset, write clipped COGs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from uhi import landsat
+from uhi.config import Config
+from uhi.raster.read import ReadOptions, clip_is_valid, read_clip, source_key, window_for_grid
+from uhi.stages.runner import StageSpec
+from uhi.workspace import Workspace
+
+__all__ = ["SPEC", "run", "AssetTask", "fetch_asset", "plan_tasks"]
+
+log = logging.getLogger("uhi.stages.fetch")
+
+_MISSING_WARNINGS = {
+    "qa_pixel": "no QA_PIXEL band: clouds, shadows and snow cannot be masked for this scene",
+    "lwir11": "no thermal band (ST_B10): no land surface temperature for this scene",
+    "qa": "no ST_QA band: the ST uncertainty filter (masking.max_st_uncertainty_k) cannot apply",
+}
+
+
+@dataclass(frozen=True)
+class AssetTask:
+    """One asset of one scene to clip (picklable: it travels to threads or Dask workers).
+
+    Attributes
+    ----------
+    scene_id, key
+        The scene's (untrusted) id and the canonical asset key.
+    href
+        The remote or local source.
+    target
+        The workspace file to write (built by the Workspace from safe components).
+    aoi_wkb
+        The AOI in EPSG:4326 as WKB.
+    margin_m
+        Margin around the AOI, metres.
+    options
+        Retries, timeout, whether local hrefs are allowed.
+    expected_shape
+        (rows, cols) of the window computed from the item's ``proj:*`` metadata, when known.
+    """
+
+    scene_id: str
+    key: str
+    href: str
+    target: str
+    aoi_wkb: bytes
+    margin_m: float
+    options: ReadOptions
+    expected_shape: tuple[int, int] | None = None
+
+
+def fetch_asset(task: AssetTask) -> dict[str, Any]:
+    """Clip one asset into the workspace unless a valid finished clip is already there.
+
+    Returns a record with ``status`` ("reused", "fetched" or "outside") and the clip's shape.
+    """
+    import rasterio
+    import shapely
+
+    from uhi.writers.raster import write_cog
+
+    target = Path(task.target)
+    record: dict[str, Any] = {"scene_id": task.scene_id, "key": task.key, "path": str(target)}
+    if clip_is_valid(target, source=task.href, shape=task.expected_shape):
+        with rasterio.open(target) as src:
+            record.update(status="reused", shape=[src.height, src.width], transform=list(src.transform)[:6],
+                          crs=src.crs.to_string() if src.crs else None, bytes=0)
+        return record
+    aoi = shapely.from_wkb(task.aoi_wkb)
+    fill = landsat.scale_for(task.key).fill if task.key in ("blue", "green", "red", "nir08", "swir16",
+                                                            "swir22", "coastal", "lwir11", "qa", "cdist") else None
+    clip = read_clip(task.href, aoi, task.margin_m, task.options, default_nodata=fill)
+    if clip is None:
+        record.update(status="outside", bytes=0)
+        return record
+    col, row, width, height = clip.window
+    write_cog(
+        target,
+        clip.data,
+        transform=clip.transform,
+        crs=clip.crs,
+        nodata=clip.nodata,
+        tags={
+            "uhi_source": source_key(task.href),
+            "uhi_window": f"{col},{row},{width},{height}",
+            "uhi_source_shape": f"{clip.source_shape[0]},{clip.source_shape[1]}",
+        },
+    )
+    record.update(status="fetched", shape=[height, width], transform=list(clip.transform)[:6],
+                  crs=clip.crs.to_string() if clip.crs else None, bytes=target.stat().st_size)
+    return record
+
+
+def _expected_shape(item: Any, key: str, aoi: Any, margin_m: float) -> tuple[int, int] | None:
+    """The window shape from the item's projection metadata (asset level first), if complete."""
+    from affine import Affine
+
+    asset = item.assets[key].extra_fields
+    props = item.properties
+    transform = asset.get("proj:transform") or props.get("proj:transform")
+    shape = asset.get("proj:shape") or props.get("proj:shape")
+    code = asset.get("proj:code") or props.get("proj:code")
+    epsg = asset.get("proj:epsg") or props.get("proj:epsg")
+    crs = code or (f"EPSG:{epsg}" if epsg else None)
+    if not (transform and shape and crs) or len(transform) < 6 or len(shape) != 2:
+        return None
+    try:
+        win = window_for_grid(Affine(*transform[:6]), int(shape[1]), int(shape[0]), crs, aoi, margin_m)
+    except (ValueError, TypeError, ArithmeticError, OSError):
+        return None
+    if win is None:
+        return None
+    return (win[3], win[2])
+
+
+def plan_tasks(config: Config, ws: Workspace, items: list[Any], aoi: Any) -> list[AssetTask]:
+    """The clip tasks of every selected item, warning about assets a scene lacks."""
+    allow_local = config.search.backend == "local" or config.fetch.allow_local_hrefs
+    options = ReadOptions(retries=config.fetch.retries, timeout_s=config.fetch.timeout_s, allow_local=allow_local)
+    aoi_wkb = aoi.wkb
+    tasks: list[AssetTask] = []
+    for item in items:
+        missing = [k for k in config.fetch.assets if k not in item.assets]
+        for key in missing:
+            log.warning("%s: %s", item.id, _MISSING_WARNINGS.get(key, f"no {key} asset; it is skipped"))
+        for key in config.fetch.assets:
+            if key in missing:
+                continue
+            tasks.append(
+                AssetTask(
+                    scene_id=item.id,
+                    key=key,
+                    href=item.assets[key].href,
+                    target=str(ws.scene_asset(item.id, key)),
+                    aoi_wkb=aoi_wkb,
+                    margin_m=config.fetch.margin_m,
+                    options=options,
+                    expected_shape=_expected_shape(item, key, aoi, config.fetch.margin_m),
+                )
+            )
+    return tasks
+
+
+def _active_dask_client(config: Config) -> Any:
+    if not (config.dask.address or config.dask.workers):
+        return None
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _remove_stale_scenes(ws: Workspace, keep_dirs: set[Path]) -> int:
+    """Scene folders of scenes no longer selected (e.g. after a config change) are removed."""
+    root = ws.path("fetch", "scenes")
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.resolve() not in keep_dirs:
+            shutil.rmtree(folder)
+            removed += 1
+    return removed
+
+
+def run(config: Config, ws: Workspace) -> dict[str, Any]:
+    """Search, clip every needed asset of every selected scene, and write ``scenes.geojson``."""
+    import pystac
+
+    from uhi.aoi import load_aoi
+    from uhi.errors import NoDataError
+    from uhi.parallel import map_tasks
+    from uhi.search import search_scenes
+
+    aoi = load_aoi(config.city)
+    collection = search_scenes(config, aoi)
+    items = list(collection)
+    tasks = plan_tasks(config, ws, items, aoi.geometry)
+    records = map_tasks(
+        fetch_asset, tasks, threads=config.fetch.workers, client=_active_dask_client(config), desc="fetch"
+    )
+    by_scene: dict[str, dict[str, dict[str, Any]]] = {}
+    for rec in records:
+        by_scene.setdefault(rec["scene_id"], {})[rec["key"]] = rec
+    kept: list[pystac.Item] = []
+    outside = 0
+    for item in items:
+        recs = {k: r for k, r in by_scene.get(item.id, {}).items() if r["status"] != "outside"}
+        if not recs:
+            outside += 1
+            log.info("dropped %s: no overlap (the AOI window misses its pixels)", item.id)
+            continue
+        out = item.clone()
+        out.clear_links()
+        for key, rec in recs.items():
+            asset = out.assets[key]
+            asset.extra_fields.setdefault("alternate", {})["source"] = {"href": source_key(asset.href)}
+            asset.href = Path(rec["path"]).relative_to(ws.stage_dir("fetch")).as_posix()
+            asset.media_type = pystac.MediaType.COG
+            asset.extra_fields["proj:shape"] = rec["shape"]
+            asset.extra_fields["proj:transform"] = rec["transform"]
+            if rec.get("crs"):
+                asset.extra_fields["proj:code"] = rec["crs"]
+        kept.append(out)
+    if not kept:
+        raise NoDataError(
+            f"none of the {len(items)} scene(s) found has pixels over the AOI; check city.aoi/city.bbox"
+        )
+    keep_dirs = {ws.scene_dir(item.id).resolve() for item in kept}
+    stale = _remove_stale_scenes(ws, keep_dirs)
+    dropped = Counter(collection.extra_fields.get("uhi:dropped", {}))
+    if outside:
+        dropped["no overlap"] += outside
+    result = pystac.ItemCollection(kept, extra_fields={"uhi:dropped": dict(dropped)})
+    ws.write_json(ws.scenes_index, result.to_dict(transform_hrefs=False))
+    status = Counter(r["status"] for r in records)
+    summary = {
+        "scenes": len(kept),
+        "assets_fetched": status.get("fetched", 0),
+        "assets_reused": status.get("reused", 0),
+        "bytes_written": sum(int(r.get("bytes", 0)) for r in records),
+        "stale_scenes_removed": stale,
+        "dropped": dict(dropped),
+    }
+    log.info(
+        "fetch: %d scene(s), %d asset(s) fetched, %d reused", len(kept), summary["assets_fetched"], summary["assets_reused"]
+    )
+    return summary
+
+
+def _inputs(config: Config, ws: Workspace) -> list[Path]:
+    """User files the fetch depends on: the AOI file and a local catalog file."""
+    files: list[Path] = []
+    if config.city.aoi is not None:
+        files.append(Path(config.city.aoi))
+    if config.search.backend == "local" and config.search.path is not None and Path(config.search.path).is_file():
+        files.append(Path(config.search.path))
+    return files
+
+
+SPEC = StageSpec(name="fetch", config_sections=("city", "time", "search", "fetch"), inputs=_inputs, run=run)
