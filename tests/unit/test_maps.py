@@ -1,0 +1,129 @@
+"""Map PNGs: structure (size, non-uniform pixels, colour bar or legend, scale bar, credits)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from PIL import Image
+from shapely.geometry import box
+
+from uhi.writers.maps import (
+    CREDIT_LANDSAT,
+    figure_png_bytes,
+    nice_scale_length_m,
+    render_hotspot_map,
+    render_value_map,
+    save_map,
+)
+
+UTM = "EPSG:32612"
+
+
+def _cells(side: int = 20, cell_m: float = 50.0) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(7)
+    geoms, values = [], []
+    for j in range(side):
+        for i in range(side):
+            x, y = 700000 + i * cell_m, 5650000 + j * cell_m
+            geoms.append(box(x, y, x + cell_m, y + cell_m))
+            values.append(25 + 0.3 * i + rng.normal(0, 0.5))
+    g = gpd.GeoDataFrame({"lst_c": values}, geometry=geoms, crs=UTM).to_crs(4326)
+    g.loc[3, "lst_c"] = np.nan
+    g["gi_bin"] = np.clip(np.round((g["lst_c"].fillna(30) - 28) / 1.5), -3, 3).astype(int)
+    return g
+
+
+def _texts(fig) -> list[str]:
+    out = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        out += [t.get_text() for t in ax.texts]
+        out.append(ax.get_ylabel())
+        out.append(ax.get_title())
+    return out
+
+
+def _by_gid(fig, gid: str) -> list:
+    return [a for a in fig.findobj() if getattr(a, "get_gid", lambda: None)() == gid]
+
+
+@pytest.mark.parametrize(("extent", "expected"), [(600.0, 100.0), (3100.0, 500.0), (9000.0, 2000.0), (42000.0, 10000.0)])
+def test_nice_scale_length(extent: float, expected: float) -> None:
+    assert nice_scale_length_m(extent) == expected
+
+
+def test_value_map_structure_and_png(tmp_path: Path) -> None:
+    cells = _cells()
+    fig = render_value_map(cells, "lst_c", title="Land surface temperature, 2020", label="LST", units="°C")
+    colorbars = _by_gid(fig, "colorbar")
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "LST (°C)"
+    texts = _texts(fig)
+    assert CREDIT_LANDSAT in texts and "N" in texts
+    # the scale bar is drawn in metres: its two halves add up to the length on its label
+    bar = _by_gid(fig, "scale-bar")
+    label = _by_gid(fig, "scale-bar-label")[0].get_text()
+    assert label == "200 m"  # 20 cells x 50 m = 1000 m (+ padding) -> a quarter rounds to 200 m
+    assert sum(p.get_width() for p in bar) == pytest.approx(200.0)
+    ax = fig.axes[0]
+    assert 1000 < ax.get_xlim()[1] - ax.get_xlim()[0] < 1100  # metres, not degrees
+    path = save_map(fig, tmp_path / "lst.png", dpi=100)
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape == (800, 800, 3)
+    assert img.reshape(-1, 3).std(axis=0).min() > 10  # not a blank image
+    # the colour bar is a gradient: many distinct colours in a column through its middle
+    bbox = colorbars[0].get_window_extent()
+    col = int((bbox.x0 + bbox.x1) / 2)
+    rows = slice(800 - int(bbox.y1) + 2, 800 - int(bbox.y0) - 2)
+    strip = img[rows, col]
+    assert len({tuple(p) for p in strip}) > 50
+
+
+def test_diverging_limits_symmetric() -> None:
+    cells = _cells()
+    cells["d"] = np.linspace(-0.5, 2.0, len(cells))
+    fig = render_value_map(cells, "d", title="Change", label="ΔLST", units="°C", cmap="RdBu_r", diverging=True)
+    bar = _by_gid(fig, "colorbar")[0]
+    lo, hi = bar.get_ylim()
+    assert lo == pytest.approx(-2.0) and hi == pytest.approx(2.0)
+
+
+def test_hotspot_map_legend(tmp_path: Path) -> None:
+    cells = _cells()
+    fig = render_hotspot_map(cells, "gi_bin")
+    legends = _by_gid(fig, "legend")
+    assert len(legends) == 1
+    labels = [t.get_text() for t in legends[0].get_texts()]
+    assert any(lbl.startswith("hot spot, 99 %") for lbl in labels)
+    assert any(lbl.startswith("cold spot, 99 %") for lbl in labels)
+    counts = sum(int(lbl.rsplit("(", 1)[1].rstrip(")")) for lbl in labels)
+    assert counts == len(cells)
+    png = figure_png_bytes(fig, dpi=60)
+    img = Image.open(io.BytesIO(png))
+    assert img.size == (480, 480)
+    assert np.asarray(img.convert("L")).std() > 10
+
+
+def test_basemap_left_out_cleanly_offline(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_contextily(name, *args, **kwargs):
+        if name == "contextily":
+            raise ImportError("no contextily here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_contextily)
+    with caplog.at_level(logging.INFO, logger="uhi.maps"):
+        fig = render_value_map(_cells(), "lst_c", title="t", label="LST", units="°C", basemap=True)
+    assert "basemap left out" in caplog.text
+    assert not any("Basemap" in t for t in _texts(fig))
+
+
+def test_missing_column_message() -> None:
+    with pytest.raises(ValueError, match="column 'nope' is not in the cells"):
+        render_value_map(_cells(), "nope", title="t", label="x", units="u")

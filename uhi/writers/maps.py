@@ -1,0 +1,312 @@
+"""PNG maps of cell values: colour bar or legend, units, scale bar, north arrow, data credits."""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CREDIT_LANDSAT",
+    "CREDIT_OSM",
+    "HOTSPOT_CLASSES",
+    "render_value_map",
+    "render_class_map",
+    "render_hotspot_map",
+    "nice_scale_length_m",
+    "figure_png_bytes",
+    "save_map",
+]
+
+log = logging.getLogger("uhi.maps")
+
+CREDIT_LANDSAT = "Landsat data: USGS"
+CREDIT_OSM = "Buildings: (c) OpenStreetMap contributors"
+
+# ArcGIS Hot Spot Analysis bins (Gi_Bin): +-3 at 99 %, +-2 at 95 %, +-1 at 90 % confidence
+HOTSPOT_CLASSES: dict[int, tuple[str, str]] = {
+    3: ("hot spot, 99 %", "#b2182b"),
+    2: ("hot spot, 95 %", "#ef8a62"),
+    1: ("hot spot, 90 %", "#fddbc7"),
+    0: ("not significant", "#e0e0e0"),
+    -1: ("cold spot, 90 %", "#d1e5f0"),
+    -2: ("cold spot, 95 %", "#67a9cf"),
+    -3: ("cold spot, 99 %", "#2166ac"),
+}
+
+_FIGSIZE_IN = (8.0, 8.0)
+
+
+def nice_scale_length_m(extent_m: float, fraction: float = 0.25) -> float:
+    """A round scale-bar length (1, 2 or 5 x 10^k metres) close to ``fraction`` of the extent."""
+    if not math.isfinite(extent_m) or extent_m <= 0:
+        raise ValueError(f"map extent must be a positive number of metres, got {extent_m!r}")
+    target = extent_m * fraction
+    power = 10.0 ** math.floor(math.log10(target))
+    best = power
+    for step in (1.0, 2.0, 5.0, 10.0):
+        if step * power <= target:
+            best = step * power
+    return best
+
+
+def _format_length(length_m: float) -> str:
+    if length_m >= 1000:
+        km = length_m / 1000
+        return f"{km:g} km"
+    return f"{length_m:g} m"
+
+
+def _projected(gdf: Any, working_crs: Any | None) -> Any:
+    """The frame in metres: the working CRS when known, else its UTM zone."""
+    if gdf.crs is None:
+        raise ValueError("cells have no CRS; set one before mapping")
+    crs = working_crs if working_crs is not None else (gdf.crs if gdf.crs.is_projected else gdf.estimate_utm_crs())
+    return gdf.to_crs(crs)
+
+
+def _new_axes(title: str) -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=_FIGSIZE_IN, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=12)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig, ax
+
+
+def _add_scale_bar(ax: Any) -> None:
+    """Alternating black/white bar in the lower left, length computed in the projected CRS."""
+    from matplotlib.patches import Rectangle
+
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    width, height = x1 - x0, y1 - y0
+    length = nice_scale_length_m(width)
+    bar_h = height * 0.012
+    left, bottom = x0 + width * 0.05, y0 + height * 0.05
+    ax.add_patch(
+        Rectangle(
+            (left - width * 0.015, bottom - height * 0.015), length + width * 0.03, height * 0.065,
+            facecolor="white", edgecolor="none", alpha=0.75, zorder=5,
+        )
+    )
+    halves = 2
+    for i in range(halves):
+        ax.add_patch(
+            Rectangle(
+                (left + i * length / halves, bottom),
+                length / halves,
+                bar_h,
+                facecolor="black" if i % 2 == 0 else "white",
+                edgecolor="black",
+                linewidth=0.8,
+                zorder=5,
+                gid="scale-bar",
+            )
+        )
+    ax.text(
+        left + length / 2, bottom + bar_h * 1.6, _format_length(length), ha="center", va="bottom",
+        fontsize=9, zorder=5, gid="scale-bar-label",
+        bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
+    )
+
+
+def _add_north_arrow(ax: Any) -> None:
+    # The map is drawn in a UTM-like working CRS whose grid north differs from true north by
+    # the meridian convergence (under ~2 degrees near a zone's centre): north-up is grid-up.
+    ax.annotate(
+        "N", xy=(0.94, 0.95), xytext=(0.94, 0.85), xycoords="axes fraction",
+        ha="center", va="center", fontsize=12, fontweight="bold", zorder=6, gid="north-arrow",
+        arrowprops={"facecolor": "black", "width": 4, "headwidth": 11, "headlength": 10},
+    )
+
+
+def _add_credits(fig: Any, credits: Sequence[str]) -> None:
+    fig.text(0.99, 0.005, " | ".join(credits), ha="right", va="bottom", fontsize=7, color="#444444", gid="credits")
+
+
+def _add_basemap(ax: Any, crs: Any) -> str | None:
+    """Web tiles under the cells when contextily is installed and the tiles answer; else None."""
+    try:
+        import contextily as ctx
+    except ImportError:
+        log.info("basemap left out: contextily is not installed (pip install contextily)")
+        return None
+    try:
+        ctx.add_basemap(ax, crs=crs, source=ctx.providers.CartoDB.Positron, attribution=False, zorder=0)
+    except (OSError, ValueError) as exc:  # requests' errors derive from OSError (IOError)
+        log.info("basemap left out: tiles could not be reached (%s)", type(exc).__name__)
+        return None
+    return "Basemap: (c) OpenStreetMap contributors (c) CARTO"
+
+
+def _finish(fig: Any, ax: Any, proj: Any, credits: Sequence[str], basemap: bool, outlines: Any) -> Any:
+    if outlines is not None and len(outlines):
+        outlines.to_crs(proj.crs).boundary.plot(ax=ax, color="black", linewidth=1.2, zorder=4)
+    ax.set_xlabel("")  # geopandas labels projected axes; the scale bar says it better
+    ax.set_ylabel("")
+    xmin, ymin, xmax, ymax = proj.total_bounds
+    pad = 0.03 * max(xmax - xmin, ymax - ymin, 1.0)
+    ax.set_xlim(xmin - pad, xmax + pad)
+    ax.set_ylim(ymin - pad, ymax + pad)
+    all_credits = list(credits)
+    if basemap:
+        extra = _add_basemap(ax, proj.crs)
+        if extra:
+            all_credits.append(extra)
+    _add_scale_bar(ax)
+    _add_north_arrow(ax)
+    _add_credits(fig, all_credits)
+    return fig
+
+
+def render_value_map(
+    cells: Any,
+    column: str,
+    *,
+    title: str,
+    label: str,
+    units: str,
+    cmap: str = "inferno",
+    diverging: bool = False,
+    limits: tuple[float, float] | None = None,
+    credits: Sequence[str] = (CREDIT_LANDSAT,),
+    working_crs: Any | None = None,
+    basemap: bool = False,
+    outlines: Any | None = None,
+) -> Any:
+    """A map of one numeric cell column with a colour bar.
+
+    Parameters
+    ----------
+    cells
+        GeoDataFrame of cell polygons (any CRS) holding ``column``.
+    column
+        Values to colour; NaN cells are drawn hatched grey as "no data".
+    title, label, units
+        Figure title; colour-bar label and its unit (e.g. "LST", "degrees C").
+    cmap
+        Matplotlib colour map; for ``diverging`` maps the limits are symmetric around zero.
+    limits
+        Colour limits; by default the 2nd and 98th percentiles so outliers do not wash the map out.
+    credits
+        Data credits printed along the bottom.
+    working_crs
+        Projected CRS (metres) to draw in; the cells' UTM zone when None.
+    basemap
+        Put web tiles underneath when they can be reached (needs contextily and the network).
+    outlines
+        Optional polygons (e.g. scenario changes) drawn as black outlines.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not yet saved: pass it to ``save_map`` or ``figure_png_bytes``.
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    if column not in cells.columns:
+        raise ValueError(f"column {column!r} is not in the cells; have {list(cells.columns)}")
+    proj = _projected(cells, working_crs)
+    values = proj[column].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    if limits is not None:
+        vmin, vmax = limits
+    elif diverging:
+        half = float(np.nanmax(np.abs(finite))) if finite.size else 1.0
+        half = half if half > 0 else 1.0
+        vmin, vmax = -half, half
+    elif finite.size:
+        vmin, vmax = (float(v) for v in np.percentile(finite, [2, 98]))
+    else:
+        vmin, vmax = 0.0, 1.0
+    if vmax <= vmin:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    norm = Normalize(vmin=vmin, vmax=vmax)
+    fig, ax = _new_axes(title)
+    has = np.isfinite(values)
+    if (~has).any():
+        proj.loc[~has].plot(ax=ax, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2, zorder=2)
+    if has.any():
+        proj.loc[has].plot(ax=ax, column=column, cmap=cmap, norm=norm, linewidth=0, zorder=3)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, extend="both")
+    bar.set_label(f"{label} ({units})")
+    bar.ax.set_gid("colorbar")
+    return _finish(fig, ax, proj, credits, basemap, outlines)
+
+
+def render_class_map(
+    cells: Any,
+    column: str,
+    classes: Mapping[Any, tuple[str, str]],
+    *,
+    title: str,
+    legend_title: str,
+    credits: Sequence[str] = (CREDIT_LANDSAT,),
+    working_crs: Any | None = None,
+    basemap: bool = False,
+    outlines: Any | None = None,
+) -> Any:
+    """A map of a categorical cell column with a legend of the classes present.
+
+    ``classes`` maps each value to (label, colour); values not listed are drawn as "no data".
+    """
+    from matplotlib.patches import Patch
+
+    if column not in cells.columns:
+        raise ValueError(f"column {column!r} is not in the cells; have {list(cells.columns)}")
+    proj = _projected(cells, working_crs)
+    fig, ax = _new_axes(title)
+    handles = []
+    values = proj[column]
+    for value, (label, colour) in classes.items():
+        mask = (values == value).to_numpy()
+        if mask.any():
+            proj.loc[mask].plot(ax=ax, color=colour, linewidth=0, zorder=3)
+        handles.append(Patch(facecolor=colour, edgecolor="#666666", label=f"{label} ({int(mask.sum())})"))
+    other = ~values.isin(list(classes)).to_numpy()
+    if other.any():
+        proj.loc[other].plot(ax=ax, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2, zorder=2)
+        handles.append(Patch(facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", label=f"no data ({int(other.sum())})"))
+    legend = ax.legend(handles=handles, title=legend_title, loc="lower right", fontsize=8, title_fontsize=9, framealpha=0.85)
+    legend.set_gid("legend")
+    legend.set_zorder(7)
+    return _finish(fig, ax, proj, credits, basemap, outlines)
+
+
+def render_hotspot_map(cells: Any, column: str = "gi_bin", *, variable: str = "LST", **kwargs: Any) -> Any:
+    """Getis-Ord Gi* hot and cold spots at 90/95/99 % confidence (ArcGIS-style bins -3..3)."""
+    return render_class_map(
+        cells,
+        column,
+        HOTSPOT_CLASSES,
+        title=kwargs.pop("title", f"Hot and cold spots of {variable} (Getis-Ord Gi*)"),
+        legend_title=kwargs.pop("legend_title", "Gi* class (cells)"),
+        **kwargs,
+    )
+
+
+def figure_png_bytes(fig: Any, *, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (for inlining in the HTML report)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def save_map(fig: Any, path: Path, *, dpi: int = 150) -> Path:
+    """Write the figure as a PNG file, atomically."""
+    from uhi.workspace import Workspace
+
+    path = Path(path)
+    return Workspace(path.parent).write_bytes(path, figure_png_bytes(fig, dpi=dpi))
