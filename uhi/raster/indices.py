@@ -36,6 +36,7 @@ __all__ = [
     "SceneStats",
     "scene_grid",
     "process_scene",
+    "mean_composite",
 ]
 
 VARIABLES = ("lst_c", "ndvi", "ndbi", "mndwi", "albedo")
@@ -252,7 +253,6 @@ class SceneStats:
         self.clear_px += other.clear_px
         self.total_px += other.total_px
         self.has_thermal = self.has_thermal or other.has_thermal
-        self.cogs.update({f"{other.scene_ids[0]}:{k}": v for k, v in other.cogs.items()})
 
 
 # typical values subtracted before squaring (keeps the variance sums well conditioned)
@@ -406,3 +406,53 @@ class _CogSet:
             if not dst.closed:
                 dst.close()
         self._tmpdir.cleanup()
+
+
+def mean_composite(paths: list[str], target: Path, *, rows_per_block: int = ROWS_PER_BLOCK) -> bool:
+    """Pixel-wise mean (NaN ignored) of float rasters on one grid, written as a COG atomically.
+
+    Reads band windows of every input at a time, so memory stays bounded. Returns False (and
+    writes nothing) when no input holds a valid pixel.
+    """
+    import tempfile
+
+    import rasterio
+    from rasterio.shutil import copy as rio_copy
+    from rasterio.windows import Window
+
+    from uhi.workspace import Workspace
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    srcs = [rasterio.open(p) for p in paths]
+    any_valid = False
+    try:
+        ref = srcs[0]
+        rows, cols = ref.shape
+        with tempfile.TemporaryDirectory(prefix=".uhi-tmp-comp-", dir=target.parent) as tmpdir:
+            tmp_tif = Path(tmpdir) / "composite.tif"
+            with rasterio.open(
+                tmp_tif, "w", driver="GTiff", height=rows, width=cols, count=1, dtype="float32",
+                crs=ref.crs, transform=ref.transform, nodata=float("nan"), tiled=True,
+                blockxsize=256, blockysize=256, compress="deflate",
+            ) as dst:
+                for r0 in range(0, rows, rows_per_block):
+                    win = Window(0, r0, cols, min(rows_per_block, rows - r0))
+                    total = np.zeros((int(win.height), cols))
+                    count = np.zeros((int(win.height), cols))
+                    for src in srcs:
+                        block = src.read(1, window=win).astype(np.float64)
+                        ok = ~np.isnan(block)
+                        total[ok] += block[ok]
+                        count += ok
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+                    any_valid = any_valid or bool((count > 0).any())
+                    dst.write(mean.astype(np.float32), 1, window=win)
+            if any_valid:
+                with Workspace(target.parent).atomic_path(target) as tmp, rasterio.open(tmp_tif) as src:
+                    rio_copy(src, tmp, driver="COG", compress="deflate", predictor=3, blocksize=256)
+    finally:
+        for src in srcs:
+            src.close()
+    return any_valid

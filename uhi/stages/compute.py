@@ -1,0 +1,357 @@
+"""The compute stage: scenes -> per-scene COGs, the cell grid, the cell x date panel, SUHI, outputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uhi.config import Config
+from uhi.errors import NoDataError
+from uhi.stages.runner import StageSpec
+from uhi.workspace import Workspace, safe_component
+
+__all__ = ["SPEC", "run", "VARIABLE_NOTES"]
+
+log = logging.getLogger("uhi.compute")
+
+PANEL_VARIABLES = ("lst_c", "ndvi", "ndbi", "mndwi", "albedo")
+
+VARIABLE_NOTES = {
+    "cell": "quadkey of the web-mercator tile (zoom in the zoom column)",
+    "date": "local solar day of the acquisition (same-day scenes merged)",
+    "scene_id": "STAC item id(s) behind the row, '+'-joined when merged",
+    "lst_c": "land surface temperature, degrees C: coverage-weighted mean of USGS ST_B10 (DN x 0.00341802 + 149 - 273.15)",
+    "lst_c_std": "coverage-weighted standard deviation of LST within the cell, degrees C",
+    "lst_c_min": "minimum LST of the valid pixels touching the cell, degrees C",
+    "lst_c_max": "maximum LST of the valid pixels touching the cell, degrees C",
+    "ndvi": "NDVI (B5 - B4) / (B5 + B4) on surface reflectance (Rouse 1974)",
+    "ndbi": "NDBI (B6 - B5) / (B6 + B5) (Zha et al. 2003)",
+    "mndwi": "MNDWI (B3 - B6) / (B3 + B6) (Xu 2006)",
+    "albedo": "broadband albedo, Liang 2001 (or Smith 2010 when indices.albedo = smith)",
+    "valid_share": "share of the cell area covered by valid (clear, unmasked) pixels, 0..1",
+    "anomaly_c": "LST minus the rural reference mean of the same date, degrees C",
+    "area_m2": "geodesic cell area on the WGS 84 ellipsoid, m2",
+    "water_share": "share of the cell's clear pixels flagged water (QA_PIXEL bit 7, else MNDWI > 0)",
+    "urban": "cell counted as urban for the SUHI (see the suhi sheet for the rule)",
+    "building_count": "buildings whose representative point lies in the cell",
+    "footprint_area_m2": "building footprint area inside the cell (clipped), m2",
+    "site_coverage": "footprint area / cell area (0..1): the share of the ground that is built",
+    "block_coverage": "footprint area / street-block area inside the cell (needs a blocks layer)",
+    "height_mean_m": "footprint-area-weighted mean building height, m",
+    "height_max_m": "tallest building touching the cell, m",
+    "floors_mean": "footprint-area-weighted mean number of storeys (column, else height / storey height)",
+    "floor_area_m2": "sum of clipped footprint x storeys (unknown storeys count as 1), m2",
+    "far": "floor area ratio: floor area / cell area (can exceed 1, unlike site coverage)",
+    "landuse_entropy": "Shannon entropy -sum p ln p of land-use area shares in the cell",
+    "population": "population in the cell (points summed, polygons by area share)",
+}
+
+
+def _inputs(config: Config, ws: Workspace) -> list[Path]:
+    files = [ws.scenes_index, *ws.files_under(ws.path("fetch", "scenes"))]
+    b = config.buildings
+    for p in (config.city.aoi, b.path, b.blocks_path, b.landuse_path, b.population_path, b.zones_path, config.suhi.elevation_path):
+        if p is not None:
+            files.append(Path(p))
+    return files
+
+
+def _client(config: Config) -> Any:
+    """The Dask client a pipeline run opened (None when running on this machine)."""
+    if not (config.dask.address or config.dask.workers):
+        return None
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def run(config: Config, ws: Workspace) -> dict[str, Any]:
+    """Compute LST and indices per scene, aggregate onto cells, add morphology and SUHI.
+
+    Raises
+    ------
+    NoDataError
+        No scene, or no clear pixel in any scene (exit 3).
+    """
+    import contextlib
+
+    import shapely
+
+    from uhi.aoi import load_aoi
+    from uhi.grid.cells import build_cells, cell_quads
+    from uhi.grid.zonal import build_coverage, grid_key
+    from uhi.morphology import cell_morphology
+    from uhi.parallel import dask_client, map_tasks
+    from uhi.raster.indices import SceneTask, process_scene, scene_grid
+    from uhi.raster.scene import group_by_solar_day, load_scenes
+
+    scenes = load_scenes(ws)
+    aoi = load_aoi(config.city)
+    cells = build_cells(aoi.geometry, config.grid.zoom, aoi.crs)
+    if len(cells) == 0:
+        raise NoDataError("the area of interest covers no tile; check city.aoi / city.bbox")
+    log.info("compute: %d scenes, %d cells at zoom %d", len(scenes), len(cells), config.grid.zoom)
+    x, y = cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy()
+
+    stage = ws.stage_dir("compute")
+    for sub in ("scenes", "outputs"):
+        shutil.rmtree(stage / sub, ignore_errors=True)
+
+    # one coverage matrix per pixel grid, shared by every scene and band on it
+    coverages: dict[Any, Any] = {}
+    tasks = []
+    for scene in scenes:
+        crs, transform, shape = scene_grid(scene)
+        key = grid_key(crs, transform, shape)
+        if key not in coverages:
+            coverages[key] = build_coverage(cell_quads(x, y, config.grid.zoom, crs), transform, shape)
+        tasks.append(
+            SceneTask(
+                scene=scene,
+                masking=config.masking,
+                albedo_variant=config.indices.albedo,
+                coverage=coverages[key],
+                out_dir=stage / "scenes" / safe_component(scene.scene_id),
+            )
+        )
+    log.info("compute: %d pixel grid(s), coverage built once each", len(coverages))
+
+    client = _client(config)
+    with contextlib.ExitStack() as stack:
+        if client is None and (config.dask.address or config.dask.workers):
+            client = stack.enter_context(dask_client(config.dask.address, config.dask.workers))
+        threads = min(len(tasks), os.cpu_count() or 1, 4)
+        results = map_tasks(process_scene, tasks, threads=threads, client=client, desc="compute")
+
+    usable = []
+    no_clear = []
+    for scene, res in zip(scenes, results, strict=True):
+        if res.clear_px == 0:
+            no_clear.append(scene.scene_id)
+            log.warning("scene %s: no clear pixel (cloud, fill or masked everywhere); skipped", scene.scene_id)
+            continue
+        if not res.has_thermal:
+            log.warning("scene %s: no surface temperature (L2SR or no lwir11); LST skipped, indices kept", scene.scene_id)
+        usable.append((scene, res))
+    if not usable:
+        raise NoDataError(
+            f"no clear pixel in any of the {len(scenes)} scene(s) ({', '.join(no_clear)}): every "
+            "pixel is cloud, shadow, fill or masked; widen the dates or lower search.max_cloud"
+        )
+
+    scene_cogs = [(s.solar_day.year, dict(r.cogs)) for s, r in usable if r.cogs]
+    # same solar day, several scenes (adjacent rows of one path): pool their sums per cell
+    by_day = group_by_solar_day([s for s, _ in usable])
+    stats_of = {s.scene_id: r for s, r in usable}
+    days = []
+    for day, day_scenes in by_day.items():
+        merged = stats_of[day_scenes[0].scene_id]
+        for other in day_scenes[1:]:
+            merged.merge(stats_of[other.scene_id])
+        days.append((day, merged))
+
+    panel, water_share = _panel(cells, days)
+    cell_polys = shapely.polygons(np.concatenate([q := cell_quads(x, y, config.grid.zoom, aoi.crs), q[:, :1]], axis=1))
+    morph, report = cell_morphology(cell_polys, config.buildings, aoi.crs)
+    for col in morph.columns:
+        cells[col] = morph[col].to_numpy()
+    cells["water_share"] = water_share
+
+    classes, series = _suhi(config, cells, panel, aoi.crs)
+    cells["urban"] = classes.urban
+    panel["anomaly_c"] = series[1]
+    suhi_table = series[0]
+
+    _write_tables(ws, cells, panel, aoi.crs, classes.method)
+    outputs = _write_outputs(config, ws, cells, panel, suhi_table, scene_cogs)
+    summary: dict[str, Any] = {
+        "scenes": len(scenes),
+        "scenes_used": len(usable),
+        "scenes_no_clear": len(no_clear),
+        "dates": len(days),
+        "cells": len(cells),
+        "pixel_grids": len(coverages),
+        "rows": len(panel),
+        "suhi_method": classes.method,
+        "outputs": outputs,
+    }
+    if report is not None:
+        summary["buildings"] = report.buildings
+        summary["buildings_repaired"] = report.repaired
+    return summary
+
+
+def _panel(cells: Any, days: list[tuple[Any, Any]]) -> tuple[Any, np.ndarray]:
+    """The tidy cell x date table from the per-day accumulators, and each cell's water share."""
+    import pandas as pd
+
+    n = len(cells)
+    frames = []
+    water_w = np.zeros(n)
+    water_v = np.zeros(n)
+    for day, stats in days:
+        cols: dict[str, Any] = {
+            "cell": cells["cell"].to_numpy(),
+            "date": np.full(n, np.datetime64(day, "ns")),
+            "year": np.full(n, day.year, dtype=np.int64),
+            "scene_id": np.full(n, "+".join(stats.scene_ids), dtype=object),
+        }
+        lst = stats.accumulators["lst_c"].result()
+        for var in PANEL_VARIABLES:
+            cols[var] = stats.accumulators[var].result()["mean"]
+        cols["lst_c_std"] = lst["std"]
+        cols["lst_c_min"] = lst["min"]
+        cols["lst_c_max"] = lst["max"]
+        key = "lst_c" if stats.has_thermal else "ndvi"
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = stats.accumulators[key].sum_w / stats.cell_area_px
+        cols["valid_share"] = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
+        frames.append(pd.DataFrame(cols))
+        water_w += stats.water.sum_w
+        water_v += stats.water.sum_wv + stats.water.shift * stats.water.sum_w
+    panel = pd.concat(frames, ignore_index=True)
+    panel["date"] = panel["date"].astype("datetime64[ns]")
+    for col in ("cell", "scene_id"):
+        panel[col] = panel[col].astype(str)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        water_share = np.where(water_w > 0, water_v / np.where(water_w > 0, water_w, 1), np.nan)
+    return panel, water_share
+
+
+def _suhi(config: Config, cells: Any, panel: Any, crs: str) -> tuple[Any, tuple[Any, np.ndarray]]:
+    import warnings
+
+    from uhi.suhi import classify_cells, sample_elevation, suhi_series
+
+    n = len(cells)
+    cell_pos = np.tile(np.arange(n), len(panel) // n)
+    ndbi = panel["ndbi"].to_numpy(dtype=np.float64).reshape(-1, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # cells never observed: NaN, no warning
+        ndbi_mean = np.nanmean(ndbi, axis=0)
+    have_buildings = config.buildings.path is not None
+    elevation = None
+    if config.suhi.elevation_path is not None:
+        elevation = sample_elevation(
+            Path(config.suhi.elevation_path), cells["x_m"].to_numpy(), cells["y_m"].to_numpy(), crs
+        )
+    classes = classify_cells(
+        cells["x_m"].to_numpy(),
+        cells["y_m"].to_numpy(),
+        ndbi_mean,
+        cells["water_share"].to_numpy(dtype=np.float64),
+        cells["site_coverage"].to_numpy(dtype=np.float64) if have_buildings else None,
+        config.suhi,
+        elevation_m=elevation,
+    )
+    return classes, suhi_series(panel, cell_pos, classes)
+
+
+def _write_tables(ws: Workspace, cells: Any, panel: Any, crs: str, suhi_method: str) -> None:
+    """cells.parquet (GeoParquet with the working CRS in its metadata) and panel.parquet."""
+    import pyarrow.parquet as pq
+    from geopandas.io.arrow import _geopandas_to_arrow
+
+    table = _geopandas_to_arrow(cells, index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[b"uhi:working_crs"] = crs.encode()
+    meta[b"uhi:suhi_method"] = suhi_method.encode()
+    with ws.atomic_path(ws.cells) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+    with ws.atomic_path(ws.panel) as tmp:
+        panel.to_parquet(tmp, index=False)
+
+
+def _write_outputs(
+    config: Config,
+    ws: Workspace,
+    cells: Any,
+    panel: Any,
+    suhi_table: Any,
+    scene_cogs: list[tuple[int, dict[str, str]]],
+) -> list[str]:
+    """GeoJSON per date, the Excel summary and the yearly mean composites (per outputs.formats)."""
+    import pandas as pd
+
+    from uhi.writers.excel import write_workbook
+    from uhi.writers.geojson import write_geojson
+
+    out_dir = ws.stage_dir("compute") / "outputs"
+    formats = set(config.outputs.formats)
+    written: list[str] = []
+    city = config.city.name
+    static = [c for c in cells.columns if c not in ("tile_x", "tile_y", "zoom", "x_m", "y_m")]
+    if "geojson" in formats:
+        per_date = ["cell", *PANEL_VARIABLES, "valid_share", "anomaly_c", "scene_id"]
+        for date, rows in panel.groupby("date", sort=True):
+            frame = cells[static].merge(rows[per_date], on="cell", how="left")
+            frame.insert(1, "date", date)
+            path = out_dir / f"{city}_outputs_{date:%Y-%m-%d}.geojson"
+            write_geojson(frame, path)
+            written.append(ws.relative(path))
+    if "excel" in formats:
+        g = panel.groupby("date", sort=True)
+        by_date = pd.DataFrame(
+            {
+                "scene_id": g["scene_id"].first(),
+                "cells_with_lst": g["lst_c"].count(),
+                "lst_c_mean": g["lst_c"].mean(),
+                "lst_c_std": g["lst_c"].std(),
+                "lst_c_min": g["lst_c"].min(),
+                "lst_c_max": g["lst_c"].max(),
+                "ndvi_mean": g["ndvi"].mean(),
+                "ndbi_mean": g["ndbi"].mean(),
+                "mndwi_mean": g["mndwi"].mean(),
+                "albedo_mean": g["albedo"].mean(),
+                "valid_share_mean": g["valid_share"].mean(),
+            }
+        ).reset_index()
+        suhi = suhi_table.copy()
+        notes = {k: v for k, v in VARIABLE_NOTES.items()}
+        notes["suhi_c"] = "surface UHI intensity: mean LST of urban cells minus that of the rural reference cells"
+        notes["suhi method"] = str(suhi["method"].iloc[0]) if len(suhi) else ""
+        path = out_dir / f"{city}_summary.xlsx"
+        write_workbook(path, {"city_by_date": by_date, "suhi": suhi}, notes=notes)
+        written.append(ws.relative(path))
+    if "cog" in formats:
+        written += _composites(ws, out_dir / "composites", scene_cogs)
+    return written
+
+
+def _composites(ws: Workspace, folder: Path, scene_cogs: list[tuple[int, dict[str, str]]]) -> list[str]:
+    """Per year and variable, the mean of the per-scene rasters on the year's most common grid."""
+    import rasterio
+
+    from uhi.raster.indices import VARIABLES, mean_composite
+
+    groups: dict[tuple[Any, int], list[dict[str, str]]] = {}
+    for year, cogs in scene_cogs:
+        with rasterio.open(cogs["lst_c"]) as src:
+            key = (tuple(src.transform)[:6], src.shape, src.crs.to_wkt())
+        groups.setdefault((key, year), []).append(cogs)
+    written: list[str] = []
+    for year in sorted({y for _, y in groups}):
+        members = max((v for (_, y), v in groups.items() if y == year), key=len)
+        for var in VARIABLES:
+            path = folder / f"{var}_{year}.tif"
+            if mean_composite([m[var] for m in members], path):
+                written.append(ws.relative(path))
+    return written
+
+
+SPEC = StageSpec(
+    name="compute",
+    config_sections=("city", "masking", "grid", "indices", "buildings", "suhi", "outputs"),
+    inputs=_inputs,
+    run=run,
+)
