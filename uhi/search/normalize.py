@@ -158,7 +158,8 @@ def merge_split_items(items: Iterable[pystac.Item]) -> list[pystac.Item]:
     """Merge USGS landsatlook's separate ``<scene>_SR`` and ``<scene>_ST`` items into one per scene.
 
     The SR item's properties lead; the ST item adds its assets (``lwir11``, ``qa``, ...) and any
-    property the SR item lacks. Other items pass through; duplicate ids keep the first.
+    property the SR item lacks. Items sharing an id (old USGS ``_SR_stac.json``/``_ST_stac.json``
+    sidecars) are merged the same way: the first one's properties lead.
     """
     merged: dict[str, pystac.Item] = {}
     for item in items:
@@ -167,8 +168,6 @@ def merge_split_items(items: Iterable[pystac.Item]) -> list[pystac.Item]:
             clone = item.clone()
             clone.id = base_id
             merged[base_id] = clone
-            continue
-        if base_id == item.id:
             continue
         target = merged[base_id]
         for key, asset in item.assets.items():
