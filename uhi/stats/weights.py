@@ -97,7 +97,7 @@ def _knn(xy_m: np.ndarray, k: int, spec: str) -> SpatialWeights:
     if k >= n:
         raise InputError(f"knn:{k} needs more than {k} observations, got {n}; lower K in the weights spec")
     # query k+1 and drop the point itself; duplicates of a point count as neighbours (as libpysal)
-    _, idx = cKDTree(xy_m).query(xy_m, k=k + 1)
+    _, idx = cKDTree(xy_m).query(xy_m, k=k + 1, workers=-1)
     rows = np.repeat(np.arange(n), k + 1)
     cols = idx.ravel()
     keep = cols != rows
