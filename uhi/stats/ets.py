@@ -19,6 +19,9 @@ __all__ = [
     "forecast_variance",
     "prediction_interval",
     "n_params",
+    "SeriesForecast",
+    "check_horizon",
+    "forecast_series",
 ]
 
 METHODS = ("simple", "holt", "damped")
@@ -650,3 +653,105 @@ def prediction_interval(
     z = float(norm.ppf(0.5 + coverage / 2))
     half = z * np.sqrt(forecast_variance(fit, horizon))
     return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class SeriesForecast:
+    """Forecasts, intervals and hold-out validation of many series.
+
+    Attributes
+    ----------
+    fit
+        The fit on the whole series (the forecasts' origin).
+    mean, lower, upper
+        Series x horizon point forecasts and prediction-interval bounds (NaN when not fitted).
+    rmse
+        Per series RMSE of the hold-out forecasts (the last ``holdout`` steps forecast by a
+        fit on the steps before them); NaN when not validated.
+    status
+        'ok', 'too_few_points' (fewer observed steps than ``min_points``) or 'no_data'.
+    horizon, holdout, coverage
+        What was asked.
+    """
+
+    fit: EtsFit
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    rmse: np.ndarray
+    status: np.ndarray
+    horizon: int
+    holdout: int
+    coverage: float
+
+
+def check_horizon(horizon: int, n_steps: int, *, name: str = "forecast.horizon") -> None:
+    """Refuse a horizon longer than half the series (forecasts beyond that are mostly noise)."""
+    cap = n_steps // 2
+    if horizon < 1:
+        raise ConfigError(f"{name} must be at least 1, got {horizon}")
+    if horizon > cap:
+        raise ConfigError(
+            f"{name} {horizon} is more than half the series length ({n_steps} steps, so at most "
+            f"{cap}); lower {name} or give a longer series"
+        )
+
+
+def forecast_series(
+    y: np.ndarray,
+    horizon: int,
+    *,
+    holdout: int = 2,
+    coverage: float = 0.9,
+    methods: tuple[str, ...] = METHODS,
+    min_points: int = 4,
+) -> SeriesForecast:
+    """Fit, forecast with intervals and validate every series (rows of ``y``).
+
+    Parameters
+    ----------
+    y
+        Series x steps on a regular grid; NaN marks missing steps.
+    horizon
+        Steps ahead; at most half the number of steps (``ConfigError`` otherwise).
+    holdout
+        Last steps held out for validation (0 skips it).
+    coverage
+        Prediction interval coverage (0.9 = 90 %).
+    methods
+        Candidate methods; the one with the smallest AICc is kept per series.
+    min_points
+        Series with fewer observed steps are reported as 'too_few_points' and not fitted.
+    """
+    arr = _as_2d(y)
+    n_steps = arr.shape[1]
+    check_horizon(horizon, n_steps)
+    if holdout < 0 or holdout >= n_steps:
+        raise ConfigError(
+            f"forecast.holdout {holdout} must be between 0 and the series length minus one ({n_steps - 1})"
+        )
+    min_points = max(int(min_points), 2)
+    fit = fit_ets(arr, methods, min_obs=min_points)
+    mean, lower, upper = prediction_interval(fit, horizon, coverage=coverage)
+    n_obs = fit.n_obs
+    status = np.where(n_obs == 0, "no_data", np.where(n_obs < min_points, "too_few_points", "ok"))
+    rmse = np.full(arr.shape[0], np.nan)
+    if holdout > 0:
+        train = arr[:, : n_steps - holdout]
+        test = arr[:, n_steps - holdout :]
+        vfit = fit_ets(train, methods, min_obs=min_points)
+        vmean = forecast_mean(
+            vfit.level,
+            np.where(vfit.method == 0, 0.0, vfit.trend),
+            np.where(vfit.method == 0, 0.0, vfit.phi),
+            holdout,
+        )
+        err2 = (vmean - test) ** 2
+        n_err = np.sum(np.isfinite(err2), axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rmse = np.where(
+                (vfit.method >= 0) & (n_err > 0),
+                np.sqrt(np.nansum(err2, axis=1) / np.maximum(n_err, 1)),
+                np.nan,
+            )
+    return SeriesForecast(fit, mean, lower, upper, rmse, status, horizon, holdout, coverage)

@@ -1,0 +1,177 @@
+"""Irregular per-cell observations regularised to one value per step (summer, year, month)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from uhi.errors import InputError
+
+__all__ = ["RegularSeries", "Step", "STEPS", "regularise", "step_labels"]
+
+Step = Literal["summer", "year", "month", "index"]
+STEPS: tuple[str, ...] = ("summer", "year", "month", "index")
+
+
+@dataclass(frozen=True)
+class RegularSeries:
+    """Many series on one regular step grid.
+
+    Attributes
+    ----------
+    ids
+        Series identifiers (cells), length n_ids, in first-seen order.
+    steps
+        Step ordinal per column: the year (summer, year), months since year 0 (month) or the
+        integer time value itself (index). Consecutive integers, gaps included as NaN columns.
+    step
+        The aggregation used.
+    values
+        Variable -> (n_ids x n_steps) float array of step means; NaN where no observation.
+    counts
+        Variable -> (n_ids x n_steps) int array: observations (distinct times) behind each value.
+    report
+        What was done to the input: rows read, rows outside the months kept, duplicate
+        (id, time) rows averaged, rows without a time.
+    """
+
+    ids: np.ndarray
+    steps: np.ndarray
+    step: str
+    values: dict[str, np.ndarray]
+    counts: dict[str, np.ndarray]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of regular steps."""
+        return int(self.steps.shape[0])
+
+    def observed_steps(self, var: str) -> np.ndarray:
+        """Per series, the number of steps holding a value of ``var``."""
+        return np.sum(self.counts[var] > 0, axis=1)
+
+
+def step_labels(steps: np.ndarray, step: str) -> list[str]:
+    """Human labels of step ordinals: '2019', '2019-07' or the integer."""
+    if step == "month":
+        return [f"{int(s) // 12:04d}-{int(s) % 12 + 1:02d}" for s in steps]
+    return [str(int(s)) for s in steps]
+
+
+def _step_ordinal(times: pd.Series, step: str) -> np.ndarray:
+    if step == "index":
+        if pd.api.types.is_datetime64_any_dtype(times):
+            raise InputError(
+                "step 'index' needs an integer time column, got dates; use --step year or month"
+            )
+        vals = pd.to_numeric(times, errors="coerce").to_numpy(dtype=float)
+        finite = np.isfinite(vals)
+        if np.any(finite & (vals != np.round(vals))):
+            raise InputError("step 'index' needs whole-number times (e.g. years); use dates instead")
+        return vals
+    if pd.api.types.is_integer_dtype(times) and step in ("summer", "year"):
+        # a bare year column (1871, 1872, ...) is already one value per year
+        return times.to_numpy(dtype=float)
+    dates = pd.to_datetime(times, errors="coerce")
+    years = dates.dt.year.to_numpy(dtype=float)
+    if step == "month":
+        return years * 12 + dates.dt.month.to_numpy(dtype=float) - 1
+    return years
+
+
+def regularise(
+    table: pd.DataFrame,
+    variables: Sequence[str],
+    *,
+    id_col: str = "cell",
+    time_col: str = "date",
+    step: str = "summer",
+    months: Sequence[int] = (6, 7, 8),
+) -> RegularSeries:
+    """Aggregate a long table of irregular observations to regular per-id steps.
+
+    Parameters
+    ----------
+    table
+        One row per (id, time) observation; more rows for the same (id, time) are duplicates
+        and are averaged first, so a repeated scene does not weigh twice in its step.
+    variables
+        Numeric columns to aggregate (NaN values do not count as observations).
+    id_col, time_col
+        Series identifier and time columns (dates, or integers for step 'index' and years).
+    step
+        'summer': mean of the rows whose month is in ``months``, one step per year (the
+        default, SCIENCE.md: summer mean per year); 'year': all months; 'month': calendar
+        months; 'index': the integer time values themselves.
+    months
+        Months kept for 'summer'.
+
+    Returns
+    -------
+    RegularSeries
+        Every id appears, even with no valid value (all-NaN rows), so callers can report it.
+    """
+    if step not in STEPS:
+        raise InputError(f"unknown step {step!r}; choose from {', '.join(STEPS)}")
+    missing = [c for c in (id_col, time_col, *variables) if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"column(s) {missing} not in the table (columns: {', '.join(map(str, table.columns))}); "
+            "check the column names"
+        )
+    for var in variables:
+        if not pd.api.types.is_numeric_dtype(table[var]):
+            raise InputError(f"column {var!r} is not numeric (dtype {table[var].dtype}); pass a numeric column")
+    report: dict[str, Any] = {"rows": int(len(table))}
+    frame = table[[id_col, time_col, *variables]]
+    ids_all = pd.unique(frame[id_col].dropna())
+    no_time = frame[time_col].isna()
+    if step == "summer" and not pd.api.types.is_integer_dtype(frame[time_col]):
+        month = pd.to_datetime(frame[time_col], errors="coerce").dt.month
+        outside = ~month.isin(list(months)) & ~no_time
+        report["rows_outside_months"] = int(outside.sum())
+        frame = frame[~outside]
+    report["rows_without_time"] = int(no_time.sum())
+    frame = frame[frame[time_col].notna() & frame[id_col].notna()]
+    dup = frame.duplicated([id_col, time_col], keep=False)
+    report["duplicate_rows"] = int(dup.sum())
+    if dup.any():
+        frame = frame.groupby([id_col, time_col], sort=False, as_index=False)[list(variables)].mean()
+    ordinal = _step_ordinal(frame[time_col], step)
+    bad_time = ~np.isfinite(ordinal)
+    if bad_time.any():
+        raise InputError(
+            f"{int(bad_time.sum())} value(s) of {time_col!r} are not dates or numbers "
+            f"(first: {frame[time_col][bad_time].iloc[0]!r}); fix or drop those rows"
+        )
+    id_codes = pd.Index(ids_all).get_indexer(frame[id_col])
+    n_ids = len(ids_all)
+    if len(ordinal):
+        first, last = int(ordinal.min()), int(ordinal.max())
+    else:
+        first, last = 0, -1
+    steps = np.arange(first, last + 1)
+    n_steps = steps.shape[0]
+    flat = id_codes.astype(np.int64) * max(n_steps, 1) + (ordinal.astype(np.int64) - first)
+    values: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
+    size = n_ids * n_steps
+    for var in variables:
+        v = frame[var].to_numpy(dtype=float)
+        ok = np.isfinite(v)
+        total = np.bincount(flat[ok], weights=v[ok], minlength=size)
+        count = np.bincount(flat[ok], minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        values[var] = mean.reshape(n_ids, n_steps)
+        counts[var] = count.reshape(n_ids, n_steps).astype(np.int64)
+    report["ids"] = int(n_ids)
+    report["steps"] = int(n_steps)
+    return RegularSeries(
+        ids=np.asarray(ids_all), steps=steps, step=step, values=values, counts=counts, report=report
+    )
