@@ -478,8 +478,8 @@ def run_scenario(
     """Apply a changes file to the workspace's cells and write the predicted LST change.
 
     Reads ``compute/cells.parquet``, ``compute/panel.parquet`` and ``model/summary.json``;
-    writes ``scenario/<name>.geojson``, ``scenario/<name>.xlsx`` and
-    ``scenario/<name>_summary.json``.
+    writes ``scenario/<name>.geojson`` (cells), ``scenario/<name>.xlsx``,
+    ``scenario/<name>_changes.geojson`` (the polygons) and ``scenario/<name>_summary.json``.
 
     Returns
     -------
@@ -581,11 +581,15 @@ def run_scenario(
         },
         notes=notes,
     )
+    changes_out = write_geojson(
+        changes.frame.assign(changes=[json.dumps(v, sort_keys=True) for v in changes.values]),
+        out_dir / f"{scenario_name}_changes.geojson",
+    )
     summary_path = ws.write_json(out_dir / f"{scenario_name}_summary.json", record)
     log.info(
         "scenario %s: %d cells changed, mean change %.3f C city-wide (model %s)",
         scenario_name, city["cells_changed"], city["mean_dlst_c"], fitted.kind,
     )
-    record["outputs"] = [ws.relative(p) for p in (geojson_path, xlsx_path, summary_path)]
+    record["outputs"] = [ws.relative(p) for p in (geojson_path, xlsx_path, changes_out, summary_path)]
     return record
 

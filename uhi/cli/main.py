@@ -19,6 +19,8 @@ _COMMANDS = {
     "forecast": "Forecast each cell by exponential smoothing; RCP8.5 long term.",
     "run": "Run fetch, compute, model and forecast in one workspace.",
     "demo": "Write the synthetic demo city (and optionally run the pipeline on it).",
+    "scenario": "Predict the LST change of land-use changes drawn as polygons (what-if).",
+    "report": "Write one self-contained HTML report: maps, model R², SUHI series, forecasts.",
     "processing": "SageMaker Processing entrypoint: shard scenes across hosts, then merge.",
 }
 

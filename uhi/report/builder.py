@@ -1,0 +1,544 @@
+"""Build report/report.html from a workspace: every figure and asset inlined, no URL fetched."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import numpy as np
+
+from uhi.errors import InputError
+
+__all__ = ["build_report", "ReportSection", "MAX_INTERACTIVE_CELLS"]
+
+log = logging.getLogger("uhi.report")
+
+# Beyond this many cells the inlined GeoJSON passes ~15 MB and browsers crawl; the PNG maps
+# still show every cell.
+MAX_INTERACTIVE_CELLS = 60_000
+
+_HOTSPOT_COLUMNS = ("gi_bin", "hotspot_bin", "bin", "class_bin")
+_RESIDUAL_COLUMNS = ("residual", "residual_c", "resid", "e")
+
+
+@dataclass
+class ReportSection:
+    """One section of the page: an anchor, a heading and its HTML body."""
+
+    anchor: str
+    title: str
+    body: list[str] = field(default_factory=list)
+
+    def html(self) -> str:
+        """The section's markup."""
+        inner = "\n".join(self.body)
+        return f'<section id="{self.anchor}">\n<h2>{html.escape(self.title)}</h2>\n{inner}\n</section>'
+
+
+@dataclass
+class _Inputs:
+    cells: Any  # GeoDataFrame, EPSG:4326
+    working_crs: Any
+    panel: Any
+    year: int
+    per_cell: Any  # DataFrame indexed by cell: lst_c, anomaly_c of the latest year
+    summary: dict[str, Any] | None
+    credits: list[str]
+
+
+def _figure_tag(fig: Any, alt: str, caption: str, *, dpi: int = 100, save_to: Path | None = None, ws: Any = None) -> str:
+    from uhi.report.assets import data_uri
+    from uhi.writers.maps import figure_png_bytes
+
+    png = figure_png_bytes(fig, dpi=dpi)
+    if save_to is not None and ws is not None:
+        ws.write_bytes(save_to, png)
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="{data_uri(png, "image/png")}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _missing(text: str) -> str:
+    return f'<p class="missing">{html.escape(text)}</p>'
+
+
+def _table(frame: Any, *, index: bool = True, digits: int = 3) -> str:
+    return frame.to_html(classes="uhi", index=index, float_format=lambda v: f"{v:.{digits}f}", na_rep="–", border=0)
+
+
+def _working_crs(ws: Any, cells: Any) -> Any:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(ws.cells).metadata or {}
+    crs = meta.get(b"uhi:working_crs")
+    return crs.decode() if crs else cells.estimate_utm_crs()
+
+
+def _load(config: Any, ws: Any) -> _Inputs:
+    import geopandas as gpd
+    import pandas as pd
+
+    for needed in (ws.cells, ws.panel):
+        if not Path(needed).is_file():
+            raise InputError(f"{ws.relative(needed)} is missing from {ws.root}; run uhi compute first")
+    cells = gpd.read_parquet(ws.cells)
+    if cells.crs is None or cells.crs.to_epsg() != 4326:
+        cells = cells.set_crs(4326, allow_override=True) if cells.crs is None else cells.to_crs(4326)
+    panel = pd.read_parquet(ws.panel)
+    if panel.empty:
+        raise InputError(f"{ws.relative(ws.panel)} has no rows; rerun uhi compute with more scenes")
+    year = int(panel["year"].max())
+    cols = [c for c in ("lst_c", "anomaly_c", "ndvi", "ndbi") if c in panel.columns]
+    per_cell = panel.loc[panel["year"] == year].groupby("cell")[cols].mean()
+    summary = None
+    if Path(ws.model_summary).is_file():
+        summary = json.loads(Path(ws.model_summary).read_text(encoding="utf-8"))
+    from uhi.writers.maps import CREDIT_LANDSAT, CREDIT_OSM
+
+    credits = [CREDIT_LANDSAT]
+    buildings = config.buildings.path
+    if buildings is not None and "osm" in str(buildings).lower():
+        credits.append(CREDIT_OSM)
+    return _Inputs(cells, _working_crs(ws, cells), panel, year, per_cell, summary, credits)
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[ReportSection, dict[str, Any]]:
+    """PNG maps of LST, anomaly, hotspots, residuals, forecast, scenario; also the layer data."""
+    from uhi.writers.maps import render_hotspot_map, render_value_map
+
+    sec = ReportSection("maps", f"Maps ({inp.year})")
+    cells = inp.cells[["cell", "geometry"]].merge(inp.per_cell, left_on="cell", right_index=True, how="left")
+    extra: dict[str, Any] = {}
+    common = {"working_crs": inp.working_crs, "basemap": basemap, "credits": inp.credits}
+    maps_dir = out_dir / "maps"
+    figs = []
+    if "lst_c" in cells:
+        figs.append(("lst", render_value_map(cells, "lst_c", title=f"Land surface temperature, summer {inp.year}",
+                                             label="LST", units="°C", cmap="inferno", **common),
+                     f"Mean land surface temperature of the {inp.year} scenes per cell."))
+    if "anomaly_c" in cells and cells["anomaly_c"].notna().any():
+        figs.append(("anomaly", render_value_map(cells, "anomaly_c", title=f"SUHI anomaly, summer {inp.year}",
+                                                 label="LST minus rural mean", units="°C", cmap="RdBu_r",
+                                                 diverging=True, **common),
+                     "Per-cell LST minus the rural reference mean of each date, averaged over the year."))
+    hot = _hotspots(ws)
+    if hot is not None:
+        frame, column, variable = hot
+        g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
+        figs.append(("hotspots", render_hotspot_map(g, column, variable=variable, **common),
+                     f"Getis-Ord Gi* classes of {variable} at 90/95/99 % confidence."))
+        extra["gi_bin"] = g.set_index("cell")[column]
+    res = _residuals(ws, inp.summary)
+    if res is not None:
+        frame, column, model = res
+        g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
+        figs.append(("residuals", render_value_map(g, column, title=f"Residuals of the {model} model",
+                                                   label="observed minus fitted LST", units="°C",
+                                                   cmap="PuOr_r", diverging=True, **common),
+                     f"Residuals of the {model} model: where the covariates under- or over-predict LST."))
+        extra["residual"] = g.set_index("cell")[column]
+    fc = _forecast_cells(ws)
+    if fc is not None:
+        frame, column, year = fc
+        g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
+        figs.append(("forecast", render_value_map(g, column, title=f"Forecast LST, summer {year}",
+                                                  label="forecast LST", units="°C", cmap="inferno", **common),
+                     f"Per-cell exponential-smoothing forecast of summer LST for {year}."))
+        extra["forecast"] = (g.set_index("cell")[column], year)
+    for name, frame, polygons in _scenarios(ws):
+        g = inp.cells[["cell", "geometry"]].merge(frame[["cell", "dlst_c"]], on="cell", how="left")
+        figs.append((f"scenario_{name}", render_value_map(
+            g, "dlst_c", title=f"Scenario {name}: change in LST", label="ΔLST", units="°C",
+            cmap="RdBu_r", diverging=True, outlines=polygons, **common),
+            f"Predicted change in LST for scenario {name}; black outlines are the changed areas."))
+        extra.setdefault("scenarios", []).append((name, g.set_index("cell")["dlst_c"]))
+    tags = [_figure_tag(fig, caption, caption, save_to=maps_dir / f"{key}.png", ws=ws) for key, fig, caption in figs]
+    sec.body.append('<div class="maps">' + "\n".join(tags) + "</div>" if tags else _missing("no map could be drawn"))
+    return sec, extra
+
+
+def _first(columns: Any, options: tuple[str, ...]) -> str | None:
+    return next((c for c in options if c in columns), None)
+
+
+def _hotspots(ws: Any) -> tuple[Any, str, str] | None:
+    import geopandas as gpd
+
+    path = ws.path("model", "hotspots.geojson")
+    if not path.is_file():
+        return None
+    frame = gpd.read_file(path)
+    column = _first(frame.columns, _HOTSPOT_COLUMNS)
+    if column is None or "cell" not in frame:
+        log.warning("report: %s has no hotspot class column (%s); map left out", path, ", ".join(_HOTSPOT_COLUMNS))
+        return None
+    variable = str(frame["variable"].iloc[0]) if "variable" in frame and len(frame) else "LST"
+    return frame.drop(columns="geometry")[["cell", column]], column, variable
+
+
+def _residuals(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] | None:
+    import geopandas as gpd
+
+    path = ws.path("model", "predictions.geojson")
+    if not path.is_file():
+        return None
+    frame = gpd.read_file(path).drop(columns="geometry")
+    best = (summary or {}).get("best_model") or ""
+    column = next((c for c in (f"residual_{best}", *_RESIDUAL_COLUMNS) if c in frame.columns), None)
+    if column is None or "cell" not in frame:
+        return None
+    if "year" in frame:
+        frame = frame.loc[frame["year"] == frame["year"].max()]
+    if "model" in frame and best:
+        chosen = frame.loc[frame["model"] == best]
+        frame = chosen if len(chosen) else frame
+    return frame.groupby("cell", as_index=False)[column].mean(), column, best or "fitted"
+
+
+def _forecast_cells(ws: Any) -> tuple[Any, str, int] | None:
+    """The last forecast year's per-cell LST, from forecast/forecast.geojson."""
+    import geopandas as gpd
+
+    path = ws.path("forecast", "forecast.geojson")
+    if not path.is_file():
+        return None
+    frame = gpd.read_file(path).drop(columns="geometry")
+    if "cell" not in frame:
+        return None
+    if {"year", "mean"} <= set(frame.columns):  # long form: one row per cell and year
+        if "variable" in frame:
+            frame = frame.loc[frame["variable"] == "lst_c"]
+        year = int(frame["year"].max())
+        return frame.loc[frame["year"] == year, ["cell", "mean"]], "mean", year
+    wide = sorted(c for c in frame.columns if c.startswith("lst_c_") and c[6:].isdigit())
+    if not wide:
+        return None
+    column = wide[-1]
+    return frame[["cell", column]], column, int(column[6:])
+
+
+def _scenarios(ws: Any) -> list[tuple[str, Any, Any]]:
+    import geopandas as gpd
+
+    folder = ws.path("scenario")
+    out = []
+    for summary_path in sorted(folder.glob("*_summary.json")) if folder.is_dir() else []:
+        name = summary_path.name[: -len("_summary.json")]
+        cells_path = folder / f"{name}.geojson"
+        if not cells_path.is_file():
+            continue
+        frame = gpd.read_file(cells_path).drop(columns="geometry")
+        polygons_path = folder / f"{name}_changes.geojson"
+        polygons = gpd.read_file(polygons_path) if polygons_path.is_file() else None
+        out.append((name, frame, polygons))
+    return out
+
+
+def _r2_table(summary: dict[str, Any] | None) -> Any:
+    import pandas as pd
+
+    if not summary:
+        return None
+    models = summary.get("models", summary)
+    rows: dict[str, dict[str, float]] = {}
+    for name, entry in models.items():
+        if not isinstance(entry, dict):
+            continue
+        if "r2" in entry:
+            rows[name] = {"all": entry["r2"]}
+            continue
+        per_year = entry.get("years", entry)
+        vals = {str(y): fit.get("r2") for y, fit in per_year.items() if isinstance(fit, dict) and "r2" in fit}
+        if vals:
+            rows[name] = vals
+    if not rows:
+        return None
+    frame = pd.DataFrame.from_dict(rows, orient="index").astype(float)
+    frame = frame[sorted(frame.columns, key=lambda c: (not c.isdigit(), c))]
+    frame["mean"] = frame.mean(axis=1)
+    frame.index.name = "model"
+    return frame.sort_values("mean", ascending=False)
+
+
+def _models_section(inp: _Inputs) -> ReportSection:
+    from uhi.report.charts import render_r2_chart
+
+    sec = ReportSection("models", "Model comparison (R²)")
+    table = _r2_table(inp.summary)
+    if table is None:
+        sec.body.append(_missing("no model summary yet: run uhi model"))
+        return sec
+    best = (inp.summary or {}).get("best_model")
+    if best:
+        sec.body.append(f"<p>Best model: <b>{html.escape(str(best))}</b> "
+                        f"(y = {html.escape(str(inp.summary.get('y', 'lst_c')))}, "
+                        f"x = {html.escape(', '.join(map(str, inp.summary.get('x', []))))}, "
+                        f"weights {html.escape(str(inp.summary.get('weights', '')))}).</p>")
+    sec.body.append(_table(table))
+    sec.body.append(_figure_tag(render_r2_chart(table.drop(columns="mean")), "R-squared by model and year",
+                                "R² of each model per year; the mean across years ranks the models."))
+    return sec
+
+
+def _suhi_series(inp: _Inputs) -> Any:
+    """SUHI intensity per date: mean anomaly (LST - rural mean) over urban, non-water cells."""
+    if "anomaly_c" not in inp.panel or "urban" not in inp.cells:
+        return None
+    urban = inp.cells["urban"].astype(bool)
+    if "water_share" in inp.cells:
+        # SCIENCE.md: water is excluded from urban and rural statistics (cells over half water)
+        urban &= ~(inp.cells["water_share"].fillna(0) > 0.5)
+    keep = set(inp.cells.loc[urban, "cell"])
+    rows = inp.panel.loc[inp.panel["cell"].isin(keep)]
+    series = rows.groupby("date", as_index=False)["anomaly_c"].mean().rename(columns={"anomaly_c": "suhi_c"})
+    series = series.dropna()
+    return series if len(series) else None
+
+
+def _suhi_section(inp: _Inputs) -> ReportSection:
+    from uhi.report.charts import render_suhi_chart
+
+    sec = ReportSection("suhi", "Surface urban heat island series")
+    series = _suhi_series(inp)
+    if series is None:
+        sec.body.append(_missing("no SUHI series: compute wrote no urban cells or anomalies"))
+        return sec
+    sec.body.append(_figure_tag(render_suhi_chart(series), "SUHI series",
+                                "SUHI intensity per scene date (urban cells' mean LST anomaly against the rural reference)."))
+    yearly = series.groupby(series["date"].dt.year)["suhi_c"].agg(["mean", "min", "max", "count"])
+    yearly.index.name = "year"
+    yearly.columns = ["mean SUHI (°C)", "min (°C)", "max (°C)", "dates"]
+    sec.body.append(_table(yearly, digits=2))
+    return sec
+
+
+def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
+    """City-mean observed summer LST and the mean of the per-cell forecasts with their bounds."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from uhi.report.charts import render_forecast_chart
+
+    sec = ReportSection("forecast", "Forecast")
+    path = ws.path("forecast", "forecast.geojson")
+    if not path.is_file():
+        sec.body.append(_missing("no forecast yet: run uhi forecast"))
+        return sec
+    frame = gpd.read_file(path).drop(columns="geometry")
+    history = inp.panel.groupby("year", as_index=False)["lst_c"].mean().rename(columns={"lst_c": "value"})
+    fc = _forecast_long(frame)
+    if fc is None or history.empty:
+        sec.body.append(_missing("forecast.geojson holds no per-year forecast of lst_c with bounds"))
+        return sec
+    city = fc.groupby("year", as_index=False)[["mean", "lower", "upper"]].mean()
+    sec.body.append(_figure_tag(
+        render_forecast_chart(history, city, interval=interval, title="City-mean summer LST: observed and forecast"),
+        "Forecast of city-mean LST",
+        f"Observed city-mean summer LST and the mean of the per-cell forecasts; the band is the mean of "
+        f"the per-cell {interval:.0%} prediction bounds.",
+    ))
+    hottest = fc.loc[fc["year"] == fc["year"].max()].sort_values("mean", ascending=False).head(1)
+    if len(hottest):
+        cell = hottest["cell"].iloc[0]
+        cell_hist = (inp.panel.loc[inp.panel["cell"] == cell].groupby("year", as_index=False)["lst_c"].mean()
+                     .rename(columns={"lst_c": "value"}).dropna())
+        if len(cell_hist):
+            sec.body.append(_figure_tag(
+                render_forecast_chart(cell_hist, fc.loc[fc["cell"] == cell].sort_values("year"), interval=interval,
+                                      title=f"Hottest forecast cell {cell}"),
+                "Forecast of the hottest cell", f"Cell {cell} with its {interval:.0%} prediction interval."))
+    sec.body.append(_table(pd.DataFrame(city).set_index("year"), digits=2))
+    return sec
+
+
+def _forecast_long(frame: Any) -> Any:
+    """Per (cell, year) mean / lower / upper of LST from the forecast table (long or wide form)."""
+    import pandas as pd
+
+    if {"cell", "year", "mean", "lower", "upper"} <= set(frame.columns):
+        if "variable" in frame:
+            frame = frame.loc[frame["variable"] == "lst_c"]
+        return frame[["cell", "year", "mean", "lower", "upper"]]
+    rows = []
+    for col in frame.columns:
+        if col.startswith("lst_c_") and col[6:].isdigit():
+            year = int(col[6:])
+            lo, hi = f"{col}_lower", f"{col}_upper"
+            if lo in frame and hi in frame:
+                rows.append(pd.DataFrame({"cell": frame["cell"], "year": year, "mean": frame[col],
+                                          "lower": frame[lo], "upper": frame[hi]}))
+    return pd.concat(rows, ignore_index=True) if rows else None
+
+
+def _scenario_section(ws: Any) -> ReportSection | None:
+    import pandas as pd
+
+    folder = ws.path("scenario")
+    summaries = sorted(folder.glob("*_summary.json")) if folder.is_dir() else []
+    if not summaries:
+        return None
+    sec = ReportSection("scenarios", "Scenarios")
+    for path in summaries:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        city = rec.get("city", {})
+        sec.body.append(
+            f"<h3>{html.escape(str(rec.get('scenario', path.stem)))}</h3><p>Model {html.escape(str(rec.get('model')))}"
+            f" ({html.escape(str(rec.get('model_year') or 'pooled'))}); city-wide mean change "
+            f"{city.get('mean_dlst_c', float('nan')):.3f} °C over {city.get('cells_changed', 0)} changed cells; "
+            f"mean change outside the polygons {city.get('outside_mean_dlst_c', float('nan')):.4f} °C.</p>"
+        )
+        polys = pd.DataFrame(rec.get("polygons", []))
+        if len(polys):
+            sec.body.append(_table(polys.set_index("name"), digits=3))
+    return sec
+
+
+def _cells_payload(inp: _Inputs, extra: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """GeoJSON of the cells with the layers the interactive map can switch between."""
+    from matplotlib import colormaps
+
+    from uhi.writers.maps import HOTSPOT_CLASSES
+
+    n = len(inp.cells)
+    if n > MAX_INTERACTIVE_CELLS:
+        return None, f"{n} cells exceed the interactive map's limit of {MAX_INTERACTIVE_CELLS}; see the PNG maps"
+    frame = inp.cells[["cell", "geometry"]].merge(inp.per_cell, left_on="cell", right_index=True, how="left")
+    layers: list[dict[str, Any]] = []
+
+    def ramp(name: str) -> list[str]:
+        cmap = colormaps[name]
+        from matplotlib.colors import to_hex
+
+        return [to_hex(cmap(t)) for t in np.linspace(0, 1, 9)]
+
+    def continuous(key: str, values: Any, label: str, cmap: str, diverging: bool) -> None:
+        v = np.asarray(values, dtype=float)
+        finite = v[np.isfinite(v)]
+        if not finite.size:
+            return
+        if diverging:
+            half = float(np.max(np.abs(finite))) or 1.0
+            lo, hi = -half, half
+        else:
+            lo, hi = (float(x) for x in np.percentile(finite, [2, 98]))
+            hi = hi if hi > lo else lo + 1.0
+        frame[key] = np.where(np.isfinite(v), np.round(v, 3), np.nan)
+        layers.append({"key": key, "label": label, "units": "°C", "kind": "continuous",
+                       "vmin": lo, "vmax": hi, "colors": ramp(cmap)})
+
+    if "lst_c" in frame:
+        continuous("lst_c", frame["lst_c"], f"LST {inp.year}", "inferno", False)
+    if "anomaly_c" in frame:
+        continuous("anomaly_c", frame["anomaly_c"], f"SUHI anomaly {inp.year}", "RdBu_r", True)
+    if "gi_bin" in extra:
+        frame["gi_bin"] = frame["cell"].map(extra["gi_bin"])
+        layers.append({"key": "gi_bin", "label": "Gi* hot/cold spots", "units": "", "kind": "classes",
+                       "classes": [{"value": k, "label": lbl, "color": col} for k, (lbl, col) in HOTSPOT_CLASSES.items()]})
+    if "residual" in extra:
+        continuous("residual", frame["cell"].map(extra["residual"]), "model residual", "PuOr_r", True)
+    if "forecast" in extra:
+        series, year = extra["forecast"]
+        continuous("forecast", frame["cell"].map(series), f"forecast LST {year}", "inferno", False)
+    for name, series in extra.get("scenarios", []):
+        continuous(f"scenario_{name}", frame["cell"].map(series), f"scenario {name}: ΔLST", "RdBu_r", True)
+    if not layers:
+        return None, "no cell values to show"
+    keys = ["cell"] + [lyr["key"] for lyr in layers]
+    features = []
+    geoms = frame.geometry.to_crs(4326)
+    props = frame[keys].astype(object).where(frame[keys].notna(), None).to_dict(orient="records")
+    for geom, p in zip(geoms, props, strict=True):
+        clean = {k: (int(v) if k == "gi_bin" and v is not None else (float(v) if isinstance(v, (float, np.floating)) else v))
+                 for k, v in p.items()}
+        coords = [[round(x, 6), round(y, 6)] for x, y in np.asarray(geom.exterior.coords)] if geom.geom_type == "Polygon" else None
+        if coords is None:
+            continue
+        features.append({"type": "Feature", "properties": clean, "geometry": {"type": "Polygon", "coordinates": [coords]}})
+    w, s, e, nth = geoms.total_bounds
+    payload = {
+        "cells": {"type": "FeatureCollection", "features": features},
+        "layers": layers,
+        "bounds": [[s, w], [nth, e]],
+        "credits": " | ".join(inp.credits),
+    }
+    return payload, ""
+
+
+def _embed_json(obj: Any) -> str:
+    # inside <script> a literal "</" would close the element early; JSON allows "<\/"
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
+    """Write ``report/report.html`` (and ``report/maps/*.png``) from the workspace's artifacts.
+
+    Parameters
+    ----------
+    config
+        The run's Config (city name, forecast interval, buildings source for credits).
+    ws
+        The Workspace; needs compute's cells and panel, uses model, forecast and scenario
+        outputs when present (a missing stage leaves a note in its section).
+    basemap
+        Draw web tiles under the PNG maps when they can be reached (never in the HTML page).
+
+    Returns
+    -------
+    Path
+        The HTML file.
+    """
+    from uhi import __version__
+    from uhi.report.assets import cell_map_js, leaflet_css, leaflet_js
+
+    inp = _load(config, ws)
+    out_dir = ws.stage_dir("report")
+    maps, extra = _maps_section(inp, ws, out_dir, basemap)
+    sections = [maps, _models_section(inp), _suhi_section(inp), _forecast_section(inp, ws, config.forecast.interval)]
+    scen = _scenario_section(ws)
+    if scen is not None:
+        sections.append(scen)
+    payload, why = _cells_payload(inp, extra)
+    interactive = ReportSection("cell-map-section", "Interactive cell map")
+    if payload is None:
+        interactive.body.append(_missing(why))
+        cells_json = "null"
+    else:
+        interactive.body.append("<p>Click a cell for its values; choose the layer top right. "
+                                "No background tiles: the page works offline.</p>")
+        interactive.body.append('<div id="cell-map"></div>')
+        cells_json = _embed_json(payload)
+    sections.append(interactive)
+    years = sorted(inp.panel["year"].unique())
+    title = f"Urban heat island report: {config.city.name}"
+    subtitle = (f"Landsat 8/9 Collection 2 Level-2 surface temperature, {years[0]}–{years[-1]}, "
+                f"{len(inp.cells)} cells at zoom {config.grid.zoom}")
+    nav = " ".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in sections)
+    template = Template(resources.files("uhi.report").joinpath("template.html").read_text(encoding="utf-8"))
+    page = template.substitute(
+        title=html.escape(title),
+        subtitle=html.escape(subtitle),
+        version=html.escape(__version__),
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        nav=nav,
+        sections="\n".join(s.html() for s in sections),
+        credits=html.escape(" | ".join(inp.credits)),
+        cells_json=cells_json,
+        leaflet_css=leaflet_css(),
+        leaflet_js=leaflet_js(),
+        cell_map_js=cell_map_js(),
+    )
+    target = out_dir / "report.html"
+    ws.write_text(target, page)
+    log.info("report: wrote %s (%.1f MB)", target, len(page.encode()) / 1e6)
+    return target
