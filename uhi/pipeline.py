@@ -120,12 +120,14 @@ def _execute_stages(
     *,
     force: bool,
     specs: SpecLookup,
+    force_stages: Sequence[str] = (),
 ) -> list[StageOutcome]:
     """Run stages in order under an already-held lock, sharing one Dask client if configured."""
     outcomes = []
     with dask_client(config.dask.address, config.dask.workers):
         for name in names:
-            outcomes.append(execute(specs(name), config, ws, force=force))
+            again = force or name in force_stages
+            outcomes.append(execute(specs(name), config, ws, force=again))
     return outcomes
 
 
@@ -268,7 +270,11 @@ def run_incremental(
                 log.info("incremental: no finished fetch in %s yet; running everything", ws.root)
             else:
                 log.info("incremental: nothing new, finishing the stages an earlier run left")
-            outcomes = _execute_stages(config, ws, stages, force=False, specs=lookup)
+            # a remote archive's new scenes change no local input of fetch, so its fingerprint
+            # cannot notice them: fetch is re-run explicitly (it keeps every valid clip)
+            outcomes = _execute_stages(
+                config, ws, stages, force=False, specs=lookup, force_stages=("fetch",) if new else ()
+            )
             report = RunReport(ws.root, outcomes, new_scenes=new or [])
     report.seconds_total = time.perf_counter() - started
     report.peak_rss_mb = _peak_rss_mb()
