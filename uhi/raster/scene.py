@@ -61,8 +61,19 @@ class Scene:
         return "lwir11" in self.assets and self.level != "L2SR"
 
 
-def checked_scales(meta: Mapping[str, Any], scene_id: str) -> dict[str, BandScale]:
-    """Scales from ``uhi:scales`` or ``raster:bands``, checked against LSDS-1619 constants.
+def checked_scales(
+    meta: Mapping[str, Any], scene_id: str, *, mtl: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, BandScale]:
+    """Scales from ``uhi:scales``, ``raster:bands`` or the MTL, checked against LSDS-1619.
+
+    Parameters
+    ----------
+    meta
+        ``{"uhi:scales": {...}, "assets": {key: asset dict}}`` of a STAC item.
+    scene_id
+        For messages.
+    mtl
+        A parsed MTL (:func:`uhi.landsat.parse_mtl`), used for keys the item does not scale.
 
     Raises
     ------
@@ -83,6 +94,8 @@ def checked_scales(meta: Mapping[str, Any], scene_id: str) -> dict[str, BandScal
         s = landsat.scale_from_raster_bands(asset)
         if s is not None:
             out[key] = s
+    for key, s in (landsat.scales_from_mtl(mtl) if mtl else {}).items():
+        out.setdefault(key, s)
     checked: dict[str, BandScale] = {}
     for key, s in out.items():
         try:
@@ -148,6 +161,8 @@ def load_scenes(ws: Workspace) -> list[Scene]:
             log.warning("scene %s: no fetched files under %s; skipped", sid, ws.relative(ws.scene_dir(sid)))
             continue
         meta = {"uhi:scales": props.get("uhi:scales"), "assets": feat.get("assets") or {}}
+        mtl_path = ws.scene_dir(sid) / "mtl.txt"
+        mtl = landsat.read_mtl_file(mtl_path) if mtl_path.is_file() else None
         level = props.get("uhi:level") or landsat.product_level(feat, sid)
         scenes.append(
             Scene(
@@ -155,7 +170,7 @@ def load_scenes(ws: Workspace) -> list[Scene]:
                 solar_day=_solar_day(props, sid),
                 level=level,
                 assets=assets,
-                scales=checked_scales(meta, sid),
+                scales=checked_scales(meta, sid, mtl=mtl),
             )
         )
     if not scenes:
