@@ -28,25 +28,39 @@ def echo_report(report: Any, *, as_json: bool) -> None:
         state = "unchanged, skipped" if o.skipped else f"{o.seconds:.1f} s"
         click.echo(f"{o.name}: {state}")
     s = report.summary
-    if "scenes_used" in s:
-        dropped = s.get("scenes_dropped") or []
-        click.echo(
-            f"scenes: {s.get('scenes_fetched', 0)} fetched, {s['scenes_used']} used, "
-            f"{len(dropped)} dropped" + (f" ({', '.join(dropped)})" if dropped else "")
-        )
-    elif "scenes_fetched" in s:
-        click.echo(f"scenes: {s['scenes_fetched']} fetched")
-    for key, value in sorted((s.get("fetch_dropped") or {}).items()):
-        click.echo(f"  fetch {key}: {value}")
+    dropped_at_search = {}
+    for value in (s.get("fetch_dropped") or {}).values():
+        if isinstance(value, dict):
+            dropped_at_search.update({str(k): v for k, v in value.items() if isinstance(v, int)})
+    if "scenes_fetched" in s:
+        found = s["scenes_fetched"] + sum(dropped_at_search.values())
+        parts = [f"{found} found", f"{s['scenes_fetched']} fetched"]
+        if "scenes_used" in s:
+            parts.append(f"{s['scenes_used']} used")
+        click.echo("scenes: " + ", ".join(parts))
+        reasons = [f"{n} {why}" for why, n in sorted(dropped_at_search.items())]
+        unused = s.get("scenes_dropped") or []
+        if unused:
+            reasons.append(f"{len(unused)} without a usable pixel ({', '.join(unused)})")
+        if reasons:
+            click.echo("  dropped: " + "; ".join(reasons))
     if "cells" in s:
         click.echo(f"cells: {s['cells']}")
     if s.get("models"):
         click.echo(f"models: {', '.join(s['models'])}")
     outputs = s.get("outputs") or []
     if outputs:
-        click.echo(f"outputs ({len(outputs)}):")
+        click.echo(f"outputs ({len(outputs)} files):")
+        by_folder: dict[str, list[str]] = {}
         for rel in outputs:
-            click.echo(f"  {rel}")
+            folder, _, name = rel.rpartition("/")
+            by_folder.setdefault(folder, []).append(name)
+        for folder, names in by_folder.items():
+            if len(names) > 4:  # e.g. one GeoJSON per date, one composite per year
+                click.echo(f"  {folder}/ ({len(names)} files: {names[0]} ... {names[-1]})")
+            else:
+                for name in names:
+                    click.echo(f"  {folder}/{name}")
     click.echo(f"total: {report.seconds_total:.1f} s, peak memory {report.peak_rss_mb:.0f} MiB")
     click.echo(f"workspace: {report.workspace}")
 
