@@ -1,0 +1,214 @@
+"""The HTML report: self-contained offline page, checked statically and in headless Chromium.
+
+The browser is driven over the DevTools protocol (tornado's websocket client on 127.0.0.1), so
+console errors, uncaught exceptions, failed loads and every requested URL are seen directly.
+CI needs Debian's Chromium: ``apt-get install -y chromium`` (``.ci/run`` does it as root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+import test_scenario as synth  # noqa: E402  (the synthetic workspace of the scenario tests)
+
+from uhi.config import build_config  # noqa: E402
+from uhi.report.builder import build_report  # noqa: E402
+from uhi.scenario import run_scenario  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# XML namespace names inside Leaflet: identifiers passed to createElementNS, never fetched
+_NAMESPACES = ("http://www.w3.org/2000/svg",)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    tmp = tmp_path_factory.mktemp("report")
+    ws, _ = synth._workspace(tmp)
+    park = box(synth.X0 + 5 * synth.CELL_M, synth.Y0 + 5 * synth.CELL_M, synth.X0 + 7 * synth.CELL_M, synth.Y0 + 7 * synth.CELL_M)
+    changes = synth._changes(tmp, [synth._feature(park, {"name": "park", "ndvi": 0.2})])
+    run_scenario(build_config(), ws, changes, model="lag", name="park")
+    return build_report(build_config(), ws), ws
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for key, value in attrs:
+            if key in ("src", "href", "srcset", "poster", "data") and value is not None:
+                self.refs.append(value)
+            if key == "id" and value:
+                self.ids.add(value)
+
+
+def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
+    path, ws = report
+    page = path.read_text(encoding="utf-8")
+    parser = _Refs()
+    parser.feed(page)
+    # every reference is inline data or an anchor on the page itself
+    for ref in parser.refs:
+        assert ref.startswith("data:") or (ref.startswith("#") and ref[1:] in parser.ids), ref[:80]
+    for url in re.findall(r"url\(\s*['\"]?([^'\")]+)", page):
+        assert url.startswith(("data:", "#")), url[:80]
+    assert "sourceMappingURL" not in page and "@import" not in page
+    leftover = [m for m in re.findall(r"https?://[^\s\"'<>)]+", page) if m not in _NAMESPACES]
+    assert leftover == []
+    for anchor in ("maps", "models", "suhi", "forecast", "scenarios", "cell-map-section"):
+        assert f'id="{anchor}"' in page
+    # the R² table carries the summary's numbers; the cell data hold every cell
+    assert "<th>lag</th>" in page and "0.850" in page
+    data = json.loads(re.search(r'<script type="application/json" id="uhi-cells">(.*?)</script>', page, re.S).group(1))
+    assert len(data["cells"]["features"]) == synth.SIDE**2
+    assert {lyr["key"] for lyr in data["layers"]} >= {"lst_c", "anomaly_c", "scenario_park"}
+    assert sorted(p.name for p in (ws.root / "report" / "maps").iterdir()) == ["anomaly.png", "lst.png", "scenario_park.png"]
+
+
+# -- headless Chromium over the DevTools protocol ---------------------------------------------
+
+
+async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str, Any]:
+    """Load ``url`` in headless Chromium; collect errors, requests, a screenshot and page facts."""
+    import urllib.request
+
+    from tornado.websocket import websocket_connect
+
+    profile = tempfile.mkdtemp(prefix="uhi-chromium-")
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+         f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+         "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        port = None
+        for line in proc.stderr:  # "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..."
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                port = int(m.group(1))
+                break
+        assert port, "chromium did not open its DevTools port"
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
+        ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+        conn = await websocket_connect(ws_url, max_message_size=64 * 1024 * 1024)
+        next_id = 0
+        events: list[dict[str, Any]] = []
+
+        async def call(method: str, **params: Any) -> dict[str, Any]:
+            nonlocal next_id
+            next_id += 1
+            my_id = next_id
+            await conn.write_message(json.dumps({"id": my_id, "method": method, "params": params}))
+            while True:
+                msg = json.loads(await asyncio.wait_for(conn.read_message(), 30))
+                if msg.get("id") == my_id:
+                    assert "error" not in msg, msg
+                    return msg.get("result", {})
+                events.append(msg)
+
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            await call(f"{domain}.enable")
+        await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        await call("Page.navigate", url=url)
+        while not any(e.get("method") == "Page.loadEventFired" for e in events):
+            events.append(json.loads(await asyncio.wait_for(conn.read_message(), 30)))
+        await asyncio.sleep(1.0)  # let Leaflet draw its canvas after load
+        facts = await call("Runtime.evaluate", returnByValue=True, expression="""({
+            canvases: document.querySelectorAll('#cell-map canvas').length,
+            cells: document.getElementById('cell-map') ? document.getElementById('cell-map').dataset.cells : null,
+            images: document.images.length,
+            brokenImages: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length,
+            leaflet: typeof L !== 'undefined' ? L.version : null
+        })""")
+        shot = await call("Page.captureScreenshot", format="png")
+        conn.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+    errors = []
+    requests = []
+    for e in events:
+        method, params = e.get("method"), e.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            errors.append(params["exceptionDetails"].get("exception", {}).get("description") or params["exceptionDetails"]["text"])
+        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            errors.append(" ".join(str(a.get("value", a.get("description"))) for a in params.get("args", [])))
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            errors.append(params["entry"]["text"])
+        elif method == "Network.loadingFailed":
+            errors.append(f"load failed: {params.get('errorText')}")
+        elif method == "Network.requestWillBeSent":
+            requests.append(params["request"]["url"])
+    return {"errors": errors, "requests": requests, "facts": facts["result"]["value"],
+            "screenshot": base64.b64decode(shot["data"])}
+
+
+def _run(url: str) -> dict[str, Any]:
+    pytest.importorskip("tornado", reason="the DevTools client uses tornado's websocket")
+    return asyncio.run(_inspect(url))
+
+
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (CI: apt-get install -y chromium)"
+)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_harness_catches_broken_pages(tmp_path: Path) -> None:
+    """The browser check can fail: a missing image, a script error and a remote URL are all seen."""
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><h1>x</h1><img src="missing.png"><link rel="stylesheet" '
+                   'href="http://127.0.0.1:9/none.css"><script>console.error("boom"); nope();</script></body></html>')
+    out = _run(bad.as_uri())
+    joined = " | ".join(out["errors"])
+    assert "boom" in joined and "nope is not defined" in joined
+    assert any("load failed" in e for e in out["errors"])
+    assert any(u.startswith("http://127.0.0.1:9/") for u in out["requests"])
+    assert out["facts"]["brokenImages"] == 1
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_report_renders_offline_in_chromium(report: tuple[Path, Any], tmp_path: Path) -> None:
+    from PIL import Image
+
+    path, _ = report
+    out = _run(path.as_uri())
+    assert out["errors"] == []
+    # nothing but the page itself and inline data was requested
+    assert all(u.startswith(("file:", "data:")) for u in out["requests"]), [u[:60] for u in out["requests"]]
+    facts = out["facts"]
+    assert facts["leaflet"]  # Debian's 1.7.1~dfsg build reports L.version "1.6.0"
+    assert facts["canvases"] >= 1 and facts["cells"] == str(synth.SIDE**2)
+    assert facts["images"] >= 5 and facts["brokenImages"] == 0
+    img = Image.open(io.BytesIO(out["screenshot"])).convert("RGB")
+    (tmp_path / "report.png").write_bytes(out["screenshot"])
+    pixels = np.asarray(img, dtype=float)
+    assert img.size == (1280, 2400)
+    assert pixels.std() > 20  # not blank
+    assert len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 200  # maps and charts, not flat colour
