@@ -1,0 +1,530 @@
+"""The forecast stage: per-cell exponential smoothing, model-based LST projection, RCP8.5 long term."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uhi.config import Config
+from uhi.errors import InputError
+from uhi.stages.runner import StageSpec
+from uhi.workspace import Workspace
+
+__all__ = ["SPEC", "run", "forecast_table", "VariableForecast"]
+
+log = logging.getLogger("uhi.forecast")
+
+# Earth circumference at the equator in EPSG:3857 metres: tile sizes and the COG grid
+_WEB_MERCATOR_SPAN_M = 2 * np.pi * 6378137.0
+
+
+def _inputs(config: Config, ws: Workspace) -> list[Path]:
+    files = [ws.panel, ws.cells]
+    if ws.model_summary.is_file():
+        files.append(ws.model_summary)
+    if config.forecast.rcp_table is not None:
+        files.append(Path(config.forecast.rcp_table))
+    return files
+
+
+@dataclass(frozen=True)
+class VariableForecast:
+    """One variable's regular series and forecasts over the same ids.
+
+    Attributes
+    ----------
+    name
+        Variable (column) name.
+    values, counts
+        ids x steps step means and observation counts.
+    result
+        ``uhi.stats.ets.SeriesForecast`` of every id.
+    """
+
+    name: str
+    values: np.ndarray
+    counts: np.ndarray
+    result: Any
+
+
+def _future_labels(last_step: int, horizon: int, step: str) -> list[str]:
+    from uhi.stats.series import step_labels
+
+    return step_labels(np.arange(last_step + 1, last_step + horizon + 1), step)
+
+
+def _step_year(steps: np.ndarray, step: str) -> np.ndarray:
+    return steps // 12 if step == "month" else steps
+
+
+def forecast_table(
+    table: Any,
+    *,
+    id_col: str,
+    time_col: str,
+    value_cols: list[str],
+    horizon: int,
+    step: str,
+    holdout: int = 2,
+    coverage: float = 0.9,
+    methods: tuple[str, ...] = ("simple", "holt", "damped"),
+    min_points: int = 4,
+    months: tuple[int, ...] = (6, 7, 8),
+    horizon_name: str = "--horizon",
+) -> tuple[Any, list[VariableForecast]]:
+    """Regularise a long table and forecast every (id, value column) series.
+
+    Returns
+    -------
+    series, forecasts
+        The ``RegularSeries`` and one ``VariableForecast`` per value column.
+    """
+    from uhi.stats.ets import check_horizon, forecast_series
+    from uhi.stats.series import regularise
+
+    rs = regularise(table, value_cols, id_col=id_col, time_col=time_col, step=step, months=months)
+    if rs.n_steps == 0:
+        raise InputError(f"no usable rows in the table (report: {rs.report}); check --time-col and the dates")
+    check_horizon(horizon, rs.n_steps, name=horizon_name)
+    out = []
+    for var in value_cols:
+        res = forecast_series(
+            rs.values[var], horizon, holdout=min(holdout, rs.n_steps - 1), coverage=coverage,
+            methods=methods, min_points=min_points,
+        )
+        out.append(VariableForecast(var, rs.values[var], rs.counts[var], res))
+    return rs, out
+
+
+def per_id_frame(rs: Any, forecasts: list[VariableForecast], id_name: str) -> Any:
+    """One row per id: status, method, parameters, RMSE, forecasts and intervals per variable."""
+    import pandas as pd
+
+    last = int(rs.steps[-1])
+    cols: dict[str, Any] = {id_name: rs.ids}
+    for vf in forecasts:
+        r = vf.result
+        v = vf.name
+        cols[f"{v}_status"] = r.status
+        cols[f"{v}_steps_observed"] = np.sum(vf.counts > 0, axis=1)
+        cols[f"{v}_observations"] = vf.counts.sum(axis=1)
+        cols[f"{v}_method"] = r.fit.method_names
+        cols[f"{v}_alpha"] = r.fit.alpha
+        cols[f"{v}_beta"] = r.fit.beta
+        cols[f"{v}_phi"] = r.fit.phi
+        cols[f"{v}_aicc"] = r.fit.aicc
+        cols[f"{v}_rmse"] = r.rmse
+        cols[f"{v}_level"] = r.fit.level
+        for h, label in enumerate(_future_labels(last, r.horizon, rs.step)):
+            cols[f"{v}_{label}"] = r.mean[:, h]
+            cols[f"{v}_{label}_lo"] = r.lower[:, h]
+            cols[f"{v}_{label}_hi"] = r.upper[:, h]
+    return pd.DataFrame(cols)
+
+
+def validation_frame(forecasts: list[VariableForecast]) -> Any:
+    """City summary of the hold-out validation, one row per variable."""
+    import pandas as pd
+
+    rows = []
+    for vf in forecasts:
+        r = vf.result
+        ok = np.isfinite(r.rmse)
+        rows.append(
+            {
+                "variable": vf.name,
+                "holdout_steps": r.holdout,
+                "series": int(r.status.shape[0]),
+                "fitted": int(np.sum(r.status == "ok")),
+                "too_few_points": int(np.sum(r.status == "too_few_points")),
+                "no_data": int(np.sum(r.status == "no_data")),
+                "validated": int(ok.sum()),
+                "rmse_mean": float(np.mean(r.rmse[ok])) if ok.any() else float("nan"),
+                "rmse_median": float(np.median(r.rmse[ok])) if ok.any() else float("nan"),
+                "rmse_p90": float(np.percentile(r.rmse[ok], 90)) if ok.any() else float("nan"),
+                **{f"method_{m}": int(np.sum(r.fit.method_names == m)) for m in ("simple", "holt", "damped")},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# the workspace stage
+
+
+def _read_inputs(ws: Workspace) -> tuple[Any, Any]:
+    import geopandas as gpd
+    import pandas as pd
+
+    for needed in (ws.panel, ws.cells):
+        if not needed.is_file():
+            raise InputError(f"{ws.relative(needed)} is missing in {ws.root}; run uhi compute first")
+    panel = pd.read_parquet(ws.panel)
+    cells = gpd.read_parquet(ws.cells)
+    return panel, cells
+
+
+def _city_series(forecasts: list[VariableForecast], horizon: int, holdout: int, config: Config) -> list[Any]:
+    """Forecast of the city mean of each variable (mean over cells per step)."""
+    from uhi.stats.ets import forecast_series
+
+    out = []
+    for vf in forecasts:
+        with np.errstate(invalid="ignore"):
+            n = np.sum(np.isfinite(vf.values), axis=0)
+            city = np.where(n > 0, np.nansum(vf.values, axis=0) / np.maximum(n, 1), np.nan)
+        res = forecast_series(
+            city[None, :], horizon, holdout=holdout, coverage=config.forecast.interval,
+            methods=config.forecast.methods, min_points=config.forecast.min_points,
+        )
+        out.append((vf.name, city, n, res))
+    return out
+
+
+def _trend_per_step(city: np.ndarray) -> dict[str, float]:
+    """Warming trend of the city mean: OLS slope and Holt's fitted trend (per step)."""
+    from uhi.stats.ets import fit_ets
+
+    t = np.arange(city.shape[0], dtype=float)
+    ok = np.isfinite(city)
+    if ok.sum() < 3:
+        return {"ols_slope": float("nan"), "holt_trend": float("nan")}
+    slope = float(np.polyfit(t[ok], city[ok], 1)[0])
+    holt = fit_ets(city[None, :], ("holt",), min_obs=3)
+    return {"ols_slope": slope, "holt_trend": float(holt.trend[0])}
+
+
+def _model_projection(
+    ws: Workspace, config: Config, cells: Any, forecasts: dict[str, VariableForecast], horizon: int
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """LST projected by the fitted model from forecast covariates (cells x horizon).
+
+    projection = current LST level + model-implied change from the covariates' change between
+    their current smoothed level and their forecast (uhi.scenario.predict_lst_change: dX b,
+    with the (I - rho W)^-1 spill-over for lag models). Static covariates do not change.
+    """
+    from uhi.scenario import predict_lst_change, read_scenario_model
+
+    if not ws.model_summary.is_file():
+        log.warning("forecast: model/summary.json not found; skipping the model-based LST projection")
+        return None, {"status": "skipped", "reason": "model/summary.json not found; run uhi model"}
+    try:
+        summary = json.loads(ws.model_summary.read_text(encoding="utf-8"))
+        kind = "ols" if "ols" in summary.get("models", summary) else None
+        model = read_scenario_model(summary, kind)
+    except (InputError, json.JSONDecodeError, AttributeError) as exc:
+        log.warning("forecast: cannot use model/summary.json (%s); skipping the model-based projection", exc)
+        return None, {"status": "skipped", "reason": str(exc)}
+    y = config.model.y
+    if y not in forecasts:
+        return None, {"status": "skipped", "reason": f"{y} is not forecast"}
+    n = len(cells)
+    dx = np.zeros((n, horizon, len(model.x)))
+    static = []
+    for i, v in enumerate(model.x):
+        if v in forecasts:
+            r = forecasts[v].result
+            dx[:, :, i] = r.mean - r.fit.level[:, None]
+        else:
+            static.append(v)
+    bad = ~np.isfinite(dx).all(axis=(1, 2))
+    dx[bad] = 0.0
+    w = None
+    if model.rho is not None or model.lag_coefficients:
+        w = _weights_matrix(cells, model.weights)
+    level = forecasts[y].result.fit.level
+    proj = np.empty((n, horizon))
+    for h in range(horizon):
+        _, total = predict_lst_change(dx[:, h, :], model, w)
+        proj[:, h] = level + total
+    proj[bad] = np.nan
+    info = {
+        "status": "done",
+        "model": model.kind,
+        "year": model.year,
+        "x": list(model.x),
+        "coefficients": model.coefficients,
+        "rho": model.rho,
+        "static_covariates": static,
+        "cells_without_covariate_forecast": int(bad.sum()),
+        "method": "current LST level + model-implied change from forecast covariates",
+    }
+    return proj, info
+
+
+def _weights_matrix(cells: Any, spec: str) -> Any:
+    """Row-standardised W built the way the model stage builds it (uhi.stats.weights)."""
+    from uhi.stats.weights import build_weights, parse_weights_spec, weights_from_tiles
+
+    kind, _ = parse_weights_spec(spec)
+    if kind in ("queen", "rook") and {"tile_x", "tile_y"} <= set(cells.columns):
+        sw = weights_from_tiles(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy(), spec)
+    else:
+        xy = np.column_stack([cells["x_m"].to_numpy(float), cells["y_m"].to_numpy(float)])
+        sw = build_weights(xy, spec, geometries=cells.geometry.values)
+    return sw.row_standardised()
+
+
+def _tile_grid(cells: Any) -> tuple[np.ndarray, np.ndarray, Any, tuple[int, int]]:
+    """Row/col of each cell on the EPSG:3857 tile grid; the grid's affine transform and shape.
+
+    Cells are web-mercator tiles, so in EPSG:3857 they are exactly the pixels of a regular
+    grid at the tile resolution: no resampling is involved.
+    """
+    from rasterio.transform import from_origin
+
+    zoom = int(cells["zoom"].iloc[0])
+    tx = cells["tile_x"].to_numpy(np.int64)
+    ty = cells["tile_y"].to_numpy(np.int64)
+    size_m = _WEB_MERCATOR_SPAN_M / (1 << zoom)
+    x0, y0 = int(tx.min()), int(ty.min())
+    left = -_WEB_MERCATOR_SPAN_M / 2 + x0 * size_m
+    top = _WEB_MERCATOR_SPAN_M / 2 - y0 * size_m
+    shape = (int(ty.max() - y0 + 1), int(tx.max() - x0 + 1))
+    return ty - y0, tx - x0, from_origin(left, top, size_m, size_m), shape
+
+
+def _write_cogs(
+    ws: Workspace, cells: Any, lst: VariableForecast, labels: list[str], projection: np.ndarray | None
+) -> list[str]:
+    from uhi.writers import raster as raster_writer
+
+    if not {"tile_x", "tile_y", "zoom"} <= set(cells.columns) or cells["zoom"].nunique() != 1:
+        log.warning("forecast: cells.parquet lacks one zoom's tile_x/tile_y; no forecast COGs written")
+        return []
+    rows, cols, transform, shape = _tile_grid(cells)
+    folder = ws.stage_dir("forecast") / "cogs"
+    written = []
+    r = lst.result
+    names = ["forecast", "lower", "upper"] + (["model_projection"] if projection is not None else [])
+    for h, label in enumerate(labels):
+        bands = [r.mean[:, h], r.lower[:, h], r.upper[:, h]]
+        if projection is not None:
+            bands.append(projection[:, h])
+        grid = np.full((len(bands), *shape), np.nan, dtype=np.float32)
+        for b, values in enumerate(bands):
+            grid[b, rows, cols] = values
+        path = folder / f"{lst.name}_{label}.tif"
+        raster_writer.write_cog(
+            path, grid, transform=transform, crs="EPSG:3857", band_names=names,
+            tags={"uhi:variable": lst.name, "uhi:step": label,
+                  "uhi:interval": f"{r.coverage:.2f}", "uhi:units": "degC" if lst.name.endswith("_c") else ""},
+        )
+        written.append(ws.relative(path))
+    return written
+
+
+def run(config: Config, ws: Workspace) -> dict[str, Any]:
+    """Forecast every cell's LST and covariates; project LST by the model; add RCP8.5 warming.
+
+    Reads ``compute/panel.parquet``, ``compute/cells.parquet`` and (when present)
+    ``model/summary.json``; writes ``forecast/forecast.geojson``, ``forecast/forecast.xlsx``,
+    ``forecast/cogs/<var>_<step>.tif`` and ``forecast/summary.json``.
+    """
+    import pandas as pd
+
+    from uhi.climate import load_warming_table
+    from uhi.stats.series import step_labels
+
+    fc = config.forecast
+    panel, cells = _read_inputs(ws)
+    y = config.model.y
+    wanted = list(dict.fromkeys([y, *fc.variables]))
+    dynamic = [v for v in wanted if v in panel.columns]
+    static = [v for v in wanted if v not in panel.columns and v in cells.columns]
+    unknown = [v for v in wanted if v not in panel.columns and v not in cells.columns]
+    if y not in dynamic:
+        raise InputError(f"model.y {y!r} is not a column of compute/panel.parquet; rerun uhi compute")
+    if unknown:
+        log.warning("forecast: variables %s are in neither panel nor cells; skipped", unknown)
+    # cells without any panel row are kept (reported as no_data), in cells.parquet order
+    panel = panel[panel["cell"].isin(set(cells["cell"]))]
+    rs, forecasts = forecast_table(
+        panel, id_col="cell", time_col="date", value_cols=dynamic, horizon=fc.horizon,
+        step="summer" if fc.step == "summer" else "month", holdout=fc.holdout,
+        coverage=fc.interval, methods=fc.methods, min_points=fc.min_points, months=config.time.months,
+        horizon_name="forecast.horizon",
+    )
+    order = pd.Index(rs.ids).get_indexer(cells["cell"])
+    present = order >= 0
+
+    def align(a: np.ndarray) -> np.ndarray:
+        out = np.full((len(cells), *a.shape[1:]), np.nan if a.dtype.kind == "f" else 0, dtype=a.dtype)
+        out[present] = a[order[present]]
+        return out
+
+    from uhi.stats.ets import SeriesForecast, forecast_series
+
+    aligned: dict[str, VariableForecast] = {}
+    for vf in forecasts:
+        r = vf.result
+        fit = type(r.fit)(**{k: align(getattr(r.fit, k)) for k in r.fit.__dataclass_fields__})
+        status = np.full(len(cells), "no_data", dtype=object)
+        status[present] = r.status[order[present]]
+        aligned[vf.name] = VariableForecast(
+            vf.name, align(vf.values), align(vf.counts),
+            SeriesForecast(fit, align(r.mean), align(r.lower), align(r.upper), align(r.rmse),
+                           status.astype(str), r.horizon, r.holdout, r.coverage),
+        )
+    fit_list = [aligned[v] for v in dynamic]
+    rs_cells = type(rs)(cells["cell"].to_numpy(), rs.steps, rs.step, {}, {}, rs.report)
+    last = int(rs.steps[-1])
+    labels = _future_labels(last, fc.horizon, rs.step)
+
+    projection, model_info = _model_projection(ws, config, cells, aligned, fc.horizon)
+
+    # long term: RCP8.5 warming added to each cell's current LST level
+    table = load_warming_table(fc.rcp_table)
+    base_year = float(_step_year(np.array([last]), rs.step)[0])
+    rcp_years = np.array(sorted(fc.rcp_years), dtype=float)
+    added = table.added(base_year, rcp_years)
+    lst_level = aligned[y].result.fit.level
+
+    per_cell = per_id_frame(rs_cells, fit_list, "cell")
+    if projection is not None:
+        for h, label in enumerate(labels):
+            per_cell[f"{y}_model_{label}"] = projection[:, h]
+    for yr, dc in zip(rcp_years, added, strict=True):
+        per_cell[f"{y}_rcp85_{int(yr)}"] = lst_level + dc
+    for v in static:
+        per_cell[v] = cells[v].to_numpy()
+
+    city = _city_series(fit_list, fc.horizon, min(fc.holdout, rs.n_steps - 1), config)
+    city_rows = {"step": step_labels(rs.steps, rs.step) + labels,
+                 "kind": ["observed"] * rs.n_steps + ["forecast"] * fc.horizon}
+    city_info: dict[str, Any] = {}
+    for name, series, n_cells, res in city:
+        city_rows[name] = np.concatenate([series, res.mean[0]])
+        city_rows[f"{name}_lo"] = np.concatenate([np.full(rs.n_steps, np.nan), res.lower[0]])
+        city_rows[f"{name}_hi"] = np.concatenate([np.full(rs.n_steps, np.nan), res.upper[0]])
+        city_rows[f"{name}_cells"] = np.concatenate([n_cells, np.zeros(fc.horizon, dtype=int)])
+        city_info[name] = {
+            "method": str(res.fit.method_names[0]),
+            "alpha": float(res.fit.alpha[0]), "beta": float(res.fit.beta[0]), "phi": float(res.fit.phi[0]),
+            "forecast": dict(zip(labels, res.mean[0].tolist(), strict=True)),
+            "lower": dict(zip(labels, res.lower[0].tolist(), strict=True)),
+            "upper": dict(zip(labels, res.upper[0].tolist(), strict=True)),
+            "holdout_rmse": float(res.rmse[0]),
+            "trend_per_step": _trend_per_step(series),
+        }
+    if projection is not None:
+        with np.errstate(invalid="ignore"):
+            city_rows[f"{y}_model"] = np.concatenate(
+                [np.full(rs.n_steps, np.nan), np.nanmean(projection, axis=0)]
+            )
+    city_frame = pd.DataFrame(city_rows)
+    city_level = float(np.nanmean(lst_level)) if np.isfinite(lst_level).any() else float("nan")
+    rng = table.range_added(base_year, rcp_years)
+    rcp_frame = pd.DataFrame(
+        {
+            "year": rcp_years.astype(int),
+            "warming_added_c": added,
+            "warming_added_low_c": rng[0] if rng else np.nan,
+            "warming_added_high_c": rng[1] if rng else np.nan,
+            f"city_{y}": city_level + added,
+        }
+    )
+    validation = validation_frame(fit_list)
+
+    out_dir = ws.stage_dir("forecast")
+    formats = set(config.outputs.formats)
+    written: list[str] = []
+    if "geojson" in formats:
+        import geopandas as gpd
+
+        from uhi.writers.geojson import write_geojson
+
+        gdf = gpd.GeoDataFrame(per_cell, geometry=cells.geometry.values, crs=cells.crs or "EPSG:4326")
+        write_geojson(gdf, out_dir / "forecast.geojson")
+        written.append("forecast/forecast.geojson")
+    if "excel" in formats:
+        from uhi.writers.excel import write_workbook
+
+        write_workbook(
+            out_dir / "forecast.xlsx",
+            {"city_series": city_frame, "cells": per_cell, "validation": validation, "rcp85": rcp_frame},
+            notes=_notes(config, rs.step, table.source),
+        )
+        written.append("forecast/forecast.xlsx")
+    if "cog" in formats:
+        written += _write_cogs(ws, cells, aligned[y], labels, projection)
+
+    status_counts = {v: {s: int(np.sum(aligned[v].result.status == s)) for s in ("ok", "too_few_points", "no_data")}
+                     for v in dynamic}
+    summary = {
+        "step": rs.step,
+        "steps": step_labels(rs.steps, rs.step),
+        "horizon": fc.horizon,
+        "forecast_steps": labels,
+        "holdout": min(fc.holdout, rs.n_steps - 1),
+        "interval": fc.interval,
+        "methods": list(fc.methods),
+        "min_points": fc.min_points,
+        "variables": dynamic,
+        "static_variables": static,
+        "skipped_variables": unknown,
+        "cells": int(len(cells)),
+        "status": status_counts,
+        "input_report": rs.report,
+        "validation": validation.to_dict(orient="records"),
+        "city": city_info,
+        "model_projection": model_info,
+        "rcp85": {
+            "source": table.source,
+            "baseline_year": base_year,
+            "years": rcp_years.astype(int).tolist(),
+            "warming_added_c": added.tolist(),
+            f"city_{y}": (city_level + added).tolist(),
+            "method": "each cell's current smoothed LST level + (delta(year) - delta(baseline year))",
+        },
+        "cog_grid": "EPSG:3857 at the cell (tile) resolution; bands forecast, lower, upper[, model_projection]",
+        "outputs": written,
+    }
+    ws.write_json(out_dir / "summary.json", _jsonable(summary))
+    lst_status = status_counts[y]
+    return {
+        "cells": int(len(cells)),
+        "cells_forecast": lst_status["ok"],
+        "cells_too_few_points": lst_status["too_few_points"],
+        "cells_no_data": lst_status["no_data"],
+        "horizon": fc.horizon,
+        "model_projection": model_info["status"],
+    }
+
+
+def _notes(config: Config, step: str, rcp_source: str) -> dict[str, str]:
+    fc = config.forecast
+    return {
+        "step": f"{step}: cell values are means of the scenes in each step ({'months ' + str(list(config.time.months)) + ' of each year' if step == 'summer' else 'calendar months'}); *_observations counts them",
+        "methods": "simple, Holt linear and damped-trend exponential smoothing (statsmodels parametrisation: alpha, beta = smoothing_trend, phi); parameters and initial states by least squares over [0, 1]; the method with the smallest AICc per cell",
+        "intervals": f"{int(fc.interval * 100)} % prediction intervals from the ETS(A,N,N), (A,A,N), (A,Ad,N) variance formulas (Hyndman et al. 2008, Table 6.1)",
+        "validation": f"the last {fc.holdout} steps held out, forecast from a fit on the steps before them; RMSE per cell",
+        "status": "ok; too_few_points (fewer observed steps than forecast.min_points, not fitted); no_data (no valid value)",
+        "model projection": "current LST level + change implied by the fitted model (model/summary.json) from the forecast covariates",
+        "rcp85": f"current LST level + warming between the last observed year and the target year: {rcp_source}",
+    }
+
+
+SPEC = StageSpec(
+    name="forecast",
+    config_sections=("time", "model", "forecast", "outputs"),
+    inputs=_inputs,
+    run=run,
+)
