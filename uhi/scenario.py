@@ -45,6 +45,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 SPATIAL_LAG_MODELS = ("lag", "panel_fe")
 
 _RESERVED = {"name", "change", "id"}
+_MIN_SHARE = 1e-6
 _LAG_PREFIXES = ("W_", "w_", "W.", "lag_")
 
 
@@ -205,7 +206,9 @@ def coverage_shares(cells: Any, polygons: Any) -> sp.csr_matrix:
     cell_geoms = cells.geometry.values[ci]
     inter = shapely.area(shapely.intersection(cell_geoms, polygons.geometry.values[pi]))
     share = np.clip(inter / shapely.area(cell_geoms), 0.0, 1.0)
-    keep = share > 0
+    # a polygon drawn along cell edges touches its neighbours by slivers of reprojection
+    # round-off (~1e-9 of a cell); they are not changes
+    keep = share > _MIN_SHARE
     return sp.csr_matrix(
         (share[keep], (ci[keep], pi[keep])), shape=(len(cells), len(polygons))
     )
