@@ -6,9 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shapely.geometry import box
-
 import test_scenario as synth
+from shapely.geometry import box
 
 UHI = [sys.executable, "-m", "uhi.cli.main"]
 
