@@ -36,7 +36,8 @@ class HotspotResult:
     p
         Two-sided p-values (normal, or folded permutation p-values when permutations > 0).
     q
-        Benjamini-Hochberg adjusted p-values (equal to p when FDR is off).
+        Benjamini-Hochberg adjusted p-values (equal to p when FDR is off). z, p and q are NaN
+        for islands (cells without neighbours), whose class is 0.
     klass
         -3..3: cold/hot at 99/95/90 % confidence, 0 not significant.
     """
@@ -123,8 +124,15 @@ def hotspots(
         p = _permutation_p(x, binary, permutations, seed)
     else:
         p = 2.0 * stats.norm.sf(np.abs(z))
-    q = benjamini_hochberg(p) if fdr else p
-    return HotspotResult(z=z, p=p, q=q, klass=classify_hotspots(z, q))
+    # an island has no neighbourhood to compare: no test, no class, and no share of the FDR
+    island = np.diff(sp.csr_matrix(binary).indptr) == 0
+    z = np.where(island, np.nan, z)
+    p = np.where(island, np.nan, p)
+    q = p.copy()
+    if fdr and (~island).any():
+        q[~island] = benjamini_hochberg(p[~island])
+    klass = classify_hotspots(np.nan_to_num(z), np.where(island, 1.0, q))
+    return HotspotResult(z=z, p=p, q=q, klass=klass)
 
 
 def _permutation_p(x: np.ndarray, binary: sp.csr_matrix, permutations: int, seed: int) -> np.ndarray:

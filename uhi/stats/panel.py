@@ -18,11 +18,17 @@ __all__ = ["within_transform", "fit_panel_fe_lag"]
 _LN2PI = float(np.log(2.0 * np.pi))
 
 
-def within_transform(a: np.ndarray, n: int, t: int) -> np.ndarray:
-    """Subtract each unit's mean over time from time-major stacked data (t blocks of n rows)."""
+def within_transform(a: np.ndarray, n: int, t: int, *, time_effects: bool = False) -> np.ndarray:
+    """Subtract each unit's mean over time from time-major stacked data (t blocks of n rows).
+
+    With ``time_effects`` each period's mean is swept out too (two-way fixed effects).
+    """
     a = np.asarray(a, dtype=float)
     shaped = a.reshape(t, n, *a.shape[1:])
-    return (shaped - shaped.mean(axis=0, keepdims=True)).reshape(a.shape)
+    out = shaped - shaped.mean(axis=0, keepdims=True)
+    if time_effects:
+        out = out - out.mean(axis=1, keepdims=True)
+    return out.reshape(a.shape)
 
 
 def fit_panel_fe_lag(
@@ -33,6 +39,7 @@ def fit_panel_fe_lag(
     n_periods: int,
     *,
     logdet: LogDeterminant | None = None,
+    time_effects: bool = False,
 ) -> ModelFit:
     """Fixed-effects spatial lag panel y_t = rho W y_t + X_t b + mu + e_t by ML.
 
@@ -52,6 +59,10 @@ def fit_panel_fe_lag(
         N x N row-standardised weights of the cells.
     n_periods
         T, the number of periods.
+    time_effects
+        Also sweep out period effects (two-way FE, Elhorst 2014 sec. 3.2), which absorb a
+        common trend such as warming; the demeaning commutes with W because its rows sum to
+        one (exact without islands). False reproduces spreg ``Panel_FE_Lag``.
     """
     y = np.asarray(y, dtype=float)
     x = np.asarray(x, dtype=float)
@@ -65,8 +76,8 @@ def fit_panel_fe_lag(
         raise InputError(
             f"panel_fe needs a balanced panel: {y.shape[0]} rows is not {n_cells} cells x {t} periods"
         )
-    yd = within_transform(y, n_cells, t)
-    xd = within_transform(x, n_cells, t)
+    yd = within_transform(y, n_cells, t, time_effects=time_effects)
+    xd = within_transform(x, n_cells, t, time_effects=time_effects)
     flat = [names[j] for j in range(xd.shape[1]) if not np.any(np.abs(xd[:, j]) > 1e-12)]
     if flat:
         raise InputError(
@@ -138,5 +149,6 @@ def fit_panel_fe_lag(
             "cells": n_cells,
             "periods": t,
             "r2_within": r2_within,
+            "time_effects": time_effects,
         },
     )

@@ -1,0 +1,117 @@
+"""`uhi model`: the model stage in a workspace, or the same models on any vector layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from uhi.cli.options import config_opt_arg, force_opt, set_opt, workdir_opt
+
+__all__ = ["model"]
+
+_MODEL_NAMES = ("ols", "slx", "lag", "error", "fe", "panel_fe")
+
+
+def models_handler(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """Split a comma list of model names and check each."""
+    if value is None:
+        return None
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [n for n in names if n not in _MODEL_NAMES]
+    if bad or not names:
+        raise click.BadParameter(
+            f"unknown model(s) {bad or [value]}; choose from {','.join(_MODEL_NAMES)}", ctx=ctx, param=param
+        )
+    return names
+
+
+def weights_handler(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Check a weights spec: knn:K, queen, rook or distance:D."""
+    kind, _, arg = value.partition(":")
+    ok = (kind in ("queen", "rook") and not arg) or (kind == "knn" and arg.isdigit() and int(arg) >= 1)
+    if kind == "distance":
+        try:
+            ok = float(arg) > 0
+        except ValueError:
+            ok = False
+    if not ok:
+        raise click.BadParameter(
+            f"{value!r} is not a weights spec; use knn:K (K >= 1), queen, rook or distance:D (metres)",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
+@click.command("model")
+@config_opt_arg
+@workdir_opt
+@set_opt
+@force_opt
+@click.option("--input", "input_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="General mode: any vector layer (GeoPackage, GeoJSON, Shapefile, GeoParquet).")
+@click.option("--y", "y_col", default=None, metavar="COL", help="General mode: the response column.")
+@click.option("--x", "x_cols", multiple=True, metavar="COL", help="General mode: a regressor column (repeatable).")
+@click.option("--weights", default="knn:8", show_default=True, callback=weights_handler,
+              help="General mode: knn:K, queen, rook or distance:D (metres).")
+@click.option("--models", default=None, callback=models_handler, metavar="LIST",
+              help="General mode: comma list of ols,slx,lag,error,fe,panel_fe "
+                   "[default: ols,slx,lag,error, plus fe with --zone-col and panel_fe with --year-col].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="General mode: output folder.")
+@click.option("--zone-col", default=None, metavar="COL", help="General mode: zone column for 'fe'.")
+@click.option("--year-col", default=None, metavar="COL", help="General mode: period column (per-year fits, 'panel_fe').")
+@click.option("--hotspot-col", default=None, metavar="COL", help="General mode: Gi* variable [default: the --y column].")
+@click.option("--permutations", default=0, show_default=True, type=click.IntRange(min=0),
+              help="General mode: Gi* permutations (0 = normal p-values).")
+def model(
+    config: Path | None,
+    workdir: Path | None,
+    set_values: tuple[str, ...],
+    force: bool,
+    input_path: Path | None,
+    y_col: str | None,
+    x_cols: tuple[str, ...],
+    weights: str,
+    models: tuple[str, ...] | None,
+    out_dir: Path | None,
+    zone_col: str | None,
+    year_col: str | None,
+    hotspot_col: str | None,
+    permutations: int,
+) -> None:
+    """Explain LST with OLS, SLX, spatial lag/error and fixed-effects models; Gi* hotspots.
+
+    Workspace mode: `uhi model [CONFIG] [--workdir DIR]` reads compute/ and writes model/.
+    General mode: `uhi model --input LAYER --y COL --x COL [--x COL ...] --out DIR` fits the
+    same models on any vector layer.
+    """
+    if input_path is None:
+        general = [f for f, v in (("--y", y_col), ("--x", x_cols), ("--out", out_dir), ("--zone-col", zone_col),
+                                  ("--year-col", year_col), ("--models", models)) if v]
+        if general:
+            raise click.UsageError(f"{', '.join(general)} belong to the general mode; add --input LAYER")
+        from uhi.cli.common import build_run_config, print_outcomes, run_stages
+
+        cfg = build_run_config(config, workdir=workdir, set_values=set_values)
+        outcomes = run_stages(cfg, ["model"], force=force)
+        print_outcomes(outcomes, cfg.resolved_workdir())
+        return
+    if config is not None or workdir is not None or set_values:
+        raise click.UsageError("give either CONFIG/--workdir/--set (workspace mode) or --input (general mode), not both")
+    for flag, value in (("--y", y_col), ("--x", x_cols), ("--out", out_dir)):
+        if not value:
+            raise click.UsageError(f"general mode needs {flag}; e.g. --input cells.gpkg --y lst --x ndvi --out results")
+    if models is None:
+        models = ("ols", "slx", "lag", "error") + (("fe",) if zone_col else ()) + (("panel_fe",) if year_col else ())
+    from uhi.stages.model import run_general
+
+    assert y_col is not None and out_dir is not None
+    summary = run_general(
+        input_path, out_dir, y=y_col, x=x_cols, weights=weights, models=models, zone_col=zone_col,
+        year_col=year_col, hotspot_col=hotspot_col, permutations=permutations,
+    )
+    for key, value in sorted(summary.items()):
+        click.echo(f"{key}: {value}")
+    click.echo(f"outputs: {out_dir}")

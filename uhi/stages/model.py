@@ -1,0 +1,650 @@
+"""The model stage: per-year OLS/SLX/lag/error/FE, the panel FE lag, impacts and Gi* hotspots."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uhi.config import Config
+from uhi.errors import ConfigError, InputError, NoDataError
+from uhi.stages.runner import StageSpec
+from uhi.workspace import Workspace
+
+__all__ = [
+    "SPEC",
+    "run",
+    "ModelRequest",
+    "ModelData",
+    "MODELS",
+    "workspace_data",
+    "vector_data",
+    "fit_all",
+    "write_outputs",
+    "run_general",
+]
+
+log = logging.getLogger("uhi.model")
+
+MODELS = ("ols", "slx", "lag", "error", "fe", "panel_fe")
+_PER_PERIOD = ("ols", "slx", "lag", "error", "fe")
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What to fit, independent of where the data came from.
+
+    Attributes
+    ----------
+    y, x
+        Response and regressor column names.
+    weights
+        Weights spec (knn:K, queen, rook, distance:D).
+    models
+        Models to fit, from MODELS.
+    zone_col
+        Zone column for ``fe`` (None: no zones, ``fe`` is skipped with a note).
+    hotspot_col
+        Column Gi* runs on (None: the response).
+    permutations, fdr
+        Gi* p-values: permutations (0 = normal) and Benjamini-Hochberg correction.
+    time_effects
+        Year effects in ``panel_fe`` too (two-way FE), absorbing a common warming trend.
+    """
+
+    y: str
+    x: tuple[str, ...]
+    weights: str = "knn:8"
+    models: tuple[str, ...] = MODELS
+    zone_col: str | None = None
+    hotspot_col: str | None = None
+    permutations: int = 0
+    fdr: bool = True
+    time_effects: bool = True
+
+
+@dataclass
+class ModelData:
+    """Observations in long form plus one row per spatial unit.
+
+    Attributes
+    ----------
+    table
+        Columns ``unit``, ``period`` and the variables; one row per (unit, period).
+    units
+        GeoDataFrame indexed by unit id with ``x_m``, ``y_m`` (projected metres), geometry
+        and, for uhi's own cells, ``tile_x``/``tile_y``.
+    period_name
+        What a period is (``year``), or None for a single cross-section.
+    notes
+        Things said about the input (CRS used, rows dropped), carried into summary.json.
+    """
+
+    table: Any
+    units: Any
+    period_name: str | None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def _check_columns(frame_cols: Sequence[str], needed: Sequence[str], where: str) -> None:
+    missing = [c for c in needed if c not in frame_cols]
+    if missing:
+        raise InputError(
+            f"missing column(s) {missing} in {where}; available: {sorted(map(str, frame_cols))}"
+        )
+
+
+def _check_numeric(frame: Any, cols: Sequence[str], where: str) -> None:
+    import pandas as pd
+
+    bad = [c for c in cols if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+    if bad:
+        kinds = {c: str(frame[c].dtype) for c in bad}
+        raise InputError(f"non-numeric column(s) {kinds} in {where}; give numeric y and x columns")
+
+
+def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelRequest]:
+    """Per (cell, year) summer means of the panel joined to the cells' static columns."""
+    import geopandas as gpd
+    import pandas as pd
+
+    for p in (ws.cells, ws.panel):
+        if not p.is_file():
+            raise InputError(f"missing {p}; run `uhi compute` first")
+    m = config.model
+    cells = gpd.read_parquet(ws.cells)
+    panel = pd.read_parquet(ws.panel)
+    hot = "anomaly_c" if m.hotspot_variable == "anomaly" else "lst_c"
+    needed = [m.y, *m.x]
+    available = set(panel.columns) | set(cells.columns)
+    _check_columns(sorted(available), needed, "compute/panel.parquet and compute/cells.parquet")
+    if "date" in panel.columns and len(panel):
+        panel = panel[pd.to_datetime(panel["date"]).dt.month.isin(config.time.months)]
+    from_panel = [c for c in dict.fromkeys([*needed, hot]) if c in panel.columns and c not in ("cell", "year")]
+    _check_numeric(panel, [c for c in from_panel if c in needed], "compute/panel.parquet")
+    from_cells = [c for c in needed if c not in from_panel]
+    _check_numeric(cells, from_cells, "compute/cells.parquet")
+    # the summer composite of each year: the mean over that year's dates (SCIENCE.md, forecasting)
+    yearly = panel.groupby(["cell", "year"], sort=True)[from_panel].mean().reset_index()
+    keep_cells = ["cell", *from_cells]
+    zone_col = m.zone_col if m.zone_col in cells.columns else None
+    if zone_col and zone_col not in keep_cells:
+        keep_cells.append(zone_col)
+    table = yearly.merge(cells[keep_cells], on="cell", how="inner")
+    table = table.rename(columns={"cell": "unit", "year": "period"})
+    if hot not in table.columns:
+        hot = m.y
+    units = cells.set_index("cell")
+    cols = [c for c in ("x_m", "y_m", "tile_x", "tile_y") if c in units.columns]
+    units = units[[*cols, units.geometry.name]]
+    if "x_m" not in units.columns:
+        units = _project(units)
+    req = ModelRequest(
+        y=m.y,
+        x=tuple(m.x),
+        weights=m.weights,
+        models=tuple(m.models),
+        zone_col=zone_col,
+        hotspot_col=hot,
+        permutations=m.permutations,
+        fdr=m.fdr,
+    )
+    notes = {"hotspot_variable": hot, "months": list(config.time.months)}
+    if "fe" in m.models and zone_col is None:
+        notes["fe_skipped"] = f"no zone column {m.zone_col!r} in cells.parquet (set buildings.zones_path)"
+    return ModelData(table=table, units=units, period_name="year", notes=notes), req
+
+
+def _project(units: Any) -> Any:
+    """Add x_m, y_m: centroids in a projected CRS (the layer's own, else its local UTM zone)."""
+    out = units.copy()
+    if out.crs is None:
+        geoms = out.geometry
+        note = "no CRS: coordinates taken as projected metres"
+    elif out.crs.is_geographic:
+        utm = out.estimate_utm_crs()
+        geoms = out.geometry.to_crs(utm)
+        note = f"lon/lat input projected to {utm.to_string()} for the weights"
+    else:
+        geoms = out.geometry
+        note = f"weights on the layer's projected CRS {out.crs.to_string()}"
+    cen = geoms.centroid
+    out["x_m"] = cen.x.to_numpy()
+    out["y_m"] = cen.y.to_numpy()
+    out.attrs["uhi_crs_note"] = note
+    return out
+
+
+def vector_data(
+    path: Path, y: str, x: Sequence[str], *, zone_col: str | None = None, year_col: str | None = None
+) -> ModelData:
+    """Any vector layer (GeoPackage, GeoJSON, Shapefile, GeoParquet) as model input.
+
+    With ``year_col`` the layer is a long panel: rows with identical geometry are one unit.
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input layer not found: {path}; pass an existing --input file")
+    try:
+        if path.suffix.lower() in (".parquet", ".geoparquet"):
+            gdf = gpd.read_parquet(path)
+        else:
+            gdf = gpd.read_file(path)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise InputError(f"cannot read --input {path}: {exc}") from None
+    where = f"--input {path.name}"
+    needed = [y, *x, *([zone_col] if zone_col else []), *([year_col] if year_col else [])]
+    _check_columns(list(gdf.columns), needed, where)
+    _check_numeric(gdf, [y, *x], where)
+    if gdf.geometry.isna().any() or gdf.geometry.is_empty.any():
+        raise InputError(f"{int((gdf.geometry.isna() | gdf.geometry.is_empty).sum())} rows of {where} have no geometry; drop them")
+    wkb = gdf.geometry.to_wkb()
+    codes, _ = pd.factorize(wkb)
+    if year_col is None and len(np.unique(codes)) < len(codes):
+        codes = np.arange(len(gdf))
+    unit_ids = np.asarray(codes, dtype=np.int64)
+    table = pd.DataFrame({"unit": unit_ids})
+    table["period"] = gdf[year_col].to_numpy() if year_col else "all"
+    for c in dict.fromkeys([y, *x, *([zone_col] if zone_col else [])]):
+        table[c] = gdf[c].to_numpy()
+    if year_col and table.duplicated(["unit", "period"]).any():
+        raise InputError(
+            f"{where} has several rows for the same geometry and {year_col}; give one row per unit and year"
+        )
+    first = ~pd.Series(unit_ids).duplicated().to_numpy()
+    units = gdf.loc[first, [gdf.geometry.name]].copy()
+    units.index = unit_ids[first]
+    units = _project(units)
+    notes = {"crs": units.attrs.get("uhi_crs_note", ""), "input": str(path)}
+    return ModelData(table=table, units=units, period_name=year_col, notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# fitting
+
+
+@dataclass
+class _Fitted:
+    fits: dict[str, dict[Any, Any]] = field(default_factory=dict)  # model -> period -> ModelFit
+    units: dict[str, dict[Any, np.ndarray]] = field(default_factory=dict)  # model -> period -> unit ids
+    observed: dict[str, dict[Any, np.ndarray]] = field(default_factory=dict)
+    hotspots: dict[Any, tuple[np.ndarray, Any]] = field(default_factory=dict)  # period -> (ids, result)
+    rows: dict[Any, dict[str, int]] = field(default_factory=dict)
+    weights_info: dict[Any, dict[str, int]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _WeightsCache:
+    """Weights for a set of units, built once per distinct set (years often share cells)."""
+
+    def __init__(self, units: Any, spec: str) -> None:
+        self.units = units
+        self.spec = spec
+        self._cache: dict[bytes, Any] = {}
+
+    def get(self, ids: np.ndarray) -> Any:
+        from uhi.stats.weights import build_weights, parse_weights_spec, weights_from_tiles
+
+        key = np.ascontiguousarray(ids).tobytes()
+        if key in self._cache:
+            return self._cache[key]
+        sub = self.units.loc[ids]
+        kind, _ = parse_weights_spec(self.spec)
+        if kind in ("queen", "rook") and "tile_x" in sub.columns:
+            sw = weights_from_tiles(sub["tile_x"].to_numpy(), sub["tile_y"].to_numpy(), self.spec)
+        else:
+            xy = np.column_stack([sub["x_m"].to_numpy(float), sub["y_m"].to_numpy(float)])
+            sw = build_weights(xy, self.spec, geometries=sub.geometry.to_numpy())
+        if len(self._cache) > 4:
+            self._cache.clear()
+        self._cache[key] = sw
+        return sw
+
+
+def _validate(req: ModelRequest) -> None:
+    unknown = [m for m in req.models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    if not req.x:
+        raise ConfigError("no x variables given; pass at least one --x COLUMN")
+    if req.y in req.x:
+        raise ConfigError(f"y column {req.y!r} is also an x column; remove it from x")
+
+
+def _fit_period(
+    models: Sequence[str], y: np.ndarray, x: np.ndarray, names: list[str], sw: Any, zones: np.ndarray | None
+) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
+    from uhi.stats.diagnostics import lm_tests, moran_residuals, moran_value
+    from uhi.stats.impacts import lag_impacts
+    from uhi.stats.regression import fit_fe, fit_ols, fit_slx
+    from uhi.stats.spatial import LogDeterminant, fit_error_ml, fit_lag_ml
+
+    w = sw.row_standardised()
+    logdet: Any = None
+    out: dict[str, Any] = {}
+    secs: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    for name in models:
+        t0 = time.perf_counter()
+        if name in ("lag", "error") and logdet is None:
+            logdet = LogDeterminant(w)
+        if name == "ols":
+            fit = fit_ols(y, x, names)
+            xc = np.column_stack([np.ones(len(y)), x])
+            fit.diagnostics.update(lm_tests(y, xc, fit.residuals, w))
+            fit.diagnostics.update(moran_residuals(fit.residuals, xc, w))
+        elif name == "slx":
+            fit = fit_slx(y, x, names, w)
+            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w)
+        elif name == "lag":
+            fit = fit_lag_ml(y, x, names, w, logdet=logdet)
+            fit.impacts = lag_impacts(fit.rho or 0.0, fit.coefficients, fit.names, w, logdet=logdet)
+            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w)
+        elif name == "error":
+            fit = fit_error_ml(y, x, names, w, logdet=logdet)
+            innovations = fit.residuals - (fit.lam or 0.0) * np.asarray(w @ fit.residuals)
+            fit.diagnostics["moran_i"] = moran_value(innovations, w)
+        elif name == "fe":
+            if zones is None:
+                continue
+            fit = fit_fe(y, x, names, zones)
+            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w)
+        else:
+            continue
+        fit.diagnostics["weights"] = sw.spec
+        out[name] = fit
+        secs[name] = time.perf_counter() - t0
+    return out, secs, skipped
+
+
+def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
+    """Fit every requested model per period (and the panel across periods), plus Gi*."""
+    from uhi.stats.hotspots import hotspots
+
+    _validate(req)
+    table = data.table
+    res = _Fitted()
+    names = list(req.x)
+    cols = [req.y, *names]
+    periods = sorted(table["period"].dropna().unique().tolist())
+    if not periods:
+        raise NoDataError("no observations to model: the input table is empty")
+    cache = _WeightsCache(data.units, req.weights)
+    per_period = [m for m in req.models if m in _PER_PERIOD]
+    if "fe" in req.models and req.zone_col is None:
+        res.skipped["fe"] = data.notes.get("fe_skipped", "no zone column given (--zone-col)")
+    total_used = 0
+    for period in periods:
+        rows = table[table["period"] == period]
+        values = rows[cols].to_numpy(dtype=float)
+        ok = np.isfinite(values).all(axis=1)
+        zones = None
+        if req.zone_col is not None and "fe" in req.models:
+            zone_ok = rows[req.zone_col].notna().to_numpy()
+            ok &= zone_ok
+        dropped = int(len(rows) - ok.sum())
+        res.rows[period] = {"rows": int(len(rows)), "used": int(ok.sum()), "dropped_nan": dropped}
+        if dropped:
+            log.warning("model: %s %s: %d of %d rows have NaN in %s and were dropped", data.period_name or "data", period, dropped, len(rows), cols)
+        n_ok = int(ok.sum())
+        if n_ok < len(names) + 3:
+            res.skipped[f"period {period}"] = f"{n_ok} complete rows for {len(names) + 1} coefficients"
+            continue
+        total_used += n_ok
+        ids = rows["unit"].to_numpy()[ok]
+        sw = cache.get(ids)
+        res.weights_info[period] = {"islands": int(sw.islands.size), "components": sw.components(), "n": sw.n}
+        if sw.islands.size:
+            log.warning("model: %s: %d observations have no neighbour under %s (islands)", period, sw.islands.size, req.weights)
+        if req.zone_col is not None:
+            zones = rows[req.zone_col].to_numpy()[ok]
+        fits, secs, _ = _fit_period(per_period, values[ok, 0], values[ok, 1:], names, sw, zones)
+        for m, fit in fits.items():
+            res.fits.setdefault(m, {})[period] = fit
+            res.units.setdefault(m, {})[period] = ids
+            res.observed.setdefault(m, {})[period] = values[ok, 0]
+            res.seconds[m] = res.seconds.get(m, 0.0) + secs[m]
+        if req.hotspot_col is not None:
+            hv = rows[req.hotspot_col].to_numpy(dtype=float)
+            hok = np.isfinite(hv)
+            if hok.sum() >= 3:
+                hids = rows["unit"].to_numpy()[hok]
+                hs = cache.get(hids)
+                res.hotspots[period] = (hids, hotspots(hv[hok], hs.binary, permutations=req.permutations, fdr=req.fdr))
+    if total_used == 0:
+        raise NoDataError(
+            f"no period has enough complete rows of {cols} to fit a model; check the input for NaN"
+        )
+    if req.hotspot_col is not None and len(periods) > 1:
+        comp = table.groupby("unit")[req.hotspot_col].mean()
+        comp = comp[np.isfinite(comp.to_numpy(dtype=float))]
+        if len(comp) >= 3:
+            hids = comp.index.to_numpy()
+            hs = cache.get(hids)
+            res.hotspots["all"] = (hids, hotspots(comp.to_numpy(float), hs.binary, permutations=req.permutations, fdr=req.fdr))
+    if "panel_fe" in req.models:
+        _fit_panel(data, req, periods, res, cache)
+    return res
+
+
+def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fitted, cache: _WeightsCache) -> None:
+    from uhi.stats.impacts import lag_impacts
+    from uhi.stats.panel import fit_panel_fe_lag
+    from uhi.stats.spatial import LogDeterminant
+
+    if len(periods) < 2:
+        res.skipped["panel_fe"] = "needs at least two periods (years)"
+        return
+    cols = [req.y, *req.x]
+    table = data.table
+    wide = table.pivot_table(index="unit", columns="period", values=cols, aggfunc="first", dropna=False)
+    complete = np.isfinite(wide.to_numpy(dtype=float)).all(axis=1)
+    ids = wide.index.to_numpy()[complete]
+    if ids.size < len(req.x) + 3:
+        res.skipped["panel_fe"] = f"only {ids.size} units are complete in every period (balanced panel needed)"
+        return
+    varying = [c for c in req.x if np.ptp(wide[c].to_numpy(float)[complete], axis=1).max() > 0]
+    dropped = [c for c in req.x if c not in varying]
+    if not varying:
+        res.skipped["panel_fe"] = f"no x variable changes over time ({list(req.x)} are static)"
+        return
+    t0 = time.perf_counter()
+    # time-major stacking: period blocks of the same unit order (spreg's panel layout)
+    y = np.concatenate([wide[req.y][p].to_numpy(float)[complete] for p in periods])
+    x = np.column_stack([np.concatenate([wide[c][p].to_numpy(float)[complete] for p in periods]) for c in varying])
+    sw = cache.get(ids)
+    w = sw.row_standardised()
+    ld = LogDeterminant(w)
+    fit = fit_panel_fe_lag(y, x, varying, w, len(periods), logdet=ld, time_effects=req.time_effects)
+    fit.impacts = lag_impacts(fit.rho or 0.0, fit.coefficients, fit.names, w, logdet=ld)
+    fit.diagnostics.update(
+        weights=sw.spec, balanced_units=int(ids.size), units_dropped_unbalanced=int((~complete).sum()),
+        x_dropped_time_invariant=dropped,
+    )
+    res.fits["panel_fe"] = {"pooled": fit}
+    res.units["panel_fe"] = {"pooled": np.tile(ids, len(periods))}
+    res.observed["panel_fe"] = {"pooled": y}
+    res.seconds["panel_fe"] = time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]:
+    models: dict[str, Any] = {}
+    for m, per in res.fits.items():
+        years: dict[str, Any] = {}
+        for period, fit in per.items():
+            rec = fit.to_summary()
+            rec["weights"] = req.weights
+            rec["x"] = [n for n in fit.names if n != "const" and not n.startswith("W_")]
+            years[str(period)] = rec
+        r2s = [f.r2 for f in per.values()]
+        aics = [f.aic for f in per.values()]
+        models[m] = {"years": years, "mean_r2": float(np.mean(r2s)), "mean_aic": float(np.mean(aics))}
+    per_period = {m: v for m, v in models.items() if m in _PER_PERIOD}
+    best_aic = min(per_period, key=lambda m: per_period[m]["mean_aic"]) if per_period else None
+    best_r2 = max(models, key=lambda m: models[m]["mean_r2"]) if models else None
+    hot_counts = {
+        str(p): {str(k): int((r.klass == k).sum()) for k in range(-3, 4)} for p, (_, r) in res.hotspots.items()
+    }
+    return _finite(
+        {
+            "y": req.y,
+            "x": list(req.x),
+            "weights": req.weights,
+            "period": data.period_name,
+            "models": models,
+            "best_model": best_aic or best_r2,
+            "best_model_criterion": "lowest mean AIC over the per-year models (ols, slx, lag, error, fe), which share their rows; panel_fe has a different sample and likelihood",
+            "best_by_r2": best_r2,
+            "rows": {str(k): v for k, v in res.rows.items()},
+            "weights_info": {str(k): v for k, v in res.weights_info.items()},
+            "skipped": res.skipped,
+            "hotspots": {"variable": req.hotspot_col, "fdr": req.fdr, "permutations": req.permutations, "classes": hot_counts},
+            "notes": data.notes,
+            "seconds": {k: round(v, 3) for k, v in res.seconds.items()},
+        }
+    )
+
+
+def _workbook_sheets(summary: dict[str, Any], res: _Fitted) -> dict[str, Any]:
+    import pandas as pd
+
+    r2 = {m: {p: rec["r2"] for p, rec in v["years"].items()} for m, v in summary["models"].items()}
+    r2_frame = pd.DataFrame(r2).T
+    r2_frame["mean"] = r2_frame.mean(axis=1)
+    r2_frame.index.name = "model"
+    coef_rows, diag_rows, imp_rows = [], [], []
+    for m, per in res.fits.items():
+        for period, fit in per.items():
+            for n, b, s, p in zip(fit.names, fit.coefficients, fit.std_errors, fit.p_values, strict=True):
+                coef_rows.append({"model": m, "period": str(period), "variable": n, "coefficient": b, "std_error": s, "p_value": p})
+            for label, val, se, pv in (("rho", fit.rho, fit.rho_se, fit.rho_p), ("lambda", fit.lam, fit.lam_se, fit.lam_p)):
+                if val is not None:
+                    coef_rows.append({"model": m, "period": str(period), "variable": label, "coefficient": val, "std_error": se, "p_value": pv})
+            d = {"model": m, "period": str(period), "n": fit.n, "k": fit.k, "r2": fit.r2, "loglik": fit.loglik, "aic": fit.aic, "sigma2": fit.sigma2, "rho": fit.rho, "lambda": fit.lam}
+            d.update({k: v for k, v in fit.diagnostics.items() if isinstance(v, (int, float, str, bool))})
+            diag_rows.append(d)
+            for var, im in (fit.impacts or {}).items():
+                imp_rows.append({"model": m, "period": str(period), "variable": var, **im})
+    rows = pd.DataFrame([{"period": k, **v} for k, v in summary["rows"].items()])
+    hot = pd.DataFrame(summary["hotspots"]["classes"]).T
+    if len(hot):
+        from uhi.stats.hotspots import CLASS_LABELS
+
+        hot = hot.rename(columns={str(k): v for k, v in CLASS_LABELS.items()})
+        hot.index.name = "period"
+    return {
+        "r2": r2_frame,
+        "coefficients": pd.DataFrame(coef_rows),
+        "diagnostics": pd.DataFrame(diag_rows),
+        "impacts": pd.DataFrame(imp_rows, columns=["model", "period", "variable", "direct", "indirect", "total"]),
+        "rows": rows,
+        "hotspots": hot,
+    }
+
+
+_NOTES = {
+    "r2": "R-squared per model and period (pseudo R-squared, squared correlation of y and fitted, for lag/error/panel_fe) and their mean: the comparison the GeoBox blog draws",
+    "ols": "ordinary least squares with intercept",
+    "slx": "OLS on X and W X (spatially lagged x, names W_<x>)",
+    "lag": "spatial lag (SAR) y = rho W y + X b + e by maximum likelihood; log-determinant exact (sparse LU) up to 5,000 rows, Barry-Pace stochastic traces above",
+    "error": "spatial error (SEM) y = X b + u, u = lambda W u + e by maximum likelihood",
+    "fe": "zone fixed effects per period (within transform); AIC counts the zone effects",
+    "panel_fe": "spatial lag with cell and year fixed effects across periods (Elhorst 2003), balanced cells only; time-invariant x are absorbed and dropped",
+    "impacts": "direct, indirect and total effects of lag models (LeSage & Pace 2009); the lag coefficients themselves are not marginal effects",
+    "diagnostics": "LM lag/error tests and robust forms on OLS residuals (Anselin et al. 1996); moran_i of each model's residuals (innovations for error)",
+    "hotspots": "Getis-Ord Gi* (star, binary weights), two-sided p-values, Benjamini-Hochberg FDR, classes at 90/95/99 %",
+    "weights": "row-standardised for regressions, binary for Gi*; islands have no neighbours",
+}
+
+
+def _geo_outputs(data: ModelData, summary: dict[str, Any], res: _Fitted) -> tuple[Any, Any]:
+    import geopandas as gpd
+    import pandas as pd
+
+    units = data.units
+    geom = gpd.GeoDataFrame({"unit": units.index.to_numpy()}, geometry=units.geometry.to_numpy(), crs=units.crs)
+    if geom.crs is None:
+        geom = geom.set_crs(4326, allow_override=True)
+    idx = pd.Index(units.index)
+    best = summary.get("best_model")
+    pred = geom.copy()
+    pred["model"] = best or ""
+    if best and best in res.fits:
+        for period, fit in res.fits[best].items():
+            pos = idx.get_indexer(res.units[best][period])
+            suffix = "" if data.period_name is None else f"_{period}"
+            for name, vals in (("y", res.observed[best][period]), ("fitted", fit.fitted), ("residual", fit.residuals)):
+                col = np.full(len(pred), np.nan)
+                col[pos] = vals
+                pred[f"{name}{suffix}"] = col
+    hot = geom.copy()
+    for period, (ids, r) in res.hotspots.items():
+        pos = idx.get_indexer(ids)
+        suffix = "" if data.period_name is None else f"_{period}"
+        for name, vals, fill in (("gi_z", r.z, np.nan), ("gi_p", r.q, np.nan), ("hotspot", r.klass, 0)):
+            col = np.full(len(hot), fill, dtype=float)
+            col[pos] = vals
+            hot[f"{name}{suffix}"] = col.astype(int) if name == "hotspot" else col
+    return pred, hot
+
+
+def write_outputs(data: ModelData, req: ModelRequest, res: _Fitted, out_dir: Path) -> dict[str, Any]:
+    """model.xlsx, summary.json, predictions.geojson and hotspots.geojson into out_dir (atomic)."""
+    from uhi.writers.excel import write_workbook
+    from uhi.writers.geojson import write_geojson
+
+    out_dir = Path(out_dir)
+    ws = Workspace(out_dir)
+    summary = _summary(data, req, res)
+    ws.write_json(out_dir / "summary.json", summary)
+    write_workbook(out_dir / "model.xlsx", _workbook_sheets(summary, res), notes=_NOTES)
+    pred, hot = _geo_outputs(data, summary, res)
+    write_geojson(pred, out_dir / "predictions.geojson")
+    write_geojson(hot, out_dir / "hotspots.geojson")
+    return summary
+
+
+def _stage_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"best_model": summary.get("best_model") or "", "models": len(summary["models"])}
+    for m, v in summary["models"].items():
+        out[f"{m}_mean_r2"] = round(v["mean_r2"], 4)
+    return out
+
+
+def run(config: Config, ws: Workspace) -> dict[str, Any]:
+    """Fit the configured models on the workspace's panel; write model/ outputs."""
+    data, req = workspace_data(config, ws)
+    res = fit_all(data, req)
+    summary = write_outputs(data, req, res, ws.stage_dir("model"))
+    return _stage_summary(summary)
+
+
+def run_general(
+    input_path: Path,
+    out_dir: Path,
+    *,
+    y: str,
+    x: Sequence[str],
+    weights: str = "knn:8",
+    models: Sequence[str] = ("ols", "slx", "lag", "error"),
+    zone_col: str | None = None,
+    year_col: str | None = None,
+    hotspot_col: str | None = None,
+    permutations: int = 0,
+    fdr: bool = True,
+) -> dict[str, Any]:
+    """The model stage on any vector layer: the same fits and outputs, written into out_dir."""
+    from uhi.stats.weights import parse_weights_spec
+
+    parse_weights_spec(weights)
+    models = tuple(models)
+    if "fe" in models and zone_col is None:
+        raise ConfigError("model 'fe' needs --zone-col naming the zone column")
+    if "panel_fe" in models and year_col is None:
+        raise ConfigError("model 'panel_fe' needs --year-col naming the period column")
+    req = ModelRequest(
+        y=y, x=tuple(x), weights=weights, models=models, zone_col=zone_col,
+        hotspot_col=hotspot_col or y, permutations=permutations, fdr=fdr,
+    )
+    _validate(req)
+    data = vector_data(input_path, y, x, zone_col=zone_col, year_col=year_col)
+    res = fit_all(data, req)
+    ws = Workspace(out_dir)
+    with ws.locked():
+        summary = write_outputs(data, req, res, ws.root)
+    return _stage_summary(summary)
+
+
+def _inputs(config: Config, ws: Workspace) -> list[Path]:
+    return [ws.cells, ws.panel]
+
+
+SPEC = StageSpec(name="model", config_sections=("model", "time"), inputs=_inputs, run=run)
