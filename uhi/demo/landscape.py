@@ -1,0 +1,307 @@
+"""The planted land: zoom-19 cells, river, parks, core, suburbs, fields, zones and covariates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import Transformer
+
+from uhi.demo.spec import CENTRE_LAT, CENTRE_LON, PIXEL_SIZE_M, UTM_EPSG, ZOOM, DemoSpec
+
+__all__ = [
+    "Landscape",
+    "CellGrid",
+    "build_landscape",
+    "tile_xy",
+    "tile_lonlat",
+    "ZONES",
+    "RIVER_WIDTH_M",
+    "zone_polygons",
+]
+
+ZONES = ("core", "north", "east", "south", "west")
+RIVER_WIDTH_M = 110.0
+# planted cells reach this far beyond the AOI so every written pixel has a planted cell
+_PLANT_MARGIN_M = 900.0
+# scene rasters reach this far beyond the AOI (fetch clips the AOI + 300 m by default)
+RASTER_MARGIN_M = 450.0
+
+
+def tile_xy(lon: np.ndarray, lat: np.ndarray, zoom: int = ZOOM) -> tuple[np.ndarray, np.ndarray]:
+    """Web-mercator tile column and row holding each lon/lat point (mercantile.tile, vectorised)."""
+    n = 2.0**zoom
+    lat_r = np.radians(lat)
+    x = np.floor((np.asarray(lon) + 180.0) / 360.0 * n)
+    y = np.floor((1.0 - np.log(np.tan(lat_r) + 1.0 / np.cos(lat_r)) / math.pi) / 2.0 * n)
+    return x.astype(np.int64), y.astype(np.int64)
+
+
+def tile_lonlat(x: np.ndarray, y: np.ndarray, zoom: int = ZOOM) -> tuple[np.ndarray, np.ndarray]:
+    """Lon/lat of a tile's upper-left corner (fractional x, y give interior points)."""
+    n = 2.0**zoom
+    lon = np.asarray(x, dtype=np.float64) / n * 360.0 - 180.0
+    lat = np.degrees(np.arctan(np.sinh(math.pi * (1.0 - 2.0 * np.asarray(y, dtype=np.float64) / n))))
+    return lon, lat
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """A rectangle of zoom-19 tiles, flattened row-major (index = (y - y0) * nx + (x - x0)).
+
+    Attributes
+    ----------
+    x0, y0, nx, ny
+        First tile column and row and the rectangle's size in tiles.
+    tile_x, tile_y
+        Column and row of every cell.
+    x_m, y_m
+        Cell centre (the mercator centre of the tile) in UTM metres.
+    area_m2
+        Area of the cell's quadrilateral in UTM (the UTM scale error, ~3e-4 here, cancels in
+        site coverage because footprints are measured in the same CRS).
+    in_aoi
+        The cell intersects the AOI bounding box (what ``mercantile.tiles`` returns for it).
+    """
+
+    x0: int
+    y0: int
+    nx: int
+    ny: int
+    tile_x: np.ndarray
+    tile_y: np.ndarray
+    x_m: np.ndarray
+    y_m: np.ndarray
+    area_m2: np.ndarray
+    in_aoi: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.nx * self.ny
+
+    def index_of(self, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+        """Flat cell index of tiles (-1 outside the rectangle)."""
+        ok = (tx >= self.x0) & (tx < self.x0 + self.nx) & (ty >= self.y0) & (ty < self.y0 + self.ny)
+        return np.where(ok, (ty - self.y0) * self.nx + (tx - self.x0), -1)
+
+    def quadkeys(self) -> list[str]:
+        """Quadkey of every cell (mercantile's definition: one digit per zoom level)."""
+        out = []
+        for x, y in zip(self.tile_x.tolist(), self.tile_y.tolist(), strict=True):
+            digits = []
+            for z in range(ZOOM, 0, -1):
+                mask = 1 << (z - 1)
+                digits.append(str((1 if x & mask else 0) + (2 if y & mask else 0)))
+            out.append("".join(digits))
+        return out
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """Cells with static land cover and per-year covariates (arrays of length n cells).
+
+    ``ndvi``, ``ndbi``, ``mndwi`` and ``red`` have shape (years, cells); the rest are static.
+    """
+
+    grid: CellGrid
+    aoi_lonlat: tuple[float, float, float, float]
+    aoi_utm: tuple[float, float, float, float]
+    raster_bounds_utm: tuple[float, float, float, float]
+    water: np.ndarray
+    park: np.ndarray
+    industrial: np.ndarray
+    builtness: np.ndarray
+    developing: np.ndarray
+    zone: np.ndarray
+    target_coverage: np.ndarray
+    ndvi: np.ndarray
+    ndbi: np.ndarray
+    mndwi: np.ndarray
+    red: np.ndarray
+
+
+def _to_utm() -> Transformer:
+    return Transformer.from_crs(4326, UTM_EPSG, always_xy=True)
+
+
+def _snap_out(lo: float, hi: float) -> tuple[float, float]:
+    """Widen [lo, hi] to pixel edges on the USGS grid: edges at 15 m past a multiple of 30 m
+    (pixel centres on multiples of 30 m, cf. the MTL's CORNER_*_PROJECTION_* of real scenes)."""
+    half = PIXEL_SIZE_M / 2
+    return (
+        math.floor((lo - half) / PIXEL_SIZE_M) * PIXEL_SIZE_M + half,
+        math.ceil((hi - half) / PIXEL_SIZE_M) * PIXEL_SIZE_M + half,
+    )
+
+
+def _aoi(spec: DemoSpec) -> tuple[tuple[float, ...], tuple[float, ...], float, float]:
+    """AOI as a lon/lat rectangle about size_km on a side, its UTM bounds and the UTM centre."""
+    fwd = _to_utm()
+    cx, cy = fwd.transform(CENTRE_LON, CENTRE_LAT)
+    h = spec.half_size_m
+    back = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True)
+    lons, lats = back.transform([cx - h, cx + h, cx + h, cx - h], [cy - h, cy - h, cy + h, cy + h])
+    # a lon/lat rectangle, so "cells intersecting the AOI" is exactly mercantile.tiles(bbox)
+    west, east = (min(lons) + max(lons[0], lons[3])) / 2, (max(lons) + min(lons[1], lons[2])) / 2
+    south, north = (min(lats) + max(lats[0], lats[1])) / 2, (max(lats) + min(lats[2], lats[3])) / 2
+    aoi_ll = (round(west, 6), round(south, 6), round(east, 6), round(north, 6))
+    xs, ys = fwd.transform([aoi_ll[0], aoi_ll[2], aoi_ll[2], aoi_ll[0]], [aoi_ll[1], aoi_ll[1], aoi_ll[3], aoi_ll[3]])
+    return aoi_ll, (min(xs), min(ys), max(xs), max(ys)), cx, cy
+
+
+def _cell_grid(aoi_ll: tuple[float, ...], plant_ll: tuple[float, ...]) -> CellGrid:
+    """Every zoom-19 tile over ``plant_ll``; centres and areas in UTM; AOI membership."""
+    x0, y0 = tile_xy(np.array([plant_ll[0]]), np.array([plant_ll[3]]))
+    x1, y1 = tile_xy(np.array([plant_ll[2]]), np.array([plant_ll[1]]))
+    nx, ny = int(x1[0] - x0[0] + 1), int(y1[0] - y0[0] + 1)
+    ty, tx = np.divmod(np.arange(nx * ny, dtype=np.int64), nx)
+    tx = tx + x0[0]
+    ty = ty + y0[0]
+    fwd = _to_utm()
+    cx, cy = fwd.transform(*tile_lonlat(tx + 0.5, ty + 0.5))
+    corners = [fwd.transform(*tile_lonlat(tx + dx, ty + dy)) for dx, dy in ((0, 0), (1, 0), (1, 1), (0, 1))]
+    area = np.zeros(nx * ny)
+    for (xa, ya), (xb, yb) in zip(corners, corners[1:] + corners[:1], strict=True):
+        area += xa * yb - xb * ya  # shoelace
+    area = np.abs(area) / 2.0
+    ax0, ay0 = tile_xy(np.array([aoi_ll[0]]), np.array([aoi_ll[3]]))
+    ax1, ay1 = tile_xy(np.array([aoi_ll[2]]), np.array([aoi_ll[1]]))
+    in_aoi = (tx >= ax0[0]) & (tx <= ax1[0]) & (ty >= ay0[0]) & (ty <= ay1[0])
+    return CellGrid(int(x0[0]), int(y0[0]), nx, ny, tx, ty, np.asarray(cx), np.asarray(cy), area, in_aoi)
+
+
+def zone_polygons(cx: float, cy: float, half_m: float) -> dict[str, Any]:
+    """Five districts in UTM: a core disk (r < 0.3) and four sectors (N, E, S, W) around it."""
+    ext = 2.0 * (half_m + _PLANT_MARGIN_M)
+    core = shapely.Point(cx, cy).buffer(0.3 * half_m, quad_segs=64)
+    out: dict[str, Any] = {"core": core}
+    for name, mid in (("east", 0.0), ("north", 90.0), ("west", 180.0), ("south", 270.0)):
+        a0, a1 = np.radians(mid - 45.0), np.radians(mid + 45.0)
+        sector = shapely.Polygon(
+            [(cx, cy), (cx + ext * np.cos(a0), cy + ext * np.sin(a0)),
+             (cx + ext * np.cos(a1), cy + ext * np.sin(a1))]
+        )
+        out[name] = sector.difference(core)
+    return out
+
+
+def _rng(spec: DemoSpec, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([spec.seed, stream]))
+
+
+def _disks(rng: np.random.Generator, count: int, half_m: float, r_lo: float, r_hi: float) -> np.ndarray:
+    """``count`` random disks (x, y, radius) inside the AOI, relative to the centre."""
+    xy = rng.uniform(-0.9 * half_m, 0.9 * half_m, size=(count, 2))
+    r = rng.uniform(r_lo, r_hi, size=(count, 1))
+    return np.hstack([xy, r])
+
+
+def _in_disks(du: np.ndarray, dv: np.ndarray, disks: np.ndarray) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    inside = np.zeros(du.shape, dtype=bool)
+    if len(disks) == 0:
+        return inside
+    tree = cKDTree(np.column_stack([du, dv]))
+    for x, y, r in disks:
+        inside[tree.query_ball_point([x, y], r)] = True
+    return inside
+
+
+def build_landscape(spec: DemoSpec) -> Landscape:
+    """Plant the city on the cell grid.
+
+    The layout scales with ``size_km`` (normalised radius r = distance / half side): a dense
+    core (r < ~0.3), suburbs to r ~ 0.7, fields beyond, a meandering river, parks and industrial
+    patches. The east district develops: its builtness grows linearly over the years, so NDVI
+    falls and NDBI rises slowly there (the covariates have a trend worth forecasting).
+    """
+    aoi_ll, aoi_utm, cx, cy = _aoi(spec)
+    h = spec.half_size_m
+    back = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True)
+    m = h + _PLANT_MARGIN_M
+    lons, lats = back.transform([cx - m, cx + m, cx + m, cx - m], [cy - m, cy - m, cy + m, cy + m])
+    grid = _cell_grid(aoi_ll, (min(lons), min(lats), max(lons), max(lats)))
+    rx0, rx1 = _snap_out(aoi_utm[0] - RASTER_MARGIN_M, aoi_utm[2] + RASTER_MARGIN_M)
+    ry0, ry1 = _snap_out(aoi_utm[1] - RASTER_MARGIN_M, aoi_utm[3] + RASTER_MARGIN_M)
+
+    du, dv = grid.x_m - cx, grid.y_m - cy
+    p, q = du / h, dv / h
+    r = np.hypot(p, q)
+    angle = np.degrees(np.arctan2(q, p))  # 0 = east, 90 = north
+
+    builtness = 0.95 * np.exp(-((r / 0.28) ** 2)) + 0.45 / (1.0 + np.exp((r - 0.7) / 0.04))
+    builtness = np.clip(builtness, 0.0, 1.0)
+
+    river_q = 0.22 * np.sin(2.3 * p + 0.6) - 0.12
+    water = np.abs(q - river_q) * h < RIVER_WIDTH_M / 2.0
+
+    area_scale = (spec.size_km / 4.0) ** 2
+    rng = _rng(spec, 1)
+    parks = _disks(rng, max(3, round(4 * area_scale)), h, 110.0, 260.0)
+    industry = _disks(rng, max(2, round(2 * area_scale)), h, 120.0, 240.0)
+    park = _in_disks(du, dv, parks) & ~water
+    industrial = _in_disks(du, dv, industry) & ~water & ~park & (r > 0.25)
+
+    polygons = zone_polygons(cx, cy, h)
+    zone = np.full(grid.n, "", dtype=object)
+    for name, poly in polygons.items():
+        zone[shapely.contains_xy(poly, grid.x_m, grid.y_m) & (zone == "")] = name
+    developing = np.where(
+        zone == "east", np.clip((r - 0.3) / 0.15, 0, 1) * np.clip((1.0 - r) / 0.15, 0, 1), 0.0
+    )
+
+    rng = _rng(spec, 2)
+    eps_ndvi = rng.normal(0.0, 0.05, grid.n)
+    eps_ndbi = rng.normal(0.0, 0.05, grid.n)
+    eps_cov = rng.normal(0.0, 0.05, grid.n)
+    eps_red = rng.normal(0.0, 0.008, grid.n)
+    eps_mndwi = rng.normal(0.0, 0.03, grid.n)
+
+    target = np.clip(0.62 * builtness + eps_cov, 0.0, 0.7)
+    target[builtness < 0.12] = 0.0
+    target[industrial] = 0.5
+    target[water | park | (target < 0.03)] = 0.0
+
+    years = spec.years
+    span = max(1, len(years) - 1)
+    n_years = len(years)
+    ndvi = np.empty((n_years, grid.n))
+    ndbi = np.empty((n_years, grid.n))
+    mndwi = np.empty((n_years, grid.n))
+    red = np.empty((n_years, grid.n))
+    for i, _year in enumerate(years):
+        yr = _rng(spec, 100 + i)
+        b_t = np.clip(builtness + 0.4 * developing * i / span, 0.0, 1.0)
+        v = 0.74 - 0.6 * b_t + eps_ndvi + yr.normal(0.0, 0.015, grid.n)
+        d = -0.32 + 0.42 * b_t + eps_ndbi + 0.15 * industrial + yr.normal(0.0, 0.015, grid.n)
+        v = np.where(park, 0.80 + 0.5 * eps_ndvi, v)
+        d = np.where(park, -0.40 + 0.5 * eps_ndbi, d)
+        v = np.where(water, -0.12 + 0.3 * eps_ndvi, v)
+        d = np.where(water, -0.25 + 0.3 * eps_ndbi, d)
+        ndvi[i] = np.clip(v, -0.3, 0.88)
+        ndbi[i] = np.clip(d, -0.55, 0.45)
+        mndwi[i] = np.where(water, 0.55 + eps_mndwi, -0.35 - 0.1 * b_t + eps_mndwi)
+        red[i] = np.where(water, 0.03, 0.035 + 0.10 * b_t) + np.where(water, 0.0, eps_red)
+        red[i, park] = 0.04 + eps_red[park] / 2
+    red = np.clip(red, 0.02, 0.3)
+    return Landscape(
+        grid=grid,
+        aoi_lonlat=aoi_ll,  # type: ignore[arg-type]
+        aoi_utm=aoi_utm,  # type: ignore[arg-type]
+        raster_bounds_utm=(rx0, ry0, rx1, ry1),
+        water=water,
+        park=park,
+        industrial=industrial,
+        builtness=builtness,
+        developing=developing,
+        zone=zone,
+        target_coverage=target,
+        ndvi=ndvi,
+        ndbi=ndbi,
+        mndwi=mndwi,
+        red=red,
+    )
