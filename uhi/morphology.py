@@ -152,7 +152,7 @@ def cell_morphology(cell_polygons: np.ndarray, cfg: BuildingsConfig, working_crs
         height_eff = np.where(np.isnan(height), floors * cfg.storey_height_m, height)
         geoms = bld.geometry.values
         ci, bi, area = _overlay(cell_polygons, np.asarray(geoms))
-        fp = np.bincount(ci, weights=area, minlength=n)
+        fp = _union_area(cell_polygons, np.asarray(geoms), ci, bi, area, n)
         # a building counts once, in the cell holding its representative point
         pts = shapely.point_on_surface(np.asarray(geoms))
         cell_of = shapely.STRtree(cell_polygons).query(pts, predicate="within")
@@ -193,6 +193,31 @@ def cell_morphology(cell_polygons: np.ndarray, cfg: BuildingsConfig, working_crs
     if cfg.zones_path is not None:
         frame["zone"] = _zones(cell_polygons, cfg, working_crs)
     return frame, report
+
+
+def _union_area(
+    cells: np.ndarray, geoms: np.ndarray, ci: np.ndarray, bi: np.ndarray, area: np.ndarray, n: int
+) -> np.ndarray:
+    """Built ground per cell: the area of the union of clipped footprints, so overlapping
+    polygons (OSM building parts drawn over their building) count once and coverage <= 1."""
+    import shapely
+
+    out = np.bincount(ci, weights=area, minlength=n)
+    counts = np.bincount(ci, minlength=n)
+    multi = np.flatnonzero(counts > 1)
+    if len(multi) == 0:
+        return out
+    sel = np.isin(ci, multi)
+    order = np.argsort(ci[sel], kind="stable")
+    c_sel, b_sel = ci[sel][order], bi[sel][order]
+    starts = np.flatnonzero(np.r_[True, c_sel[1:] != c_sel[:-1]])
+    ends = np.r_[starts[1:], len(c_sel)]
+    for s, e in zip(starts, ends, strict=True):
+        c = c_sel[s]
+        pieces = shapely.intersection(cells[c], geoms[b_sel[s:e]])
+        merged = shapely.union_all(pieces)
+        out[c] = shapely.area(merged)
+    return out
 
 
 def _landuse_entropy(cells: np.ndarray, cfg: BuildingsConfig, crs: str) -> np.ndarray:

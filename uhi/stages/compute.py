@@ -39,7 +39,7 @@ VARIABLE_NOTES = {
     "water_share": "share of the cell's clear pixels flagged water (QA_PIXEL bit 7, else MNDWI > 0)",
     "urban": "cell counted as urban for the SUHI (see the suhi sheet for the rule)",
     "building_count": "buildings whose representative point lies in the cell",
-    "footprint_area_m2": "building footprint area inside the cell (clipped), m2",
+    "footprint_area_m2": "built ground inside the cell: area of the union of clipped footprints (overlaps once), m2",
     "site_coverage": "footprint area / cell area (0..1): the share of the ground that is built",
     "block_coverage": "footprint area / street-block area inside the cell (needs a blocks layer)",
     "height_mean_m": "footprint-area-weighted mean building height, m",
