@@ -1,0 +1,173 @@
+"""Fetch from scenes on disk: the real Liverpool, Momotombo and Manaus clips, the full-band scenes, the demo catalog."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import transform_bounds
+
+from uhi.config import Config
+from uhi.errors import InputError, NoDataError
+from uhi.search import search_scenes
+from uhi.stages.fetch import SPEC
+from uhi.stages.runner import execute
+from uhi.workspace import Workspace
+
+LANDSAT = Path(__file__).parents[1] / "data" / "landsat"
+
+
+def _config(ws: Path, bbox: tuple[float, float, float, float], start: str, end: str, months: list[int],
+            **search: Any) -> Config:
+    return Config.model_validate({
+        "city": {"name": "clip", "bbox": list(bbox)},
+        "time": {"start": start, "end": end, "months": months},
+        "search": {"backend": "local", "path": str(LANDSAT), **search},
+        "fetch": {"workers": 2, "margin_m": 60},
+        "workdir": str(ws),
+    })
+
+
+def _run(cfg: Config) -> tuple[Workspace, Any]:
+    ws = Workspace(cfg.resolved_workdir())
+    with ws.locked():
+        return ws, execute(SPEC, cfg, ws)
+
+
+def _inner_bbox(tif: Path, shrink: float = 0.3) -> tuple[float, float, float, float]:
+    """A lon/lat box well inside a clip (its middle 40 %)."""
+    with rasterio.open(tif) as src:
+        w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    dx, dy = (e - w) * shrink, (n - s) * shrink
+    return (w + dx, s + dy, e - dx, n - dy)
+
+
+def _assert_same_pixels(clip_path: Path, source: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The clip holds exactly the source pixels at the same grid position; returns both arrays."""
+    with rasterio.open(clip_path) as clip, rasterio.open(source) as src:
+        assert clip.crs == src.crs
+        res = src.transform.a
+        col0 = (clip.transform.c - src.transform.c) / res
+        row0 = (clip.transform.f - src.transform.f) / src.transform.e
+        assert col0 == int(col0) and row0 == int(row0) and col0 >= 0 and row0 >= 0
+        expected = src.read(1)[int(row0):int(row0) + clip.height, int(col0):int(col0) + clip.width]
+        got = clip.read(1)
+        assert got.shape == expected.shape and np.array_equal(got, expected)
+        return got, expected
+
+
+def test_liverpool_clip_warns_about_missing_qa_pixel(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="uhi")
+    folder = LANDSAT / "liverpool-LC08-20200927"
+    product = "LC08_L2SP_204023_20200927_20201006_02_T1"
+    cfg = _config(tmp_path / "ws", _inner_bbox(folder / f"{product}_SR_B4.TIF"), "2020-01-01", "2020-12-31", [9])
+    ws, outcome = _run(cfg)
+    assert outcome.summary["scenes"] == 1 and outcome.summary["assets_fetched"] == 7
+    assert f"{product}: no QA_PIXEL band: clouds, shadows and snow cannot be masked" in caplog.text
+    # the other four real scenes are elsewhere or in other months, and the log says so
+    assert "dropped 4 scene(s): no overlap" in caplog.text
+    for key, band in (("red", "SR_B4"), ("lwir11", "ST_B10"), ("swir22", "SR_B7")):
+        _assert_same_pixels(ws.scene_asset(product, key), folder / f"{product}_{band}.TIF")
+    feature = json.loads(ws.scenes_index.read_text())["features"][0]
+    assert sorted(feature["assets"]["red"]) >= ["alternate", "href"]
+    mtl = (folder / f"{product}_MTL.txt").read_text()
+    assert feature["properties"]["eo:cloud_cover"] == float(mtl.split("CLOUD_COVER = ")[1].split()[0])
+    assert feature["properties"]["uhi:solar_day"] == "2020-09-27"
+
+
+def test_momotombo_keeps_st_fill_pixels_as_nodata(tmp_path: Path) -> None:
+    folder = LANDSAT / "momotombo-LC08-20151205"
+    product = "LC08_L2SP_017051_20151205_20200908_02_T1"
+    with rasterio.open(folder / f"{product}_ST_B10.TIF") as src:
+        w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    # the whole clip: its 48 fill pixels must arrive as fill, flagged by nodata
+    cfg = _config(tmp_path / "ws", (w, s, e, n), "2015-01-01", "2015-12-31", [12], max_cloud=80)
+    ws, outcome = _run(cfg)
+    assert outcome.summary["scenes"] == 1
+    got, expected = _assert_same_pixels(ws.scene_asset(product, "lwir11"), folder / f"{product}_ST_B10.TIF")
+    assert int((got == 0).sum()) == int((expected == 0).sum()) == 48
+    with rasterio.open(ws.scene_asset(product, "lwir11")) as clip:
+        assert clip.nodata == 0
+
+
+def test_manaus_without_thermal_band(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="uhi")
+    folder = LANDSAT / "manaus-LC09-20230723"
+    product = "LC09_L2SP_231062_20230723_20230802_02_T1"
+    bbox = _inner_bbox(folder / f"{product}_SR_B4.TIF")
+    with pytest.raises(NoDataError) as err:
+        search_scenes(_config(tmp_path / "ws", bbox, "2023-01-01", "2023-12-31", [7]))
+    assert "1 no thermal band" in str(err.value) and err.value.exit_code == 3
+    cfg = _config(tmp_path / "ws", bbox, "2023-01-01", "2023-12-31", [7], require_thermal=False)
+    ws, outcome = _run(cfg)
+    assert outcome.summary["assets_fetched"] == 6
+    assert f"{product}: no thermal band (ST_B10): no land surface temperature" in caplog.text
+    assert not ws.scene_asset(product, "lwir11").exists()
+    # southern hemisphere on a north-zone grid (negative northing): pixels still line up
+    _assert_same_pixels(ws.scene_asset(product, "nir08"), folder / f"{product}_SR_B5.TIF")
+
+
+@pytest.mark.parametrize(
+    ("folder", "product", "start", "month"),
+    [
+        ("fullbands-LC08-008059-cloudy81", "LC08_L2SP_008059_20191201_20200825_02_T1", "2019-01-01", 12),
+        ("fullbands-LC08-017036-cloudy100", "LC08_L2SP_017036_20130419_20200913_02_T2", "2013-01-01", 4),
+    ],
+)
+def test_full_band_scenes_fetch_all_nine_assets(tmp_path: Path, folder: str, product: str, start: str,
+                                                month: int) -> None:
+    src_dir = LANDSAT / folder
+    bbox = _inner_bbox(src_dir / f"{product}_SR_B4.TIF", shrink=0.45)
+    cfg = _config(tmp_path / "ws", bbox, start, start[:4] + "-12-31", [month], max_cloud=100)
+    ws, outcome = _run(cfg)
+    assert outcome.summary["assets_fetched"] == 9
+    for key, band in (("qa_pixel", "QA_PIXEL"), ("qa", "ST_QA"), ("lwir11", "ST_B10"), ("blue", "SR_B2")):
+        _assert_same_pixels(ws.scene_asset(product, key), src_dir / f"{product}_{band}.TIF")
+    with rasterio.open(ws.scene_asset(product, "qa")) as clip:
+        assert clip.nodata == -9999
+    # the default cloud limit drops them with the reason in the message
+    with pytest.raises(NoDataError, match="1 cloud"):
+        search_scenes(_config(tmp_path / "ws2", bbox, start, start[:4] + "-12-31", [month]))
+
+
+def test_folder_without_landsat_files(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "ws", (-3.1, 53.4, -3.0, 53.5), "2020-01-01", "2020-12-31", [9])
+    cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"path": tmp_path})})
+    with pytest.raises(InputError, match="no Landsat Collection 2 Level-2 files"):
+        search_scenes(cfg)
+
+
+@pytest.fixture(scope="module")
+def demo_city(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from uhi.demo import DemoSpec, write_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    write_demo(root, DemoSpec(size_km=2.0, first_year=2019, last_year=2020), threads=2)
+    return root
+
+
+def test_demo_catalog_fetch_matches_truth(demo_city: Path, tmp_path: Path) -> None:
+    from uhi.config import load_config
+
+    cfg = load_config(demo_city / "config.yaml", overrides={"workdir": str(tmp_path / "ws")})
+    truth = json.loads((demo_city / "truth.json").read_text())
+    ws, outcome = _run(cfg)
+    expected = {
+        s["id"] for s in truth["scenes"]
+        if s["level"] == "L2SP" and s["eo_cloud_cover"] <= cfg.search.max_cloud
+    }
+    index = json.loads(ws.scenes_index.read_text())
+    assert {f["id"] for f in index["features"]} == expected
+    assert outcome.summary["assets_fetched"] == 9 * len(expected)
+    feature = index["features"][0]
+    source = Path(feature["assets"]["red"]["alternate"]["source"]["href"])
+    assert source.is_file()
+    _assert_same_pixels(ws.stage_dir("fetch") / feature["assets"]["red"]["href"], source)
+    # a second run is a no-op for the runner (manifest fingerprint unchanged)
+    ws, again = _run(cfg)
+    assert again.skipped
