@@ -431,7 +431,13 @@ def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fit
     ld = LogDeterminant(w)
     fit = fit_panel_fe_lag(y, x, varying, w, len(periods), logdet=ld, time_effects=req.time_effects)
     fit.impacts = lag_impacts(fit.rho or 0.0, fit.coefficients, fit.names, w, logdet=ld)
+    n_units = ids.size
+    by_period = {
+        str(p): float(np.corrcoef(y[i * n_units:(i + 1) * n_units], fit.fitted[i * n_units:(i + 1) * n_units])[0, 1] ** 2)
+        for i, p in enumerate(periods)
+    }
     fit.diagnostics.update(
+        r2_by_period=by_period,
         weights=sw.spec, balanced_units=int(ids.size), units_dropped_unbalanced=int((~complete).sum()),
         x_dropped_time_invariant=dropped,
     )
@@ -465,6 +471,8 @@ def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]
             rec["x"] = [n for n in fit.names if n != "const" and not n.startswith("W_")]
             years[str(period)] = rec
         r2s = [f.r2 for f in per.values()]
+        if m == "panel_fe":
+            r2s = list(next(iter(per.values())).diagnostics["r2_by_period"].values())
         aics = [f.aic for f in per.values()]
         models[m] = {"years": years, "mean_r2": float(np.mean(r2s)), "mean_aic": float(np.mean(aics))}
     per_period = {m: v for m, v in models.items() if m in _PER_PERIOD}
@@ -497,6 +505,9 @@ def _workbook_sheets(summary: dict[str, Any], res: _Fitted) -> dict[str, Any]:
     import pandas as pd
 
     r2 = {m: {p: rec["r2"] for p, rec in v["years"].items()} for m, v in summary["models"].items()}
+    if "panel_fe" in r2:
+        # per-period R-squared of the pooled fit, so the row compares with the yearly models
+        r2["panel_fe"] = summary["models"]["panel_fe"]["years"]["pooled"]["diagnostics"]["r2_by_period"]
     r2_frame = pd.DataFrame(r2).T
     r2_frame["mean"] = r2_frame.mean(axis=1)
     r2_frame.index.name = "model"
