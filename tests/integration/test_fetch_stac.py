@@ -25,7 +25,7 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 
 from uhi.config import Config
-from uhi.errors import NoDataError, RemoteError, UhiError
+from uhi.errors import RemoteError, UhiError
 from uhi.raster.read import ReadOptions, resolve_href
 from uhi.search import search_scenes
 from uhi.stages.fetch import AssetTask, fetch_asset

@@ -129,6 +129,7 @@ def build_query(config: Config, aoi_geometry: Any) -> dict[str, Any]:
     geom = aoi_geometry
     if len(shapely.get_coordinates(geom)) > _MAX_AOI_VERTICES:
         geom = geom.convex_hull
+    aoi: dict[str, Any]
     if geom.geom_type == "Polygon":
         aoi = {"PolygonGeometry": {"Coordinates": _rings(geom)}}
     else:
