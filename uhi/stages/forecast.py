@@ -15,7 +15,7 @@ from uhi.errors import InputError
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace
 
-__all__ = ["SPEC", "run", "forecast_table", "VariableForecast"]
+__all__ = ["SPEC", "run", "run_table", "read_table", "forecast_table", "per_id_frame", "validation_frame", "VariableForecast"]
 
 log = logging.getLogger("uhi.forecast")
 
@@ -76,6 +76,7 @@ def forecast_table(
     min_points: int = 4,
     months: tuple[int, ...] = (6, 7, 8),
     horizon_name: str = "--horizon",
+    align: str = "common",
 ) -> tuple[Any, list[VariableForecast]]:
     """Regularise a long table and forecast every (id, value column) series.
 
@@ -87,7 +88,9 @@ def forecast_table(
     from uhi.stats.ets import check_horizon, forecast_series
     from uhi.stats.series import regularise
 
-    rs = regularise(table, value_cols, id_col=id_col, time_col=time_col, step=step, months=months)
+    rs = regularise(
+        table, value_cols, id_col=id_col, time_col=time_col, step=step, months=months, align=align
+    )
     if rs.n_steps == 0:
         raise InputError(f"no usable rows in the table (report: {rs.report}); check --time-col and the dates")
     check_horizon(horizon, rs.n_steps, name=horizon_name)
@@ -105,8 +108,16 @@ def per_id_frame(rs: Any, forecasts: list[VariableForecast], id_name: str) -> An
     """One row per id: status, method, parameters, RMSE, forecasts and intervals per variable."""
     import pandas as pd
 
+    from uhi.stats.series import step_labels
+
     last = int(rs.steps[-1])
     cols: dict[str, Any] = {id_name: rs.ids}
+    per_series_end = rs.last_step is not None
+    if per_series_end:
+        # each series forecast from its own end: steps named h1..hH after last_step
+        cols["last_step"] = [
+            step_labels(np.array([s]), rs.step)[0] if np.isfinite(s) else "" for s in rs.last_step
+        ]
     for vf in forecasts:
         r = vf.result
         v = vf.name
@@ -120,7 +131,11 @@ def per_id_frame(rs: Any, forecasts: list[VariableForecast], id_name: str) -> An
         cols[f"{v}_aicc"] = r.fit.aicc
         cols[f"{v}_rmse"] = r.rmse
         cols[f"{v}_level"] = r.fit.level
-        for h, label in enumerate(_future_labels(last, r.horizon, rs.step)):
+        labels = (
+            [f"h{h + 1}" for h in range(r.horizon)] if per_series_end
+            else _future_labels(last, r.horizon, rs.step)
+        )
+        for h, label in enumerate(labels):
             cols[f"{v}_{label}"] = r.mean[:, h]
             cols[f"{v}_{label}_lo"] = r.lower[:, h]
             cols[f"{v}_{label}_hi"] = r.upper[:, h]
@@ -370,7 +385,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         out[present] = a[order[present]]
         return out
 
-    from uhi.stats.ets import SeriesForecast, forecast_series
+    from uhi.stats.ets import SeriesForecast
 
     aligned: dict[str, VariableForecast] = {}
     for vf in forecasts:
@@ -520,6 +535,90 @@ def _notes(config: Config, step: str, rcp_source: str) -> dict[str, str]:
         "model projection": "current LST level + change implied by the fitted model (model/summary.json) from the forecast covariates",
         "rcp85": f"current LST level + warming between the last observed year and the target year: {rcp_source}",
     }
+
+
+
+def read_table(path: Path) -> Any:
+    """A long table from CSV or Parquet (by extension)."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"input table not found: {p}; pass a .csv or .parquet file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(p)
+        if suffix in (".parquet", ".pq", ".geoparquet"):
+            return pd.read_parquet(p)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise InputError(f"cannot read input table {p}: {exc}") from None
+    raise InputError(f"input table {p} has extension {suffix!r}; pass a .csv or .parquet file")
+
+
+def run_table(
+    input_path: Path,
+    out_dir: Path,
+    *,
+    id_col: str,
+    time_col: str,
+    value_cols: list[str],
+    horizon: int,
+    step: str = "auto",
+    holdout: int = 2,
+    coverage: float = 0.9,
+    methods: tuple[str, ...] = ("simple", "holt", "damped"),
+    min_points: int = 4,
+) -> dict[str, Any]:
+    """Forecast every series of a long table; write forecast.csv, validation.csv, summary.json.
+
+    Parameters
+    ----------
+    input_path
+        CSV or Parquet table with one row per (id, time) observation.
+    out_dir
+        Output folder (created); files are written atomically.
+    step
+        'auto' (integers -> each value a step; dates -> month or year by spacing), or one of
+        'index', 'year', 'month', 'summer'.
+    """
+    from uhi.stats.series import infer_step
+
+    table = read_table(input_path)
+    for col, flag in ((id_col, "--id-col"), (time_col, "--time-col"), *((v, "--value-col") for v in value_cols)):
+        if col not in table.columns:
+            raise InputError(
+                f"{flag} {col!r} is not a column of {input_path} (columns: {', '.join(map(str, table.columns))})"
+            )
+    if step == "auto":
+        step = infer_step(table[time_col])
+    rs, forecasts = forecast_table(
+        table, id_col=id_col, time_col=time_col, value_cols=value_cols, horizon=horizon,
+        step=step, holdout=holdout, coverage=coverage, methods=methods, min_points=min_points,
+        align="end",
+    )
+    per_id = per_id_frame(rs, forecasts, id_col)
+    validation = validation_frame(forecasts)
+    ws = Workspace(out_dir)
+    ws.write_text(ws.root / "forecast.csv", per_id.to_csv(index=False))
+    ws.write_text(ws.root / "validation.csv", validation.to_csv(index=False))
+    summary = {
+        "input": str(input_path),
+        "step": step,
+        "longest_series_steps": rs.n_steps,
+        "forecast_steps": [f"h{h + 1}" for h in range(horizon)],
+        "horizon": horizon,
+        "holdout": forecasts[0].result.holdout,
+        "interval": coverage,
+        "series": int(len(rs.ids)),
+        "input_report": rs.report,
+        "status": {vf.name: {s: int(np.sum(vf.result.status == s)) for s in ("ok", "too_few_points", "no_data")}
+                   for vf in forecasts},
+        "validation": validation.to_dict(orient="records"),
+        "outputs": ["forecast.csv", "validation.csv", "summary.json"],
+    }
+    ws.write_json(ws.root / "summary.json", _jsonable(summary))
+    return summary
 
 
 SPEC = StageSpec(

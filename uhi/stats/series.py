@@ -11,7 +11,7 @@ import pandas as pd
 
 from uhi.errors import InputError
 
-__all__ = ["RegularSeries", "Step", "STEPS", "regularise", "step_labels"]
+__all__ = ["RegularSeries", "Step", "STEPS", "regularise", "step_labels", "infer_step"]
 
 Step = Literal["summer", "year", "month", "index"]
 STEPS: tuple[str, ...] = ("summer", "year", "month", "index")
@@ -37,6 +37,9 @@ class RegularSeries:
     report
         What was done to the input: rows read, rows outside the months kept, duplicate
         (id, time) rows averaged, rows without a time.
+    last_step
+        With ``align="end"``: each series' own last step ordinal (its columns are then steps
+        relative to it, ``steps`` running from -(n_steps - 1) to 0); None for a common grid.
     """
 
     ids: np.ndarray
@@ -45,6 +48,7 @@ class RegularSeries:
     values: dict[str, np.ndarray]
     counts: dict[str, np.ndarray]
     report: dict[str, Any] = field(default_factory=dict)
+    last_step: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -92,6 +96,7 @@ def regularise(
     time_col: str = "date",
     step: str = "summer",
     months: Sequence[int] = (6, 7, 8),
+    align: str = "common",
 ) -> RegularSeries:
     """Aggregate a long table of irregular observations to regular per-id steps.
 
@@ -110,6 +115,10 @@ def regularise(
         months; 'index': the integer time values themselves.
     months
         Months kept for 'summer'.
+    align
+        'common': one calendar grid for all ids (cells of one city share their dates);
+        'end': each series right-aligned on its own last step, so series covering different
+        periods are each forecast from their own end.
 
     Returns
     -------
@@ -151,7 +160,20 @@ def regularise(
         )
     id_codes = pd.Index(ids_all).get_indexer(frame[id_col])
     n_ids = len(ids_all)
-    if len(ordinal):
+    last_step = None
+    if align == "end" and len(ordinal):
+        own_last = np.full(n_ids, -np.inf)
+        np.maximum.at(own_last, id_codes, ordinal)
+        own_first = np.full(n_ids, np.inf)
+        np.minimum.at(own_first, id_codes, ordinal)
+        has = np.isfinite(own_last)
+        span = int((own_last[has] - own_first[has]).max()) + 1
+        ordinal = ordinal - own_last[id_codes]
+        last_step = np.where(has, own_last, np.nan)
+        first, last = -(span - 1), 0
+    elif align != "common":
+        raise InputError(f"unknown alignment {align!r}; use 'common' or 'end'")
+    elif len(ordinal):
         first, last = int(ordinal.min()), int(ordinal.max())
     else:
         first, last = 0, -1
@@ -173,5 +195,19 @@ def regularise(
     report["ids"] = int(n_ids)
     report["steps"] = int(n_steps)
     return RegularSeries(
-        ids=np.asarray(ids_all), steps=steps, step=step, values=values, counts=counts, report=report
+        ids=np.asarray(ids_all), steps=steps, step=step, values=values, counts=counts, report=report,
+        last_step=last_step,
     )
+
+
+def infer_step(times: pd.Series) -> str:
+    """Guess the step of a time column: integers -> 'index'; dates about a month apart or less
+    -> 'month'; otherwise 'year'."""
+    if pd.api.types.is_integer_dtype(times):
+        return "index"
+    dates = pd.to_datetime(times, errors="coerce").dropna()
+    distinct = np.sort(dates.unique())
+    if distinct.size < 2:
+        return "year"
+    gap_days = np.median(np.diff(distinct).astype("timedelta64[D]").astype(float))
+    return "month" if gap_days <= 31 else "year"
