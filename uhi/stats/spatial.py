@@ -28,8 +28,9 @@ _LN2PI = float(np.log(2.0 * np.pi))
 # sparse LU per rho is exact and takes ~50 ms at n = 10k (x ~25 optimiser steps) and ~5 s at 200k (measured with
 # knn:8 on 2 cores): above this size the log-determinant comes from stochastic traces
 EXACT_MAX_N = 5_000
-# below this size the variance traces come from a dense inverse, like spreg's 'full' method
-DENSE_MAX_N = 3_000
+# below this size the variance traces come from a dense inverse, like spreg's 'full' method;
+# the O(n^3) inverse takes ~0.7 s at n = 1,300 on 2 cores, so above it traces are estimated
+DENSE_MAX_N = 1_000
 # the ML optimiser's search interval for rho/lambda; a row-standardised W has eigenvalues in
 # [-1, 1], and spreg searches the same open interval
 _BOUNDS = (-0.999, 0.999)
