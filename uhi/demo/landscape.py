@@ -231,7 +231,6 @@ def build_landscape(spec: DemoSpec) -> Landscape:
     du, dv = grid.x_m - cx, grid.y_m - cy
     p, q = du / h, dv / h
     r = np.hypot(p, q)
-    angle = np.degrees(np.arctan2(q, p))  # 0 = east, 90 = north
 
     builtness = 0.95 * np.exp(-((r / 0.28) ** 2)) + 0.45 / (1.0 + np.exp((r - 0.7) / 0.04))
     builtness = np.clip(builtness, 0.0, 1.0)

@@ -81,13 +81,13 @@ class PixelGrid:
 def pixel_grid(land: Landscape, path: int) -> PixelGrid:
     """The raster of one WRS path: path 042 covers the whole AOI; path 041 sits 3 pixels east
     and 2 north (another extent on the same grid) with a slanted fill edge across the west."""
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     x0, y0, x1, y1 = land.raster_bounds_utm
     dx, dy = (0.0, 0.0) if path == 42 else (3 * PIXEL_SIZE_M, 2 * PIXEL_SIZE_M)
     width = round((x1 - x0) / PIXEL_SIZE_M)
     height = round((y1 - y0) / PIXEL_SIZE_M)
-    transform = from_origin(x0 + dx, y1 + dy, PIXEL_SIZE_M, PIXEL_SIZE_M)
+    transform = Affine(PIXEL_SIZE_M, 0.0, x0 + dx, 0.0, -PIXEL_SIZE_M, y1 + dy)
     grid = PixelGrid(transform, width, height, np.empty(0), np.empty(0))
     x, y = grid.centres()
     lon, lat = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True).transform(x, y)

@@ -1,0 +1,43 @@
+"""`uhi demo`: exit codes and messages, with the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+UHI = [sys.executable, "-m", "uhi.cli.main"]
+
+
+def _uhi(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*UHI, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_demo_writes_city_and_says_what_next(tmp_path: Path) -> None:
+    out = tmp_path / "city"
+    r = _uhi("demo", str(out), "--size-km", "1", "--years", "2019-2020", "--scenes-per-year", "1")
+    assert r.returncode == 0, r.stderr
+    config = out / "config.yaml"
+    assert config.is_file() and (out / "truth.json").is_file()
+    assert (out / "data" / "catalog" / "catalog.json").is_file()
+    assert f"config: {config}" in r.stdout
+    assert f"next: uhi run {config}" in r.stdout
+
+
+def test_size_zero_exits_2_naming_the_option(tmp_path: Path) -> None:
+    r = _uhi("demo", str(tmp_path / "x"), "--size-km", "0")
+    assert r.returncode == 2
+    assert "--size-km" in r.stderr and "0.5-100 km" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_years_exit_2(tmp_path: Path) -> None:
+    r = _uhi("demo", str(tmp_path / "x"), "--years", "2020-2014")
+    assert r.returncode == 2 and "--years" in r.stderr and "2020-2014" in r.stderr
+    r = _uhi("demo", str(tmp_path / "x"), "--years", "recent")
+    assert r.returncode == 2 and "FIRST-LAST" in r.stderr
+
+
+def test_too_many_scenes_per_year_exit_2(tmp_path: Path) -> None:
+    r = _uhi("demo", str(tmp_path / "x"), "--scenes-per-year", "12")
+    assert r.returncode == 2 and "--scenes-per-year" in r.stderr
