@@ -231,6 +231,17 @@ class ZonalAccumulator:
         np.minimum(self.vmin, other.vmin, out=self.vmin)
         np.maximum(self.vmax, other.vmax, out=self.vmax)
 
+    def take(self, other: ZonalAccumulator, cells: np.ndarray) -> None:
+        """Replace the sums of ``cells`` (bool mask) by ``other``'s (e.g. a better-covering scene)."""
+        delta = other.shift - self.shift
+        self.sum_w[cells] = other.sum_w[cells]
+        self.sum_wv[cells] = other.sum_wv[cells] + delta * other.sum_w[cells]
+        self.sum_wv2[cells] = (
+            other.sum_wv2[cells] + 2 * delta * other.sum_wv[cells] + delta * delta * other.sum_w[cells]
+        )
+        self.vmin[cells] = other.vmin[cells]
+        self.vmax[cells] = other.vmax[cells]
+
     def result(self) -> dict[str, np.ndarray]:
         """mean, std (population, coverage-weighted), min, max and the valid weight per cell."""
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -244,12 +244,28 @@ class SceneStats:
     has_thermal: bool
     cogs: dict[str, str]
 
+    @property
+    def clear_weight(self) -> np.ndarray:
+        """Per cell, the covered area (pixel units) of clear pixels: LST, else NDVI, valid."""
+        return self.accumulators["lst_c" if self.has_thermal else "ndvi"].sum_w
+
     def merge(self, other: SceneStats) -> None:
-        """Pool a same-day scene of the same cells into this one."""
-        self.scene_ids += other.scene_ids
+        """Combine a same-day scene of the same cells (adjacent rows of one path).
+
+        Each cell keeps the scene that saw more of it clear, so pixels in the overlap of the
+        two scenes are never counted twice and cells cut by one scene's edge come whole from
+        the other.
+        """
+        if other.has_thermal and not self.has_thermal:
+            better = np.ones(len(self.cell_area_px), dtype=bool)
+        elif self.has_thermal and not other.has_thermal:
+            better = np.zeros(len(self.cell_area_px), dtype=bool)
+        else:
+            better = other.clear_weight > self.clear_weight
         for key, acc in other.accumulators.items():
-            self.accumulators[key].merge(acc)
-        self.water.merge(other.water)
+            self.accumulators[key].take(acc, better)
+        self.water.take(other.water, better)
+        self.scene_ids += other.scene_ids
         self.clear_px += other.clear_px
         self.total_px += other.total_px
         self.has_thermal = self.has_thermal or other.has_thermal

@@ -1,0 +1,290 @@
+"""The compute stage on real Landsat clips placed in a workspace as the fetch stage leaves them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pystac
+import pytest
+import rasterio
+import shapely
+from exactextract import exact_extract
+from pyproj import Transformer
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from uhi.config import build_config
+from uhi.errors import NoDataError
+from uhi.landsat import canonical_asset_key
+from uhi.stages.compute import SPEC
+from uhi.stages.runner import execute
+from uhi.workspace import Workspace
+
+LIVERPOOL = "liverpool-LC08-20200927"
+LIVERPOOL_ID = "LC08_L2SP_204023_20200927_20201006_02_T1"
+CLOUDY100 = "fullbands-LC08-017036-cloudy100"
+
+PANEL_COLUMNS = [
+    "cell", "date", "year", "scene_id", "lst_c", "ndvi", "ndbi", "mndwi", "albedo",
+    "lst_c_std", "lst_c_min", "lst_c_max", "valid_share", "anomaly_c",
+]
+
+
+def place_scene(
+    ws: Workspace, clip: Path, *, scene_id: str | None = None, window: Window | None = None,
+    props: dict | None = None,
+) -> tuple[str, tuple[float, float, float, float]]:
+    """Copy (a window of) a clip into fetch/scenes/<id>/<key>.tif; returns id and lon/lat bounds."""
+    files = sorted(clip.glob("*.TIF"))
+    sid = scene_id or "_".join(files[0].name.split("_")[:7])
+    bounds = None
+    for f in files:
+        key = canonical_asset_key(f.name, f.name)
+        if key is None:
+            continue
+        dst = ws.scene_asset(sid, key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(f) as src:
+            win = window or Window(0, 0, src.width, src.height)
+            data = src.read(1, window=win)
+            profile = src.profile | {
+                "height": data.shape[0], "width": data.shape[1],
+                "transform": src.window_transform(win), "driver": "GTiff",
+            }
+            with rasterio.open(dst, "w", **profile) as out:
+                out.write(data, 1)
+            bounds = transform_bounds(src.crs, 4326, *rasterio.windows.bounds(win, src.transform))
+    acquired = dt.datetime.strptime(sid.split("_")[3], "%Y%m%d").replace(hour=11)
+    item = pystac.Item(
+        sid, geometry=None, bbox=list(bounds), datetime=acquired,
+        properties={"uhi:level": "L2SP", "uhi:solar_day": acquired.date().isoformat(), **(props or {})},
+    )
+    index = ws.scenes_index
+    features = json.loads(index.read_text())["features"] if index.exists() else []
+    features.append(item.to_dict())
+    ws.write_json(index, {"type": "FeatureCollection", "features": features})
+    return sid, bounds
+
+
+def inner_bbox(bounds, margin_deg: float = 0.01) -> list[float]:
+    w, s, e, n = bounds
+    return [w + margin_deg, s + margin_deg, e - margin_deg, n - margin_deg]
+
+
+def _config(tmp_path: Path, bbox, **extra):
+    data = {"city": {"name": "testcity", "bbox": bbox}, "workdir": str(tmp_path / "ws"), **extra}
+    return build_config(data, environ={})
+
+
+@pytest.fixture(scope="module")
+def liverpool_run(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("liverpool")
+    ws = Workspace(tmp / "ws")
+    sid, bounds = place_scene(ws, data_dir / "landsat" / LIVERPOOL)
+    cfg = _config(tmp, inner_bbox(bounds), grid={"zoom": 18})
+    outcome = execute(SPEC, cfg, ws)
+    return ws, cfg, sid, outcome
+
+
+def test_liverpool_writes_the_contract_tables(liverpool_run):
+    ws, cfg, sid, outcome = liverpool_run
+    assert not outcome.skipped
+    panel = pd.read_parquet(ws.panel)
+    assert list(panel.columns) == PANEL_COLUMNS
+    assert panel["date"].dtype == "datetime64[ns]"
+    assert (panel["date"] == pd.Timestamp("2020-09-27")).all()
+    assert (panel["scene_id"] == sid).all()
+    cells = gpd.read_parquet(ws.cells)
+    for col in ("cell", "tile_x", "tile_y", "zoom", "x_m", "y_m", "area_m2", "urban", "water_share",
+                "building_count", "site_coverage", "far"):
+        assert col in cells.columns
+    assert cells.crs.to_epsg() == 4326
+    meta = pq.read_schema(ws.cells).metadata
+    assert meta[b"uhi:working_crs"] == b"EPSG:32630"
+    assert b"rural" in meta[b"uhi:suhi_method"]
+    assert cells["site_coverage"].isna().all()  # no buildings layer: NaN, not 0
+    assert len(panel) == len(cells)
+    # Liverpool Bay: most cells are water
+    assert (cells["water_share"] > 0.5).mean() > 0.5
+
+
+def test_liverpool_cell_means_equal_exactextract_on_raw_dn_lst(liverpool_run, data_dir, tmp_path):
+    ws, cfg, sid, _ = liverpool_run
+    clip = data_dir / "landsat" / LIVERPOOL
+    mtl = next(clip.glob("*_MTL.txt")).read_text()
+    st = mtl.split("GROUP = LEVEL2_SURFACE_TEMPERATURE_PARAMETERS")[1]
+    mult = float(st.split("TEMPERATURE_MULT_BAND_ST_B10 =")[1].split()[0])
+    add = float(st.split("TEMPERATURE_ADD_BAND_ST_B10 =")[1].split()[0])
+    with rasterio.open(next(clip.glob("*_ST_B10.TIF"))) as src:
+        dn = src.read(1).astype(np.float64)
+        profile = src.profile | {"dtype": "float64", "nodata": np.nan}
+        crs = src.crs
+    lst = np.where(dn == 0, np.nan, dn * mult + add - 273.15)
+    raster = tmp_path / "lst.tif"
+    with rasterio.open(raster, "w", **profile) as dst:
+        dst.write(lst, 1)
+    cells = gpd.read_parquet(ws.cells)
+    # the same quadrilaterals uhi uses: the tile corners projected to the scene CRS
+    tr = Transformer.from_crs(4326, crs, always_xy=True)
+    rings = np.array([np.array(g.exterior.coords) for g in cells.geometry])
+    x, y = tr.transform(rings[:, :, 0], rings[:, :, 1])
+    polys = shapely.polygons(np.stack([x, y], axis=2))
+    frame = gpd.GeoDataFrame({"cell": cells["cell"]}, geometry=polys, crs=crs)
+    ref = exact_extract(str(raster), frame, ["mean"], output="pandas")
+    panel = pd.read_parquet(ws.panel).set_index("cell").loc[cells["cell"]]
+    value_range = np.nanmax(lst) - np.nanmin(lst)
+    diff = np.abs(panel["lst_c"].to_numpy() - ref["mean"].to_numpy())
+    assert np.nanmax(diff) <= 1e-6 * value_range
+    # float32 per-pixel LST: ~2e-6 C relative to the float64 reference at most
+    assert np.isnan(panel["lst_c"]).sum() == np.isnan(ref["mean"]).sum()
+
+
+def test_liverpool_scene_cogs_equal_raw_dn_arithmetic(liverpool_run, data_dir):
+    ws, _, sid, _ = liverpool_run
+    clip = data_dir / "landsat" / LIVERPOOL
+    folder = ws.path("compute", "scenes", sid)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{v}.tif" for v in ("lst_c", "ndvi", "ndbi", "mndwi", "albedo", "valid")
+    )
+    with rasterio.open(folder / "lst_c.tif") as src:
+        lst = src.read(1)
+        assert src.crs.to_epsg() == 32630
+    with rasterio.open(folder / "ndvi.tif") as src:
+        ndvi = src.read(1)
+    with rasterio.open(next(clip.glob("*_ST_B10.TIF"))) as src:
+        dn = src.read(1).astype(np.float64)
+    with rasterio.open(next(clip.glob("*_SR_B4.TIF"))) as src:
+        red = np.clip(src.read(1) * 2.75e-5 - 0.2, 0, 1)
+    with rasterio.open(next(clip.glob("*_SR_B5.TIF"))) as src:
+        nir = np.clip(src.read(1) * 2.75e-5 - 0.2, 0, 1)
+    expected = dn * 0.00341802 + 149.0 - 273.15
+    assert np.nanmean(lst) == pytest.approx(expected.mean(), abs=1e-4)
+    assert np.nanstd(lst) == pytest.approx(expected.std(), abs=1e-4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nd = (nir - red) / (nir + red)
+    nd[np.abs(nir + red) <= 1e-6] = np.nan
+    assert np.nanmean(ndvi) == pytest.approx(np.nanmean(nd), abs=1e-5)
+    assert np.nanmin(ndvi) >= -1 and np.nanmax(ndvi) <= 1
+
+
+def test_liverpool_outputs_for_people(liverpool_run):
+    ws, cfg, _, outcome = liverpool_run
+    out = ws.path("compute", "outputs")
+    gj = json.loads((out / "testcity_outputs_2020-09-27.geojson").read_text())
+    assert len(gj["features"]) == len(pd.read_parquet(ws.cells))
+    props = gj["features"][0]["properties"]
+    for key in ("cell", "date", "lst_c", "ndvi", "ndbi", "mndwi", "albedo", "site_coverage", "anomaly_c"):
+        assert key in props
+    xl = pd.read_excel(out / "testcity_summary.xlsx", sheet_name=None)
+    assert {"city_by_date", "suhi", "about"} <= set(xl)
+    assert xl["city_by_date"]["lst_c_mean"].iloc[0] == pytest.approx(
+        pd.read_parquet(ws.panel)["lst_c"].mean()
+    )
+    about = xl["about"].set_index("item")["description"]
+    assert "floor area" in about["far"] and "share of the ground" in about["site_coverage"]
+    with rasterio.open(out / "composites" / "lst_c_2020.tif") as src:
+        comp = src.read(1)
+    with rasterio.open(ws.path("compute", "scenes", LIVERPOOL_ID, "lst_c.tif")) as src:
+        np.testing.assert_array_equal(comp, src.read(1))  # one scene: the mean is the scene
+    assert outcome.summary["scenes_used"] == 1
+
+
+def test_rerun_with_same_inputs_is_skipped(liverpool_run):
+    ws, cfg, _, _ = liverpool_run
+    again = execute(SPEC, cfg, ws)
+    assert again.skipped
+
+
+def test_only_scene_fully_cloudy_is_no_data(tmp_path, data_dir):
+    ws = Workspace(tmp_path / "ws")
+    _, bounds = place_scene(ws, data_dir / "landsat" / CLOUDY100)
+    cfg = _config(tmp_path, inner_bbox(bounds, 0.5), grid={"zoom": 15})
+    with pytest.raises(NoDataError, match="no clear pixel"):
+        execute(SPEC, cfg, ws)
+    assert not ws.panel.exists()
+    assert ws.stage_record("compute") is None
+
+
+def test_cli_exit_3_for_the_fully_cloudy_scene(tmp_path, data_dir):
+    ws = Workspace(tmp_path / "ws")
+    _, bounds = place_scene(ws, data_dir / "landsat" / CLOUDY100)
+    w, s, e, n = inner_bbox(bounds, 0.5)
+    (tmp_path / "c.yaml").write_text(
+        f"city:\n  name: cloudy\n  bbox: [{w}, {s}, {e}, {n}]\ngrid:\n  zoom: 15\nworkdir: {ws.root}\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "uhi.cli.main", "compute", str(tmp_path / "c.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 3, r.stderr
+    assert "no clear pixel" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cloudy_scene_beside_a_clear_one_is_skipped_not_zero(tmp_path, data_dir, caplog):
+    ws = Workspace(tmp_path / "ws")
+    cloudy, _ = place_scene(ws, data_dir / "landsat" / CLOUDY100)
+    _, bounds = place_scene(ws, data_dir / "landsat" / LIVERPOOL)
+    cfg = _config(tmp_path, inner_bbox(bounds, 0.03), grid={"zoom": 17})
+    with caplog.at_level(logging.WARNING, logger="uhi.compute"):
+        outcome = execute(SPEC, cfg, ws)
+    assert outcome.summary["scenes_no_clear"] == 1
+    assert any(cloudy in r.message and "no clear pixel" in r.message for r in caplog.records)
+    panel = pd.read_parquet(ws.panel)
+    assert set(panel["scene_id"]) == {LIVERPOOL_ID}
+    assert panel["lst_c"].min() > 0  # September in Liverpool: no -124 C, no zeros
+
+
+def test_same_solar_day_scenes_are_merged(tmp_path, data_dir):
+    """Two overlapping windows of one clip as adjacent-row scenes of one day equal the whole clip."""
+    clip = data_dir / "landsat" / LIVERPOOL
+    whole_ws = Workspace(tmp_path / "whole")
+    _, bounds = place_scene(whole_ws, clip)
+    bbox = inner_bbox(bounds, 0.02)
+    whole_cfg = build_config({"city": {"name": "w", "bbox": bbox}, "grid": {"zoom": 17}, "workdir": str(whole_ws.root)}, environ={})
+    execute(SPEC, whole_cfg, whole_ws)
+    ws = Workspace(tmp_path / "split")
+    a = LIVERPOOL_ID.replace("204023", "204022")
+    b = LIVERPOOL_ID.replace("204023", "204024")
+    place_scene(ws, clip, scene_id=a, window=Window(0, 0, 433, 150))
+    place_scene(ws, clip, scene_id=b, window=Window(0, 120, 433, 147))
+    cfg = build_config({"city": {"name": "s", "bbox": bbox}, "grid": {"zoom": 17}, "workdir": str(ws.root)}, environ={})
+    outcome = execute(SPEC, cfg, ws)
+    assert outcome.summary["dates"] == 1 and outcome.summary["pixel_grids"] == 2
+    split = pd.read_parquet(ws.panel)
+    whole = pd.read_parquet(whole_ws.panel)
+    assert set(split["scene_id"]) == {f"{a}+{b}"}
+    # every cell comes whole from the scene that covers it best: the same pixels as the clip
+    for col in ("lst_c", "ndvi", "albedo", "lst_c_min", "lst_c_max", "valid_share"):
+        np.testing.assert_allclose(split[col], whole[col], rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_scene_without_thermal_keeps_indices(tmp_path, data_dir, caplog):
+    ws = Workspace(tmp_path / "ws")
+    _, bounds = place_scene(ws, data_dir / "landsat" / "manaus-LC09-20230723")
+    cfg = _config(tmp_path, inner_bbox(bounds, 0.03), grid={"zoom": 16})
+    with caplog.at_level(logging.WARNING, logger="uhi.compute"):
+        execute(SPEC, cfg, ws)
+    assert any("no surface temperature" in r.message for r in caplog.records)
+    panel = pd.read_parquet(ws.panel)
+    assert panel["lst_c"].isna().all()
+    assert panel["ndvi"].notna().mean() > 0.9
+    assert panel["valid_share"].mean() > 0.9
+
+
+def test_momotombo_lava_survives_the_stage(tmp_path, data_dir):
+    ws = Workspace(tmp_path / "ws")
+    _, bounds = place_scene(ws, data_dir / "landsat" / "momotombo-LC08-20151205")
+    cfg = _config(tmp_path, inner_bbox(bounds, 0.0), grid={"zoom": 17})
+    execute(SPEC, cfg, ws)
+    panel = pd.read_parquet(ws.panel)
+    assert panel["lst_c_max"].max() > 90  # the crater (~372 K)
+    assert panel["lst_c_min"].min() > -60  # fill never becomes -124 C
