@@ -290,15 +290,19 @@ def read_scenario_model(summary: dict[str, Any], kind: str | None = None, year: 
     else:
         per_year = {str(k): v for k, v in entry.get("years", entry).items() if isinstance(v, dict)}
         years = sorted(int(k) for k in per_year if k.isdigit())
-        if not years:
+        pooled = [k for k in per_year if not k.isdigit()]
+        if not years and len(pooled) == 1:
+            fit = per_year[pooled[0]]  # panel_fe: one fit across every year
+        elif not years:
             raise InputError(f"model {kind!r} in model/summary.json has no fitted year; rerun uhi model")
-        if year is None:
-            chosen = years[-1]
-        elif year in years:
-            chosen = year
         else:
-            raise InputError(f"model {kind!r} was not fitted for {year} (years: {years}); pick one of those")
-        fit = per_year[str(chosen)]
+            if year is None:
+                chosen = years[-1]
+            elif year in years:
+                chosen = year
+            else:
+                raise InputError(f"model {kind!r} was not fitted for {year} (years: {years}); pick one of those")
+            fit = per_year[str(chosen)]
     coefs = fit.get("coefficients")
     if not isinstance(coefs, dict) or not coefs:
         raise InputError(f"model {kind!r} has no coefficients in model/summary.json; rerun uhi model")
@@ -513,8 +517,9 @@ def run_scenario(
             f"changes to {unknown} cannot be predicted: model {fitted.kind!r} uses {list(fitted.x)}; "
             "change only those variables or refit with them in model.x"
         )
-    # the model was fitted on cells with every covariate known; the scenario uses the same set
-    valid = base[list(fitted.x)].notna().all(axis=1).to_numpy()
+    # the model stage fits (and builds W on) the cells whose y and x are all known that year;
+    # the scenario uses the same set so its W is the fitted one
+    valid = base[[*fitted.x, y]].notna().all(axis=1).to_numpy()
     if not valid.any():
         raise NoDataError(f"no cell has all of {list(fitted.x)} in {chosen_year}; rerun uhi compute")
     cells_v = cells.loc[valid].reset_index(drop=True)

@@ -30,6 +30,8 @@ import test_scenario as synth  # noqa: E402  (the synthetic workspace of the sce
 from uhi.config import build_config  # noqa: E402
 from uhi.report.builder import build_report  # noqa: E402
 from uhi.scenario import run_scenario  # noqa: E402
+from uhi.stages import get_spec  # noqa: E402
+from uhi.stages.runner import execute  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # XML namespace names inside Leaflet: identifiers passed to createElementNS, never fetched
@@ -39,11 +41,16 @@ _NAMESPACES = ("http://www.w3.org/2000/svg",)
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     tmp = tmp_path_factory.mktemp("report")
-    ws, _ = synth._workspace(tmp)
+    ws, _ = synth._workspace(tmp, years=tuple(range(2014, 2021)))
+    # the real model and forecast stages write the artifacts the report reads
+    ws.model_summary.unlink()
+    cfg = build_config(overrides={"model": {"models": ["ols", "slx", "lag", "panel_fe"]}, "forecast": {"horizon": 2}})
+    for stage in ("model", "forecast"):
+        execute(get_spec(stage), cfg, ws)
     park = box(synth.X0 + 5 * synth.CELL_M, synth.Y0 + 5 * synth.CELL_M, synth.X0 + 7 * synth.CELL_M, synth.Y0 + 7 * synth.CELL_M)
     changes = synth._changes(tmp, [synth._feature(park, {"name": "park", "ndvi": 0.2})])
-    run_scenario(build_config(), ws, changes, model="lag", name="park")
-    return build_report(build_config(), ws), ws
+    run_scenario(cfg, ws, changes, model="lag", name="park")
+    return build_report(cfg, ws), ws
 
 
 class _Refs(HTMLParser):
@@ -76,11 +83,20 @@ def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
     for anchor in ("maps", "models", "suhi", "forecast", "scenarios", "cell-map-section"):
         assert f'id="{anchor}"' in page
     # the R² table carries the summary's numbers; the cell data hold every cell
-    assert "<th>lag</th>" in page and "0.850" in page
+    summary = json.loads(ws.model_summary.read_text())
+    for name, entry in summary["models"].items():
+        assert f"<th>{name}</th>" in page
+        for period, fit in entry["years"].items():
+            assert f"{fit['r2']:.3f}" in page, (name, period)
     data = json.loads(re.search(r'<script type="application/json" id="uhi-cells">(.*?)</script>', page, re.S).group(1))
     assert len(data["cells"]["features"]) == synth.SIDE**2
-    assert {lyr["key"] for lyr in data["layers"]} >= {"lst_c", "anomaly_c", "scenario_park"}
-    assert sorted(p.name for p in (ws.root / "report" / "maps").iterdir()) == ["anomaly.png", "lst.png", "scenario_park.png"]
+    assert {lyr["key"] for lyr in data["layers"]} == {"lst_c", "anomaly_c", "gi_bin", "residual", "forecast", "scenario_park"}
+    maps = sorted(p.name for p in (ws.root / "report" / "maps").iterdir())
+    assert maps == ["anomaly.png", "forecast.png", "hotspots.png", "lst.png", "residuals.png", "scenario_park.png"]
+    # the forecast table shows the city forecast of forecast/summary.json with its bounds
+    city = json.loads((ws.root / "forecast" / "summary.json").read_text())["city"]["lst_c"]
+    for label, value in city["forecast"].items():
+        assert f"<th>{label}</th>" in page and f"{value:.2f}" in page and f"{city['upper'][label]:.2f}" in page
 
 
 # -- headless Chromium over the DevTools protocol ---------------------------------------------

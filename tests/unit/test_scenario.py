@@ -48,7 +48,9 @@ def _grid() -> gpd.GeoDataFrame:
     return g
 
 
-def _workspace(tmp_path: Path, *, best: str = "lag") -> tuple[Workspace, gpd.GeoDataFrame]:
+def _workspace(
+    tmp_path: Path, *, best: str = "lag", years: tuple[int, ...] = (2019, 2020)
+) -> tuple[Workspace, gpd.GeoDataFrame]:
     """A workspace holding cells, a two-year panel and a model summary (the contract's shape)."""
     rng = np.random.default_rng(42)
     ws = Workspace(tmp_path / "ws")
@@ -66,11 +68,11 @@ def _workspace(tmp_path: Path, *, best: str = "lag") -> tuple[Workspace, gpd.Geo
     meta[b"uhi:working_crs"] = UTM.encode()
     pq.write_table(table.replace_schema_metadata(meta), ws.cells)
     frames = []
-    for year in (2019, 2020):
+    for year in years:
         for day in (10, 20):
             ndvi = rng.uniform(0.0, 0.7, n)
             ndbi = rng.uniform(-0.3, 0.3, n)
-            lst = 30 + B_NDVI * ndvi + B_NDBI * ndbi + B_SC * g["site_coverage"].to_numpy() + rng.normal(0, 0.3, n)
+            lst = 30 + 0.1 * (year - years[0]) + B_NDVI * ndvi + B_NDBI * ndbi + B_SC * g["site_coverage"].to_numpy() + rng.normal(0, 0.3, n)
             frames.append(
                 pd.DataFrame(
                     {
@@ -91,11 +93,20 @@ def _workspace(tmp_path: Path, *, best: str = "lag") -> tuple[Workspace, gpd.Geo
         "x": ["ndvi", "ndbi", "site_coverage"],
         "weights": "knn:8",
         "best_model": best,
+        # the model stage's layout: models -> name -> years -> period -> fit record
         "models": {
-            "ols": {str(y): {"coefficients": coefs, "r2": 0.8} for y in (2019, 2020)},
-            "lag": {str(y): {"coefficients": coefs, "rho": RHO, "r2": 0.85} for y in (2019, 2020)},
+            "ols": {"years": {str(y): {"coefficients": coefs, "r2": 0.8} for y in (2019, 2020)}, "mean_r2": 0.8},
+            "lag": {
+                "years": {str(y): {"coefficients": coefs, "rho": RHO, "r2": 0.85, "weights": "knn:8"} for y in (2019, 2020)},
+                "mean_r2": 0.85,
+            },
             "slx": {
-                str(y): {"coefficients": {**coefs, "W_ndvi": -2.0}, "r2": 0.82} for y in (2019, 2020)
+                "years": {str(y): {"coefficients": {**coefs, "W_ndvi": -2.0}, "r2": 0.82} for y in (2019, 2020)},
+                "mean_r2": 0.82,
+            },
+            "panel_fe": {
+                "years": {"pooled": {"coefficients": {"ndvi": B_NDVI, "ndbi": B_NDBI}, "x": ["ndvi", "ndbi"], "rho": RHO, "r2": 0.9}},
+                "mean_r2": 0.9,
             },
         },
     }
@@ -166,6 +177,8 @@ def test_read_scenario_model_picks_latest_year_and_best(tmp_path: Path) -> None:
     m = read_scenario_model(summary)
     assert (m.kind, m.year, m.rho, m.x) == ("lag", 2020, RHO, ("ndvi", "ndbi", "site_coverage"))
     assert read_scenario_model(summary, "slx", 2019).lag_coefficients == {"ndvi": -2.0}
+    pooled = read_scenario_model(summary, "panel_fe")
+    assert (pooled.year, pooled.x, pooled.rho) == (None, ("ndvi", "ndbi"), RHO)
     with pytest.raises(InputError, match="not in model/summary.json"):
         read_scenario_model(summary, "error")
     with pytest.raises(InputError, match="not fitted for 2015"):

@@ -6,6 +6,7 @@ import datetime as dt
 import html
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,8 +25,6 @@ log = logging.getLogger("uhi.report")
 # still show every cell.
 MAX_INTERACTIVE_CELLS = 60_000
 
-_HOTSPOT_COLUMNS = ("gi_bin", "hotspot_bin", "bin", "class_bin")
-_RESIDUAL_COLUMNS = ("residual", "residual_c", "resid", "e")
 
 
 @dataclass
@@ -132,7 +131,7 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
                                                  label="LST minus rural mean", units="°C", cmap="RdBu_r",
                                                  diverging=True, **common),
                      "Per-cell LST minus the rural reference mean of each date, averaged over the year."))
-    hot = _hotspots(ws)
+    hot = _hotspots(ws, inp.summary)
     if hot is not None:
         frame, column, variable = hot
         g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
@@ -143,18 +142,18 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
     if res is not None:
         frame, column, model = res
         g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
-        figs.append(("residuals", render_value_map(g, column, title=f"Residuals of the {model} model",
+        figs.append(("residuals", render_value_map(g, column, title=f"Residuals of the {model}",
                                                    label="observed minus fitted LST", units="°C",
                                                    cmap="PuOr_r", diverging=True, **common),
-                     f"Residuals of the {model} model: where the covariates under- or over-predict LST."))
+                     f"Residuals of the {model}: where the covariates under- or over-predict LST."))
         extra["residual"] = g.set_index("cell")[column]
     fc = _forecast_cells(ws)
     if fc is not None:
         frame, column, year = fc
         g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
-        figs.append(("forecast", render_value_map(g, column, title=f"Forecast LST, summer {year}",
+        figs.append(("forecast", render_value_map(g, column, title=f"Forecast LST, {year}",
                                                   label="forecast LST", units="°C", cmap="inferno", **common),
-                     f"Per-cell exponential-smoothing forecast of summer LST for {year}."))
+                     f"Per-cell exponential-smoothing forecast of LST for {year}."))
         extra["forecast"] = (g.set_index("cell")[column], year)
     for name, frame, polygons in _scenarios(ws):
         g = inp.cells[["cell", "geometry"]].merge(frame[["cell", "dlst_c"]], on="cell", how="left")
@@ -168,64 +167,76 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
     return sec, extra
 
 
-def _first(columns: Any, options: tuple[str, ...]) -> str | None:
-    return next((c for c in options if c in columns), None)
+def _id_column(frame: Any) -> str | None:
+    return next((c for c in ("cell", "unit") if c in frame.columns), None)
 
 
-def _hotspots(ws: Any) -> tuple[Any, str, str] | None:
+def _latest_period_column(columns: Any, stem: str) -> tuple[str, str | None] | None:
+    """``<stem>_<period>`` with the latest period (year or YYYY-MM), else plain ``<stem>``."""
+    pattern = re.compile(rf"^{re.escape(stem)}_(\d{{4}}(?:-\d{{2}})?)$")
+    periods = sorted(m.group(1) for c in columns if (m := pattern.match(str(c))))
+    if periods:
+        return f"{stem}_{periods[-1]}", periods[-1]
+    return (stem, None) if stem in columns else None
+
+
+def _hotspots(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] | None:
+    """Gi* classes (-3..3) of the latest period from model/hotspots.geojson, keyed by cell."""
     import geopandas as gpd
 
     path = ws.path("model", "hotspots.geojson")
     if not path.is_file():
         return None
-    frame = gpd.read_file(path)
-    column = _first(frame.columns, _HOTSPOT_COLUMNS)
-    if column is None or "cell" not in frame:
-        log.warning("report: %s has no hotspot class column (%s); map left out", path, ", ".join(_HOTSPOT_COLUMNS))
+    frame = gpd.read_file(path).drop(columns="geometry")
+    ident = _id_column(frame)
+    found = _latest_period_column(frame.columns, "hotspot")
+    if ident is None or found is None:
+        log.warning("report: %s has no cell id or hotspot column; map left out", path)
         return None
-    variable = str(frame["variable"].iloc[0]) if "variable" in frame and len(frame) else "LST"
-    return frame.drop(columns="geometry")[["cell", column]], column, variable
+    column, period = found
+    variable = str(((summary or {}).get("hotspots") or {}).get("variable") or "LST")
+    out = frame[[ident, column]].rename(columns={ident: "cell", column: "gi_bin"})
+    return out, "gi_bin", f"{variable} {period}" if period else variable
 
 
 def _residuals(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] | None:
+    """Residuals of the best model in the latest period from model/predictions.geojson."""
     import geopandas as gpd
 
     path = ws.path("model", "predictions.geojson")
     if not path.is_file():
         return None
     frame = gpd.read_file(path).drop(columns="geometry")
-    best = (summary or {}).get("best_model") or ""
-    column = next((c for c in (f"residual_{best}", *_RESIDUAL_COLUMNS) if c in frame.columns), None)
-    if column is None or "cell" not in frame:
+    ident = _id_column(frame)
+    found = _latest_period_column(frame.columns, "residual")
+    if ident is None or found is None:
         return None
-    if "year" in frame:
-        frame = frame.loc[frame["year"] == frame["year"].max()]
-    if "model" in frame and best:
-        chosen = frame.loc[frame["model"] == best]
-        frame = chosen if len(chosen) else frame
-    return frame.groupby("cell", as_index=False)[column].mean(), column, best or "fitted"
+    column, period = found
+    model = str(frame["model"].iloc[0]) if "model" in frame and len(frame) else (summary or {}).get("best_model", "")
+    label = f"{model} model, {period}" if period else f"{model} model"
+    return frame[[ident, column]].rename(columns={ident: "cell", column: "residual"}), "residual", label
 
 
-def _forecast_cells(ws: Any) -> tuple[Any, str, int] | None:
-    """The last forecast year's per-cell LST, from forecast/forecast.geojson."""
+def _forecast_columns(columns: Any, var: str = "lst_c") -> list[str]:
+    """Forecast step labels present as ``<var>_<label>`` with ``_lo`` and ``_hi`` bounds."""
+    pattern = re.compile(rf"^{re.escape(var)}_(\d{{4}}(?:-\d{{2}})?)$")
+    labels = [m.group(1) for c in columns if (m := pattern.match(str(c)))]
+    return sorted(lbl for lbl in labels if f"{var}_{lbl}_lo" in columns and f"{var}_{lbl}_hi" in columns)
+
+
+def _forecast_cells(ws: Any) -> tuple[Any, str, str] | None:
+    """The last forecast step's per-cell LST, from forecast/forecast.geojson."""
     import geopandas as gpd
 
     path = ws.path("forecast", "forecast.geojson")
     if not path.is_file():
         return None
     frame = gpd.read_file(path).drop(columns="geometry")
-    if "cell" not in frame:
+    labels = _forecast_columns(frame.columns)
+    if "cell" not in frame or not labels:
         return None
-    if {"year", "mean"} <= set(frame.columns):  # long form: one row per cell and year
-        if "variable" in frame:
-            frame = frame.loc[frame["variable"] == "lst_c"]
-        year = int(frame["year"].max())
-        return frame.loc[frame["year"] == year, ["cell", "mean"]], "mean", year
-    wide = sorted(c for c in frame.columns if c.startswith("lst_c_") and c[6:].isdigit())
-    if not wide:
-        return None
-    column = wide[-1]
-    return frame[["cell", column]], column, int(column[6:])
+    column = f"lst_c_{labels[-1]}"
+    return frame[["cell", column]].rename(columns={column: "forecast"}), "forecast", labels[-1]
 
 
 def _scenarios(ws: Any) -> list[tuple[str, Any, Any]]:
@@ -323,8 +334,28 @@ def _suhi_section(inp: _Inputs) -> ReportSection:
     return sec
 
 
+def _step_x(label: str) -> float:
+    """'2021' -> 2021.0, '2021-07' -> 2021.5 (a month's position on a year axis)."""
+    year, _, month = label.partition("-")
+    return int(year) + ((int(month) - 1) / 12 if month else 0.0)
+
+
+def _observed_city(panel: Any, step: str) -> Any:
+    """City mean per step: the mean over cells of each cell's mean in that step (as forecast does)."""
+    import pandas as pd
+
+    keys = ["year"] if step != "month" else ["year", panel["date"].dt.month.rename("month")]
+    per_cell = panel.groupby(["cell", *keys])["lst_c"].mean()
+    city = per_cell.groupby(level=list(range(1, per_cell.index.nlevels))).mean().dropna()
+    if step == "month":
+        x = [y + (m - 1) / 12 for y, m in city.index]
+    else:
+        x = [float(y) for y in city.index]
+    return pd.DataFrame({"year": x, "value": city.to_numpy()})
+
+
 def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
-    """City-mean observed summer LST and the mean of the per-cell forecasts with their bounds."""
+    """Observed and forecast city-mean LST with intervals, the hottest cell, the RCP8.5 view."""
     import geopandas as gpd
     import pandas as pd
 
@@ -335,50 +366,62 @@ def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
     if not path.is_file():
         sec.body.append(_missing("no forecast yet: run uhi forecast"))
         return sec
+    spath = ws.path("forecast", "summary.json")
+    fsum = json.loads(spath.read_text(encoding="utf-8")) if spath.is_file() else {}
+    interval = float(fsum.get("interval", interval))
     frame = gpd.read_file(path).drop(columns="geometry")
-    history = inp.panel.groupby("year", as_index=False)["lst_c"].mean().rename(columns={"lst_c": "value"})
-    fc = _forecast_long(frame)
-    if fc is None or history.empty:
-        sec.body.append(_missing("forecast.geojson holds no per-year forecast of lst_c with bounds"))
+    labels = _forecast_columns(frame.columns)
+    if not labels or "cell" not in frame:
+        sec.body.append(_missing("forecast.geojson holds no lst_c forecast with bounds"))
         return sec
-    city = fc.groupby("year", as_index=False)[["mean", "lower", "upper"]].mean()
+    history = _observed_city(inp.panel, str(fsum.get("step", "summer")))
+    city = (fsum.get("city") or {}).get("lst_c") or {}
+    if all(city.get(k) for k in ("forecast", "lower", "upper")):
+        fc = pd.DataFrame({"year": [_step_x(lbl) for lbl in city["forecast"]],
+                           "mean": list(city["forecast"].values()),
+                           "lower": [city["lower"][lbl] for lbl in city["forecast"]],
+                           "upper": [city["upper"][lbl] for lbl in city["forecast"]]})
+        how = f"the city-mean series forecast by {city.get('method', 'exponential smoothing')}"
+    else:
+        fc = pd.DataFrame({"year": [_step_x(lbl) for lbl in labels],
+                           "mean": [frame[f"lst_c_{lbl}"].mean() for lbl in labels],
+                           "lower": [frame[f"lst_c_{lbl}_lo"].mean() for lbl in labels],
+                           "upper": [frame[f"lst_c_{lbl}_hi"].mean() for lbl in labels]})
+        how = "the mean of the per-cell forecasts and of their bounds"
     sec.body.append(_figure_tag(
-        render_forecast_chart(history, city, interval=interval, title="City-mean summer LST: observed and forecast"),
+        render_forecast_chart(history, fc, interval=interval, title="City-mean summer LST: observed and forecast"),
         "Forecast of city-mean LST",
-        f"Observed city-mean summer LST and the mean of the per-cell forecasts; the band is the mean of "
-        f"the per-cell {interval:.0%} prediction bounds.",
+        f"Observed city-mean LST and {how}, with its {interval:.0%} prediction interval.",
     ))
-    hottest = fc.loc[fc["year"] == fc["year"].max()].sort_values("mean", ascending=False).head(1)
-    if len(hottest):
-        cell = hottest["cell"].iloc[0]
-        cell_hist = (inp.panel.loc[inp.panel["cell"] == cell].groupby("year", as_index=False)["lst_c"].mean()
-                     .rename(columns={"lst_c": "value"}).dropna())
+    last = f"lst_c_{labels[-1]}"
+    ranked = frame.loc[frame[last].notna()].sort_values(last, ascending=False)
+    if len(ranked):
+        row = ranked.iloc[0]
+        cell = row["cell"]
+        cell_fc = pd.DataFrame({"year": [_step_x(lbl) for lbl in labels],
+                                "mean": [row[f"lst_c_{lbl}"] for lbl in labels],
+                                "lower": [row[f"lst_c_{lbl}_lo"] for lbl in labels],
+                                "upper": [row[f"lst_c_{lbl}_hi"] for lbl in labels]})
+        cell_hist = _observed_city(inp.panel.loc[inp.panel["cell"] == cell], str(fsum.get("step", "summer")))
         if len(cell_hist):
+            method = row.get("lst_c_method", "")
             sec.body.append(_figure_tag(
-                render_forecast_chart(cell_hist, fc.loc[fc["cell"] == cell].sort_values("year"), interval=interval,
-                                      title=f"Hottest forecast cell {cell}"),
-                "Forecast of the hottest cell", f"Cell {cell} with its {interval:.0%} prediction interval."))
-    sec.body.append(_table(pd.DataFrame(city).set_index("year"), digits=2))
+                render_forecast_chart(cell_hist, cell_fc, interval=interval,
+                                      title=f"Hottest forecast cell {cell} ({method})"),
+                "Forecast of the hottest cell", f"Cell {cell}, the hottest in {labels[-1]}, with its "
+                f"{interval:.0%} prediction interval."))
+    table = fc.assign(step=[str(lbl) for lbl in (city.get("forecast") or labels)]).set_index("step")
+    table = table.drop(columns="year").rename(columns={"mean": "forecast (°C)", "lower": "lower (°C)", "upper": "upper (°C)"})
+    sec.body.append(_table(table, digits=2))
+    rcp = fsum.get("rcp85") or {}
+    if rcp.get("years"):
+        key = next((k for k in rcp if k.startswith("city_")), None)
+        rows = pd.DataFrame({"year": rcp["years"], "warming added (°C)": rcp.get("warming_added_c")})
+        if key:
+            rows["city LST (°C)"] = rcp[key]
+        sec.body.append(f"<p>Long-term view under RCP8.5 ({html.escape(str(rcp.get('source', '')))}):</p>")
+        sec.body.append(_table(rows.set_index("year"), digits=2))
     return sec
-
-
-def _forecast_long(frame: Any) -> Any:
-    """Per (cell, year) mean / lower / upper of LST from the forecast table (long or wide form)."""
-    import pandas as pd
-
-    if {"cell", "year", "mean", "lower", "upper"} <= set(frame.columns):
-        if "variable" in frame:
-            frame = frame.loc[frame["variable"] == "lst_c"]
-        return frame[["cell", "year", "mean", "lower", "upper"]]
-    rows = []
-    for col in frame.columns:
-        if col.startswith("lst_c_") and col[6:].isdigit():
-            year = int(col[6:])
-            lo, hi = f"{col}_lower", f"{col}_upper"
-            if lo in frame and hi in frame:
-                rows.append(pd.DataFrame({"cell": frame["cell"], "year": year, "mean": frame[col],
-                                          "lower": frame[lo], "upper": frame[hi]}))
-    return pd.concat(rows, ignore_index=True) if rows else None
 
 
 def _scenario_section(ws: Any) -> ReportSection | None:

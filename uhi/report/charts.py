@@ -24,16 +24,18 @@ def _figure(width_in: float = 8.0, height_in: float = 4.0) -> tuple[Any, Any]:
 def render_r2_chart(r2: Any) -> Any:
     """R-squared of each model (rows of ``r2``) across years (columns), one line per model.
 
-    Pooled fits (column ``all``) are drawn as horizontal dashed lines.
+    Pooled fits (a non-year column such as ``pooled``) are drawn as horizontal dashed lines.
     """
     fig, ax = _figure()
     years = [c for c in r2.columns if str(c).isdigit()]
     xs = np.array([int(c) for c in years])
+    pooled = [c for c in r2.columns if not str(c).isdigit()]
     for model, row in r2.iterrows():
         if years and row[years].notna().any():
             ax.plot(xs, row[years].to_numpy(float), marker="o", label=str(model))
-        elif "all" in r2.columns and np.isfinite(row["all"]):
-            ax.axhline(row["all"], linestyle="--", linewidth=1.2, label=f"{model} (pooled)", color="black")
+        for col in pooled:
+            if np.isfinite(row[col]):
+                ax.axhline(row[col], linestyle="--", linewidth=1.2, label=f"{model} ({col})", color="black")
     ax.set_xlabel("year")
     ax.set_ylabel("R²")
     ax.set_title("Model fit (R²) by year")
