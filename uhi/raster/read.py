@@ -206,7 +206,8 @@ def read_clip(
     from rasterio.windows import Window
 
     path = resolve_href(href, opts)
-    attempts = opts.retries + 1
+    # a local file does not fail transiently: one attempt
+    attempts = 1 if _is_local(href) else opts.retries + 1
     last: Exception | None = None
     for attempt in range(attempts):
         try:

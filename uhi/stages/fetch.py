@@ -100,8 +100,13 @@ def fetch_asset(task: AssetTask) -> dict[str, Any]:
     return record
 
 
-def _expected_shape(item: Any, key: str, aoi: Any, margin_m: float) -> tuple[int, int] | None:
-    """The window shape from the item's projection metadata (asset level first), if complete."""
+def _expected_shape(
+    item: Any, key: str, aoi: Any, margin_m: float, cache: dict[tuple[Any, ...], Any]
+) -> tuple[int, int] | None:
+    """The window shape from the item's projection metadata (asset level first), if complete.
+
+    ``cache`` holds one answer per grid: the scenes of one WRS path/row share it.
+    """
     from affine import Affine
 
     asset = item.assets[key].extra_fields
@@ -113,10 +118,13 @@ def _expected_shape(item: Any, key: str, aoi: Any, margin_m: float) -> tuple[int
     crs = code or (f"EPSG:{epsg}" if epsg else None)
     if not (transform and shape and crs) or len(transform) < 6 or len(shape) != 2:
         return None
-    try:
-        win = window_for_grid(Affine(*transform[:6]), int(shape[1]), int(shape[0]), crs, aoi, margin_m)
-    except (ValueError, TypeError, ArithmeticError, OSError):
-        return None
+    grid = (str(crs), tuple(transform[:6]), tuple(shape))
+    if grid not in cache:
+        try:
+            cache[grid] = window_for_grid(Affine(*transform[:6]), int(shape[1]), int(shape[0]), crs, aoi, margin_m)
+        except (ValueError, TypeError, ArithmeticError, OSError):
+            cache[grid] = None
+    win = cache[grid]
     if win is None:
         return None
     return (win[3], win[2])
@@ -127,6 +135,7 @@ def plan_tasks(config: Config, ws: Workspace, items: list[Any], aoi: Any) -> lis
     allow_local = config.search.backend == "local" or config.fetch.allow_local_hrefs
     options = ReadOptions(retries=config.fetch.retries, timeout_s=config.fetch.timeout_s, allow_local=allow_local)
     aoi_wkb = aoi.wkb
+    windows: dict[tuple[Any, ...], Any] = {}
     tasks: list[AssetTask] = []
     for item in items:
         missing = [k for k in config.fetch.assets if k not in item.assets]
@@ -144,7 +153,7 @@ def plan_tasks(config: Config, ws: Workspace, items: list[Any], aoi: Any) -> lis
                     aoi_wkb=aoi_wkb,
                     margin_m=config.fetch.margin_m,
                     options=options,
-                    expected_shape=_expected_shape(item, key, aoi, config.fetch.margin_m),
+                    expected_shape=_expected_shape(item, key, aoi, config.fetch.margin_m, windows),
                 )
             )
     return tasks
