@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -67,6 +68,16 @@ def step_labels(steps: np.ndarray, step: str) -> list[str]:
     return [str(int(s)) for s in steps]
 
 
+def _to_dates(times: pd.Series) -> pd.Series:
+    """Parse a time column to datetimes; unparseable values become NaT (reported by callers)."""
+    if pd.api.types.is_datetime64_any_dtype(times):
+        return times
+    with warnings.catch_warnings():
+        # strings in mixed formats: pandas warns that it parses them one by one, which is fine
+        warnings.simplefilter("ignore", UserWarning)
+        return pd.to_datetime(times, errors="coerce")
+
+
 def _step_ordinal(times: pd.Series, step: str) -> np.ndarray:
     if step == "index":
         if pd.api.types.is_datetime64_any_dtype(times):
@@ -81,7 +92,7 @@ def _step_ordinal(times: pd.Series, step: str) -> np.ndarray:
     if pd.api.types.is_integer_dtype(times) and step in ("summer", "year"):
         # a bare year column (1871, 1872, ...) is already one value per year
         return times.to_numpy(dtype=float)
-    dates = pd.to_datetime(times, errors="coerce")
+    dates = _to_dates(times)
     years = dates.dt.year.to_numpy(dtype=float)
     if step == "month":
         return years * 12 + dates.dt.month.to_numpy(dtype=float) - 1
@@ -141,7 +152,7 @@ def regularise(
     ids_all = pd.unique(frame[id_col].dropna())
     no_time = frame[time_col].isna()
     if step == "summer" and not pd.api.types.is_integer_dtype(frame[time_col]):
-        month = pd.to_datetime(frame[time_col], errors="coerce").dt.month
+        month = _to_dates(frame[time_col]).dt.month
         outside = ~month.isin(list(months)) & ~no_time
         report["rows_outside_months"] = int(outside.sum())
         frame = frame[~outside]
@@ -205,7 +216,7 @@ def infer_step(times: pd.Series) -> str:
     -> 'month'; otherwise 'year'."""
     if pd.api.types.is_integer_dtype(times):
         return "index"
-    dates = pd.to_datetime(times, errors="coerce").dropna()
+    dates = _to_dates(times).dropna()
     distinct = np.sort(dates.unique())
     if distinct.size < 2:
         return "year"

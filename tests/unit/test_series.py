@@ -1,0 +1,71 @@
+"""Regularising irregular per-cell observations: summer means, counts, duplicates, gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from uhi.errors import InputError
+from uhi.stats.series import infer_step, regularise, step_labels
+
+
+def _panel() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cell": ["a", "a", "a", "a", "a", "b", "b", "c"],
+            "date": pd.to_datetime(
+                ["2018-06-03", "2018-08-20", "2018-08-20", "2018-04-01", "2020-07-11",
+                 "2018-07-01", "2019-07-09", "2019-06-30"]
+            ),
+            "lst_c": [30.0, 34.0, 36.0, 99.0, 31.0, 28.0, np.nan, np.nan],
+        }
+    )
+
+
+def test_summer_means_counts_and_duplicates() -> None:
+    rs = regularise(_panel(), ["lst_c"], step="summer", months=(6, 7, 8))
+    assert rs.steps.tolist() == [2018, 2019, 2020]
+    assert rs.ids.tolist() == ["a", "b", "c"]
+    v, n = rs.values["lst_c"], rs.counts["lst_c"]
+    # a 2018: 30 and the duplicated 2018-08-20 averaged to 35 first -> (30 + 35) / 2; April dropped
+    assert v[0, 0] == pytest.approx(32.5) and n[0, 0] == 2
+    assert np.isnan(v[0, 1]) and n[0, 1] == 0  # a gap year stays as a NaN step
+    assert v[0, 2] == 31.0 and v[1, 0] == 28.0
+    assert np.isnan(v[2]).all() and n[2].sum() == 0  # all-NaN cell kept, not dropped
+    assert rs.report["duplicate_rows"] == 2 and rs.report["rows_outside_months"] == 1
+    assert rs.observed_steps("lst_c").tolist() == [2, 1, 0]
+
+
+def test_month_step_and_labels() -> None:
+    rs = regularise(_panel(), ["lst_c"], step="month")
+    assert step_labels(rs.steps[:3], "month") == ["2018-04", "2018-05", "2018-06"]
+    assert rs.n_steps == 28  # 2018-04 .. 2020-07
+    assert rs.values["lst_c"][0, 0] == 99.0
+
+
+def test_index_step_with_gaps_and_end_alignment() -> None:
+    t = pd.DataFrame({"id": ["x"] * 3 + ["y"] * 2, "t": [1, 2, 4, 10, 11], "v": [1.0, 2.0, 4.0, 7.0, 8.0]})
+    common = regularise(t, ["v"], id_col="id", time_col="t", step="index")
+    assert common.steps.tolist() == list(range(1, 12))
+    end = regularise(t, ["v"], id_col="id", time_col="t", step="index", align="end")
+    assert end.steps.tolist() == [-3, -2, -1, 0]
+    np.testing.assert_array_equal(end.values["v"][0], [1.0, 2.0, np.nan, 4.0])
+    np.testing.assert_array_equal(end.values["v"][1], [np.nan, np.nan, 7.0, 8.0])
+    assert end.last_step.tolist() == [4.0, 11.0]
+
+
+def test_bad_columns() -> None:
+    with pytest.raises(InputError, match=r"column\(s\) \['ndvi'\] not in the table"):
+        regularise(_panel(), ["ndvi"])
+    bad = _panel().assign(lst_c="hot")
+    with pytest.raises(InputError, match="not numeric"):
+        regularise(bad, ["lst_c"])
+    with pytest.raises(InputError, match="not dates or numbers"):
+        regularise(_panel().assign(date=["x"] * 8), ["lst_c"], step="year")
+
+
+def test_infer_step() -> None:
+    assert infer_step(pd.Series([1871, 1872])) == "index"
+    assert infer_step(pd.Series(pd.date_range("2000-01-01", periods=24, freq="MS"))) == "month"
+    assert infer_step(pd.Series(pd.to_datetime(["2014-07-01", "2015-07-03", "2016-06-30"]))) == "year"
