@@ -234,10 +234,13 @@ def read_clip(
                 time.sleep(delay)
     if _is_local(href):
         raise UhiError(f"cannot read {href}: {last}; check the file")
-    raise RemoteError(
-        f"cannot read {source_key(href)} after {opts.retries} retries: {last}; "
-        "check the connection and the server (or raise fetch.retries)"
-    )
+    hint = "check the connection and the server (or raise fetch.retries)"
+    if href.startswith("s3://"):
+        hint = (
+            "s3://usgs-landsat is requester-pays: set AWS credentials (AWS_PROFILE or keys), or use "
+            "search.preset planetary-computer, which needs no AWS account"
+        )
+    raise RemoteError(f"cannot read {source_key(href)} after {opts.retries} retries: {last}; {hint}")
 
 
 def clip_is_valid(path: Path, *, source: str | None = None, shape: tuple[int, int] | None = None) -> bool:

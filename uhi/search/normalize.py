@@ -42,6 +42,7 @@ FILTER_REASONS = (
     "cloud over land",
     "L2SR (no thermal)",
     "no thermal band",
+    "invalid geometry",
 )
 
 
@@ -227,10 +228,19 @@ class SceneFilter:
 
     def reject_reason(self, item: pystac.Item) -> str | None:
         """Why ``item`` is dropped, or None when it is kept."""
+        from shapely.errors import GEOSException
         from shapely.geometry import shape
 
-        if item.geometry is None or not shape(item.geometry).intersects(self.aoi):
+        if item.geometry is None:
             return "no overlap"
+        try:
+            footprint = shape(item.geometry)
+            if not footprint.is_valid:
+                footprint = footprint.buffer(0)
+            if not footprint.intersects(self.aoi):
+                return "no overlap"
+        except (GEOSException, ValueError, TypeError, KeyError, AttributeError):
+            return "invalid geometry"
         props = item.properties
         day_text = props.get("uhi:solar_day")
         when = item.datetime or item.common_metadata.start_datetime

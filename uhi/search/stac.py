@@ -108,6 +108,12 @@ def search_stac(config: Config, aoi_geojson: dict[str, Any]) -> list[pystac.Item
             f"STAC API {endpoint.url} failed after {config.fetch.retries} retries: {_short(exc)}; "
             "check the URL and your connection, or try another search.preset"
         ) from None
+    except (KeyError, TypeError, ValueError, pystac.STACTypeError) as exc:
+        # anything from a server is untrusted: an item that is not STAC stops here, named
+        raise RemoteError(
+            f"STAC API {endpoint.url} returned an invalid item ({type(exc).__name__}: {_short(exc)}); "
+            "check search.url and search.collection"
+        ) from None
     log.info("STAC API %s returned %d item(s) from %s", endpoint.url, len(items), ", ".join(endpoint.collections))
     return items
 
