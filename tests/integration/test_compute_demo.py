@@ -1,0 +1,78 @@
+"""The demo city through fetch and compute: the planted relations show in the panel (truth.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from uhi.config import load_config
+from uhi.demo import DemoSpec, write_demo
+from uhi.stages import get_spec
+from uhi.stages.runner import execute
+from uhi.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    result = write_demo(root, DemoSpec(seed=42, size_km=2.0, first_year=2018, last_year=2019, scenes_per_year=2))
+    cfg = load_config(result.config, environ={})
+    ws = Workspace(cfg.resolved_workdir())
+    with ws.locked():
+        execute(get_spec("fetch"), cfg, ws)
+        outcome = execute(get_spec("compute"), cfg, ws)
+    truth = json.loads(Path(result.truth).read_text())
+    truth_cells = pd.read_parquet(root / truth["files"]["truth_cells"])
+    return ws, outcome, truth, truth_cells
+
+
+def test_lst_ndvi_slope_matches_the_planted_one(demo_run):
+    ws, _, truth, truth_cells = demo_run
+    panel = pd.read_parquet(ws.panel)
+    summer = panel.groupby(["cell", "year"])[["lst_c", "ndvi"]].mean().reset_index()
+    both = summer.merge(truth_cells, on=["cell", "year"], suffixes=("", "_true")).dropna(
+        subset=["lst_c", "ndvi"]
+    )
+    # the same least-squares line through uhi's cells and through the planted cell values;
+    # truth.json's end-to-end tolerance covers 30 m pixels blurring ~48 m cells
+    rel = truth["tolerances"]["end_to_end"]["coefficient_rel"]
+    for year, d in both.groupby("year"):
+        measured = np.polyfit(d["ndvi"], d["lst_c"], 1)[0]
+        planted = np.polyfit(d["ndvi_true"], d["lst_c_true"], 1)[0]
+        assert planted < -5  # vegetation cools: the planted relation is strong
+        assert abs(measured - planted) <= rel * abs(planted), (year, measured, planted)
+
+
+def test_city_mean_lst_per_summer(demo_run):
+    ws, _, truth, _ = demo_run
+    panel = pd.read_parquet(ws.panel)
+    per_cell = panel.groupby(["year", "cell"])["lst_c"].mean()
+    tol = truth["tolerances"]["end_to_end"]["city_mean_lst_c_abs"]
+    for year, expected in truth["expected_summer_mean_lst_c"].items():
+        assert per_cell.loc[int(year)].mean() == pytest.approx(expected, abs=tol)
+
+
+def test_site_coverage_and_water_cells(demo_run):
+    ws, outcome, truth, truth_cells = demo_run
+    cells = gpd.read_parquet(ws.cells)
+    assert len(cells) == truth["cells"]["aoi"]
+    first = truth_cells[truth_cells["year"] == truth["years"][0]]
+    m = cells.merge(first, on="cell", suffixes=("", "_true"))
+    assert len(m) == len(cells)
+    tol = truth["tolerances"]["end_to_end"]["site_coverage_abs"]
+    assert np.abs(m["site_coverage"] - m["site_coverage_true"]).max() <= tol
+    assert ((m["water_share"] > 0.5) == m["water"]).mean() > 0.98
+    assert outcome.summary["buildings_repaired"] == truth["buildings"]["invalid"]
+    assert set(cells["zone"].dropna()) <= set(truth["zones"])
+
+
+def test_suhi_is_positive_and_stated(demo_run):
+    ws, _, _, _ = demo_run
+    xl = pd.read_excel(ws.path("compute", "outputs", "demo_summary.xlsx"), sheet_name="suhi")
+    assert (xl["suhi_c"].dropna() > 0).all()  # built cells are planted hotter
+    assert "site coverage" in xl["method"].iloc[0]
