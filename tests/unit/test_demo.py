@@ -15,7 +15,14 @@ import rasterio
 from uhi import landsat
 from uhi.demo import DemoSpec, write_demo
 
-SR_FILES = {"blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir08": "SR_B5", "swir16": "SR_B6", "swir22": "SR_B7"}
+SR_FILES = {
+    "blue": "SR_B2",
+    "green": "SR_B3",
+    "red": "SR_B4",
+    "nir08": "SR_B5",
+    "swir16": "SR_B6",
+    "swir22": "SR_B7",
+}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +88,10 @@ def test_scene_files_are_real_format_cogs(city: Path, truth: dict[str, Any]) -> 
         assert mtl["IMAGE_ATTRIBUTES"]["DATE_ACQUIRED"] == scene["date"]
         scales = landsat.scales_from_mtl(mtl)
         for key in SR_FILES:
-            assert scales[key].scale == landsat.SR_SCALE.scale and scales[key].offset == landsat.SR_SCALE.offset
+            assert (
+                scales[key].scale == landsat.SR_SCALE.scale
+                and scales[key].offset == landsat.SR_SCALE.offset
+            )
         if thermal:
             assert scales["lwir11"].scale == landsat.ST_SCALE.scale
             assert scales["lwir11"].offset == landsat.ST_SCALE.offset
@@ -126,7 +136,10 @@ def test_catalog_loads_and_matches_files(city: Path, truth: dict[str, Any]) -> N
         on_disk = json.loads(Path(item.get_self_href()).read_text())["properties"]
         assert on_disk["proj:epsg"] == 32612  # for readers of projection v1.x
         assert props["eo:cloud_cover"] == scene["eo_cloud_cover"]
-        assert props["landsat:wrs_path"] == f"{scene['wrs_path']:03d}" and props["landsat:wrs_row"] == "025"
+        assert (
+            props["landsat:wrs_path"] == f"{scene['wrs_path']:03d}"
+            and props["landsat:wrs_row"] == "025"
+        )
         assert props["platform"] == "landsat-8"
         assert str(item.datetime.date()) == scene["date"]
         keys = set(item.assets)
@@ -157,13 +170,15 @@ def _pixel_cells(src: Any, rows: np.ndarray, cols: np.ndarray, cells: pd.DataFra
     return index.loc[keys].to_numpy()
 
 
-def test_planted_indices_hold_up_to_dn_quantisation(city: Path, truth: dict[str, Any], cells: pd.DataFrame) -> None:
+def test_planted_indices_hold_up_to_dn_quantisation(
+    city: Path, truth: dict[str, Any], cells: pd.DataFrame
+) -> None:
     scene = _clear_scene(truth)
     year_cells = cells[cells["year"] == scene["year"]].reset_index(drop=True)
     qa, _ = _read(city, scene, "QA_PIXEL")
     rho = {}
     for key, suffix in SR_FILES.items():
-        dn, src = _read(city, scene, suffix)
+        dn, _ = _read(city, scene, suffix)
         rho[key] = landsat.reflectance(dn).astype(np.float64)
     good = ~landsat.qa_reject_mask(qa)
     rows, cols = np.nonzero(good)
@@ -172,7 +187,11 @@ def test_planted_indices_hold_up_to_dn_quantisation(city: Path, truth: dict[str,
     with rasterio.open(_scene_dir(city, scene) / f"{scene['product_id']}_SR_B4.TIF") as src:
         idx = _pixel_cells(src, rows, cols, year_cells)
     half_dn = landsat.SR_SCALE.scale / 2
-    for name, (a, b) in {"ndvi": ("nir08", "red"), "ndbi": ("swir16", "nir08"), "mndwi": ("green", "swir16")}.items():
+    for name, (a, b) in {
+        "ndvi": ("nir08", "red"),
+        "ndbi": ("swir16", "nir08"),
+        "mndwi": ("green", "swir16"),
+    }.items():
         ra, rb = rho[a][rows, cols], rho[b][rows, cols]
         index = (ra - rb) / (ra + rb)
         # |d((a-b)/(a+b))| <= 2 * half_dn / (a + b) for rounding errors up to half a DN in each
@@ -265,7 +284,11 @@ def test_truth_cells_follow_the_sar_model(truth: dict[str, Any], cells: pd.DataF
         c = model["base_c"] + truth["warming_c_per_year"] * (year - truth["years"][0])
         z = grp["lst_c"].to_numpy() - c
         lhs = z - model["rho"] * (wm @ z)
-        xb = b["ndvi"] * grp["ndvi"] + b["ndbi"] * grp["ndbi"] + b["site_coverage"] * grp["site_coverage"]
+        xb = (
+            b["ndvi"] * grp["ndvi"]
+            + b["ndbi"] * grp["ndbi"]
+            + b["site_coverage"] * grp["site_coverage"]
+        )
         np.testing.assert_allclose(lhs, xb.to_numpy() + grp["e_c"].to_numpy(), atol=1e-9)
         np.testing.assert_allclose(grp["xb_c"], xb, atol=1e-12)
     e = cells["e_c"].to_numpy()
@@ -286,9 +309,11 @@ def test_site_coverage_comes_from_the_footprints(city: Path, cells: pd.DataFrame
     one = cells[cells["year"] == cells["year"].min()].set_index("cell")
     sample = one[one["site_coverage"] > 0].sample(200, random_state=0)
     tiles = [mercantile.quadkey_to_tile(q) for q in sample.index]
-    polys = gpd.GeoSeries(
-        [shapely.box(*mercantile.bounds(t)) for t in tiles], crs=4326
-    ).to_crs(32612).segmentize(2.0)  # densified: the tile's edges are straight in mercator
+    polys = (
+        gpd.GeoSeries([shapely.box(*mercantile.bounds(t)) for t in tiles], crs=4326)
+        .to_crs(32612)
+        .segmentize(2.0)
+    )  # densified: the tile's edges are straight in mercator
     tree = shapely.STRtree(repaired.to_numpy())
     for cell, poly in zip(sample.index, polys, strict=True):
         hits = tree.query(poly, predicate="intersects")
@@ -318,8 +343,20 @@ def test_layers_and_config_load(city: Path, truth: dict[str, Any]) -> None:
 
 
 def test_truth_json_documents_the_plant(truth: dict[str, Any], cells: pd.DataFrame) -> None:
-    for key in ("seed", "size_km", "crs", "zoom", "years", "scenes", "lst_model", "warming_c_per_year",
-                "city_mean_lst_c", "expected_summer_mean_lst_c", "tolerances", "blur"):
+    for key in (
+        "seed",
+        "size_km",
+        "crs",
+        "zoom",
+        "years",
+        "scenes",
+        "lst_model",
+        "warming_c_per_year",
+        "city_mean_lst_c",
+        "expected_summer_mean_lst_c",
+        "tolerances",
+        "blur",
+    ):
         assert key in truth
     assert set(truth["lst_model"]) >= {"base_c", "coefficients", "rho", "weights", "noise_sd_c"}
     assert truth["lst_model"]["weights"] == "knn:8"

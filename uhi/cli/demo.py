@@ -20,7 +20,9 @@ def _years_handler(ctx: click.Context, param: click.Parameter, value: str) -> tu
     try:
         years = (int(first), int(last if sep else first))
     except ValueError:
-        raise click.BadParameter(f"must be FIRST-LAST like 2014-2020, got {value!r}", ctx, param) from None
+        raise click.BadParameter(
+            f"must be FIRST-LAST like 2014-2020, got {value!r}", ctx, param
+        ) from None
     if not 2013 <= years[0] <= years[1] <= 2100:
         raise click.BadParameter(
             f"must be an increasing range from 2013 on (Landsat 8), got {value!r}", ctx, param
@@ -52,20 +54,35 @@ def _stages_available() -> tuple[list[str], str | None]:
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), metavar="DIR")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of every random draw.")
 @click.option(
-    "--size-km", type=float, default=4.0, show_default=True, callback=_size_handler,
+    "--size-km",
+    type=float,
+    default=4.0,
+    show_default=True,
+    callback=_size_handler,
     help="Side of the square city, km (30 gives the benchmark city).",
 )
 @click.option(
-    "--years", default="2014-2020", show_default=True, callback=_years_handler, metavar="FIRST-LAST",
+    "--years",
+    default="2014-2020",
+    show_default=True,
+    callback=_years_handler,
+    metavar="FIRST-LAST",
     help="Summers to simulate.",
 )
 @click.option(
-    "--scenes-per-year", type=click.IntRange(1, 8), default=3, show_default=True,
+    "--scenes-per-year",
+    type=click.IntRange(1, 8),
+    default=3,
+    show_default=True,
     help="Usable Landsat 8 scenes per summer (plus 2 fully cloudy and 1 L2SR extra).",
 )
 @click.option("--run", "run_pipeline", is_flag=True, help="Then run every available stage on it.")
 def demo(
-    directory: Path, seed: int, size_km: float, years: tuple[int, int], scenes_per_year: int,
+    directory: Path,
+    seed: int,
+    size_km: float,
+    years: tuple[int, int],
+    scenes_per_year: int,
     run_pipeline: bool,
 ) -> None:
     """Write a deterministic synthetic city near Calgary into DIR, as real Landsat C2 L2 files.
@@ -76,7 +93,10 @@ def demo(
     from uhi.demo import DemoSpec, write_demo
 
     spec = DemoSpec(
-        seed=seed, size_km=size_km, first_year=years[0], last_year=years[1],
+        seed=seed,
+        size_km=size_km,
+        first_year=years[0],
+        last_year=years[1],
         scenes_per_year=scenes_per_year,
     )
     result = write_demo(directory, spec)

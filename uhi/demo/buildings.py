@@ -71,7 +71,9 @@ def build_buildings(spec: DemoSpec, land: Landscape) -> Buildings:
     side = np.concatenate(
         [np.sqrt(cov[tower]), np.sqrt(cov[houses] / 2.0), np.sqrt(cov[houses] / 2.0)]
     )
-    ccx = np.concatenate([np.full(tower.size, 0.5), np.full(houses.size, 0.27), np.full(houses.size, 0.73)])
+    ccx = np.concatenate(
+        [np.full(tower.size, 0.5), np.full(houses.size, 0.27), np.full(houses.size, 0.73)]
+    )
     ccy = np.full(cells.size, 0.5)
     fx, fy = _rect(ccx, ccy, side)
     order = np.argsort(cells, kind="stable")
@@ -88,11 +90,17 @@ def build_buildings(spec: DemoSpec, land: Landscape) -> Buildings:
     lon, lat = tile_lonlat(grid.tile_x[cells, None] + fx, grid.tile_y[cells, None] + fy)
     x, y = Transformer.from_crs(4326, UTM_EPSG, always_xy=True).transform(lon, lat)
     x, y = np.round(x, 3), np.round(y, 3)
-    invalid = np.sort(rng.choice(np.flatnonzero(np.isin(cells, tower)), size=min(_BOWTIES, tower.size), replace=False))
+    invalid = np.sort(
+        rng.choice(
+            np.flatnonzero(np.isin(cells, tower)), size=min(_BOWTIES, tower.size), replace=False
+        )
+    )
     # corners A B C D -> A B D C: the edges B-D and C-A cross, a classic bow-tie
     x[invalid] = x[invalid][:, [0, 1, 3, 2]]
     y[invalid] = y[invalid][:, [0, 1, 3, 2]]
-    ring = np.stack([np.concatenate([x, x[:, :1]], axis=1), np.concatenate([y, y[:, :1]], axis=1)], axis=2)
+    ring = np.stack(
+        [np.concatenate([x, x[:, :1]], axis=1), np.concatenate([y, y[:, :1]], axis=1)], axis=2
+    )
     geometry = shapely.polygons(ring)
 
     area = shapely.area(shapely.make_valid(geometry))

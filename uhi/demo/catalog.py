@@ -70,9 +70,23 @@ def _assets(rec: SceneRecord) -> dict[str, dict[str, Any]]:
             "type": _COG,
             "title": title,
             "roles": ["data", "reflectance"],
-            "eo:bands": [{"name": name, "common_name": common, "center_wavelength": cw, "full_width_half_max": fwhm}],
-            "raster:bands": [{"scale": SR_SCALE.scale, "offset": SR_SCALE.offset, "nodata": SR_SCALE.fill,
-                              "data_type": "uint16", "spatial_resolution": 30}],
+            "eo:bands": [
+                {
+                    "name": name,
+                    "common_name": common,
+                    "center_wavelength": cw,
+                    "full_width_half_max": fwhm,
+                }
+            ],
+            "raster:bands": [
+                {
+                    "scale": SR_SCALE.scale,
+                    "offset": SR_SCALE.offset,
+                    "nodata": SR_SCALE.fill,
+                    "data_type": "uint16",
+                    "spatial_resolution": 30,
+                }
+            ],
         }
     if "lwir11" in rec.files:
         out["lwir11"] = {
@@ -81,17 +95,39 @@ def _assets(rec: SceneRecord) -> dict[str, dict[str, Any]]:
             "title": "Surface Temperature Band",
             "roles": ["data", "temperature"],
             "gsd": 100,
-            "eo:bands": [{"name": "TIRS_B10", "common_name": "lwir11", "center_wavelength": 10.9, "full_width_half_max": 0.59}],
-            "raster:bands": [{"unit": "kelvin", "scale": ST_SCALE.scale, "offset": ST_SCALE.offset,
-                              "nodata": ST_SCALE.fill, "data_type": "uint16", "spatial_resolution": 30}],
+            "eo:bands": [
+                {
+                    "name": "TIRS_B10",
+                    "common_name": "lwir11",
+                    "center_wavelength": 10.9,
+                    "full_width_half_max": 0.59,
+                }
+            ],
+            "raster:bands": [
+                {
+                    "unit": "kelvin",
+                    "scale": ST_SCALE.scale,
+                    "offset": ST_SCALE.offset,
+                    "nodata": ST_SCALE.fill,
+                    "data_type": "uint16",
+                    "spatial_resolution": 30,
+                }
+            ],
         }
         out["qa"] = {
             "href": str(folder / rec.files["qa"]),
             "type": _COG,
             "title": "Surface Temperature Quality Assessment Band",
             "roles": ["data"],
-            "raster:bands": [{"unit": "kelvin", "scale": ST_QA_SCALE.scale, "nodata": int(ST_QA_SCALE.fill),  # type: ignore[arg-type]
-                              "data_type": "int16", "spatial_resolution": 30}],
+            "raster:bands": [
+                {
+                    "unit": "kelvin",
+                    "scale": ST_QA_SCALE.scale,
+                    "nodata": int(ST_QA_SCALE.fill),  # type: ignore[arg-type]
+                    "data_type": "int16",
+                    "spatial_resolution": 30,
+                }
+            ],
         }
     out["qa_pixel"] = {
         "href": str(folder / rec.files["qa_pixel"]),
@@ -101,7 +137,9 @@ def _assets(rec: SceneRecord) -> dict[str, dict[str, Any]]:
         "classification:bitfields": [
             {"name": n, "offset": o, "length": 1, "description": d} for n, o, d in _QA_BITS
         ],
-        "raster:bands": [{"unit": "bit index", "nodata": 1, "data_type": "uint16", "spatial_resolution": 30}],
+        "raster:bands": [
+            {"unit": "bit index", "nodata": 1, "data_type": "uint16", "spatial_resolution": 30}
+        ],
     }
     out["mtl.txt"] = {
         "href": str(folder / rec.files["mtl.txt"]),
@@ -120,8 +158,14 @@ def _item(rec: SceneRecord) -> Any:
     hh, mm, rest = plan.center_time.rstrip("Z").split(":")
     sec, _, frac = rest.partition(".")
     when = dt.datetime(
-        plan.date.year, plan.date.month, plan.date.day, int(hh), int(mm), int(sec),
-        int(frac[:6].ljust(6, "0")), tzinfo=dt.UTC,
+        plan.date.year,
+        plan.date.month,
+        plan.date.day,
+        int(hh),
+        int(mm),
+        int(sec),
+        int(frac[:6].ljust(6, "0")),
+        tzinfo=dt.UTC,
     )
     ring = [list(p) for p in rec.footprint_lonlat]
     geometry = {"type": "Polygon", "coordinates": [ring]}
@@ -150,13 +194,25 @@ def _item(rec: SceneRecord) -> Any:
         "view:sun_elevation": 56.0,
     }
     item = pystac.Item(
-        id=plan.item_id, geometry=geometry, bbox=bbox, datetime=when, properties=props,
+        id=plan.item_id,
+        geometry=geometry,
+        bbox=bbox,
+        datetime=when,
+        properties=props,
         stac_extensions=list(STAC_EXTENSIONS),
     )
     for key, asset in _assets(rec).items():
         extra = {k: v for k, v in asset.items() if k not in ("href", "type", "title", "roles")}
-        item.add_asset(key, pystac.Asset(href=asset["href"], media_type=asset["type"], title=asset["title"],
-                                         roles=asset["roles"], extra_fields=extra))
+        item.add_asset(
+            key,
+            pystac.Asset(
+                href=asset["href"],
+                media_type=asset["type"],
+                title=asset["title"],
+                roles=asset["roles"],
+                extra_fields=extra,
+            ),
+        )
     return item
 
 

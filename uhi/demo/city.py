@@ -53,7 +53,9 @@ class _SceneJob:
 
 
 def _write_scene_job(job: _SceneJob) -> SceneRecord:
-    return write_scene(job.plan, job.grid, job.land, job.lst_c, job.scenes_dir, job.seed, job.pixel_noise_sd_c)
+    return write_scene(
+        job.plan, job.grid, job.land, job.lst_c, job.scenes_dir, job.seed, job.pixel_noise_sd_c
+    )
 
 
 @contextlib.contextmanager
@@ -103,7 +105,10 @@ def _write_layers(root: Path, spec: DemoSpec, land: Landscape, bld: Buildings) -
             {
                 "type": "Feature",
                 "properties": {"name": "uhi demo city (synthetic, Calgary-like)"},
-                "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
+                },
             }
         ],
     }
@@ -157,7 +162,9 @@ def _write_truth_cells(root: Path, spec: DemoSpec, land: Landscape, planted: Pla
 
 
 def _slope(x: list[int], y: list[float]) -> float:
-    return float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0]) if len(x) > 1 else 0.0
+    return (
+        float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0]) if len(x) > 1 else 0.0
+    )
 
 
 def _oracle_se(spec: DemoSpec, land: Landscape, planted: PlantedLst) -> dict[str, float]:
@@ -174,8 +181,12 @@ def _oracle_se(spec: DemoSpec, land: Landscape, planted: PlantedLst) -> dict[str
 
 
 def _truth(
-    spec: DemoSpec, land: Landscape, bld: Buildings, planted: PlantedLst,
-    records: list[SceneRecord], grids: dict[int, PixelGrid],
+    spec: DemoSpec,
+    land: Landscape,
+    bld: Buildings,
+    planted: PlantedLst,
+    records: list[SceneRecord],
+    grids: dict[int, PixelGrid],
 ) -> dict[str, Any]:
     g = land.grid
     aoi = g.in_aoi
@@ -183,15 +194,26 @@ def _truth(
     usable = [r for r in records if r.plan.kind in ("clear", "regional_cloud")]
     city_mean = {str(y): round(float(planted.lst_c[i, aoi].mean()), 4) for i, y in enumerate(years)}
     offsets = {
-        str(y): round(float(np.mean([r.plan.offset_c for r in usable if r.plan.year_index == i] or [0.0])), 4)
+        str(y): round(
+            float(np.mean([r.plan.offset_c for r in usable if r.plan.year_index == i] or [0.0])), 4
+        )
         for i, y in enumerate(years)
     }
     expected = {y: round(city_mean[y] + offsets[y], 4) for y in city_mean}
     east = aoi & (land.developing > 0.5)
-    cov_trend = {
-        var: round(_slope(years, [float(getattr(land, var)[i, east].mean()) for i in range(len(years))]), 5)
-        for var in ("ndvi", "ndbi")
-    } if east.any() else {}
+    cov_trend = (
+        {
+            var: round(
+                _slope(
+                    years, [float(getattr(land, var)[i, east].mean()) for i in range(len(years))]
+                ),
+                5,
+            )
+            for var in ("ndvi", "ndbi")
+        }
+        if east.any()
+        else {}
+    )
     g42 = grids[42]
     mid = len(years) // 2
     blur_lst = measure_blur(land, g42.transform, g42.width, g42.height, planted.lst_c[mid])
@@ -206,7 +228,11 @@ def _truth(
         "crs": f"EPSG:{UTM_EPSG}",
         "zoom": ZOOM,
         "years": years,
-        "cells": {"planted": int(g.n), "aoi": int(aoi.sum()), "water_aoi": int((land.water & aoi).sum())},
+        "cells": {
+            "planted": int(g.n),
+            "aoi": int(aoi.sum()),
+            "water_aoi": int((land.water & aoi).sum()),
+        },
         "scenes": [
             {
                 "id": r.plan.item_id,
@@ -261,7 +287,9 @@ def _truth(
         "tolerances": {
             "estimator": {
                 "note": "fitting the true model on truth_cells.parquet (exact planted X and y), one year",
-                "coefficient_abs": {k: round(max(4 * v, 0.02 * abs(spec.coefficients[k])), 4) for k, v in se.items()},
+                "coefficient_abs": {
+                    k: round(max(4 * v, 0.02 * abs(spec.coefficients[k])), 4) for k, v in se.items()
+                },
                 "rho_abs": 0.05,
                 "oracle_se_one_year": {k: round(v, 5) for k, v in se.items()},
             },
@@ -341,16 +369,32 @@ def write_demo(root: Path, spec: DemoSpec, *, threads: int = 2) -> DemoResult:
     log.info("demo: planting %.1f km city (seed %d)", spec.size_km, spec.seed)
     land = build_landscape(spec)
     bld = build_buildings(spec, land)
+    log.info(
+        "demo: %d cells planted (%d in the AOI), %d footprints",
+        land.grid.n,
+        int(land.grid.in_aoi.sum()),
+        len(bld.geometry),
+    )
     planted = plant_lst(spec, land, bld.site_coverage)
     plans = plan_scenes(spec)
+    log.info("demo: SAR temperature solved; writing %d scenes", len(plans))
     grids = {path: pixel_grid(land, path) for path in sorted({p.path for p in plans} | {42})}
     scenes_dir = root / "data" / "scenes"
     jobs = [
-        _SceneJob(p, grids[p.path], land, planted.lst_c[p.year_index], scenes_dir, spec.seed, spec.pixel_noise_sd_c)
+        _SceneJob(
+            p,
+            grids[p.path],
+            land,
+            planted.lst_c[p.year_index],
+            scenes_dir,
+            spec.seed,
+            spec.pixel_noise_sd_c,
+        )
         for p in plans
     ]
     records = map_tasks(_write_scene_job, jobs, threads=threads, desc="demo scenes")
     catalog = write_catalog(records, root / "data" / "catalog")
+    log.info("demo: scenes and catalog written; writing layers and truth")
     _write_layers(root, spec, land, bld)
     _write_truth_cells(root, spec, land, planted)
     ws = Workspace(root)
@@ -358,4 +402,6 @@ def write_demo(root: Path, spec: DemoSpec, *, threads: int = 2) -> DemoResult:
     ws.write_json(truth, _truth(spec, land, bld, planted, records, grids))
     config = root / "config.yaml"
     ws.write_text(config, _config_text(spec))
-    return DemoResult(root, config, catalog, truth, len(records), land.grid.n, int(land.grid.in_aoi.sum()))
+    return DemoResult(
+        root, config, catalog, truth, len(records), land.grid.n, int(land.grid.in_aoi.sum())
+    )

@@ -44,7 +44,9 @@ def tile_lonlat(x: np.ndarray, y: np.ndarray, zoom: int = ZOOM) -> tuple[np.ndar
     """Lon/lat of a tile's upper-left corner (fractional x, y give interior points)."""
     n = 2.0**zoom
     lon = np.asarray(x, dtype=np.float64) / n * 360.0 - 180.0
-    lat = np.degrees(np.arctan(np.sinh(math.pi * (1.0 - 2.0 * np.asarray(y, dtype=np.float64) / n))))
+    lat = np.degrees(
+        np.arctan(np.sinh(math.pi * (1.0 - 2.0 * np.asarray(y, dtype=np.float64) / n)))
+    )
     return lon, lat
 
 
@@ -148,7 +150,9 @@ def _aoi(spec: DemoSpec) -> tuple[tuple[float, ...], tuple[float, ...], float, f
     west, east = (min(lons) + max(lons[0], lons[3])) / 2, (max(lons) + min(lons[1], lons[2])) / 2
     south, north = (min(lats) + max(lats[0], lats[1])) / 2, (max(lats) + min(lats[2], lats[3])) / 2
     aoi_ll = (round(west, 6), round(south, 6), round(east, 6), round(north, 6))
-    xs, ys = fwd.transform([aoi_ll[0], aoi_ll[2], aoi_ll[2], aoi_ll[0]], [aoi_ll[1], aoi_ll[1], aoi_ll[3], aoi_ll[3]])
+    xs, ys = fwd.transform(
+        [aoi_ll[0], aoi_ll[2], aoi_ll[2], aoi_ll[0]], [aoi_ll[1], aoi_ll[1], aoi_ll[3], aoi_ll[3]]
+    )
     return aoi_ll, (min(xs), min(ys), max(xs), max(ys)), cx, cy
 
 
@@ -162,7 +166,9 @@ def _cell_grid(aoi_ll: tuple[float, ...], plant_ll: tuple[float, ...]) -> CellGr
     ty = ty + y0[0]
     fwd = _to_utm()
     cx, cy = fwd.transform(*tile_lonlat(tx + 0.5, ty + 0.5))
-    corners = [fwd.transform(*tile_lonlat(tx + dx, ty + dy)) for dx, dy in ((0, 0), (1, 0), (1, 1), (0, 1))]
+    corners = [
+        fwd.transform(*tile_lonlat(tx + dx, ty + dy)) for dx, dy in ((0, 0), (1, 0), (1, 1), (0, 1))
+    ]
     area = np.zeros(nx * ny)
     for (xa, ya), (xb, yb) in zip(corners, corners[1:] + corners[:1], strict=True):
         area += xa * yb - xb * ya  # shoelace
@@ -170,19 +176,24 @@ def _cell_grid(aoi_ll: tuple[float, ...], plant_ll: tuple[float, ...]) -> CellGr
     ax0, ay0 = tile_xy(np.array([aoi_ll[0]]), np.array([aoi_ll[3]]))
     ax1, ay1 = tile_xy(np.array([aoi_ll[2]]), np.array([aoi_ll[1]]))
     in_aoi = (tx >= ax0[0]) & (tx <= ax1[0]) & (ty >= ay0[0]) & (ty <= ay1[0])
-    return CellGrid(int(x0[0]), int(y0[0]), nx, ny, tx, ty, np.asarray(cx), np.asarray(cy), area, in_aoi)
+    return CellGrid(
+        int(x0[0]), int(y0[0]), nx, ny, tx, ty, np.asarray(cx), np.asarray(cy), area, in_aoi
+    )
 
 
 def zone_polygons(cx: float, cy: float, half_m: float) -> dict[str, Any]:
     """Five districts in UTM: a core disk (r < 0.3) and four sectors (N, E, S, W) around it."""
-    ext = 2.0 * (half_m + _PLANT_MARGIN_M)
+    ext = 4.0 * (half_m + _PLANT_MARGIN_M)
     core = shapely.Point(cx, cy).buffer(0.3 * half_m, quad_segs=64)
     out: dict[str, Any] = {"core": core}
     for name, mid in (("east", 0.0), ("north", 90.0), ("west", 180.0), ("south", 270.0)):
         a0, a1 = np.radians(mid - 45.0), np.radians(mid + 45.0)
         sector = shapely.Polygon(
-            [(cx, cy), (cx + ext * np.cos(a0), cy + ext * np.sin(a0)),
-             (cx + ext * np.cos(a1), cy + ext * np.sin(a1))]
+            [
+                (cx, cy),
+                (cx + ext * np.cos(a0), cy + ext * np.sin(a0)),
+                (cx + ext * np.cos(a1), cy + ext * np.sin(a1)),
+            ]
         )
         out[name] = sector.difference(core)
     return out
@@ -192,7 +203,9 @@ def _rng(spec: DemoSpec, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([spec.seed, stream]))
 
 
-def _disks(rng: np.random.Generator, count: int, half_m: float, r_lo: float, r_hi: float) -> np.ndarray:
+def _disks(
+    rng: np.random.Generator, count: int, half_m: float, r_lo: float, r_hi: float
+) -> np.ndarray:
     """``count`` random disks (x, y, radius) inside the AOI, relative to the centre."""
     xy = rng.uniform(-0.9 * half_m, 0.9 * half_m, size=(count, 2))
     r = rng.uniform(r_lo, r_hi, size=(count, 1))
@@ -221,12 +234,12 @@ def build_landscape(spec: DemoSpec) -> Landscape:
     """
     aoi_ll, aoi_utm, cx, cy = _aoi(spec)
     h = spec.half_size_m
-    back = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True)
-    m = h + _PLANT_MARGIN_M
-    lons, lats = back.transform([cx - m, cx + m, cx + m, cx - m], [cy - m, cy - m, cy + m, cy + m])
-    grid = _cell_grid(aoi_ll, (min(lons), min(lats), max(lons), max(lats)))
     rx0, rx1 = _snap_out(aoi_utm[0] - RASTER_MARGIN_M, aoi_utm[2] + RASTER_MARGIN_M)
     ry0, ry1 = _snap_out(aoi_utm[1] - RASTER_MARGIN_M, aoi_utm[3] + RASTER_MARGIN_M)
+    m = _PLANT_MARGIN_M - RASTER_MARGIN_M  # room for the path-041 raster's shift
+    back = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True)
+    plant_ll = back.transform_bounds(rx0 - m, ry0 - m, rx1 + m, ry1 + m, densify_pts=51)
+    grid = _cell_grid(aoi_ll, plant_ll)
 
     du, dv = grid.x_m - cx, grid.y_m - cy
     p, q = du / h, dv / h

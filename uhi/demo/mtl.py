@@ -23,7 +23,11 @@ BAND_FILES: dict[str, str] = {
 
 def _group(name: str, rows: list[tuple[str, str]], indent: int = 1) -> list[str]:
     pad = "  " * indent
-    return [f"{pad}GROUP = {name}", *(f"{pad}  {k} = {v}" for k, v in rows), f"{pad}END_GROUP = {name}"]
+    return [
+        f"{pad}GROUP = {name}",
+        *(f"{pad}  {k} = {v}" for k, v in rows),
+        f"{pad}END_GROUP = {name}",
+    ]
 
 
 def mtl_text(
@@ -45,13 +49,19 @@ def mtl_text(
     the UL centre minus half a pixel).
     """
     pid = plan.product_id
-    files = [(f"FILE_NAME_BAND_{b[-1]}", f'"{pid}_{b}.TIF"') for b in ("SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")]
+    files = [
+        (f"FILE_NAME_BAND_{b[-1]}", f'"{pid}_{b}.TIF"')
+        for b in ("SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")
+    ]
     if plan.has_thermal:
         files += [
             ("FILE_NAME_BAND_ST_B10", f'"{pid}_ST_B10.TIF"'),
             ("FILE_NAME_QUALITY_L2_SURFACE_TEMPERATURE", f'"{pid}_ST_QA.TIF"'),
         ]
-    files += [("FILE_NAME_QUALITY_L1_PIXEL", f'"{pid}_QA_PIXEL.TIF"'), ("FILE_NAME_METADATA_ODL", f'"{pid}_MTL.txt"')]
+    files += [
+        ("FILE_NAME_QUALITY_L1_PIXEL", f'"{pid}_QA_PIXEL.TIF"'),
+        ("FILE_NAME_METADATA_ODL", f'"{pid}_MTL.txt"'),
+    ]
     product = [
         ("ORIGIN", '"SYNTHETIC uhi demo city (not USGS data)"'),
         ("LANDSAT_PRODUCT_ID", f'"{pid}"'),
@@ -87,7 +97,10 @@ def mtl_text(
     ]
     for corner in ("UL", "UR", "LL", "LR"):
         lon, lat = corners_lonlat[corner]
-        proj += [(f"CORNER_{corner}_LAT_PRODUCT", f"{lat:.5f}"), (f"CORNER_{corner}_LON_PRODUCT", f"{lon:.5f}")]
+        proj += [
+            (f"CORNER_{corner}_LAT_PRODUCT", f"{lat:.5f}"),
+            (f"CORNER_{corner}_LON_PRODUCT", f"{lon:.5f}"),
+        ]
     xs = {"UL": ul_centre[0], "UR": lr_centre[0], "LL": ul_centre[0], "LR": lr_centre[0]}
     ys = {"UL": ul_centre[1], "UR": ul_centre[1], "LL": lr_centre[1], "LR": lr_centre[1]}
     for corner in ("UL", "UR", "LL", "LR"):

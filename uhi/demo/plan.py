@@ -100,7 +100,9 @@ def plan_scenes(spec: DemoSpec) -> list[ScenePlan]:
     spare: dict[int, list[tuple[dt.date, int]]] = {}
     for yi, year in enumerate(years):
         cands = sorted((d, p) for p in WRS_PATHS for d in _dates(p, year))
-        pick = sorted(set(np.round(np.linspace(0, len(cands) - 1, spec.scenes_per_year)).astype(int).tolist()))
+        pick = sorted(
+            set(np.round(np.linspace(0, len(cands) - 1, spec.scenes_per_year)).astype(int).tolist())
+        )
         regional = spec.scenes_per_year >= 2 and yi == min(3, n - 1)
         for j, k in enumerate(pick):
             chosen.append((*cands[k], "regional_cloud" if regional and j == 1 else "clear", yi))
@@ -116,8 +118,12 @@ def plan_scenes(spec: DemoSpec) -> list[ScenePlan]:
     plans = []
     for i, (d, p, kind, yi) in enumerate(chosen):
         level = "L2SR" if kind == "l2sr" else "L2SP"
-        frac = {"clear": float(rng.choice(_CLOUD_CHOICES)), "regional_cloud": REGIONAL_AOI_CLOUD,
-                "full_cloud": 1.0, "l2sr": float(rng.choice(_CLOUD_CHOICES))}[kind]
+        frac = {
+            "clear": float(rng.choice(_CLOUD_CHOICES)),
+            "regional_cloud": REGIONAL_AOI_CLOUD,
+            "full_cloud": 1.0,
+            "l2sr": float(rng.choice(_CLOUD_CHOICES)),
+        }[kind]
         offset = float(np.round(rng.normal(0.0, spec.scene_offset_sd_c), 3))
         seconds = 17 * 3600 + (58 if p == 42 else 52) * 60 + float(rng.uniform(0, 30))
         hh, rem = divmod(seconds, 3600)

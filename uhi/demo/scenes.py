@@ -93,11 +93,17 @@ def pixel_grid(land: Landscape, path: int) -> PixelGrid:
     lon, lat = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True).transform(x, y)
     cell = land.grid.index_of(*tile_xy(lon, lat)).astype(np.int64)
     if (cell < 0).any():
-        raise AssertionError("a demo pixel fell outside the planted cells")  # a bug, not a user error
+        raise AssertionError(
+            "a demo pixel fell outside the planted cells"
+        )  # a bug, not a user error
     fill = np.zeros(cell.shape, dtype=bool)
     if path != 42:
         ax0, ay0, ax1, ay1 = land.aoi_utm
-        edge_x = ax0 + 0.15 * (ax1 - ax0) + math.tan(math.radians(_EDGE_TILT_DEG)) * (y - (ay0 + ay1) / 2)
+        edge_x = (
+            ax0
+            + 0.15 * (ax1 - ax0)
+            + math.tan(math.radians(_EDGE_TILT_DEG)) * (y - (ay0 + ay1) / 2)
+        )
         fill = x < edge_x
     return PixelGrid(transform, width, height, cell, fill)
 
@@ -116,7 +122,14 @@ def cell_reflectance(land: Landscape, year_index: int) -> dict[str, np.ndarray]:
     green = swir16 * (1 + land.mndwi[i]) / (1 - land.mndwi[i])
     blue = np.where(land.water, 0.8 * green, 0.75 * red + 0.01)
     swir22 = np.where(land.water, 0.5 * swir16, 0.75 * swir16)
-    return {"blue": blue, "green": green, "red": red, "nir08": nir, "swir16": swir16, "swir22": swir22}
+    return {
+        "blue": blue,
+        "green": green,
+        "red": red,
+        "nir08": nir,
+        "swir16": swir16,
+        "swir22": swir22,
+    }
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,9 @@ def _shift(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
     out = np.zeros_like(mask)
     h, w = mask.shape
     src = mask[max(0, -rows) : h - max(0, rows), max(0, -cols) : w - max(0, cols)]
-    out[max(0, rows) : max(0, rows) + src.shape[0], max(0, cols) : max(0, cols) + src.shape[1]] = src
+    out[max(0, rows) : max(0, rows) + src.shape[0], max(0, cols) : max(0, cols) + src.shape[1]] = (
+        src
+    )
     return out
 
 
@@ -215,7 +230,11 @@ def write_scene(
         arrays[key] = dn
 
     if plan.has_thermal:
-        lst = lst_cell_c[grid.cell] + plan.offset_c + rng.normal(0.0, pixel_noise_sd_c, grid.cell.shape)
+        lst = (
+            lst_cell_c[grid.cell]
+            + plan.offset_c
+            + rng.normal(0.0, pixel_noise_sd_c, grid.cell.shape)
+        )
         lst = np.where(cloud, -8.0 + 2.0 * rng.standard_normal(grid.cell.shape), lst)
         lst = np.where(dilated, lst - 3.0, lst)
         lst = np.where(shadow, lst - 4.0, lst)
@@ -234,7 +253,7 @@ def write_scene(
     folder = scenes_dir / plan.product_id
     crs = f"EPSG:{UTM_EPSG}"
     files: dict[str, str] = {}
-    nodata = {"qa_pixel": 1, "qa": int(ST_QA_SCALE.fill)}  # type: ignore[dict-item]
+    nodata: dict[str, int | float | None] = {"qa_pixel": 1, "qa": ST_QA_SCALE.fill}
     for key, arr in arrays.items():
         name = f"{plan.product_id}_{BAND_FILES[key]}.TIF"
         write_cog(folder / name, arr, transform=grid.transform, crs=crs, nodata=nodata.get(key, 0))
@@ -260,7 +279,12 @@ def write_scene(
     lr = (t.c + t.a * (grid.width - 0.5), t.f + t.e * (grid.height - 0.5))
     corners = {
         name: to_ll.transform(cx, cy)
-        for name, cx, cy in (("UL", ul[0], ul[1]), ("UR", lr[0], ul[1]), ("LL", ul[0], lr[1]), ("LR", lr[0], lr[1]))
+        for name, cx, cy in (
+            ("UL", ul[0], ul[1]),
+            ("UR", lr[0], ul[1]),
+            ("LL", ul[0], lr[1]),
+            ("LR", lr[0], lr[1]),
+        )
     }
     text = mtl_text(
         plan,

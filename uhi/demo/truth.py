@@ -71,8 +71,14 @@ def plant_lst(spec: DemoSpec, land: Landscape, site_coverage: np.ndarray) -> Pla
 
 
 def measure_blur(
-    land: Landscape, grid_transform: Any, width: int, height: int, values_by_cell: np.ndarray,
-    *, sub: int = 6, max_pixels: int = 250_000,
+    land: Landscape,
+    grid_transform: Any,
+    width: int,
+    height: int,
+    values_by_cell: np.ndarray,
+    *,
+    sub: int = 6,
+    max_pixels: int = 250_000,
 ) -> dict[str, float]:
     """How far a coverage-weighted mean of painted 30 m pixels drifts from the planted cell value.
 
@@ -113,7 +119,9 @@ def measure_blur(
     # only cells whose whole area lies inside the window (interior of the sampled block)
     inside = np.zeros(land.grid.n, dtype=bool)
     block_cells = np.unique(pix_cell[1:-1, 1:-1])
-    edge_cells = np.unique(np.concatenate([pix_cell[0], pix_cell[-1], pix_cell[:, 0], pix_cell[:, -1]]))
+    edge_cells = np.unique(
+        np.concatenate([pix_cell[0], pix_cell[-1], pix_cell[:, 0], pix_cell[:, -1]])
+    )
     inside[np.setdiff1d(block_cells, edge_cells)] = True
     keep = inside & land.grid.in_aoi & (den > 0)
     diff = num[keep] / den[keep] - values_by_cell[keep]

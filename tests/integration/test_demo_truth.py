@@ -1,0 +1,68 @@
+"""fetch + compute on the demo city recover the planted truth within the documented tolerances."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from uhi.demo import DemoSpec, write_demo
+
+
+def _stage_ready(name: str) -> bool:
+    try:
+        return hasattr(importlib.import_module(f"uhi.stages.{name}"), "SPEC")
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def computed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    if not (_stage_ready("fetch") and _stage_ready("compute")):
+        pytest.skip("fetch/compute stages not available")
+    from uhi.cli.common import build_run_config, run_stages
+
+    root = tmp_path_factory.mktemp("demo-truth") / "city"
+    result = write_demo(root, DemoSpec(seed=11, size_km=2.0, scenes_per_year=2))
+    cfg = build_run_config(result.config)
+    run_stages(cfg, ["fetch", "compute"])
+    return cfg.resolved_workdir(), json.loads(result.truth.read_text())
+
+
+def test_cells_and_morphology_match_the_plant(computed: tuple[Path, dict[str, Any]]) -> None:
+    import geopandas as gpd
+
+    ws, truth = computed
+    planted = pd.read_parquet(ws.parent / "truth_cells.parquet")
+    planted = planted[(planted["year"] == truth["years"][0]) & planted["in_aoi"]].set_index("cell")
+    cells = gpd.read_parquet(ws / "compute" / "cells.parquet").set_index("cell")
+    assert set(cells.index) == set(planted.index)
+    j = cells.join(planted, rsuffix="_true")
+    tol = truth["tolerances"]["end_to_end"]["site_coverage_abs"]
+    assert (j["site_coverage"] - j["site_coverage_true"]).abs().max() < tol
+    assert (j["zone"] == j["zone_true"]).mean() > 0.99
+
+
+def test_panel_lst_is_planted_lst_plus_weather(computed: tuple[Path, dict[str, Any]]) -> None:
+    ws, truth = computed
+    planted = pd.read_parquet(ws.parent / "truth_cells.parquet")
+    panel = pd.read_parquet(ws / "compute" / "panel.parquet")
+    scenes = {s["id"]: s for s in truth["scenes"]}
+    used = set(panel["scene_id"])
+    assert not any(scenes[s]["kind"] in ("full_cloud", "l2sr") for s in used if s in scenes)
+    m = panel.merge(planted, on=["cell", "year"], suffixes=("", "_true"))
+    m = m[(m["valid_share"] > 0.99) & ~m["water"] & m["scene_id"].isin(scenes)]
+    resid = m["lst_c"] - m["lst_c_true"] - m["scene_id"].map(lambda s: scenes[s]["offset_c"])
+    blur = truth["blur"]["lst_c"]["rmse"]
+    noise = truth["lst_model"]["pixel_noise_sd_c"]
+    assert len(resid) > 1000
+    assert abs(resid.mean()) < 0.1
+    # pixels on ~48 m cells blur by ``blur``; pixel noise averages over ~2.6 pixels per cell
+    assert np.sqrt(np.mean(resid**2)) < 1.25 * np.hypot(blur, noise)
+    nd = m["ndvi"] - m["ndvi_true"]
+    assert abs(nd.mean()) < 0.01 and np.sqrt(np.mean(nd**2)) < 1.25 * truth["blur"]["ndvi"]["rmse"]
