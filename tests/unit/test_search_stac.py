@@ -94,3 +94,23 @@ def test_item_with_broken_footprint_is_dropped_not_crashing(bad_api: str) -> Non
     # a self-intersecting footprint is repaired (buffer 0) before the overlap test
     collection = search_scenes(cfg)
     assert [i.id for i in collection] == ["LC08_L2SP_204023_20200927_20201006_02_T1"]
+
+
+def test_landsatlook_assets_use_the_requester_pays_s3_copy() -> None:
+    from pathlib import Path
+
+    import pystac
+
+    from uhi.search.stac import prefer_s3_hrefs
+
+    path = Path(__file__).parents[1] / "data" / "stac" / "usgs-landsatlook" / "LC09_L2SP_092068_20230607_20230609_02_T1_SR.json"
+    item = pystac.Item.from_file(str(path))
+    https = item.assets["red"].href
+    [out] = prefer_s3_hrefs([item])
+    assert https.startswith("https://landsatlook.usgs.gov/")
+    assert out.assets["red"].href == (
+        "s3://usgs-landsat/collection02/level-2/standard/oli-tirs/2023/092/068/"
+        "LC09_L2SP_092068_20230607_20230609_02_T1/LC09_L2SP_092068_20230607_20230609_02_T1_SR_B4.TIF"
+    )
+    assert out.assets["red"].extra_fields["alternate"]["https"]["href"] == https
+    assert out.assets["index"].href.startswith("https://")  # no s3 alternate: unchanged

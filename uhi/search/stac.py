@@ -12,7 +12,7 @@ import pystac
 from uhi.config import Config
 from uhi.errors import ConfigError, RemoteError
 
-__all__ = ["StacPreset", "PRESETS", "resolve_endpoint", "search_stac"]
+__all__ = ["StacPreset", "PRESETS", "resolve_endpoint", "search_stac", "prefer_s3_hrefs"]
 
 log = logging.getLogger("uhi.search")
 
@@ -115,6 +115,23 @@ def search_stac(config: Config, aoi_geojson: dict[str, Any]) -> list[pystac.Item
             "check search.url and search.collection"
         ) from None
     log.info("STAC API %s returned %d item(s) from %s", endpoint.url, len(items), ", ".join(endpoint.collections))
+    if config.search.url is None and config.search.preset == "usgs":
+        prefer_s3_hrefs(items)
+    return items
+
+
+def prefer_s3_hrefs(items: list[pystac.Item]) -> list[pystac.Item]:
+    """Point assets at their ``alternate.s3.href`` (landsatlook's https hrefs need an EROS login;
+    the requester-pays ``s3://usgs-landsat`` copy does not). The https href stays as
+    ``alternate.https``. Items are modified in place and returned."""
+    for item in items:
+        for asset in item.assets.values():
+            alternate = asset.extra_fields.get("alternate")
+            s3 = alternate.get("s3") if isinstance(alternate, dict) else None
+            href = s3.get("href") if isinstance(s3, dict) else None
+            if isinstance(href, str) and href.startswith("s3://") and isinstance(alternate, dict):
+                alternate["https"] = {"href": asset.href}
+                asset.href = href
     return items
 
 
