@@ -171,3 +171,14 @@ def test_demo_catalog_fetch_matches_truth(demo_city: Path, tmp_path: Path) -> No
     # a second run is a no-op for the runner (manifest fingerprint unchanged)
     ws, again = _run(cfg)
     assert again.skipped
+
+
+def test_qa_pixel_clip_declares_the_usgs_fill(tmp_path: Path) -> None:
+    folder = LANDSAT / "fullbands-LC08-008059-cloudy81"
+    product = "LC08_L2SP_008059_20191201_20200825_02_T1"
+    with rasterio.open(folder / f"{product}_QA_PIXEL.TIF") as src:
+        assert src.nodata is None  # the source declares none
+    bbox = _inner_bbox(folder / f"{product}_SR_B4.TIF", shrink=0.45)
+    ws, _ = _run(_config(tmp_path / "ws", bbox, "2019-01-01", "2019-12-31", [12], max_cloud=100))
+    with rasterio.open(ws.scene_asset(product, "qa_pixel")) as clip:
+        assert clip.nodata == 1  # fill = bit 0 only (LSDS-1619)

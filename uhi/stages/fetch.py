@@ -58,6 +58,17 @@ class AssetTask:
     expected_shape: tuple[int, int] | None = None
 
 
+def _fill_dn(key: str) -> int | None:
+    """The nodata DN written when the source file declares none."""
+    if key == "qa_pixel":
+        return 1  # QA_PIXEL fill is bit 0 alone, i.e. DN 1 (LSDS-1619 Table 6-3)
+    try:
+        fill = landsat.scale_for(key).fill
+    except KeyError:
+        return None
+    return int(fill) if fill is not None else None
+
+
 def fetch_asset(task: AssetTask) -> dict[str, Any]:
     """Clip one asset into the workspace unless a valid finished clip is already there.
 
@@ -76,9 +87,7 @@ def fetch_asset(task: AssetTask) -> dict[str, Any]:
                           crs=src.crs.to_string() if src.crs else None, bytes=0)
         return record
     aoi = shapely.from_wkb(task.aoi_wkb)
-    fill = landsat.scale_for(task.key).fill if task.key in ("blue", "green", "red", "nir08", "swir16",
-                                                            "swir22", "coastal", "lwir11", "qa", "cdist") else None
-    clip = read_clip(task.href, aoi, task.margin_m, task.options, default_nodata=fill)
+    clip = read_clip(task.href, aoi, task.margin_m, task.options, default_nodata=_fill_dn(task.key))
     if clip is None:
         record.update(status="outside", bytes=0)
         return record
