@@ -167,6 +167,17 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
     return sec, extra
 
 
+def _properties(path: Path) -> Any:
+    """The properties table of a GeoJSON file (geometry not needed: cells come from compute).
+
+    Plain ``json`` is ~10x faster than an OGR read here, where only attributes are used.
+    """
+    import pandas as pd
+
+    features = json.loads(Path(path).read_text(encoding="utf-8")).get("features") or []
+    return pd.DataFrame([f.get("properties") or {} for f in features])
+
+
 def _id_column(frame: Any) -> str | None:
     return next((c for c in ("cell", "unit") if c in frame.columns), None)
 
@@ -182,12 +193,10 @@ def _latest_period_column(columns: Any, stem: str) -> tuple[str, str | None] | N
 
 def _hotspots(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] | None:
     """Gi* classes (-3..3) of the latest period from model/hotspots.geojson, keyed by cell."""
-    import geopandas as gpd
-
     path = ws.path("model", "hotspots.geojson")
     if not path.is_file():
         return None
-    frame = gpd.read_file(path).drop(columns="geometry")
+    frame = _properties(path)
     ident = _id_column(frame)
     found = _latest_period_column(frame.columns, "hotspot")
     if ident is None or found is None:
@@ -201,12 +210,10 @@ def _hotspots(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] |
 
 def _residuals(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] | None:
     """Residuals of the best model in the latest period from model/predictions.geojson."""
-    import geopandas as gpd
-
     path = ws.path("model", "predictions.geojson")
     if not path.is_file():
         return None
-    frame = gpd.read_file(path).drop(columns="geometry")
+    frame = _properties(path)
     ident = _id_column(frame)
     found = _latest_period_column(frame.columns, "residual")
     if ident is None or found is None:
@@ -226,12 +233,10 @@ def _forecast_columns(columns: Any, var: str = "lst_c") -> list[str]:
 
 def _forecast_cells(ws: Any) -> tuple[Any, str, str] | None:
     """The last forecast step's per-cell LST, from forecast/forecast.geojson."""
-    import geopandas as gpd
-
     path = ws.path("forecast", "forecast.geojson")
     if not path.is_file():
         return None
-    frame = gpd.read_file(path).drop(columns="geometry")
+    frame = _properties(path)
     labels = _forecast_columns(frame.columns)
     if "cell" not in frame or not labels:
         return None
@@ -249,7 +254,7 @@ def _scenarios(ws: Any) -> list[tuple[str, Any, Any]]:
         cells_path = folder / f"{name}.geojson"
         if not cells_path.is_file():
             continue
-        frame = gpd.read_file(cells_path).drop(columns="geometry")
+        frame = _properties(cells_path)
         polygons_path = folder / f"{name}_changes.geojson"
         polygons = gpd.read_file(polygons_path) if polygons_path.is_file() else None
         out.append((name, frame, polygons))
@@ -356,7 +361,6 @@ def _observed_city(panel: Any, step: str) -> Any:
 
 def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
     """Observed and forecast city-mean LST with intervals, the hottest cell, the RCP8.5 view."""
-    import geopandas as gpd
     import pandas as pd
 
     from uhi.report.charts import render_forecast_chart
@@ -369,7 +373,7 @@ def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
     spath = ws.path("forecast", "summary.json")
     fsum = json.loads(spath.read_text(encoding="utf-8")) if spath.is_file() else {}
     interval = float(fsum.get("interval", interval))
-    frame = gpd.read_file(path).drop(columns="geometry")
+    frame = _properties(path)
     labels = _forecast_columns(frame.columns)
     if not labels or "cell" not in frame:
         sec.body.append(_missing("forecast.geojson holds no lst_c forecast with bounds"))
@@ -498,16 +502,23 @@ def _cells_payload(inp: _Inputs, extra: dict[str, Any]) -> tuple[dict[str, Any] 
     if not layers:
         return None, "no cell values to show"
     keys = ["cell"] + [lyr["key"] for lyr in layers]
+    import shapely
+
     features = []
     geoms = frame.geometry.to_crs(4326)
     props = frame[keys].astype(object).where(frame[keys].notna(), None).to_dict(orient="records")
-    for geom, p in zip(geoms, props, strict=True):
+    rings = shapely.get_exterior_ring(shapely.get_parts(geoms.to_numpy()))
+    if len(rings) != len(frame):
+        return None, "cells are not single polygons; see the PNG maps"
+    counts = shapely.get_num_coordinates(rings)
+    # 6 decimals of a degree ~ 0.1 m: ample for ~50 m cells, and it halves the page size
+    coords = np.round(shapely.get_coordinates(rings), 6).tolist()
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for i, p in enumerate(props):
         clean = {k: (int(v) if k == "gi_bin" and v is not None else (float(v) if isinstance(v, (float, np.floating)) else v))
                  for k, v in p.items()}
-        coords = [[round(x, 6), round(y, 6)] for x, y in np.asarray(geom.exterior.coords)] if geom.geom_type == "Polygon" else None
-        if coords is None:
-            continue
-        features.append({"type": "Feature", "properties": clean, "geometry": {"type": "Polygon", "coordinates": [coords]}})
+        ring = coords[starts[i]:starts[i + 1]]
+        features.append({"type": "Feature", "properties": clean, "geometry": {"type": "Polygon", "coordinates": [ring]}})
     w, s, e, nth = geoms.total_bounds
     payload = {
         "cells": {"type": "FeatureCollection", "features": features},

@@ -84,6 +84,33 @@ def _new_axes(title: str) -> tuple[Any, Any]:
     return fig, ax
 
 
+def _draw_cells(ax: Any, geoms: Any, zorder: int, **style: Any) -> Any:
+    """Draw polygons as one PolyCollection built from their exterior rings' coordinates.
+
+    geopandas' ``plot`` builds one matplotlib Patch per polygon (~0.45 ms each, measured: 90 s
+    for a 200k-cell city per map); one collection from the coordinate arrays draws the same
+    cells in about a second. Cells have no holes; multipolygons are split into their parts.
+    """
+    import shapely
+    from matplotlib.collections import PolyCollection
+
+    arr = np.asarray(geoms)
+    parts, index = shapely.get_parts(arr, return_index=True)
+    rings = shapely.get_exterior_ring(parts)
+    counts = shapely.get_num_coordinates(rings)
+    coords = shapely.get_coordinates(rings)
+    if counts.size and (counts == counts[0]).all():
+        verts: Any = coords.reshape(len(counts), int(counts[0]), 2)  # quads: one array, no split
+    else:
+        verts = np.split(coords, np.cumsum(counts)[:-1])
+    values = style.pop("array", None)
+    coll = PolyCollection(verts, zorder=zorder, **style)
+    if values is not None:
+        coll.set_array(np.asarray(values, dtype=float)[index])
+    ax.add_collection(coll)
+    return coll
+
+
 def _add_scale_bar(ax: Any) -> None:
     """Alternating black/white bar in the lower left, length computed in the projected CRS."""
     from matplotlib.patches import Rectangle
@@ -236,10 +263,11 @@ def render_value_map(
     norm = Normalize(vmin=vmin, vmax=vmax)
     fig, ax = _new_axes(title)
     has = np.isfinite(values)
+    geoms = proj.geometry.to_numpy()
     if (~has).any():
-        proj.loc[~has].plot(ax=ax, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2, zorder=2)
+        _draw_cells(ax, geoms[~has], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
     if has.any():
-        proj.loc[has].plot(ax=ax, column=column, cmap=cmap, norm=norm, linewidth=0, zorder=3)
+        _draw_cells(ax, geoms[has], 3, array=values[has], cmap=cmap, norm=norm, edgecolor="face", linewidth=0.3)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, extend="both")
     bar.set_label(f"{label} ({units})")
     bar.ax.set_gid("colorbar")
@@ -270,14 +298,16 @@ def render_class_map(
     fig, ax = _new_axes(title)
     handles = []
     values = proj[column]
+    geoms = proj.geometry.to_numpy()
     for value, (label, colour) in classes.items():
         mask = (values == value).to_numpy()
         if mask.any():
-            proj.loc[mask].plot(ax=ax, color=colour, linewidth=0, zorder=3)
+            # edges in the face colour close the hairline gaps antialiasing leaves between cells
+            _draw_cells(ax, geoms[mask], 3, facecolor=colour, edgecolor=colour, linewidth=0.3)
         handles.append(Patch(facecolor=colour, edgecolor="#666666", label=f"{label} ({int(mask.sum())})"))
     other = ~values.isin(list(classes)).to_numpy()
     if other.any():
-        proj.loc[other].plot(ax=ax, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2, zorder=2)
+        _draw_cells(ax, geoms[other], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
         handles.append(Patch(facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", label=f"no data ({int(other.sum())})"))
     legend = ax.legend(handles=handles, title=legend_title, loc="lower right", fontsize=8, title_fontsize=9, framealpha=0.85)
     legend.set_gid("legend")
@@ -300,7 +330,8 @@ def render_hotspot_map(cells: Any, column: str = "gi_bin", *, variable: str = "L
 def figure_png_bytes(fig: Any, *, dpi: int = 110) -> bytes:
     """The figure as PNG bytes (for inlining in the HTML report)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    # zlib level 4: within a few % of the default size, encodes about twice as fast
+    fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 4})
     return buf.getvalue()
 
 

@@ -1,0 +1,117 @@
+"""End to end on the demo city: greening scenario against the planted model, then the report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+pytestmark = pytest.mark.slow
+
+HALF_M = 150.0  # the greened park is 300 m x 300 m around the city centre
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, dict[str, Any]]:
+    from uhi.cli.common import build_run_config, run_stages
+    from uhi.demo import DemoSpec, write_demo
+    from uhi.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("demo-scenario") / "city"
+    result = write_demo(root, DemoSpec(size_km=1.5, scenes_per_year=2))
+    cfg = build_run_config(result.config, set_values=["model.models=[ols, lag]"])
+    run_stages(cfg, ["fetch", "compute", "model", "forecast"])
+    return cfg, Workspace(cfg.resolved_workdir()), json.loads(result.truth.read_text())
+
+
+def _park(ws: Any, tmp: Path, props: dict[str, Any]) -> tuple[Path, Any]:
+    import pyarrow.parquet as pq
+
+    cells = gpd.read_parquet(ws.cells)
+    crs = pq.read_schema(ws.cells).metadata[b"uhi:working_crs"].decode()
+    cx, cy = cells["x_m"].mean(), cells["y_m"].mean()
+    park = box(cx - HALF_M, cy - HALF_M, cx + HALF_M, cy + HALF_M)
+    geom = gpd.GeoSeries([park], crs=crs).to_crs(4326).iloc[0]
+    path = tmp / f"{props.get('name', 'park')}.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": props, "geometry": geom.__geo_interface__}]}))
+    return path, (cx, cy)
+
+
+def test_greening_matches_the_planted_model(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Path) -> None:
+    import scipy.sparse as sp
+    from libpysal.weights import KNN
+    from scipy.sparse.linalg import spsolve
+
+    from uhi.scenario import run_scenario
+
+    cfg, ws, truth = demo
+    path, (cx, cy) = _park(ws, tmp_path, {"name": "park", "ndvi": 0.2})
+    lag = run_scenario(cfg, ws, path, model="lag", name="park_lag")
+    ols = run_scenario(cfg, ws, path, model="ols", name="park_ols")
+    out = gpd.read_file(ws.root / "scenario" / "park_lag.geojson")
+    cells = gpd.read_parquet(ws.cells).set_index("cell").loc[out["cell"]]
+    dist_m = np.maximum(np.abs(cells["x_m"].to_numpy() - cx), np.abs(cells["y_m"].to_numpy() - cy))
+
+    # reference: the planted SAR (truth.json) applied to the same NDVI change, with libpysal's W
+    planted = truth["lst_model"]
+    d_ndvi = (out["ndvi_after"] - out["ndvi_before"]).to_numpy()
+    w = KNN(np.column_stack([cells["x_m"], cells["y_m"]]), k=8)
+    w.transform = "r"
+    # a sparse solve: n is thousands, so no dense reference matrix
+    ref = spsolve(sp.csc_matrix(sp.identity(w.n) - planted["rho"] * w.sparse), planted["coefficients"]["ndvi"] * d_ndvi)
+    inside = out["share_changed"].to_numpy() > 0.99
+    ours_in, ref_in = out.loc[inside, "dlst_c"].mean(), ref[inside].mean()
+    assert ours_in < -1.0
+    assert abs(ours_in - ref_in) / abs(ref_in) < truth["tolerances"]["end_to_end"]["coefficient_rel"]
+    # spill-over: a ring just outside the park cools a little, far cells hardly at all
+    ring = (dist_m > HALF_M + 30) & (dist_m < HALF_M + 120)
+    far = dist_m > HALF_M + 400
+    assert out.loc[ring, "dlst_c"].mean() < -0.05
+    assert out.loc[ring, "dlst_c"].mean() > ours_in / 3
+    assert np.abs(out.loc[far, "dlst_c"]).max() < 0.05 * abs(ours_in)
+    assert np.sign(ref[ring].mean()) == -1
+    # OLS has no spill-over: exactly zero outside the park
+    ols_out = gpd.read_file(ws.root / "scenario" / "park_ols.geojson")
+    assert (ols_out.loc[ols_out["share_changed"] == 0, "dlst_c"] == 0).all()
+    # the lag multiplier deepens the park's own cooling beyond its direct effect
+    assert lag["polygons"][0]["mean_dlst_c"] < lag["polygons"][0]["mean_dlst_direct_c"] < 0
+    assert ols["city"]["outside_mean_dlst_c"] == 0
+
+
+def test_no_op_on_the_demo_is_exactly_zero(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Path) -> None:
+    from uhi.scenario import run_scenario
+
+    cfg, ws, _ = demo
+    path, _ = _park(ws, tmp_path, {"name": "noop", "ndvi": 0.0, "site_coverage": 0.0})
+    rec = run_scenario(cfg, ws, path, model="lag", name="noop")
+    out = gpd.read_file(ws.root / "scenario" / "noop.geojson")
+    assert (out["dlst_c"] == 0).all() and rec["city"]["mean_dlst_c"] == 0
+
+
+def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Path) -> None:
+    from uhi.report.builder import build_report
+
+    cfg, ws, _ = demo
+    path = build_report(cfg, ws)
+    page = path.read_text(encoding="utf-8")
+    maps = sorted(p.stem for p in (ws.root / "report" / "maps").iterdir())
+    assert {"lst", "anomaly", "hotspots", "residuals", "forecast"} <= set(maps)
+    assert "Land surface temperature" in page or 'id="maps"' in page
+    import test_report as browser
+
+    if browser.CHROMIUM is None:
+        pytest.skip("headless Chromium not installed (CI: apt-get install -y chromium)")
+    result = browser._run(path.as_uri())
+    assert result["errors"] == []
+    assert all(u.startswith(("file:", "data:")) for u in result["requests"])
+    n_cells = len(gpd.read_parquet(ws.cells))
+    assert result["facts"]["cells"] == str(n_cells) and result["facts"]["brokenImages"] == 0
