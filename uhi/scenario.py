@@ -20,6 +20,8 @@ __all__ = [
     "read_changes",
     "coverage_shares",
     "apply_changes",
+    "building_changes",
+    "BUILDING",
     "predict_lst_change",
     "read_scenario_model",
     "run_scenario",
@@ -44,6 +46,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 # models whose prediction carries a spatial multiplier (I - rho W)^-1 (LeSage & Pace 2009)
 SPATIAL_LAG_MODELS = ("lag", "panel_fe")
 
+BUILDING = "building"
 _RESERVED = {"name", "change", "id"}
 _MIN_SHARE = 1e-6
 _LAG_PREFIXES = ("W_", "w_", "W.", "lag_")
@@ -56,10 +59,11 @@ class ChangeSet:
     Attributes
     ----------
     frame
-        GeoDataFrame in the working CRS: ``name``, ``change`` ('add' or 'set') and geometry.
+        GeoDataFrame in the working CRS: ``name``, ``change`` ('add', 'set' or 'building')
+        and geometry.
     values
         One dict per polygon (same order): variable -> number (a delta for 'add', the new
-        value for 'set').
+        value for 'set'; ``height``/``floors`` of a new building footprint).
     """
 
     frame: Any
@@ -69,9 +73,15 @@ class ChangeSet:
     def variables(self) -> list[str]:
         """Every variable some polygon changes, in first-seen order."""
         seen: dict[str, None] = {}
-        for vals in self.values:
-            seen.update(dict.fromkeys(vals))
+        for mode, vals in zip(self.frame["change"], self.values, strict=True):
+            if mode != BUILDING:
+                seen.update(dict.fromkeys(vals))
         return list(seen)
+
+    @property
+    def buildings(self) -> np.ndarray:
+        """Boolean mask of the polygons that are new building footprints."""
+        return (self.frame["change"] == BUILDING).to_numpy()
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,9 @@ def read_changes(path: Path, working_crs: Any) -> ChangeSet:
 
     Each polygon's properties hold ``name`` (optional), ``change`` (``add`` by default, or
     ``set``) and one number per covariate, e.g. ``{"name": "park", "ndvi": 0.2}`` for greening
-    or ``{"change": "set", "site_coverage": 0.6}``.
+    or ``{"change": "set", "site_coverage": 0.6}``. A polygon with ``"change": "building"`` is
+    a new building footprint (optional ``height`` in metres, ``floors``): it is added to the
+    buildings layer and the cells' morphology is recomputed by :mod:`uhi.morphology`.
 
     Parameters
     ----------
@@ -156,8 +168,8 @@ def read_changes(path: Path, working_crs: Any) -> ChangeSet:
         name = str(label) if isinstance(label, str) and label else f"polygon_{i + 1}"
         mode = row.get("change")
         mode = "add" if mode is None or (isinstance(mode, float) and math.isnan(mode)) else mode
-        if mode not in ("add", "set"):
-            raise InputError(f"polygon {name!r}: change must be 'add' or 'set', got {mode!r}")
+        if mode not in ("add", "set", BUILDING):
+            raise InputError(f"polygon {name!r}: change must be 'add', 'set' or 'building', got {mode!r}")
         vals: dict[str, float] = {}
         for key, value in row.items():
             if key in _RESERVED or value is None or (isinstance(value, float) and math.isnan(value)):
@@ -170,7 +182,14 @@ def read_changes(path: Path, working_crs: Any) -> ChangeSet:
             if not math.isfinite(float(value)):
                 raise InputError(f"polygon {name!r}: change of {key!r} is not finite ({value!r})")
             vals[str(key)] = float(value)
-        if not vals:
+        if mode == BUILDING:
+            extra = sorted(set(vals) - {"height", "floors"})
+            if extra:
+                raise InputError(
+                    f"new building {name!r} takes only height (m) and floors, got {extra}; "
+                    "draw covariate changes as separate polygons"
+                )
+        elif not vals:
             raise InputError(
                 f"polygon {name!r} changes no variable; give e.g. \"ndvi\": 0.2 in its properties"
             )
@@ -232,6 +251,8 @@ def apply_changes(baseline: Any, shares: sp.csr_matrix, changes: ChangeSet) -> A
         if rows.size == 0:
             continue
         mode = changes.frame["change"].iloc[j]
+        if mode == BUILDING:
+            continue  # footprints change morphology through building_changes()
         for var, value in vals.items():
             col = out[var].to_numpy(dtype=float, copy=True)
             old = col[rows]
@@ -241,6 +262,70 @@ def apply_changes(baseline: Any, shares: sp.csr_matrix, changes: ChangeSet) -> A
             # untouched values stay bit-identical, so a no-op change gives exactly zero
             col[rows] = np.where(new == old, old, changed)
             out[var] = col
+    return out
+
+
+def building_changes(
+    cells_proj: Any, baseline: Any, changes: ChangeSet, buildings_cfg: Any, working_crs: Any
+) -> Any:
+    """Covariates after adding the new building footprints of ``changes`` to the buildings layer.
+
+    The affected cells' morphology is computed twice by :func:`uhi.morphology.cell_morphology`,
+    with the configured layer and with the layer plus the new footprints, and the difference
+    is added to the baseline, so footprint overlaps are counted once (union areas) exactly as
+    compute counts them and an empty change stays exactly zero. Only morphology columns among
+    the baseline's columns change; the input frame is left untouched.
+
+    Raises
+    ------
+    InputError
+        No buildings layer configured (``buildings.path``).
+    """
+    import tempfile
+
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    from uhi.morphology import MORPHOLOGY_COLUMNS, cell_morphology, read_layer
+
+    out = baseline.copy()
+    mask = changes.buildings
+    columns = [c for c in out.columns if c in MORPHOLOGY_COLUMNS]
+    if not mask.any() or not columns:
+        return out
+    if buildings_cfg.path is None:
+        raise InputError(
+            "new building footprints need the existing footprints: set buildings.path in the config "
+            "(the layer compute used)"
+        )
+    footprints = changes.frame.loc[mask]
+    polys = np.asarray(cells_proj.geometry.values)
+    rows = np.unique(shapely.STRtree(polys).query(np.asarray(footprints.geometry.values), predicate="intersects")[1])
+    if rows.size == 0:
+        return out
+    # layers that footprints do not feed are left out of both runs (they would cancel)
+    cfg = buildings_cfg.model_copy(update={"landuse_path": None, "population_path": None, "zones_path": None})
+    before, _ = cell_morphology(polys[rows], cfg, working_crs)
+    existing = read_layer(cfg.path, cfg.layer, working_crs, "buildings")
+    attrs = {}
+    for key, col in (("height", cfg.height_col), ("floors", cfg.floors_col)):
+        if col:
+            attrs[col] = [vals.get(key, np.nan) for vals, m in zip(changes.values, mask, strict=True) if m]
+    new = gpd.GeoDataFrame(attrs, geometry=footprints.geometry.values, crs=existing.crs)
+    merged = pd.concat([existing, new], ignore_index=True)
+    with tempfile.TemporaryDirectory(prefix="uhi-scenario-") as tmp:
+        path = Path(tmp) / "buildings.gpkg"
+        merged.to_file(path, layer="buildings", driver="GPKG")
+        after, _ = cell_morphology(polys[rows], cfg.model_copy(update={"path": path, "layer": "buildings"}), working_crs)
+    for col in columns:
+        b, a = before[col].to_numpy(float), after[col].to_numpy(float)
+        current = out[col].to_numpy(dtype=float, copy=True)
+        delta = np.where(np.isnan(b) & np.isnan(a), 0.0, a - b)
+        # a mean (height, floors) of a cell that had no building starts from the new value
+        updated = np.where(np.isnan(b) & ~np.isnan(a), a, current[rows] + delta)
+        current[rows] = np.where(delta == 0, current[rows], updated)
+        out[col] = current
     return out
 
 
@@ -419,6 +504,12 @@ def _baseline(ws: Any, cells: Any, x: tuple[str, ...], year: int | None, y: str)
     return base, chosen
 
 
+def _morphology_columns() -> tuple[str, ...]:
+    from uhi.morphology import MORPHOLOGY_COLUMNS
+
+    return tuple(MORPHOLOGY_COLUMNS)
+
+
 def _weights_matrix(cells: Any, spec: str) -> sp.csr_matrix:
     """Row-standardised W built as the model stage builds it (uhi.stats.weights)."""
     from uhi.stats.weights import build_weights, parse_weights_spec, weights_from_tiles
@@ -517,6 +608,11 @@ def run_scenario(
             f"changes to {unknown} cannot be predicted: model {fitted.kind!r} uses {list(fitted.x)}; "
             "change only those variables or refit with them in model.x"
         )
+    if changes.buildings.any() and not any(v in fitted.x for v in _morphology_columns()):
+        log.warning(
+            "new building footprints change none of model %s's variables (%s): their effect is zero",
+            fitted.kind, ", ".join(fitted.x),
+        )
     # the model stage fits (and builds W on) the cells whose y and x are all known that year;
     # the scenario uses the same set so its W is the fitted one
     valid = base[[*fitted.x, y]].notna().all(axis=1).to_numpy()
@@ -531,7 +627,8 @@ def run_scenario(
             f"no change polygon in {changes_path} overlaps a cell of the workspace; "
             "check the polygons' location and CRS"
         )
-    new = apply_changes(base_v[list(fitted.x)], shares, changes)
+    new = building_changes(cells_proj, base_v[list(fitted.x)], changes, config.buildings, working_crs)
+    new = apply_changes(new, shares, changes)
     delta_x = new.to_numpy(float) - base_v[list(fitted.x)].to_numpy(float)
     needs_w = fitted.rho is not None or bool(fitted.lag_coefficients)
     w = _weights_matrix(cells_v, fitted.weights) if needs_w and np.any(delta_x) else None

@@ -248,3 +248,33 @@ def test_changes_validation(tmp_path: Path) -> None:
         run_scenario(cfg, ws, far, model="ols")
     with pytest.raises(InputError, match="not found"):
         read_changes(tmp_path / "nope.geojson", UTM)
+
+
+def test_new_buildings_recompute_site_coverage(tmp_path: Path) -> None:
+    ws, g = _workspace(tmp_path)
+    existing = gpd.GeoDataFrame(
+        {"height": [9.0], "floors": [3]}, geometry=[box(X0 + 50, Y0 + 50, X0 + 60, Y0 + 100)], crs=UTM
+    )
+    layer = tmp_path / "buildings.gpkg"
+    existing.to_file(layer, driver="GPKG")
+    cfg = build_config(overrides={"buildings": {"path": str(layer)}})
+    half = box(X0, Y0, X0 + 25, Y0 + 50)  # half of cell c0000, which has no building
+    overlap = box(X0 + 50, Y0 + 50, X0 + 70, Y0 + 100)  # covers the existing one in c0101 and 10 m more
+    path = _changes(tmp_path, [
+        _feature(half, {"name": "new_a", "change": "building", "height": 12.0}),
+        _feature(overlap, {"name": "new_b", "change": "building", "floors": 4}),
+    ])
+    run_scenario(cfg, ws, path, model="ols", name="build")
+    out = gpd.read_file(ws.root / "scenario" / "build.geojson").set_index("cell")
+    d_sc = out["site_coverage_after"] - out["site_coverage_before"]
+    # union areas: the overlapping footprint adds only the 10 m x 50 m outside the existing one
+    assert d_sc["c0000"] == pytest.approx(0.5, abs=1e-6)
+    assert d_sc["c0101"] == pytest.approx(0.2, abs=1e-6)
+    assert (d_sc.drop(index=["c0000", "c0101"]).abs() < 1e-9).all()
+    assert out.loc["c0000", "dlst_c"] == pytest.approx(B_SC * 0.5, abs=1e-5)
+    # without a buildings layer the footprints cannot be placed: a config error naming the key
+    with pytest.raises(InputError, match="set buildings.path"):
+        run_scenario(build_config(), ws, path, model="ols", name="build2")
+    bad = _changes(tmp_path, [_feature(half, {"change": "building", "ndvi": 0.1})])
+    with pytest.raises(InputError, match="takes only height"):
+        read_changes(bad, UTM)
