@@ -41,7 +41,7 @@ def render_r2_chart(r2: Any) -> Any:
     ax.set_title("Model fit (R²) by year")
     if len(xs):
         ax.set_xticks(xs, [str(x) for x in xs])
-    ax.legend(fontsize=8, ncols=3, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 

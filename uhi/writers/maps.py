@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -154,7 +155,8 @@ def _add_north_arrow(ax: Any) -> None:
     ax.annotate(
         "N", xy=(0.94, 0.95), xytext=(0.94, 0.85), xycoords="axes fraction",
         ha="center", va="center", fontsize=12, fontweight="bold", zorder=6, gid="north-arrow",
-        arrowprops={"facecolor": "black", "width": 4, "headwidth": 11, "headlength": 10},
+        bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        arrowprops={"facecolor": "black", "edgecolor": "white", "width": 4, "headwidth": 11, "headlength": 10},
     )
 
 
@@ -162,12 +164,21 @@ def _add_credits(fig: Any, credits: Sequence[str]) -> None:
     fig.text(0.99, 0.005, " | ".join(credits), ha="right", va="bottom", fontsize=7, color="#444444", gid="credits")
 
 
-def _add_basemap(ax: Any, crs: Any) -> str | None:
-    """Web tiles under the cells when contextily is installed and the tiles answer; else None."""
+@functools.lru_cache(maxsize=1)
+def _contextily() -> Any:
+    """The contextily module, or None (said once per process, not once per map)."""
     try:
-        import contextily as ctx
+        import contextily
     except ImportError:
         log.info("basemap left out: contextily is not installed (pip install contextily)")
+        return None
+    return contextily
+
+
+def _add_basemap(ax: Any, crs: Any) -> str | None:
+    """Web tiles under the cells when contextily is installed and the tiles answer; else None."""
+    ctx = _contextily()
+    if ctx is None:
         return None
     try:
         ctx.add_basemap(ax, crs=crs, source=ctx.providers.CartoDB.Positron, attribution=False, zorder=0)
