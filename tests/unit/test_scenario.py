@@ -142,6 +142,20 @@ def test_predict_lag_matches_dense_inverse() -> None:
     assert (total[5:] < 0).sum() > 0
 
 
+def test_predict_lag_series_matches_dense_inverse() -> None:
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 5000, (1500, 2))
+    w = build_weights(xy, "knn:8").row_standardised()
+    dx = np.zeros((1500, 1))
+    dx[rng.choice(1500, 40, replace=False), 0] = 0.2
+    model = ScenarioModel("lag", 2020, ("ndvi",), {"ndvi": -6.0}, {}, 0.8, "knn:8")
+    _, series = predict_lst_change(dx, model, w, exact_max_n=0)  # Neumann series
+    _, lu = predict_lst_change(dx, model, w)  # sparse LU
+    dense = np.linalg.solve(np.eye(1500) - 0.8 * w.toarray(), dx[:, 0] * -6.0)
+    np.testing.assert_allclose(lu, dense, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(series, dense, rtol=0, atol=1e-11)
+
+
 def test_predict_slx_adds_lagged_term() -> None:
     xy = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
     w = build_weights(xy, "knn:1").row_standardised()
