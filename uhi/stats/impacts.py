@@ -32,7 +32,11 @@ def lag_multipliers(
     if rho > 0:
         # remaining terms with tr(W^k) held at its last value, as in the log-determinant
         direct += float(t[-1]) * float(rho ** len(t) / (1.0 - rho)) / n
-    total = float(np.mean(solve_spatial(w, rho, np.ones(n), lu=ld.lu(rho))))
+    row_sums = np.asarray(w.sum(axis=1)).ravel()
+    if np.allclose(row_sums, 1.0):
+        total = 1.0 / (1.0 - rho)  # (I - rho W) 1 = (1 - rho) 1 when every row sums to one
+    else:  # islands: their rows of W are empty
+        total = float(np.mean(solve_spatial(w, rho, np.ones(n), lu=ld.lu(rho))))
     return direct, total
 
 

@@ -1,0 +1,167 @@
+"""`make bench` rows for the model stage: uhi's estimators against spreg at n = 10k and 200k (knn:8).
+
+Prints one JSON line per row (see bench/run.py). Data: a jittered 50 m grid with a planted
+SAR process (rho = 0.5), three regressors, seeded. spreg's ML_Lag (LU) builds a dense
+n x n inverse for its variance, so it runs at 10k only (~40 s, ~5 GB); Panel_FE_Lag likewise
+runs at small n only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from uhi.stats.hotspots import hotspots
+from uhi.stats.panel import fit_panel_fe_lag
+from uhi.stats.regression import fit_fe, fit_ols, fit_slx
+from uhi.stats.spatial import LogDeterminant, fit_error_ml, fit_lag_gm, fit_lag_ml, solve_spatial
+from uhi.stats.weights import build_weights
+
+NAMES = ["a", "b", "c"]
+BETA = np.array([-4.0, 2.0, 3.0])
+
+
+def _emit(**row: Any) -> None:
+    print(json.dumps({"bench": "model", **row}), flush=True)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _grid(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    side = int(np.ceil(np.sqrt(n)))
+    idx = np.arange(n)
+    return np.column_stack([idx % side, idx // side]) * 50.0 + rng.uniform(-5, 5, (n, 2))
+
+
+def _sar(w: sp.csr_matrix, x: np.ndarray, rng: np.random.Generator, rho: float = 0.5) -> np.ndarray:
+    return solve_spatial(w, rho, 30.0 + x @ BETA + rng.normal(size=x.shape[0]))
+
+
+def _libpysal_w(xy: np.ndarray) -> Any:
+    from libpysal.weights import KNN
+
+    lw = KNN.from_array(xy, k=8)
+    lw.transform = "r"
+    return lw
+
+
+def _quiet(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kw)
+
+
+def bench_cross_section(n: int, *, spreg_ml: bool) -> None:
+    import spreg
+
+    label = f"n={n // 1000}k"
+    rng = np.random.default_rng(1)
+    xy = _grid(n, 1)
+    sw, t_w = _timed(lambda: build_weights(xy, "knn:8"))
+    w = sw.row_standardised()
+    lw, t_lw = _timed(lambda: _libpysal_w(xy))
+    _emit(case=f"weights knn:8 {label}", uhi_s=t_w, anchor="libpysal KNN", anchor_s=t_lw, target="", note="")
+    w = sp.csr_matrix(lw.sparse)  # identical matrix (no ties on a jittered grid); same W for both
+    x = rng.normal(size=(n, 3))
+    y = _sar(w, x, rng)
+    zones = (xy[:, 0] // 500).astype(int) * 1000 + (xy[:, 1] // 500).astype(int)
+
+    ols, t = _timed(lambda: fit_ols(y, x, NAMES))
+    ref, t_ref = _timed(lambda: _quiet(spreg.OLS, y[:, None], x))
+    _emit(case=f"ols {label}", uhi_s=t, anchor="spreg OLS", anchor_s=t_ref, target="<=5s",
+          note=f"max |b diff| {np.abs(ols.coefficients - ref.betas.ravel()).max():.1e}")
+    _, t = _timed(lambda: fit_slx(y, x, NAMES, w))
+    _emit(case=f"slx {label}", uhi_s=t, target="<=5s", note="OLS on [X, WX]")
+    _, t = _timed(lambda: fit_fe(y, x, NAMES, zones))
+    _emit(case=f"fe {label}", uhi_s=t, target="<=5s", note=f"{np.unique(zones).size} zones")
+
+    gm, t = _timed(lambda: fit_lag_gm(y, x, NAMES, w))
+    gm_ref, t_ref = _timed(lambda: _quiet(spreg.GM_Lag, y[:, None], x, w=lw))
+    gm_diff = np.abs(np.append(gm.coefficients, gm.rho) - gm_ref.betas.ravel()).max()
+    _emit(case=f"lag GM/2SLS {label}", uhi_s=t, anchor="spreg GM_Lag", anchor_s=t_ref, target="<=5s",
+          note=f"max |diff| {gm_diff:.1e}")
+
+    lag, t = _timed(lambda: fit_lag_ml(y, x, NAMES, w))
+    note = f"{lag.diagnostics['method']}; rho {lag.rho:.4f} (planted 0.5)"
+    if spreg_ml:
+        ref, t_ref = _timed(lambda: _quiet(spreg.ML_Lag, y[:, None], x, w=lw, method="LU"))
+        est = np.append(lag.coefficients, lag.rho)
+        worst = float(np.max(np.abs(est - ref.betas.ravel()) / np.asarray(ref.std_err)))
+        _emit(case=f"lag ML {label}", uhi_s=t, anchor="spreg ML_Lag (LU)", anchor_s=t_ref, target=">=100x",
+              note=f"{note}; max |diff|/SE {worst:.3f}")
+    else:
+        _emit(case=f"lag ML {label}", uhi_s=t, anchor="spreg ML_Lag (LU)", anchor_s="OOM", target="<=5s",
+              note=note + "; spreg needs dense n x n")
+
+    ye = 30.0 + x @ BETA + solve_spatial(w, 0.5, rng.normal(size=n))
+    err, t = _timed(lambda: fit_error_ml(ye, x, NAMES, w))
+    note = f"{err.diagnostics['method']}; lambda {err.lam:.4f} (planted 0.5)"
+    if spreg_ml:
+        ref, t_ref = _timed(lambda: _quiet(spreg.ML_Error, ye[:, None], x, w=lw, method="LU"))
+        est = np.append(err.coefficients, err.lam)
+        worst = float(np.max(np.abs(est - ref.betas.ravel()) / np.asarray(ref.std_err)))
+        _emit(case=f"error ML {label}", uhi_s=t, anchor="spreg ML_Error (LU)", anchor_s=t_ref, target="<=5s",
+              note=f"{note}; max |diff|/SE {worst:.3f}")
+    else:
+        _emit(case=f"error ML {label}", uhi_s=t, target="<=5s", note=note)
+
+    # the stage shares one log-determinant (traces) between lag, error and impacts
+    ld = LogDeterminant(w)
+    _, t_both = _timed(lambda: (fit_lag_ml(y, x, NAMES, w, logdet=ld), fit_error_ml(ye, x, NAMES, w, logdet=ld)))
+    _emit(case=f"lag + error shared logdet {label}", uhi_s=t_both, target="", note="as the stage runs them")
+
+    res, t = _timed(lambda: hotspots(y, sw.binary))
+    _emit(case=f"Gi* normal + FDR {label}", uhi_s=t, target="<=5s", note=f"{int((res.klass == 3).sum())} hot 99%")
+
+
+def bench_panel(n_cells: int, periods: int, *, with_spreg: bool) -> None:
+    import spreg
+
+    label = f"N={n_cells // 1000 if n_cells >= 1000 else n_cells}{'k' if n_cells >= 1000 else ''} T={periods}"
+    rng = np.random.default_rng(2)
+    xy = _grid(n_cells, 2)
+    lw = _libpysal_w(xy) if with_spreg else None
+    w = sp.csr_matrix(lw.sparse) if lw is not None else build_weights(xy, "knn:8").row_standardised()
+    mu = rng.normal(0, 2, n_cells)
+    ys, xs = [], []
+    for _ in range(periods):
+        x = rng.normal(size=(n_cells, 3))
+        ys.append(solve_spatial(w, 0.5, x @ BETA + mu + rng.normal(size=n_cells)))
+        xs.append(x)
+    y, x = np.concatenate(ys), np.vstack(xs)
+    fit, t = _timed(lambda: fit_panel_fe_lag(y, x, NAMES, w, periods))
+    note = f"{fit.diagnostics['method']}; rho {fit.rho:.4f} (planted 0.5)"
+    if with_spreg:
+        ref, t_ref = _timed(lambda: _quiet(spreg.Panel_FE_Lag, y[:, None], x, lw))
+        est = np.append(fit.coefficients, fit.rho)
+        worst = float(np.max(np.abs(est - ref.betas.ravel()) / np.asarray(ref.std_err)))
+        _emit(case=f"panel_fe lag {label}", uhi_s=t, anchor="spreg Panel_FE_Lag", anchor_s=t_ref, target="<=5s",
+              note=f"{note}; max |diff|/SE {worst:.3f}")
+    else:
+        _emit(case=f"panel_fe lag {label}", uhi_s=t, anchor="spreg Panel_FE_Lag", anchor_s="OOM", target="<=5s", note=note)
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv
+    bench_cross_section(10_000, spreg_ml=not quick)
+    bench_panel(2_500, 7, with_spreg=True)
+    bench_panel(10_000, 7, with_spreg=False)
+    bench_cross_section(200_000, spreg_ml=False)
+    bench_panel(200_000, 7, with_spreg=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
