@@ -142,3 +142,14 @@ def test_shape_mismatch_is_an_error(synthetic):
     cov = build_coverage(quads, transform, raster.shape)
     with pytest.raises(ValueError, match="does not match the grid"):
         zonal_stats(cov, raster[:-1])
+
+
+def test_zonal_means_fast_path_equals_full_stats(synthetic):
+    from uhi.grid.zonal import zonal_means
+
+    raster, _, transform, quads, ref = synthetic
+    cov = build_coverage(quads, transform, raster.shape)
+    means = zonal_means(cov, raster)
+    value_range = np.nanmax(raster) - np.nanmin(raster)
+    assert np.nanmax(np.abs(means - ref["mean"].to_numpy())) <= 1e-6 * value_range
+    np.testing.assert_array_equal(np.isnan(means), np.isnan(ref["mean"].to_numpy()))

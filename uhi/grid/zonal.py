@@ -15,6 +15,7 @@ __all__ = [
     "build_coverage",
     "grid_key",
     "zonal_stats",
+    "zonal_means",
 ]
 
 # Sutherland-Hodgman clipping of a quadrilateral against 4 half-planes adds at most one vertex
@@ -298,3 +299,18 @@ def zonal_stats(coverage: CoverageMatrix, raster: np.ndarray) -> dict[str, np.nd
     out["valid_share"] = np.clip(out["weight"] / coverage.cell_area_px, 0.0, 1.0)
     out["sum"] = acc.sum_wv
     return out
+
+
+def zonal_means(coverage: CoverageMatrix, raster: np.ndarray) -> np.ndarray:
+    """Coverage-weighted mean per cell of one 2-D raster (NaN = invalid): two sparse products.
+
+    The fast path when only means are needed (e.g. many bands of many scenes on one grid).
+    """
+    v = np.asarray(raster, dtype=np.float64).ravel()
+    if v.size != coverage.shape[0] * coverage.shape[1]:
+        raise ValueError(f"raster shape {np.shape(raster)} does not match the grid {coverage.shape}")
+    ok = ~np.isnan(v)
+    w_valid = coverage.matrix @ ok.astype(np.float64)
+    w_sum = coverage.matrix @ np.where(ok, v, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(w_valid > 0, w_sum / w_valid, np.nan)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 from uhi.config import MaskingConfig
@@ -31,6 +32,7 @@ __all__ = [
     "normalized_difference",
     "albedo",
     "compute_block",
+    "compute_block_numpy",
     "COG_VARIABLES",
     "SceneTask",
     "SceneStats",
@@ -117,6 +119,190 @@ def compute_block(
     albedo_variant: str = "liang",
 ) -> BlockResult:
     """Mask and convert one block of raw DNs into LST, NDVI, NDBI, MNDWI and albedo.
+
+    One fused pass per pixel (numba): the arithmetic runs near memory bandwidth, where the
+    step-by-step numpy version (:func:`compute_block_numpy`, identical results) makes ~25 passes.
+
+    Parameters
+    ----------
+    dns
+        Raw DN arrays of one block, keyed by canonical asset key. Reflectance keys are
+        required; ``lwir11`` (LST), ``qa_pixel``, ``qa`` (ST_QA) and ``cdist`` are optional.
+    masking
+        Reject bits and thresholds. Without ``qa_pixel`` only fill values are masked.
+    scales
+        Scale/offset/fill per key (from the item or MTL); documented constants otherwise.
+    albedo_variant
+        ``"liang"`` or ``"smith"``.
+
+    Returns
+    -------
+    BlockResult
+        Variables with NaN wherever a pixel is fill, rejected by QA, out of the configured
+        ST_QA / ST_CDIST limits, or (reflectance) outside [0, 1] when not clipping.
+    """
+    if albedo_variant not in ("liang", "smith"):
+        raise ValueError(f"unknown albedo variant {albedo_variant!r}; use 'liang' or 'smith'")
+    scales = scales or {}
+    missing = [k for k in REFLECTANCE_KEYS if k not in dns]
+    if missing:
+        raise ValueError(f"missing reflectance bands {missing}")
+    shape = np.shape(dns["red"])
+    flat = int(np.prod(shape))
+
+    def band(key: str, dtype: Any) -> np.ndarray:
+        if key not in dns:
+            return np.zeros(0, dtype=dtype)
+        return np.ascontiguousarray(np.asarray(dns[key]).reshape(-1)).astype(dtype, copy=False)
+
+    refl = [band(k, np.uint16) for k in REFLECTANCE_KEYS]
+    sr = [_scale(scales, k, SR_SCALE) for k in REFLECTANCE_KEYS]
+    sr_scale = np.array([s.scale for s in sr], dtype=np.float32)
+    sr_offset = np.array([s.offset for s in sr], dtype=np.float32)
+    sr_fill = np.array([-1 if s.fill is None else int(s.fill) for s in sr], dtype=np.int64)
+    st = _scale(scales, "lwir11", ST_SCALE)
+    reject = np.uint16(sum(1 << b for b in masking.reject_bits) | 1)  # fill bit always
+    out = {v: np.empty(flat, dtype=np.float32) for v in VARIABLES}
+    valid = np.empty(flat, dtype=np.uint8)
+    water = np.empty(flat, dtype=np.bool_)
+    clear = np.empty(flat, dtype=np.bool_)
+    _indices_kernel(
+        *refl,
+        band("lwir11", np.uint16),
+        band("qa_pixel", np.uint16),
+        band("qa", np.int16),
+        band("cdist", np.int16),
+        sr_scale, sr_offset, sr_fill,
+        float(st.scale), float(st.offset), -1 if st.fill is None else int(st.fill),
+        reject, bool(masking.water_bit), bool(masking.clip_reflectance),
+        np.nan if masking.max_st_uncertainty_k is None else float(masking.max_st_uncertainty_k),
+        np.nan if masking.min_cloud_distance_km is None else float(masking.min_cloud_distance_km),
+        albedo_variant == "smith",
+        out["lst_c"], out["ndvi"], out["ndbi"], out["mndwi"], out["albedo"], valid, water, clear,
+    )
+    return BlockResult(
+        variables={k: v.reshape(shape) for k, v in out.items()},
+        valid=valid.reshape(shape),
+        water=water.reshape(shape),
+        clear=clear.reshape(shape),
+    )
+
+
+_EPS32 = np.float32(_DENOMINATOR_EPS)
+
+
+@numba.njit(cache=True, inline="always")
+def _nd(a: np.float32, b: np.float32) -> np.float32:
+    den = a + b
+    if abs(den) > _EPS32:  # False for NaN too; float32 like numpy's comparison
+        return (a - b) / den
+    return np.float32(np.nan)
+
+
+@numba.njit(cache=True, inline="always")
+def _refl(dn: np.uint16, scale: np.float32, offset: np.float32, fill: np.int64, rejected: bool, clip: bool) -> np.float32:
+    if rejected or np.int64(dn) == fill:
+        return np.float32(np.nan)
+    r = np.float32(dn) * scale + offset
+    if clip:
+        if r < np.float32(0.0):
+            return np.float32(0.0)
+        if r > np.float32(1.0):
+            return np.float32(1.0)
+    elif r < np.float32(0.0) or r > np.float32(1.0):
+        return np.float32(np.nan)
+    return r
+
+
+@numba.njit(cache=True, parallel=True)
+def _indices_kernel(
+    blue, green, red, nir, swir1, swir2, lwir, qa_pixel, st_qa, cdist,
+    sr_scale, sr_offset, sr_fill, st_scale, st_offset, st_fill,
+    reject, water_bit, clip, max_unc_k, min_cd_km, smith,
+    lst_out, ndvi_out, ndbi_out, mndwi_out, albedo_out, valid_out, water_out, clear_out,
+):  # pragma: no cover - compiled
+    n = red.shape[0]
+    has_qa = qa_pixel.shape[0] == n
+    has_lst = lwir.shape[0] == n
+    use_unc = st_qa.shape[0] == n and max_unc_k == max_unc_k
+    use_cd = cdist.shape[0] == n and min_cd_km == min_cd_km
+    nan32 = np.float32(np.nan)
+    zero32 = np.float32(0.0)
+    one32 = np.float32(1.0)
+    c_blue = np.float32(0.356)
+    c_red = np.float32(0.130)
+    c_nir = np.float32(0.373)
+    c_sw1 = np.float32(0.085)
+    c_sw2 = np.float32(0.072)
+    a0 = np.float32(-0.0018)
+    smith_div = np.float32(1.016)
+    unc_scale = np.float32(0.01)
+    for i in numba.prange(n):
+        rejected = False
+        water = False
+        if has_qa:
+            q = qa_pixel[i]
+            rejected = (q & reject) != 0
+            water = water_bit and ((q >> 7) & 1) == 1
+        b_ = _refl(blue[i], sr_scale[0], sr_offset[0], sr_fill[0], rejected, clip)
+        g_ = _refl(green[i], sr_scale[1], sr_offset[1], sr_fill[1], rejected, clip)
+        rd = _refl(red[i], sr_scale[2], sr_offset[2], sr_fill[2], rejected, clip)
+        nr = _refl(nir[i], sr_scale[3], sr_offset[3], sr_fill[3], rejected, clip)
+        s1 = _refl(swir1[i], sr_scale[4], sr_offset[4], sr_fill[4], rejected, clip)
+        s2 = _refl(swir2[i], sr_scale[5], sr_offset[5], sr_fill[5], rejected, clip)
+        ok_all = b_ == b_ and g_ == g_ and rd == rd and nr == nr and s1 == s1 and s2 == s2
+        ndvi_out[i] = _nd(nr, rd)
+        ndbi_out[i] = _nd(s1, nr)
+        mndwi = _nd(g_, s1)
+        mndwi_out[i] = mndwi
+        if ok_all:
+            al = a0
+            al += c_blue * b_
+            al += c_red * rd
+            al += c_nir * nr
+            al += c_sw1 * s1
+            al += c_sw2 * s2
+            if smith:
+                al /= smith_div
+            albedo_out[i] = al
+        else:
+            albedo_out[i] = nan32
+        if not has_qa:
+            water = water_bit and mndwi > zero32
+        if has_lst:
+            dn_t = lwir[i]
+            if rejected or np.int64(dn_t) == st_fill:
+                t = nan32
+            else:
+                t = np.float32(np.float64(dn_t) * st_scale + st_offset - 273.15)
+            if use_unc:
+                u = st_qa[i]
+                if u == -9999 or np.float64(np.float32(u) * unc_scale) > max_unc_k:
+                    t = nan32
+            if use_cd:
+                c = cdist[i]
+                if c == -9999 or np.float64(np.float32(c) * unc_scale) < min_cd_km:
+                    t = nan32
+            lst_out[i] = t
+            is_clear = t == t
+        else:
+            lst_out[i] = nan32
+            is_clear = ok_all
+        clear_out[i] = is_clear
+        water_out[i] = water and is_clear
+        valid_out[i] = (VALID_WATER if water else VALID_LAND) if is_clear else 0
+
+
+def compute_block_numpy(
+    dns: Mapping[str, np.ndarray],
+    masking: MaskingConfig,
+    *,
+    scales: Mapping[str, BandScale] | None = None,
+    albedo_variant: str = "liang",
+) -> BlockResult:
+    """The readable numpy version of :func:`compute_block` (same arguments, same results).
+
+    Kept as the reference the fused kernel is tested against; ~25x slower (one pass per step).
 
     Parameters
     ----------
