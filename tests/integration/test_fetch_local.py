@@ -182,3 +182,26 @@ def test_qa_pixel_clip_declares_the_usgs_fill(tmp_path: Path) -> None:
     ws, _ = _run(_config(tmp_path / "ws", bbox, "2019-01-01", "2019-12-31", [12], max_cloud=100))
     with rasterio.open(ws.scene_asset(product, "qa_pixel")) as clip:
         assert clip.nodata == 1  # fill = bit 0 only (LSDS-1619)
+
+
+def test_changed_margin_refetches_even_without_proj_metadata(tmp_path: Path) -> None:
+    from shapely.geometry import box
+
+    from uhi.raster.read import ReadOptions
+    from uhi.stages.fetch import AssetTask, fetch_asset
+
+    folder = LANDSAT / "liverpool-LC08-20200927"
+    href = str(folder / "LC08_L2SP_204023_20200927_20201006_02_T1_SR_B4.TIF")
+    aoi = box(*_inner_bbox(Path(href)))
+    target = tmp_path / "red.tif"
+
+    def task(margin_m: float) -> AssetTask:
+        return AssetTask("s", "red", href, str(target), aoi.wkb, margin_m, ReadOptions(allow_local=True))
+
+    first = fetch_asset(task(0.0))
+    assert first["status"] == "fetched"
+    assert fetch_asset(task(0.0))["status"] == "reused"
+    wider = fetch_asset(task(90.0))
+    assert wider["status"] == "fetched"
+    # three more 30 m pixels on every side
+    assert wider["shape"] == [first["shape"][0] + 6, first["shape"][1] + 6]

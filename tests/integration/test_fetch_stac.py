@@ -336,7 +336,8 @@ def test_fetch_reads_only_the_window_and_writes_exact_pixels(served: Served, tmp
         with rasterio.open(clip_path) as clip, rasterio.open(served.cog_root / "master" / f"{PRODUCT}_{band}.TIF") as src:
             assert clip.crs == src.crs and clip.dtypes == src.dtypes
             assert clip.profile["tiled"] and clip.profile["compress"] == "deflate"
-            assert clip.nodata == src.nodata
+            # the source's nodata; QA_PIXEL declares none and gets the USGS fill, DN 1
+            assert clip.nodata == (src.nodata if src.nodata is not None else 1)
             # pixel-aligned: the clip origin lies on the source grid
             col0 = (clip.transform.c - src.transform.c) / PIXEL_M
             row0 = (src.transform.f - clip.transform.f) / PIXEL_M

@@ -243,9 +243,15 @@ def read_clip(
     raise RemoteError(f"cannot read {source_key(href)} after {opts.retries} retries: {last}; {hint}")
 
 
-def clip_is_valid(path: Path, *, source: str | None = None, shape: tuple[int, int] | None = None) -> bool:
+def clip_is_valid(
+    path: Path,
+    *,
+    source: str | None = None,
+    shape: tuple[int, int] | None = None,
+    tags: dict[str, str] | None = None,
+) -> bool:
     """True when ``path`` is a finished clip: it opens, every pixel decodes, and it was cut from
-    ``source`` with the expected ``shape`` (rows, cols) when those are given."""
+    ``source`` with the expected ``shape`` (rows, cols) and carries ``tags`` when those are given."""
     import rasterio
     from rasterio.errors import RasterioError
 
@@ -253,10 +259,12 @@ def clip_is_valid(path: Path, *, source: str | None = None, shape: tuple[int, in
         return False
     try:
         with rasterio.open(path) as src:
-            tags = src.tags()
-            if source is not None and tags.get("uhi_source") != source_key(source):
+            found_tags = src.tags()
+            if source is not None and found_tags.get("uhi_source") != source_key(source):
                 return False
             if shape is not None and (src.height, src.width) != tuple(shape):
+                return False
+            if tags and any(found_tags.get(k) != v for k, v in tags.items()):
                 return False
             src.read()  # a truncated file fails here, tile by tile
     except (RasterioError, OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from collections import Counter
@@ -81,7 +82,10 @@ def fetch_asset(task: AssetTask) -> dict[str, Any]:
 
     target = Path(task.target)
     record: dict[str, Any] = {"scene_id": task.scene_id, "key": task.key, "path": str(target)}
-    if clip_is_valid(target, source=task.href, shape=task.expected_shape):
+    # the AOI and margin a clip was cut for: a changed AOI or margin refetches even when the
+    # item carries no proj:* metadata to predict the window from
+    clip_id = hashlib.sha256(task.aoi_wkb + f"|{task.margin_m!r}".encode()).hexdigest()[:16]
+    if clip_is_valid(target, source=task.href, shape=task.expected_shape, tags={"uhi_clip": clip_id}):
         with rasterio.open(target) as src:
             record.update(status="reused", shape=[src.height, src.width], transform=list(src.transform)[:6],
                           crs=src.crs.to_string() if src.crs else None, bytes=0)
@@ -102,6 +106,7 @@ def fetch_asset(task: AssetTask) -> dict[str, Any]:
             "uhi_source": source_key(task.href),
             "uhi_window": f"{col},{row},{width},{height}",
             "uhi_source_shape": f"{clip.source_shape[0]},{clip.source_shape[1]}",
+            "uhi_clip": clip_id,
         },
     )
     record.update(status="fetched", shape=[height, width], transform=list(clip.transform)[:6],
