@@ -545,7 +545,7 @@ _NOTES = {
     "r2": "R-squared per model and period (pseudo R-squared, squared correlation of y and fitted, for lag/error/panel_fe) and their mean: the comparison the GeoBox blog draws",
     "ols": "ordinary least squares with intercept",
     "slx": "OLS on X and W X (spatially lagged x, names W_<x>)",
-    "lag": "spatial lag (SAR) y = rho W y + X b + e by maximum likelihood; log-determinant exact (sparse LU) up to 5,000 rows, Barry-Pace stochastic traces above",
+    "lag": "spatial lag (SAR) y = rho W y + X b + e by maximum likelihood; log-determinant exact (sparse LU) up to 2,000 rows, Barry-Pace stochastic traces above",
     "error": "spatial error (SEM) y = X b + u, u = lambda W u + e by maximum likelihood",
     "fe": "zone fixed effects per period (within transform); AIC counts the zone effects",
     "panel_fe": "spatial lag with cell and year fixed effects across periods (Elhorst 2003), balanced cells only; time-invariant x are absorbed and dropped",
