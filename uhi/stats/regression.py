@@ -125,14 +125,14 @@ def check_design(x: np.ndarray, names: Sequence[str]) -> None:
         )
     scale = np.sqrt((x * x).sum(axis=0))
     if np.any(scale == 0):
-        bad = [names[i] for i in np.flatnonzero(scale == 0)]
+        bad = [names[int(i)] for i in np.flatnonzero(scale == 0)]
         raise InputError(f"collinear x: column(s) {bad} are all zero; drop them")
     _, r, piv = qr(x / scale, mode="economic", pivoting=True)
     diag = np.abs(np.diag(r))
     tol = diag[0] * max(n, k) * 1e-10
     rank = int((diag > tol).sum())
     if rank < k:
-        bad = [names[i] for i in piv[rank:]]
+        bad = [names[int(i)] for i in piv[rank:]]
         raise InputError(
             f"collinear x: {bad} is a linear combination of the other columns "
             f"(rank {rank} < {k}); drop one of them"

@@ -212,7 +212,7 @@ def _variance_traces(
     if lu is not None:
         v = solve_spatial(w, rho, z.astype(float), lu=lu)
     else:
-        v = solve_spatial(w.astype(np.float32), np.float32(rho), z, rtol=1e-6)
+        v = solve_spatial(w.astype(np.float32), rho, z, rtol=1e-6)  # python float keeps float32
     bz = np.asarray(w.astype(v.dtype) @ v)
     tr3 = float(np.einsum("ij,ij->", bz, bz, dtype=np.float64)) / probes
     solved = solve_spatial(w, rho, extra, lu=lu) if extra.size else extra
