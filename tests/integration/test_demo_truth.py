@@ -13,6 +13,8 @@ import pytest
 
 from uhi.demo import DemoSpec, write_demo
 
+pytestmark = pytest.mark.slow  # one fetch + compute of a 2 km city: ~20-40 s on 2 cores
+
 
 def _stage_ready(name: str) -> bool:
     try:
@@ -66,3 +68,27 @@ def test_panel_lst_is_planted_lst_plus_weather(computed: tuple[Path, dict[str, A
     assert np.sqrt(np.mean(resid**2)) < 1.25 * np.hypot(blur, noise)
     nd = m["ndvi"] - m["ndvi_true"]
     assert abs(nd.mean()) < 0.01 and np.sqrt(np.mean(nd**2)) < 1.25 * truth["blur"]["ndvi"]["rmse"]
+
+
+def test_scene_and_summer_means_match_the_expected(computed: tuple[Path, dict[str, Any]]) -> None:
+    ws, truth = computed
+    tol = truth["tolerances"]["end_to_end"]
+    panel = pd.read_parquet(ws / "compute" / "panel.parquet")
+    scenes = {s["id"]: s for s in truth["scenes"]}
+    means = panel[panel["valid_share"] >= 0.5].groupby("scene_id")["lst_c"].mean()
+    # scenes with a few clear cells left (the regional cloud deck) are not compared: the mean
+    # of a handful of cells at a cloud's edge is dominated by the pixel blur
+    enough = 0.1 * truth["cells"]["aoi"]
+    means = means[[scenes[s]["clear_aoi_cells"] >= enough for s in means.index]]
+    assert len(means) >= 10
+    for scene_id, value in means.items():
+        expected = scenes[scene_id]["expected_aoi_mean_lst_c"]
+        assert abs(value - expected) < tol["scene_mean_lst_c_abs"], scene_id
+    summer = means.groupby(means.index.map(lambda s: scenes[s]["year"])).mean()
+    for year, value in summer.items():
+        assert (
+            abs(value - truth["expected_summer_mean_lst_c"][str(year)])
+            < tol["summer_mean_lst_c_abs"]
+        )
+    slope = np.polyfit(summer.index.to_numpy(float), summer.to_numpy(), 1)[0]
+    assert abs(slope - truth["expected_trend_c_per_year"]) < tol["trend_c_per_year_abs"]

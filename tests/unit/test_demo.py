@@ -382,3 +382,18 @@ def test_tile_index_matches_mercantile() -> None:
 def test_developing_district_drifts(truth: dict[str, Any]) -> None:
     trend = truth["covariate_trend_per_year_developing_district"]
     assert trend["ndvi"] < -0.01 and trend["ndbi"] > 0.01
+
+
+def test_spatial_filter_matches_a_sparse_direct_solve() -> None:
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import spsolve
+
+    from uhi.demo.truth import knn_weights, spatial_filter
+
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 2000, size=(2500, 2))
+    w = knn_weights(xy[:, 0], xy[:, 1])
+    rhs = rng.normal(size=(3, 2500))
+    for rho in (0.0, 0.45, 0.9):
+        ref = spsolve((sp.identity(2500, format="csc") - rho * w).tocsc(), rhs.T).T
+        np.testing.assert_allclose(spatial_filter(w, rho, rhs), ref, rtol=0, atol=1e-10)

@@ -91,14 +91,10 @@ class CellGrid:
 
     def quadkeys(self) -> list[str]:
         """Quadkey of every cell (mercantile's definition: one digit per zoom level)."""
-        out = []
-        for x, y in zip(self.tile_x.tolist(), self.tile_y.tolist(), strict=True):
-            digits = []
-            for z in range(ZOOM, 0, -1):
-                mask = 1 << (z - 1)
-                digits.append(str((1 if x & mask else 0) + (2 if y & mask else 0)))
-            out.append("".join(digits))
-        return out
+        shifts = np.arange(ZOOM - 1, -1, -1, dtype=np.int64)
+        digits = ((self.tile_x[:, None] >> shifts) & 1) + 2 * ((self.tile_y[:, None] >> shifts) & 1)
+        chars = (digits + ord("0")).astype(np.uint8)
+        return [bytes(row).decode("ascii") for row in chars]
 
 
 @dataclass(frozen=True)

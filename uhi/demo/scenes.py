@@ -145,6 +145,8 @@ class SceneRecord:
     cloud_cover: float
     cloud_cover_land: float
     aoi_cloud_share: float
+    clear_aoi_cells: int
+    expected_aoi_mean_lst_c: float | None
 
 
 def _sr_dn(rho: np.ndarray) -> np.ndarray:
@@ -272,6 +274,19 @@ def write_scene(
 
         cover, cover_land = REGIONAL_SCENE_CLOUD, REGIONAL_SCENE_CLOUD + 1.0
 
+    # what a pipeline should find for this scene: the mean over AOI cells that are at least
+    # half clear (by pixel centre) of planted LST + the scene's offset
+    n_cells = land.grid.n
+    clear_px = valid & ~cloud & ~dilated & ~shadow
+    per_cell = np.bincount(grid.cell.ravel(), minlength=n_cells)
+    clear_cell = np.bincount(grid.cell.ravel(), weights=clear_px.ravel(), minlength=n_cells)
+    ok_cells = land.grid.in_aoi & (per_cell > 0) & (clear_cell >= 0.5 * np.maximum(per_cell, 1))
+    expected = (
+        round(float(lst_cell_c[ok_cells].mean() + plan.offset_c), 4)
+        if plan.has_thermal and ok_cells.any()
+        else None
+    )
+
     footprint = _footprint(grid)
     to_ll = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True)
     t = grid.transform
@@ -312,6 +327,8 @@ def write_scene(
         cloud_cover=round(cover, 2),
         cloud_cover_land=round(cover_land, 2),
         aoi_cloud_share=round(aoi_share, 4),
+        clear_aoi_cells=int(ok_cells.sum()),
+        expected_aoi_mean_lst_c=expected,
     )
 
 
