@@ -1,0 +1,121 @@
+"""`make bench` rows for forecasting: uhi's vectorised ETS vs a statsmodels loop and statsforecast.
+
+250k seeded series x 30 steps (a third random walks with drift, a third trend + noise, a third
+level + noise), the size of a city's cell grid. The statsmodels loop and statsforecast are timed
+on a subset and extrapolated linearly to 250k series (each series is an independent fit); the
+note of each row says so. Prints one JSON line per row (see bench/run.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+
+N_SERIES = int(os.environ.get("UHI_BENCH_FORECAST_SERIES", "250000"))
+N_STEPS = 30
+SM_SUBSET = 150
+SF_SUBSET = 3000
+
+
+def make_series(n: int, steps: int, seed: int = 2024) -> np.ndarray:
+    """Seeded series of three kinds, LST-like scale (degC)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    kind = rng.integers(0, 3, n)
+    walk = np.cumsum(rng.normal(0.05, 0.6, (n, steps)), axis=1)
+    trend = rng.normal(0.08, 0.05, (n, 1)) * t + rng.normal(0, 0.5, (n, steps))
+    level = rng.normal(0, 0.8, (n, steps))
+    base = rng.normal(30, 3, (n, 1))
+    return base + np.where(kind[:, None] == 0, walk, np.where(kind[:, None] == 1, trend, level))
+
+
+def row(**kw: object) -> None:
+    print(json.dumps({"bench": "forecast", **kw}), flush=True)
+
+
+def statsmodels_loop(y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Seconds to fit simple, Holt and damped per series with statsmodels, and the SSEs."""
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    sse = np.empty((y.shape[0], 3))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(y.shape[0]):
+            for j, (trend, damped) in enumerate(((None, False), ("add", False), ("add", True))):
+                m = ExponentialSmoothing(y[i], trend=trend, damped_trend=damped, initialization_method="estimated")
+                sse[i, j] = m.fit().sse
+    return time.perf_counter() - t0, sse
+
+
+def statsforecast_time(y: np.ndarray) -> float:
+    """Seconds for statsforecast AutoETS (additive error, no season: ANN/AAN/AAdN by AICc)."""
+    import pandas as pd
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS
+
+    n, steps = y.shape
+
+    def frame(k: int) -> pd.DataFrame:
+        return pd.DataFrame({
+            "unique_id": np.repeat(np.arange(k), steps),
+            "ds": np.tile(np.arange(steps), k),
+            "y": y[:k].ravel(),
+        })
+
+    sf = StatsForecast(models=[AutoETS(model="AZN", season_length=1)], freq=1, n_jobs=os.cpu_count() or 1)
+    sf.forecast(df=frame(50), h=3)  # compile / warm up before timing
+    df = frame(n)
+    t0 = time.perf_counter()
+    sf.forecast(df=df, h=3)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    from uhi.stats.ets import fit_ets, forecast_series
+
+    y = make_series(N_SERIES, N_STEPS)
+    forecast_series(y[:100], 5)  # numba compile (cached on disk after the first run)
+
+    t0 = time.perf_counter()
+    fit = fit_ets(y)
+    fit_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    forecast_series(y, 5, holdout=2, coverage=0.9)
+    city_s = time.perf_counter() - t0
+    cores = os.cpu_count()
+    row(case=f"city: fit+90% PI+holdout {N_SERIES // 1000}k x {N_STEPS}", uhi_s=round(city_s, 3),
+        anchor="target 5 s", anchor_s=5.0, target=">=1x",
+        note=f"forecast_series, {cores} cores; ratio = 5 s / uhi")
+
+    sm_s, sm_sse = statsmodels_loop(y[:SM_SUBSET])
+    sm_extrap = sm_s * N_SERIES / SM_SUBSET
+    row(case=f"fit 3 methods + AICc {N_SERIES // 1000}k x {N_STEPS}", uhi_s=round(fit_s, 3),
+        anchor="statsmodels loop", anchor_s=round(sm_extrap, 1), target=">=500x",
+        note=f"statsmodels timed on {SM_SUBSET} series ({sm_s:.1f} s), extrapolated x{N_SERIES / SM_SUBSET:.0f}")
+
+    sub = fit_ets(y[:SM_SUBSET], ("simple",)), fit_ets(y[:SM_SUBSET], ("holt",)), fit_ets(y[:SM_SUBSET], ("damped",))
+    ours = np.column_stack([f.sse for f in sub])
+    share = float(np.mean(ours <= 1.01 * sm_sse))
+    row(case="SSE <= 1.01 x statsmodels (share of fits)", ratio=share, anchor="statsmodels", target=">=0.95",
+        note=f"{SM_SUBSET} series x 3 methods; ratio column = share")
+
+    try:
+        sf_s = statsforecast_time(y[:SF_SUBSET])
+    except ImportError as exc:  # statsforecast is a bench extra
+        row(case="fit vs statsforecast", note=f"skipped: {exc}")
+        return
+    sf_extrap = sf_s * N_SERIES / SF_SUBSET
+    row(case=f"fit 3 methods + AICc {N_SERIES // 1000}k x {N_STEPS}", uhi_s=round(fit_s, 3),
+        anchor="statsforecast AutoETS AZN", anchor_s=round(sf_extrap, 1), target=">=50x",
+        note=f"statsforecast timed on {SF_SUBSET} series ({sf_s:.1f} s, n_jobs={cores}), extrapolated")
+    del fit
+
+
+if __name__ == "__main__":
+    main()
