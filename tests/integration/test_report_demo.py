@@ -71,7 +71,11 @@ def test_greening_matches_the_planted_model(demo: tuple[Any, Any, dict[str, Any]
     inside = out["share_changed"].to_numpy() > 0.99
     ours_in, ref_in = out.loc[inside, "dlst_c"].mean(), ref[inside].mean()
     assert ours_in < -1.0
-    assert abs(ours_in - ref_in) / abs(ref_in) < truth["tolerances"]["end_to_end"]["coefficient_rel"]
+    print(f"in-park change: predicted {ours_in:.3f} C, planted model {ref_in:.3f} C")
+    # the park's own change is the NDVI total impact (b / (1 - rho)) at work: held to the
+    # truth's end-to-end tolerance of that impact
+    tolerance = truth["tolerances"]["end_to_end"]["total_impact_rel"]["ndvi"]
+    assert abs(ours_in - ref_in) / abs(ref_in) < tolerance
     # spill-over: a ring just outside the park cools a little, far cells hardly at all
     ring = (dist_m > HALF_M + 30) & (dist_m < HALF_M + 120)
     far = dist_m > HALF_M + 400
