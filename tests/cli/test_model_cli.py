@@ -177,3 +177,37 @@ def test_workspace_mode_without_compute_exits_2(tmp_path: Path, capsys) -> None:
     code = uhi("model", "--workdir", str(tmp_path / "ws"))
     err = capsys.readouterr().err
     assert code == 2 and "uhi compute" in err
+
+
+def test_workspace_mode_runs_with_flag_overrides(tmp_path: Path, capsys) -> None:
+    """`uhi model --workdir WS --weights queen --models ols,lag` on a minimal compute output."""
+    import geopandas as gpd
+    import pandas as pd
+    from shapely.geometry import box
+
+    rng = np.random.default_rng(3)
+    tx, ty = np.meshgrid(np.arange(12), np.arange(12))
+    tx, ty = tx.ravel(), ty.ravel()
+    n = tx.size
+    cells = gpd.GeoDataFrame(
+        {"cell": [f"c{i}" for i in range(n)], "tile_x": tx, "tile_y": ty, "x_m": tx * 50.0, "y_m": ty * -50.0,
+         "site_coverage": rng.uniform(0, 0.5, n)},
+        geometry=[box(-114 + a * 1e-3, 51 - (b + 1) * 1e-3, -114 + (a + 1) * 1e-3, 51 - b * 1e-3) for a, b in zip(tx, ty, strict=True)],
+        crs=4326,
+    )
+    frames = []
+    for year in (2019, 2020):
+        ndvi, ndbi = rng.uniform(0, 0.8, n), rng.uniform(-0.3, 0.3, n)
+        frames.append(pd.DataFrame({"cell": cells["cell"], "date": pd.Timestamp(year, 7, 1), "year": year,
+                                    "lst_c": 30 - 6 * ndvi + 8 * ndbi + rng.normal(size=n), "ndvi": ndvi, "ndbi": ndbi}))
+    ws = tmp_path / "ws"
+    (ws / "compute").mkdir(parents=True)
+    cells.to_parquet(ws / "compute" / "cells.parquet")
+    pd.concat(frames).to_parquet(ws / "compute" / "panel.parquet")
+    code = uhi("model", "--workdir", str(ws), "--weights", "queen", "--models", "ols,lag")
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((ws / "model" / "summary.json").read_text())
+    assert summary["weights"] == "queen" and set(summary["models"]) == {"ols", "lag"}
+    assert summary["weights_info"]["2019"] == {"islands": 0, "components": 1, "n": n}
+    assert uhi("model", "--workdir", str(ws), "--weights", "queen", "--models", "ols,lag") == 0
+    assert "unchanged, skipped" in capsys.readouterr().out

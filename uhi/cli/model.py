@@ -26,8 +26,10 @@ def models_handler(ctx: click.Context, param: click.Parameter, value: str | None
     return names
 
 
-def weights_handler(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def weights_handler(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Check a weights spec: knn:K, queen, rook or distance:D."""
+    if value is None:
+        return None
     kind, _, arg = value.partition(":")
     ok = (kind in ("queen", "rook") and not arg) or (kind == "knn" and arg.isdigit() and int(arg) >= 1)
     if kind == "distance":
@@ -53,11 +55,12 @@ def weights_handler(ctx: click.Context, param: click.Parameter, value: str) -> s
               help="General mode: any vector layer (GeoPackage, GeoJSON, Shapefile, GeoParquet).")
 @click.option("--y", "y_col", default=None, metavar="COL", help="General mode: the response column.")
 @click.option("--x", "x_cols", multiple=True, metavar="COL", help="General mode: a regressor column (repeatable).")
-@click.option("--weights", default="knn:8", show_default=True, callback=weights_handler,
-              help="General mode: knn:K, queen, rook or distance:D (metres).")
+@click.option("--weights", default=None, callback=weights_handler, metavar="SPEC",
+              help="knn:K, queen, rook or distance:D (metres) [default: model.weights, knn:8]; "
+                   "in workspace mode it overrides model.weights.")
 @click.option("--models", default=None, callback=models_handler, metavar="LIST",
-              help="General mode: comma list of ols,slx,lag,error,fe,panel_fe "
-                   "[default: ols,slx,lag,error, plus fe with --zone-col and panel_fe with --year-col].")
+              help="Comma list of ols,slx,lag,error,fe,panel_fe [general mode default: ols,slx,lag,error, "
+                   "plus fe with --zone-col and panel_fe with --year-col]; in workspace mode it overrides model.models.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="General mode: output folder.")
 @click.option("--zone-col", default=None, metavar="COL", help="General mode: zone column for 'fe'.")
@@ -73,7 +76,7 @@ def model(
     input_path: Path | None,
     y_col: str | None,
     x_cols: tuple[str, ...],
-    weights: str,
+    weights: str | None,
     models: tuple[str, ...] | None,
     out_dir: Path | None,
     zone_col: str | None,
@@ -89,12 +92,15 @@ def model(
     """
     if input_path is None:
         general = [f for f, v in (("--y", y_col), ("--x", x_cols), ("--out", out_dir), ("--zone-col", zone_col),
-                                  ("--year-col", year_col), ("--models", models)) if v]
+                                  ("--year-col", year_col), ("--hotspot-col", hotspot_col)) if v]
         if general:
             raise click.UsageError(f"{', '.join(general)} belong to the general mode; add --input LAYER")
         from uhi.cli.common import build_run_config, print_outcomes, run_stages
 
-        cfg = build_run_config(config, workdir=workdir, set_values=set_values)
+        extra = {"model.weights": weights, "model.models": list(models) if models else None}
+        if permutations:
+            extra["model.permutations"] = permutations
+        cfg = build_run_config(config, workdir=workdir, set_values=set_values, extra=extra)
         outcomes = run_stages(cfg, ["model"], force=force)
         print_outcomes(outcomes, cfg.resolved_workdir())
         return
@@ -109,7 +115,7 @@ def model(
 
     assert y_col is not None and out_dir is not None
     summary = run_general(
-        input_path, out_dir, y=y_col, x=x_cols, weights=weights, models=models, zone_col=zone_col,
+        input_path, out_dir, y=y_col, x=x_cols, weights=weights or "knn:8", models=models, zone_col=zone_col,
         year_col=year_col, hotspot_col=hotspot_col, permutations=permutations,
     )
     for key, value in sorted(summary.items()):
