@@ -191,7 +191,7 @@ def compute_block(
 _EPS32 = np.float32(_DENOMINATOR_EPS)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _nd(a: np.float32, b: np.float32) -> np.float32:
     den = a + b
     if abs(den) > _EPS32:  # False for NaN too; float32 like numpy's comparison
@@ -214,7 +214,11 @@ def _refl(dn: np.uint16, scale: np.float32, offset: np.float32, fill: np.int64, 
     return r
 
 
-@numba.njit(cache=True, parallel=True)
+# serial on purpose: scenes already run in parallel (one task per scene, threads or Dask);
+# nested kernel threads oversubscribe the cores, and numba's workqueue layer aborts when two
+# threads enter a parallel kernel at once. error_model="numpy": a zero denominator is already
+# guarded, and Python's per-division check costs 2x here.
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _indices_kernel(
     blue, green, red, nir, swir1, swir2, lwir, qa_pixel, st_qa, cdist,
     sr_scale, sr_offset, sr_fill, st_scale, st_offset, st_fill,
@@ -237,7 +241,7 @@ def _indices_kernel(
     a0 = np.float32(-0.0018)
     smith_div = np.float32(1.016)
     unc_scale = np.float32(0.01)
-    for i in numba.prange(n):
+    for i in range(np.uint64(n)):  # unsigned: no negative-index wraparound test per access
         rejected = False
         water = False
         if has_qa:
