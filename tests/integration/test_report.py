@@ -156,6 +156,26 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str,
             brokenImages: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length,
             leaflet: typeof L !== 'undefined' ? L.version : null
         })""")
+        interaction: dict[str, Any] = {}
+        rect = (await call("Runtime.evaluate", returnByValue=True, expression="""(() => {
+            const m = document.getElementById('cell-map'); if (!m) return null;
+            m.scrollIntoView(); const r = m.getBoundingClientRect();
+            return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"""))["result"].get("value")
+        if rect:
+            # click the middle cell: Leaflet opens its popup
+            for kind in ("mousePressed", "mouseReleased"):
+                await call("Input.dispatchMouseEvent", type=kind, x=rect["x"], y=rect["y"], button="left", clickCount=1)
+            await asyncio.sleep(0.3)
+            interaction = (await call("Runtime.evaluate", returnByValue=True, expression="""(() => {
+                const popup = document.querySelector('.leaflet-popup-content');
+                const select = document.getElementById('cell-layer');
+                const legends = [];
+                for (let i = 0; i < select.options.length; i++) {
+                    select.value = String(i); select.dispatchEvent(new Event('change'));
+                    legends.push(document.querySelector('.uhi-legend').textContent);
+                }
+                return {popup: popup ? popup.textContent : null, legends: legends}; })()"""))["result"]["value"]
+            await call("Runtime.evaluate", expression="window.scrollTo(0, 0)")
         shot = await call("Page.captureScreenshot", format="png")
         conn.close()
     finally:
@@ -179,7 +199,7 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str,
             errors.append(f"load failed: {params.get('errorText')}")
         elif method == "Network.requestWillBeSent":
             requests.append(params["request"]["url"])
-    return {"errors": errors, "requests": requests, "facts": facts["result"]["value"],
+    return {"errors": errors, "requests": requests, "facts": facts["result"]["value"], "interaction": interaction,
             "screenshot": base64.b64decode(shot["data"])}
 
 
@@ -222,6 +242,12 @@ def test_report_renders_offline_in_chromium(report: tuple[Path, Any], tmp_path: 
     assert facts["leaflet"]  # Debian's 1.7.1~dfsg build reports L.version "1.6.0"
     assert facts["canvases"] >= 1 and facts["cells"] == str(synth.SIDE**2)
     assert facts["images"] >= 5 and facts["brokenImages"] == 0
+    # clicking a cell opens its popup; every layer of the chooser redraws and relabels the legend
+    popup = out["interaction"]["popup"]
+    assert popup and popup.startswith("cell c") and "LST 2020" in popup
+    legends = out["interaction"]["legends"]
+    assert len(legends) == 6 and len(set(legends)) == 6
+    assert any("hot spot, 99 %" in lg for lg in legends) and any("scenario park" in lg for lg in legends)
     img = Image.open(io.BytesIO(out["screenshot"])).convert("RGB")
     (tmp_path / "report.png").write_bytes(out["screenshot"])
     pixels = np.asarray(img, dtype=float)
