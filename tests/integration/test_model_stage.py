@@ -172,3 +172,18 @@ def test_missing_x_column_names_it(tmp_path: Path) -> None:
     config = build_config({"workdir": str(tmp_path)})
     with pytest.raises(InputError, match="site_coverage"):
         SPEC.run(config, ws)
+
+
+def test_summary_is_readable_by_the_scenario_reader(workspace: tuple) -> None:
+    """summary.json is the contract with scenario/forecast: every fitted model is readable."""
+    from uhi.scenario import read_scenario_model
+
+    summary = workspace[2]["summary"]
+    lag = read_scenario_model(summary, "lag", 2019)
+    assert lag.rho == summary["models"]["lag"]["years"]["2019"]["rho"]
+    assert lag.coefficients["ndvi"] == summary["models"]["lag"]["years"]["2019"]["coefficients"]["ndvi"]
+    slx = read_scenario_model(summary, "slx")
+    assert set(slx.lag_coefficients) == set(PLANTED)
+    panel = read_scenario_model(summary, "panel_fe")
+    assert set(panel.coefficients) == {"ndvi", "ndbi"} and panel.rho is not None
+    assert read_scenario_model(summary).kind == summary["best_model"]

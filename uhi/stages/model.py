@@ -475,6 +475,10 @@ def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]
             r2s = list(next(iter(per.values())).diagnostics["r2_by_period"].values())
         aics = [f.aic for f in per.values()]
         models[m] = {"years": years, "mean_r2": float(np.mean(r2s)), "mean_aic": float(np.mean(aics))}
+        if m == "panel_fe":
+            # one pooled fit: its record also sits at the model level, for readers that take
+            # a model's coefficients directly (scenario)
+            models[m] = {**years["pooled"], **models[m]}
     per_period = {m: v for m, v in models.items() if m in _PER_PERIOD}
     best_aic = min(per_period, key=lambda m: per_period[m]["mean_aic"]) if per_period else None
     best_r2 = max(models, key=lambda m: models[m]["mean_r2"]) if models else None
