@@ -692,14 +692,14 @@ def run_scenario(
         "city": city,
         "polygons": polys,
     }
-    notes = {
+    notes: dict[str, str] = {
         "share_changed": "share of the cell's area covered by change polygons (0..1)",
         "<x>_before / <x>_after": f"covariates of {chosen_year} (mean over its dates) before and after the changes",
         "dlst_direct_c": "change in LST from the cell's own covariates (dX b), degrees C",
         "dlst_spillover_c": "change carried in from neighbours by the spatial lag ((I - rho W)^-1 - I) dX b, degrees C",
         "dlst_c": "total predicted change in LST, degrees C",
         "model": f"{fitted.kind} ({fitted.year or 'pooled'}), weights {fitted.weights if needs_w else 'not used'}",
-        "partial cells": record["partial_cells"],
+        "partial cells": str(record["partial_cells"]),
         "credits": "Landsat data: USGS",
     }
     xlsx_path = write_workbook(

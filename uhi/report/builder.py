@@ -267,7 +267,7 @@ def _r2_table(summary: dict[str, Any] | None) -> Any:
     if not summary:
         return None
     models = summary.get("models", summary)
-    rows: dict[str, dict[str, float]] = {}
+    rows: dict[str, dict[str, Any]] = {}
     for name, entry in models.items():
         if not isinstance(entry, dict):
             continue
@@ -295,12 +295,13 @@ def _models_section(inp: _Inputs) -> ReportSection:
     if table is None:
         sec.body.append(_missing("no model summary yet: run uhi model"))
         return sec
-    best = (inp.summary or {}).get("best_model")
+    summary = inp.summary or {}
+    best = summary.get("best_model")
     if best:
         sec.body.append(f"<p>Best model: <b>{html.escape(str(best))}</b> "
-                        f"(y = {html.escape(str(inp.summary.get('y', 'lst_c')))}, "
-                        f"x = {html.escape(', '.join(map(str, inp.summary.get('x', []))))}, "
-                        f"weights {html.escape(str(inp.summary.get('weights', '')))}).</p>")
+                        f"(y = {html.escape(str(summary.get('y', 'lst_c')))}, "
+                        f"x = {html.escape(', '.join(map(str, summary.get('x', []))))}, "
+                        f"weights {html.escape(str(summary.get('weights', '')))}).</p>")
     sec.body.append(_table(table))
     sec.body.append(_figure_tag(render_r2_chart(table.drop(columns="mean")), "R-squared by model and year",
                                 "R² of each model per year; the mean across years ranks the models."))
