@@ -81,7 +81,13 @@ def inner_bbox(bounds, margin_deg: float = 0.01) -> list[float]:
 
 
 def _config(tmp_path: Path, bbox, **extra):
-    data = {"city": {"name": "testcity", "bbox": bbox}, "workdir": str(tmp_path / "ws"), **extra}
+    # GeoJSON writing dominates small runs; only the Liverpool fixture checks it
+    data = {
+        "city": {"name": "testcity", "bbox": bbox},
+        "workdir": str(tmp_path / "ws"),
+        "outputs": {"formats": ["excel", "cog"]},
+        **extra,
+    }
     return build_config(data, environ={})
 
 
@@ -90,7 +96,7 @@ def liverpool_run(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("liverpool")
     ws = Workspace(tmp / "ws")
     sid, bounds = place_scene(ws, data_dir / "landsat" / LIVERPOOL)
-    cfg = _config(tmp, inner_bbox(bounds), grid={"zoom": 18})
+    cfg = _config(tmp, inner_bbox(bounds), grid={"zoom": 18}, outputs={"formats": ["geojson", "excel", "cog"]})
     outcome = execute(SPEC, cfg, ws)
     return ws, cfg, sid, outcome
 
@@ -249,14 +255,14 @@ def test_same_solar_day_scenes_are_merged(tmp_path, data_dir):
     whole_ws = Workspace(tmp_path / "whole")
     _, bounds = place_scene(whole_ws, clip)
     bbox = inner_bbox(bounds, 0.02)
-    whole_cfg = build_config({"city": {"name": "w", "bbox": bbox}, "grid": {"zoom": 17}, "workdir": str(whole_ws.root)}, environ={})
+    whole_cfg = _config(tmp_path, bbox, grid={"zoom": 17}, workdir=str(whole_ws.root))
     execute(SPEC, whole_cfg, whole_ws)
     ws = Workspace(tmp_path / "split")
     a = LIVERPOOL_ID.replace("204023", "204022")
     b = LIVERPOOL_ID.replace("204023", "204024")
     place_scene(ws, clip, scene_id=a, window=Window(0, 0, 433, 150))
     place_scene(ws, clip, scene_id=b, window=Window(0, 120, 433, 147))
-    cfg = build_config({"city": {"name": "s", "bbox": bbox}, "grid": {"zoom": 17}, "workdir": str(ws.root)}, environ={})
+    cfg = _config(tmp_path, bbox, grid={"zoom": 17}, workdir=str(ws.root))
     outcome = execute(SPEC, cfg, ws)
     assert outcome.summary["dates"] == 1 and outcome.summary["pixel_grids"] == 2
     split = pd.read_parquet(ws.panel)
@@ -288,3 +294,31 @@ def test_momotombo_lava_survives_the_stage(tmp_path, data_dir):
     panel = pd.read_parquet(ws.panel)
     assert panel["lst_c_max"].max() > 90  # the crater (~372 K)
     assert panel["lst_c_min"].min() > -60  # fill never becomes -124 C
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_panel(tmp_path, data_dir):
+    """The stage runs unchanged on Dask (one task per scene): the same panel as on threads."""
+    pytest.importorskip("distributed")
+    clip = data_dir / "landsat" / LIVERPOOL
+    results = {}
+    for mode, dask in (("threads", {}), ("dask", {"workers": 1})):
+        ws = Workspace(tmp_path / mode)
+        place_scene(ws, clip, scene_id=LIVERPOOL_ID)
+        # the same pixels under a second date: two tasks
+        _, bounds = place_scene(ws, clip, scene_id=LIVERPOOL_ID.replace("20200927", "20200911"))
+        cfg = build_config(
+            {
+                "city": {"name": "d", "bbox": inner_bbox(bounds, 0.03)},
+                "grid": {"zoom": 17},
+                "outputs": {"formats": ["excel"]},
+                "dask": dask,
+                "workdir": str(ws.root),
+            },
+            environ={},
+        )
+        outcome = execute(SPEC, cfg, ws)
+        assert outcome.summary["dates"] == 2
+        results[mode] = pd.read_parquet(ws.panel)
+    for col in ("lst_c", "ndvi", "albedo", "valid_share", "anomaly_c"):
+        np.testing.assert_array_equal(results["threads"][col], results["dask"][col])

@@ -166,7 +166,7 @@ def compute_block(
     valid = np.empty(flat, dtype=np.uint8)
     water = np.empty(flat, dtype=np.bool_)
     clear = np.empty(flat, dtype=np.bool_)
-    _indices_kernel(
+    _indices_kernel(  # type: ignore[call-arg]
         *refl,
         band("lwir11", np.uint16),
         band("qa_pixel", np.uint16),
@@ -232,7 +232,6 @@ def _indices_kernel(
     use_cd = cdist.shape[0] == n and min_cd_km == min_cd_km
     nan32 = np.float32(np.nan)
     zero32 = np.float32(0.0)
-    one32 = np.float32(1.0)
     c_blue = np.float32(0.356)
     c_red = np.float32(0.130)
     c_nir = np.float32(0.373)

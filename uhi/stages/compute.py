@@ -92,7 +92,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     from uhi.grid.zonal import build_coverage, grid_key
     from uhi.morphology import cell_morphology
     from uhi.parallel import dask_client, map_tasks
-    from uhi.raster.indices import SceneTask, process_scene, scene_grid
+    from uhi.raster.indices import ROWS_PER_BLOCK, SceneTask, process_scene, scene_grid
     from uhi.raster.scene import group_by_solar_day, load_scenes
 
     scenes = load_scenes(ws)
@@ -115,6 +115,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         key = grid_key(crs, transform, shape)
         if key not in coverages:
             coverages[key] = build_coverage(cell_quads(x, y, config.grid.zoom, crs), transform, shape)
+            coverages[key].row_blocks(ROWS_PER_BLOCK)  # split once here, not in every task
         tasks.append(
             SceneTask(
                 scene=scene,
