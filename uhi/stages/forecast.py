@@ -19,6 +19,10 @@ __all__ = ["SPEC", "run", "run_table", "read_table", "forecast_table", "per_id_f
 
 log = logging.getLogger("uhi.forecast")
 
+# Excel holds 1,048,576 rows and writing cells one by one is slow; above this many cells the
+# per-cell table lives only in forecast.geojson
+_MAX_EXCEL_CELLS = 100_000
+
 # Earth circumference at the equator in EPSG:3857 metres: tile sizes and the COG grid
 _WEB_MERCATOR_SPAN_M = 2 * np.pi * 6378137.0
 
@@ -196,20 +200,55 @@ def _read_inputs(ws: Workspace) -> tuple[Any, Any]:
     return panel, cells
 
 
-def _city_series(forecasts: list[VariableForecast], horizon: int, holdout: int, config: Config) -> list[Any]:
-    """Forecast of the city mean of each variable (mean over cells per step)."""
-    from uhi.stats.ets import forecast_series
+# A scene enters the city series only when at least this share of the cells is clear in it:
+# the mean of a few cells at a cloud's edge says little about the city (the demo city's
+# truth.json applies the same 10 % rule to its expected summer means).
+_MIN_CLEAR_CELL_SHARE = 0.1
+# a cell counts as clear in a scene when at least half of its area had valid pixels
+_MIN_VALID_SHARE = 0.5
 
+
+def _city_series(
+    panel: Any, forecasts: list[VariableForecast], n_cells: int, rs: Any, config: Config, holdout: int
+) -> list[Any]:
+    """Forecast of each variable's city mean.
+
+    The city value of a step is the mean of its scenes' city means (scene first): every scene
+    weighs the same whatever its cloud cover, and a cloudy scene does not pull the step toward
+    the part of the city it left visible, as a mean of per-cell step means would.
+    """
+    import pandas as pd
+
+    from uhi.stats.ets import forecast_series
+    from uhi.stats.series import regularise
+
+    fc = config.forecast
+    names = [vf.name for vf in forecasts]
+    clear = panel
+    if "valid_share" in panel.columns:
+        clear = panel[panel["valid_share"].fillna(0) >= _MIN_VALID_SHARE]
+    grouped = clear.groupby("date")[names]
+    per_scene = grouped.mean()
+    enough = grouped.count().ge(_MIN_CLEAR_CELL_SHARE * n_cells)
+    per_scene = per_scene.where(enough)
+    table = per_scene.reset_index().assign(city="city")
+    city_rs = regularise(
+        table, names, id_col="city", time_col="date", step=rs.step, months=config.time.months
+    )
     out = []
-    for vf in forecasts:
-        with np.errstate(invalid="ignore"):
-            n = np.sum(np.isfinite(vf.values), axis=0)
-            city = np.where(n > 0, np.nansum(vf.values, axis=0) / np.maximum(n, 1), np.nan)
+    for name in names:
+        series = np.full(rs.n_steps, np.nan)
+        scenes = np.zeros(rs.n_steps, dtype=np.int64)
+        if city_rs.n_steps:
+            pos = pd.Index(rs.steps).get_indexer(city_rs.steps)
+            ok = pos >= 0
+            series[pos[ok]] = city_rs.values[name][0][ok]
+            scenes[pos[ok]] = city_rs.counts[name][0][ok]
         res = forecast_series(
-            city[None, :], horizon, holdout=holdout, coverage=config.forecast.interval,
-            methods=config.forecast.methods, min_points=config.forecast.min_points,
+            series[None, :], fc.horizon, holdout=holdout, coverage=fc.interval,
+            methods=fc.methods, min_points=fc.min_points,
         )
-        out.append((vf.name, city, n, res))
+        out.append((name, series, scenes, res))
     return out
 
 
@@ -421,15 +460,15 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     for v in static:
         per_cell[v] = cells[v].to_numpy()
 
-    city = _city_series(fit_list, fc.horizon, min(fc.holdout, rs.n_steps - 1), config)
+    city = _city_series(panel, fit_list, len(cells), rs, config, min(fc.holdout, rs.n_steps - 1))
     city_rows = {"step": step_labels(rs.steps, rs.step) + labels,
                  "kind": ["observed"] * rs.n_steps + ["forecast"] * fc.horizon}
     city_info: dict[str, Any] = {}
-    for name, series, n_cells, res in city:
+    for name, series, n_scenes, res in city:
         city_rows[name] = np.concatenate([series, res.mean[0]])
         city_rows[f"{name}_lo"] = np.concatenate([np.full(rs.n_steps, np.nan), res.lower[0]])
         city_rows[f"{name}_hi"] = np.concatenate([np.full(rs.n_steps, np.nan), res.upper[0]])
-        city_rows[f"{name}_cells"] = np.concatenate([n_cells, np.zeros(fc.horizon, dtype=int)])
+        city_rows[f"{name}_scenes"] = np.concatenate([n_scenes, np.zeros(fc.horizon, dtype=int)])
         city_info[name] = {
             "method": str(res.fit.method_names[0]),
             "alpha": float(res.fit.alpha[0]), "beta": float(res.fit.beta[0]), "phi": float(res.fit.phi[0]),
@@ -472,11 +511,13 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     if "excel" in formats:
         from uhi.writers.excel import write_workbook
 
-        write_workbook(
-            out_dir / "forecast.xlsx",
-            {"city_series": city_frame, "cells": per_cell, "validation": validation, "rcp85": rcp_frame},
-            notes=_notes(config, rs.step, table.source),
-        )
+        sheets = {"city_series": city_frame, "cells": per_cell, "validation": validation, "rcp85": rcp_frame}
+        notes = _notes(config, rs.step, table.source)
+        if len(per_cell) > _MAX_EXCEL_CELLS:
+            del sheets["cells"]
+            notes["cells"] = (f"{len(per_cell)} cells: too many for a useful sheet (limit "
+                              f"{_MAX_EXCEL_CELLS}); the per-cell table is in forecast.geojson")
+        write_workbook(out_dir / "forecast.xlsx", sheets, notes=notes)
         written.append("forecast/forecast.xlsx")
     if "cog" in formats:
         written += _write_cogs(ws, cells, aligned[y], labels, projection)

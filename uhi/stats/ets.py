@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy.stats import norm
 
 from uhi.errors import ConfigError
 
@@ -687,7 +687,7 @@ def prediction_interval(
     phi = np.where(fit.method == 0, 0.0, fit.phi)
     mean = forecast_mean(fit.level, np.where(fit.method == 0, 0.0, fit.trend), phi, horizon)
     mean = np.where((fit.method >= 0)[:, None], mean, np.nan)
-    z = float(norm.ppf(0.5 + coverage / 2))
+    z = statistics.NormalDist().inv_cdf(0.5 + coverage / 2)  # stdlib: scipy.stats imports slowly
     half = z * np.sqrt(forecast_variance(fit, horizon))
     return mean, mean - half, mean + half
 
