@@ -25,6 +25,8 @@ log = logging.getLogger("uhi.report")
 # still show every cell.
 MAX_INTERACTIVE_CELLS = 60_000
 
+_VARIABLE_NAMES = {"lst_c": "LST", "anomaly_c": "the SUHI anomaly", "lst": "LST", "anomaly": "the SUHI anomaly"}
+
 
 
 @dataclass
@@ -203,7 +205,8 @@ def _hotspots(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] |
         log.warning("report: %s has no cell id or hotspot column; map left out", path)
         return None
     column, period = found
-    variable = str(((summary or {}).get("hotspots") or {}).get("variable") or "LST")
+    variable = str(((summary or {}).get("hotspots") or {}).get("variable") or "lst_c")
+    variable = _VARIABLE_NAMES.get(variable, variable)
     out = frame[[ident, column]].rename(columns={ident: "cell", column: "gi_bin"})
     return out, "gi_bin", f"{variable} {period}" if period else variable
 
@@ -323,7 +326,7 @@ def _suhi_series(inp: _Inputs) -> Any:
     return series if len(series) else None
 
 
-def _suhi_section(inp: _Inputs) -> ReportSection:
+def _suhi_section(inp: _Inputs, ws: Any) -> ReportSection:
     from uhi.report.charts import render_suhi_chart
 
     sec = ReportSection("suhi", "Surface urban heat island series")
@@ -331,6 +334,9 @@ def _suhi_section(inp: _Inputs) -> ReportSection:
     if series is None:
         sec.body.append(_missing("no SUHI series: compute wrote no urban cells or anomalies"))
         return sec
+    method = ((ws.stage_record("compute") or {}).get("summary") or {}).get("suhi_method")
+    if method:
+        sec.body.append(f"<p>Urban and rural reference cells: {html.escape(str(method))}.</p>")
     sec.body.append(_figure_tag(render_suhi_chart(series), "SUHI series",
                                 "SUHI intensity per scene date (urban cells' mean LST anomaly against the rural reference)."))
     yearly = series.groupby(series["date"].dt.year)["suhi_c"].agg(["mean", "min", "max", "count"])
@@ -559,7 +565,7 @@ def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
     inp = _load(config, ws)
     out_dir = ws.stage_dir("report")
     maps, extra = _maps_section(inp, ws, out_dir, basemap)
-    sections = [maps, _models_section(inp), _suhi_section(inp), _forecast_section(inp, ws, config.forecast.interval)]
+    sections = [maps, _models_section(inp), _suhi_section(inp, ws), _forecast_section(inp, ws, config.forecast.interval)]
     scen = _scenario_section(ws)
     if scen is not None:
         sections.append(scen)
