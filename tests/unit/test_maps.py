@@ -132,3 +132,21 @@ def test_basemap_left_out_cleanly_offline(caplog: pytest.LogCaptureFixture, monk
 def test_missing_column_message() -> None:
     with pytest.raises(ValueError, match="column 'nope' is not in the cells"):
         render_value_map(_cells(), "nope", title="t", label="x", units="u")
+
+
+def test_tile_probe_on_loopback(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from uhi.writers.maps import _tiles_reachable
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert _tiles_reachable(f"http://127.0.0.1:{port}/0/0/0.png")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]  # bound, never listening: connections are refused
+        with caplog.at_level(logging.INFO, logger="uhi.maps"):
+            assert not _tiles_reachable(f"http://127.0.0.1:{dead}/0/0/0.png")
+    assert "is unreachable" in caplog.text

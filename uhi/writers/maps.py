@@ -175,13 +175,36 @@ def _contextily() -> Any:
     return contextily
 
 
+@functools.lru_cache(maxsize=4)
+def _tiles_reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether the tile server accepts a TCP connection; asked once per process.
+
+    contextily's downloads carry no timeout, so an offline machine whose DNS or firewall
+    drops packets would hang on every map; a 3 s connect probe decides up front.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return True
+    except OSError as exc:
+        log.info("basemap left out: %s is unreachable (%s)", parts.hostname, type(exc).__name__)
+        return False
+
+
 def _add_basemap(ax: Any, crs: Any) -> str | None:
     """Web tiles under the cells when contextily is installed and the tiles answer; else None."""
     ctx = _contextily()
     if ctx is None:
         return None
+    source = ctx.providers.CartoDB.Positron
+    if not _tiles_reachable(source.build_url(x=0, y=0, z=0)):
+        return None
     try:
-        ctx.add_basemap(ax, crs=crs, source=ctx.providers.CartoDB.Positron, attribution=False, zorder=0)
+        ctx.add_basemap(ax, crs=crs, source=source, attribution=False, zorder=0)
     except (OSError, ValueError) as exc:  # requests' errors derive from OSError (IOError)
         log.info("basemap left out: tiles could not be reached (%s)", type(exc).__name__)
         return None
