@@ -54,6 +54,7 @@ class RangeLog:
     bytes_by_path: Counter[str] = field(default_factory=Counter)
     requests_by_path: Counter[str] = field(default_factory=Counter)
     full_gets: Counter[str] = field(default_factory=Counter)
+    headers: list[dict[str, str]] = field(default_factory=list)
     fail: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -62,6 +63,7 @@ class RangeLog:
             self.bytes_by_path.clear()
             self.requests_by_path.clear()
             self.full_gets.clear()
+            self.headers.clear()
 
 
 def range_handler(root: Path, log: RangeLog) -> type[SimpleHTTPRequestHandler]:
@@ -95,6 +97,7 @@ def range_handler(root: Path, log: RangeLog) -> type[SimpleHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             with log.lock:
                 log.requests_by_path[path] += 1
+                log.headers.append({"path": path, **{k.lower(): v for k, v in self.headers.items()}})
             if log.fail:
                 self.send_error(503)
                 return
@@ -497,3 +500,33 @@ def test_s3_hrefs_pass_through_for_requester_pays() -> None:
     assert opts["AWS_REQUEST_PAYER"] == "requester" and opts["GDAL_HTTP_MAX_RETRY"] == "2"
     assert opts["GDAL_DISABLE_READDIR_ON_OPEN"] == "EMPTY_DIR"
     assert os.environ.get("AWS_REQUEST_PAYER") is None  # set per read, never process-wide
+
+
+def test_s3_reads_are_signed_ranged_and_requester_pays(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GDAL's /vsis3/ against the range server standing in for S3 (path-style, plain HTTP)."""
+    from shapely.geometry import box
+
+    from uhi.raster.read import read_clip
+
+    key_dir = served.cog_root / "usgs-landsat" / "collection02" / "level-2"
+    if not key_dir.exists():
+        key_dir.parent.mkdir(parents=True)
+        key_dir.symlink_to(served.cog_root / "master", target_is_directory=True)
+    host = served.cog_url.removeprefix("http://")
+    for name, value in {"AWS_S3_ENDPOINT": host, "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
+                        "AWS_ACCESS_KEY_ID": "AKIDFAKE", "AWS_SECRET_ACCESS_KEY": "fake-secret",
+                        "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    served.log.reset()
+    href = f"s3://usgs-landsat/collection02/level-2/{PRODUCT}_SR_B4.TIF"
+    clip = read_clip(href, box(*served.aoi_bbox), 300.0, ReadOptions(retries=0))
+    assert clip is not None
+    with rasterio.open(served.cog_root / "master" / f"{PRODUCT}_SR_B4.TIF") as src:
+        col, row, width, height = clip.window
+        assert np.array_equal(clip.data[0], src.read(1)[row:row + height, col:col + width])
+    gets = [h for h in served.log.headers if h["path"] == f"/usgs-landsat/collection02/level-2/{PRODUCT}_SR_B4.TIF"]
+    assert gets and all(h["x-amz-request-payer"] == "requester" for h in gets)
+    assert all(h["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDFAKE/") for h in gets)
+    assert all("/us-west-2/s3/aws4_request" in h["authorization"] for h in gets)
+    assert all(h.get("range", "").startswith("bytes=") for h in gets)
