@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 UHI = [sys.executable, "-m", "uhi.cli.main"]
 
 
@@ -41,3 +43,11 @@ def test_bad_years_exit_2(tmp_path: Path) -> None:
 def test_too_many_scenes_per_year_exit_2(tmp_path: Path) -> None:
     r = _uhi("demo", str(tmp_path / "x"), "--scenes-per-year", "12")
     assert r.returncode == 2 and "--scenes-per-year" in r.stderr
+
+
+def test_run_stops_at_the_first_missing_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uhi.cli.demo import _stages_available
+
+    assert _stages_available() == (["fetch", "compute", "model", "forecast"], None)
+    monkeypatch.setitem(sys.modules, "uhi.stages.model", None)  # import fails as if absent
+    assert _stages_available() == (["fetch", "compute"], "model")

@@ -81,7 +81,7 @@ class PixelGrid:
 def pixel_grid(land: Landscape, path: int) -> PixelGrid:
     """The raster of one WRS path: path 042 covers the whole AOI; path 041 sits 3 pixels east
     and 2 north (another extent on the same grid) with a slanted fill edge across the west."""
-    from affine import Affine
+    from rasterio.transform import Affine
 
     x0, y0, x1, y1 = land.raster_bounds_utm
     dx, dy = (0.0, 0.0) if path == 42 else (3 * PIXEL_SIZE_M, 2 * PIXEL_SIZE_M)
