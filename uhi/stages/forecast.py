@@ -461,7 +461,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         per_cell[v] = cells[v].to_numpy()
 
     city = _city_series(panel, fit_list, len(cells), rs, config, min(fc.holdout, rs.n_steps - 1))
-    city_rows = {"step": step_labels(rs.steps, rs.step) + labels,
+    city_rows: dict[str, Any] = {"step": step_labels(rs.steps, rs.step) + labels,
                  "kind": ["observed"] * rs.n_steps + ["forecast"] * fc.horizon}
     city_info: dict[str, Any] = {}
     for name, series, n_scenes, res in city:
@@ -476,6 +476,9 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             "lower": dict(zip(labels, res.lower[0].tolist(), strict=True)),
             "upper": dict(zip(labels, res.upper[0].tolist(), strict=True)),
             "holdout_rmse": float(res.rmse[0]),
+            "observed": dict(zip(step_labels(rs.steps, rs.step), series.tolist(), strict=True)),
+            "observed_scenes": dict(zip(step_labels(rs.steps, rs.step), n_scenes.tolist(), strict=True)),
+            "city_mean": "per step, the mean of its scenes' city means (scenes with >= 10 % of cells clear)",
             "trend_per_step": _trend_per_step(series),
         }
     if projection is not None:
