@@ -254,3 +254,25 @@ def test_report_renders_offline_in_chromium(report: tuple[Path, Any], tmp_path: 
     assert img.size == (1280, 2400)
     assert pixels.std() > 20  # not blank
     assert len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 200  # maps and charts, not flat colour
+
+
+def test_large_cities_get_merged_tiles_on_the_cell_map(report: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from uhi.report import builder
+
+    _, ws = report
+    monkeypatch.setattr(builder, "MAX_INTERACTIVE_CELLS", 100)
+    inp = builder._load(build_config(), ws)
+    payload, note = builder._cells_payload(inp, {})
+    features = payload["cells"]["features"]
+    assert len(features) == 36 and "144 cells are shown merged into 36 zoom-18 tiles" in note
+    # a parent tile holds the mean of its four children (tile_x, tile_y >> 1)
+    cells = inp.cells.set_index("cell")
+    lst = inp.per_cell["lst_c"].round(3)
+    kids = cells.index[(cells["tile_x"] // 2 == 2) & (cells["tile_y"] // 2 == 3)]
+    from uhi.grid.cells import quadkeys
+
+    parent = next(f for f in features if f["properties"]["cell"] == quadkeys([2], [3], 18)[0])
+    assert len(kids) == 4
+    assert parent["properties"]["lst_c"] == pytest.approx(float(pd.Series(lst[kids]).mean()), abs=1e-9)

@@ -40,7 +40,7 @@ def _grid() -> gpd.GeoDataFrame:
     for j in range(SIDE):
         for i in range(SIDE):
             x, y = X0 + i * CELL_M, Y0 + j * CELL_M
-            rows.append({"cell": f"c{j:02d}{i:02d}", "tile_x": i, "tile_y": j, "geometry": box(x, y, x + CELL_M, y + CELL_M)})
+            rows.append({"cell": f"c{j:02d}{i:02d}", "tile_x": i, "tile_y": j, "zoom": 19, "geometry": box(x, y, x + CELL_M, y + CELL_M)})
     g = gpd.GeoDataFrame(rows, crs=UTM)
     g["x_m"] = g.geometry.centroid.x
     g["y_m"] = g.geometry.centroid.y

@@ -6,6 +6,7 @@ import datetime as dt
 import html
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -465,7 +466,8 @@ def _cells_payload(inp: _Inputs, extra: dict[str, Any]) -> tuple[dict[str, Any] 
     from uhi.writers.maps import HOTSPOT_CLASSES
 
     n = len(inp.cells)
-    if n > MAX_INTERACTIVE_CELLS:
+    tiled = {"tile_x", "tile_y", "zoom"} <= set(inp.cells.columns)
+    if n > MAX_INTERACTIVE_CELLS and not tiled:
         return None, f"{n} cells exceed the interactive map's limit of {MAX_INTERACTIVE_CELLS}; see the PNG maps"
     frame = inp.cells[["cell", "geometry"]].merge(inp.per_cell, left_on="cell", right_index=True, how="left")
     layers: list[dict[str, Any]] = []
@@ -509,6 +511,9 @@ def _cells_payload(inp: _Inputs, extra: dict[str, Any]) -> tuple[dict[str, Any] 
     if not layers:
         return None, "no cell values to show"
     keys = ["cell"] + [lyr["key"] for lyr in layers]
+    note = ""
+    if n > MAX_INTERACTIVE_CELLS:
+        frame, note = _coarsen(frame, inp.cells, keys[1:], MAX_INTERACTIVE_CELLS)
     import shapely
 
     features = []
@@ -533,7 +538,51 @@ def _cells_payload(inp: _Inputs, extra: dict[str, Any]) -> tuple[dict[str, Any] 
         "bounds": [[s, w], [nth, e]],
         "credits": " | ".join(inp.credits),
     }
-    return payload, ""
+    return payload, note
+
+
+def _coarsen(frame: Any, cells: Any, columns: list[str], limit: int) -> tuple[Any, str]:
+    """Merge 2^k x 2^k cells into their parent tiles until at most ``limit`` remain.
+
+    Values are the mean of the children (Gi* classes: the most frequent class), so a city of
+    200k cells still gets an interactive map of light weight; the PNG maps keep every cell.
+    """
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    n = len(frame)
+    levels = int(math.ceil(math.log(n / limit, 4)))
+    while True:
+        px = cells["tile_x"].to_numpy(np.int64) >> levels
+        py = cells["tile_y"].to_numpy(np.int64) >> levels
+        if len(set(zip(px.tolist(), py.tolist(), strict=True))) <= limit:
+            break
+        levels += 1
+    zoom = int(cells["zoom"].iloc[0]) - levels
+    work = pd.DataFrame(frame[columns]).assign(px=px, py=py)
+    numeric = [c for c in columns if c != "gi_bin"]
+    out = work.groupby(["px", "py"])[numeric].mean()
+    if "gi_bin" in columns:
+        counts = work.dropna(subset=["gi_bin"]).groupby(["px", "py", "gi_bin"]).size()
+        mode = counts.reset_index(name="k").sort_values("k").drop_duplicates(["px", "py"], keep="last")
+        out = out.join(mode.set_index(["px", "py"])["gi_bin"])
+    out = out.reset_index()
+    x, y = out["px"].to_numpy(np.int64), out["py"].to_numpy(np.int64)
+    scale = 2.0**zoom
+
+    def lat(row: np.ndarray) -> np.ndarray:
+        return np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * row / scale))))
+
+    geoms = shapely.box(x / scale * 360 - 180, lat(y + 1), (x + 1) / scale * 360 - 180, lat(y))
+    from uhi.grid.cells import quadkeys
+
+    out["cell"] = quadkeys(x, y, zoom)
+    coarse = gpd.GeoDataFrame(out.drop(columns=["px", "py"]), geometry=geoms, crs=4326)
+    note = (f"{n} cells are shown merged into {len(coarse)} zoom-{zoom} tiles (means of "
+            f"{4 ** levels} cells; hotspots: the most frequent class) to keep the page light; "
+            "the PNG maps show every cell.")
+    return coarse, note
 
 
 def _embed_json(obj: Any) -> str:
@@ -577,6 +626,8 @@ def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
     else:
         interactive.body.append("<p>Click a cell for its values; choose the layer top right. "
                                 "No background tiles: the page works offline.</p>")
+        if why:
+            interactive.body.append(f"<p>{html.escape(why)}</p>")
         interactive.body.append('<div id="cell-map"></div>')
         cells_json = _embed_json(payload)
     sections.append(interactive)
