@@ -21,3 +21,13 @@ def test_example_config_validates(path: Path) -> None:
 def test_there_are_examples_for_each_backend() -> None:
     backends = {load_config(p, environ={}).search.backend for p in CONFIGS}
     assert {"stac", "sagemaker", "local"} <= backends
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if "bbox" in p.read_text()], ids=lambda p: p.name
+)
+def test_bbox_examples_have_a_usable_aoi_and_crs(path: Path) -> None:
+    from uhi.aoi import load_aoi
+
+    aoi = load_aoi(load_config(path, environ={}).city)
+    assert aoi is not None
