@@ -564,6 +564,12 @@ def fit_ets(
     arr = _as_2d(y)
     use = np.array([m in methods for m in METHODS])
     min_by_kind = np.array([max(min_obs, 2), max(min_obs, 3), max(min_obs, 4)], dtype=np.int64)
+    # a method whose AICc is undefined (n <= k + 1) can never win against one with a finite
+    # AICc, so only the simplest candidate is fitted on such short series (saves the costly
+    # damped search on 7-summer cities)
+    first = int(np.argmax(use))
+    for kind in range(first + 1, 3):
+        min_by_kind[kind] = max(min_by_kind[kind], _N_PARAMS[kind] + 2)
     n_series = arr.shape[0]
     only = (np.full(n_series, -1, dtype=np.int64) if only_method is None
             else np.asarray(only_method, dtype=np.int64))
