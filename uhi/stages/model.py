@@ -255,6 +255,18 @@ class _WeightsCache:
         self.units = units
         self.spec = spec
         self._cache: dict[bytes, Any] = {}
+        self._logdets: dict[int, Any] = {}
+
+    def logdet(self, sw: Any) -> Any:
+        """One log-determinant (and its traces) per weights matrix, shared across models/years."""
+        from uhi.stats.spatial import LogDeterminant
+
+        key = id(sw)
+        if key not in self._logdets:
+            if len(self._logdets) > 4:
+                self._logdets.clear()
+            self._logdets[key] = (sw, LogDeterminant(sw.row_standardised()))
+        return self._logdets[key][1]
 
     def get(self, ids: np.ndarray) -> Any:
         from uhi.stats.weights import build_weights, parse_weights_spec, weights_from_tiles
@@ -286,22 +298,25 @@ def _validate(req: ModelRequest) -> None:
 
 
 def _fit_period(
-    models: Sequence[str], y: np.ndarray, x: np.ndarray, names: list[str], sw: Any, zones: np.ndarray | None
+    models: Sequence[str],
+    y: np.ndarray,
+    x: np.ndarray,
+    names: list[str],
+    sw: Any,
+    zones: np.ndarray | None,
+    logdet: Any,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     from uhi.stats.diagnostics import lm_tests, moran_residuals, moran_value
     from uhi.stats.impacts import lag_impacts
     from uhi.stats.regression import fit_fe, fit_ols, fit_slx
-    from uhi.stats.spatial import LogDeterminant, fit_error_ml, fit_lag_ml
+    from uhi.stats.spatial import fit_error_ml, fit_lag_ml
 
-    w = sw.row_standardised()
-    logdet: Any = None
+    w = logdet.w
     out: dict[str, Any] = {}
     secs: dict[str, float] = {}
     skipped: dict[str, str] = {}
     for name in models:
         t0 = time.perf_counter()
-        if name in ("lag", "error") and logdet is None:
-            logdet = LogDeterminant(w)
         if name == "ols":
             fit = fit_ols(y, x, names)
             xc = np.column_stack([np.ones(len(y)), x])
@@ -372,7 +387,7 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
             log.warning("model: %s: %d observations have no neighbour under %s (islands)", period, sw.islands.size, req.weights)
         if req.zone_col is not None:
             zones = rows[req.zone_col].to_numpy()[ok]
-        fits, secs, _ = _fit_period(per_period, values[ok, 0], values[ok, 1:], names, sw, zones)
+        fits, secs, _ = _fit_period(per_period, values[ok, 0], values[ok, 1:], names, sw, zones, cache.logdet(sw))
         for m, fit in fits.items():
             res.fits.setdefault(m, {})[period] = fit
             res.units.setdefault(m, {})[period] = ids
@@ -404,7 +419,6 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
 def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fitted, cache: _WeightsCache) -> None:
     from uhi.stats.impacts import lag_impacts
     from uhi.stats.panel import fit_panel_fe_lag
-    from uhi.stats.spatial import LogDeterminant
 
     if len(periods) < 2:
         res.skipped["panel_fe"] = "needs at least two periods (years)"
@@ -427,8 +441,8 @@ def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fit
     y = np.concatenate([wide[req.y][p].to_numpy(float)[complete] for p in periods])
     x = np.column_stack([np.concatenate([wide[c][p].to_numpy(float)[complete] for p in periods]) for c in varying])
     sw = cache.get(ids)
-    w = sw.row_standardised()
-    ld = LogDeterminant(w)
+    ld = cache.logdet(sw)
+    w = ld.w
     fit = fit_panel_fe_lag(y, x, varying, w, len(periods), logdet=ld, time_effects=req.time_effects)
     fit.impacts = lag_impacts(fit.rho or 0.0, fit.coefficients, fit.names, w, logdet=ld)
     n_units = ids.size
