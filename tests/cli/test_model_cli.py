@@ -211,3 +211,19 @@ def test_workspace_mode_runs_with_flag_overrides(tmp_path: Path, capsys) -> None
     assert summary["weights_info"]["2019"] == {"islands": 0, "components": 1, "n": n}
     assert uhi("model", "--workdir", str(ws), "--weights", "queen", "--models", "ols,lag") == 0
     assert "unchanged, skipped" in capsys.readouterr().out
+
+
+def test_shapefile_input(tmp_path: Path) -> None:
+    import libpysal
+    import statsmodels.api as sm
+
+    shp = libpysal.examples.get_path("columbus.shp")
+    out = tmp_path / "o"
+    assert uhi("model", "--input", shp, "--y", "HOVAL", "--x", "INC", "--models", "ols", "--out", str(out)) == 0
+    rec = json.loads((out / "summary.json").read_text())["models"]["ols"]["years"]["all"]
+    import geopandas as gpd
+
+    gdf = gpd.read_file(shp)
+    ref = sm.OLS(gdf["HOVAL"], sm.add_constant(gdf[["INC"]])).fit()
+    assert rec["coefficients"]["INC"] == pytest.approx(ref.params["INC"], rel=1e-10)
+    assert rec["r2"] == pytest.approx(ref.rsquared, rel=1e-10)
