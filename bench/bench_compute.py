@@ -167,6 +167,81 @@ def bench_indices() -> None:
          note=f"{mb:.0f} MB of DNs; ratio = floor / uhi (1 = at memory bandwidth)")
 
 
+FULL_SIDE_PX = 7680  # a whole Landsat scene is ~7,700 x 7,700 px
+
+
+def _write_full_scene(folder: Path) -> dict[str, Path]:
+    """Eight bands of a full-size scene (smooth DNs, so the files stay small), row band by band."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    transform = from_origin(500000.0, 5700000.0, 30.0, 30.0)
+    keys = ("blue", "green", "red", "nir08", "swir16", "swir22", "lwir11", "qa_pixel")
+    paths = {k: folder / f"{k}.tif" for k in keys}
+    profile = dict(driver="GTiff", height=FULL_SIDE_PX, width=FULL_SIDE_PX, count=1, dtype="uint16",
+                   crs="EPSG:32612", transform=transform, tiled=True, blockxsize=512, blockysize=512,
+                   compress="deflate")
+    cols = np.arange(FULL_SIDE_PX)
+    dsts = {k: rasterio.open(p, "w", **profile) for k, p in paths.items()}
+    try:
+        for r0 in range(0, FULL_SIDE_PX, 512):
+            rows = np.arange(r0, min(FULL_SIDE_PX, r0 + 512))[:, None]
+            wave = np.sin(rows / 97.0) + np.cos(cols / 131.0)
+            win = Window(0, r0, FULL_SIDE_PX, len(rows))
+            for i, k in enumerate(keys[:6]):
+                dsts[k].write((15000 + 2000 * i + 4000 * wave).astype(np.uint16), 1, window=win)
+            dsts["lwir11"].write((44000 + 1500 * wave).astype(np.uint16), 1, window=win)
+            qa = np.where(wave > 1.6, 22280, 21824).astype(np.uint16)  # some cloud
+            dsts["qa_pixel"].write(qa, 1, window=win)
+    finally:
+        for d in dsts.values():
+            d.close()
+    return paths
+
+
+def bench_full_scene() -> None:
+    """Run in a child process: peak memory of one whole scene through the windowed task."""
+    import datetime as dt
+    import resource
+
+    from pyproj import Transformer
+    from shapely.geometry import box
+
+    from uhi.config import MaskingConfig
+    from uhi.grid.cells import cell_quads, tiles_for_geometry
+    from uhi.grid.zonal import build_coverage
+    from uhi.raster.indices import SceneTask, process_scene, scene_grid
+    from uhi.raster.scene import Scene
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        paths = _write_full_scene(Path(tmpdir))
+        base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        scene = Scene("LC08_L2SP_042025_20200701_20200801_02_T1", dt.date(2020, 7, 1), "L2SP", paths, {})
+        crs, transform, shape = scene_grid(scene)
+        tr = Transformer.from_crs(crs, 4326, always_xy=True)
+        w, s = tr.transform(transform.c + 30 * 2000, transform.f - 30 * 5000)
+        e, n = tr.transform(transform.c + 30 * 4000, transform.f - 30 * 3000)  # a 60 km city
+        x, y = tiles_for_geometry(box(w, s, e, n), 17)
+        t0 = time.perf_counter()
+        cov = build_coverage(cell_quads(x, y, 17, crs), transform, shape)
+        res = process_scene(SceneTask(scene, MaskingConfig(), coverage=cov, out_dir=Path(tmpdir) / "out"))
+        seconds = time.perf_counter() - t0
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        in_mb = FULL_SIDE_PX * FULL_SIDE_PX * 2 * len(paths) / 1e6
+        out_mb = FULL_SIDE_PX * FULL_SIDE_PX * (4 * 5 + 1) / 1e6
+        _row(case=f"whole scene {FULL_SIDE_PX}x{FULL_SIDE_PX} px, {len(x) // 1000}k cells", uhi_s=seconds,
+             anchor="", target="bounded memory",
+             note=f"peak RSS {peak_mb:.0f} MB (before: {base_mb:.0f} MB) for {in_mb:.0f} MB of DNs in "
+                  f"and {out_mb:.0f} MB of rasters out; 6 COGs written; clear px {res.clear_px / 1e6:.0f}M")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--full-scene"]:
+        bench_full_scene()
+        sys.exit(0)
     bench_indices()
     bench_zonal()
+    import subprocess
+
+    subprocess.run([sys.executable, __file__, "--full-scene"], check=True)

@@ -388,8 +388,9 @@ def compute_block_numpy(
 # one scene, windowed: bounded memory whatever the scene size, one picklable task per scene
 
 COG_VARIABLES = (*VARIABLES, "valid")
-# 512 rows x 7,700 columns x 10 bands of uint16 ~ 80 MB of DNs per block, plus float32 outputs
-ROWS_PER_BLOCK = 512
+# 256 rows = one row of 256 px COG tiles; x 7,700 columns: ~40 MB of DNs, ~60 MB of float32
+# outputs and ~150 MB of float64 zonal temporaries per band (measured peak: +490 MB at 512 rows)
+ROWS_PER_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -490,7 +491,20 @@ def scene_grid(scene: Any) -> tuple[Any, Any, tuple[int, int]]:
     return crs, transform, shape
 
 
+# GDAL's block cache defaults to 5 % of RAM and holds written tiles: cap it so one scene stays
+# within a few hundred MB however large it is
+GDAL_CACHE_MB = 128
+
+
 def process_scene(task: SceneTask) -> SceneStats:
+    """Mask, convert and aggregate one scene, row band by row band (see :func:`_process_scene`)."""
+    import rasterio
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _process_scene(task)
+
+
+def _process_scene(task: SceneTask) -> SceneStats:
     """Mask, convert and aggregate one scene, row band by row band.
 
     Writes the per-scene COGs (``lst_c ndvi ndbi mndwi albedo valid``) to ``task.out_dir``
@@ -619,6 +633,15 @@ def mean_composite(paths: list[str], target: Path, *, rows_per_block: int = ROWS
     Reads band windows of every input at a time, so memory stays bounded. Returns False (and
     writes nothing) when no input holds a valid pixel.
     """
+    import rasterio
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _mean_composite(paths, target, rows_per_block)
+
+
+def _mean_composite(paths: list[str], target: Path, rows_per_block: int) -> bool:
     import tempfile
 
     import rasterio
@@ -627,8 +650,6 @@ def mean_composite(paths: list[str], target: Path, *, rows_per_block: int = ROWS
 
     from uhi.workspace import Workspace
 
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     srcs = [rasterio.open(p) for p in paths]
     any_valid = False
     try:

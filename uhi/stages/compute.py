@@ -137,9 +137,12 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     usable = []
     no_clear = []
     for scene, res in zip(scenes, results, strict=True):
-        if res.clear_px == 0:
+        if res.clear_px == 0 or not (res.clear_weight > 0).any():
             no_clear.append(scene.scene_id)
-            log.warning("scene %s: no clear pixel (cloud, fill or masked everywhere); skipped", scene.scene_id)
+            log.warning(
+                "scene %s: no clear pixel over the area of interest (cloud, fill or masked); skipped",
+                scene.scene_id,
+            )
             continue
         if not res.has_thermal:
             log.warning("scene %s: no surface temperature (L2SR or no lwir11); LST skipped, indices kept", scene.scene_id)
@@ -162,7 +165,8 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         days.append((day, merged))
 
     panel, water_share = _panel(cells, days)
-    cell_polys = shapely.polygons(np.concatenate([q := cell_quads(x, y, config.grid.zoom, aoi.crs), q[:, :1]], axis=1))
+    quads = cell_quads(x, y, config.grid.zoom, aoi.crs)
+    cell_polys = shapely.polygons(np.concatenate([quads, quads[:, :1]], axis=1))
     morph, report = cell_morphology(cell_polys, config.buildings, aoi.crs)
     for col in morph.columns:
         cells[col] = morph[col].to_numpy()
