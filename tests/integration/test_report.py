@@ -42,15 +42,44 @@ _NAMESPACES = ("http://www.w3.org/2000/svg",)
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     tmp = tmp_path_factory.mktemp("report")
     ws, _ = synth._workspace(tmp, years=tuple(range(2015, 2021)))
-    # the real model and forecast stages write the artifacts the report reads
+    # the real model stage writes the artifacts the report reads; the forecast outputs follow
+    # the forecast stage's layout (the real stage runs in test_report_demo.py, marked slow)
     ws.model_summary.unlink()
     cfg = build_config(overrides={"model": {"models": ["ols", "lag", "panel_fe"]}, "forecast": {"horizon": 2}})
-    for stage in ("model", "forecast"):
-        execute(get_spec(stage), cfg, ws)
+    execute(get_spec("model"), cfg, ws)
+    _forecast_outputs(ws)
     park = box(synth.X0 + 5 * synth.CELL_M, synth.Y0 + 5 * synth.CELL_M, synth.X0 + 7 * synth.CELL_M, synth.Y0 + 7 * synth.CELL_M)
     changes = synth._changes(tmp, [synth._feature(park, {"name": "park", "ndvi": 0.2})])
     run_scenario(cfg, ws, changes, model="lag", name="park")
     return build_report(cfg, ws), ws
+
+
+def _forecast_outputs(ws: Any) -> None:
+    """forecast/forecast.geojson and summary.json in the forecast stage's layout."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from uhi.writers.geojson import write_geojson
+
+    cells = gpd.read_parquet(ws.cells)
+    panel = pd.read_parquet(ws.panel)
+    last = panel.loc[panel["year"] == 2020].groupby("cell")["lst_c"].mean()
+    frame = gpd.GeoDataFrame({"cell": cells["cell"], "lst_c_method": "holt"}, geometry=cells.geometry, crs=cells.crs)
+    city: dict[str, dict[str, float]] = {"forecast": {}, "lower": {}, "upper": {}}
+    for h, label in ((1, "2021"), (2, "2022")):
+        mean = cells["cell"].map(last).to_numpy() + 0.1 * h
+        half = 1.645 * 0.5 * np.sqrt(h)
+        frame[f"lst_c_{label}"], frame[f"lst_c_{label}_lo"], frame[f"lst_c_{label}_hi"] = mean, mean - half, mean + half
+        city["forecast"][label] = float(mean.mean())
+        city["lower"][label] = float(mean.mean() - half / 3)
+        city["upper"][label] = float(mean.mean() + half / 3)
+    write_geojson(frame, ws.path("forecast", "forecast.geojson"))
+    ws.write_json(ws.path("forecast", "summary.json"), {
+        "step": "summer", "interval": 0.9, "forecast_steps": ["2021", "2022"],
+        "city": {"lst_c": {"method": "holt", **city}},
+        "rcp85": {"source": "IPCC AR5 WG1 SPM Table SPM.2", "years": [2050, 2085],
+                  "warming_added_c": [1.0, 2.6], "city_lst_c": [30.0, 31.6]},
+    })
 
 
 class _Refs(HTMLParser):
