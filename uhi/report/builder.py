@@ -56,7 +56,7 @@ class _Inputs:
 
 
 def _figure_tag(fig: Any, alt: str, caption: str, *, dpi: int = 100, save_to: Path | None = None, ws: Any = None) -> str:
-    from uhi.report.assets import data_uri
+    from uhi.report.inline import data_uri
     from uhi.writers.maps import figure_png_bytes
 
     png = figure_png_bytes(fig, dpi=dpi)
@@ -609,7 +609,7 @@ def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
         The HTML file.
     """
     from uhi import __version__
-    from uhi.report.assets import cell_map_js, leaflet_css, leaflet_js
+    from uhi.report.inline import cell_map_js, leaflet_css, leaflet_js
 
     inp = _load(config, ws)
     out_dir = ws.stage_dir("report")
