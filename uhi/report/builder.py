@@ -275,8 +275,8 @@ def _r2_table(summary: dict[str, Any] | None) -> Any:
     for name, entry in models.items():
         if not isinstance(entry, dict):
             continue
-        if "r2" in entry:
-            rows[name] = {"all": entry["r2"]}
+        if "r2" in entry and not isinstance(entry.get("years"), dict):
+            rows[name] = {"pooled": entry["r2"]}
             continue
         per_year = entry.get("years", entry)
         vals = {str(y): fit.get("r2") for y, fit in per_year.items() if isinstance(fit, dict) and "r2" in fit}
