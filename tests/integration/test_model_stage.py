@@ -187,3 +187,17 @@ def test_summary_is_readable_by_the_scenario_reader(workspace: tuple) -> None:
     panel = read_scenario_model(summary, "panel_fe")
     assert set(panel.coefficients) == {"ndvi", "ndbi"} and panel.rho is not None
     assert read_scenario_model(summary).kind == summary["best_model"]
+
+
+def test_all_nan_x_column_is_named(tmp_path: Path) -> None:
+    """Without a buildings layer compute writes NaN site_coverage: a clear error, not 'no data'."""
+    from uhi.errors import InputError
+
+    ws = Workspace(tmp_path)
+    cells, panel = _cells_and_panel()
+    cells["site_coverage"] = np.nan
+    ws.stage_dir("compute").mkdir(parents=True)
+    cells.to_parquet(ws.cells)
+    panel.to_parquet(ws.panel)
+    with pytest.raises(InputError, match=r"\['site_coverage'\] have no values at all.*buildings.path"):
+        SPEC.run(build_config({"workdir": str(tmp_path)}), ws)

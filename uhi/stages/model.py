@@ -358,6 +358,13 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
     periods = sorted(table["period"].dropna().unique().tolist())
     if not periods:
         raise NoDataError("no observations to model: the input table is empty")
+    empty = [c for c in cols if not np.isfinite(table[c].to_numpy(dtype=float)).any()]
+    if empty:
+        # e.g. site_coverage without a buildings layer: compute writes NaN, never zeros
+        raise InputError(
+            f"column(s) {empty} have no values at all; drop them from model.x (--x) "
+            "or provide the layer that feeds them (e.g. buildings.path for site_coverage)"
+        )
     cache = _WeightsCache(data.units, req.weights)
     per_period = [m for m in req.models if m in _PER_PERIOD]
     if "fe" in req.models and req.zone_col is None:
