@@ -189,15 +189,30 @@ def test_summary_is_readable_by_the_scenario_reader(workspace: tuple) -> None:
     assert read_scenario_model(summary).kind == summary["best_model"]
 
 
-def test_all_nan_x_column_is_named(tmp_path: Path) -> None:
-    """Without a buildings layer compute writes NaN site_coverage: a clear error, not 'no data'."""
-    from uhi.errors import InputError
-
+def test_all_nan_x_column_is_left_out_and_said(tmp_path: Path) -> None:
+    """Without a buildings layer compute writes NaN site_coverage: modelled without it, recorded."""
     ws = Workspace(tmp_path)
     cells, panel = _cells_and_panel()
     cells["site_coverage"] = np.nan
     ws.stage_dir("compute").mkdir(parents=True)
     cells.to_parquet(ws.cells)
     panel.to_parquet(ws.panel)
-    with pytest.raises(InputError, match=r"\['site_coverage'\] have no values at all.*buildings.path"):
+    config = build_config({"workdir": str(tmp_path), "model": {"models": ["ols"]}})
+    SPEC.run(config, ws)
+    summary = json.loads(ws.model_summary.read_text())
+    assert summary["x"] == ["ndvi", "ndbi"]
+    assert "site_coverage" in summary["skipped"]["x"]
+    assert set(summary["models"]["ols"]["years"]["2019"]["coefficients"]) == {"const", "ndvi", "ndbi"}
+
+
+def test_all_nan_y_is_refused(tmp_path: Path) -> None:
+    from uhi.errors import InputError
+
+    ws = Workspace(tmp_path)
+    cells, panel = _cells_and_panel()
+    panel["lst_c"] = np.nan
+    ws.stage_dir("compute").mkdir(parents=True)
+    cells.to_parquet(ws.cells)
+    panel.to_parquet(ws.panel)
+    with pytest.raises(InputError, match=r"\['lst_c'\] have no values at all"):
         SPEC.run(build_config({"workdir": str(tmp_path)}), ws)

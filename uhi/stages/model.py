@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,7 @@ class _Fitted:
     weights_info: dict[Any, dict[str, int]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    x_used: list[str] = field(default_factory=list)
 
 
 class _WeightsCache:
@@ -359,12 +360,20 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
     if not periods:
         raise NoDataError("no observations to model: the input table is empty")
     empty = [c for c in cols if not np.isfinite(table[c].to_numpy(dtype=float)).any()]
-    if empty:
-        # e.g. site_coverage without a buildings layer: compute writes NaN, never zeros
+    if req.y in empty or len(empty) == len(cols) - 1:
         raise InputError(
-            f"column(s) {empty} have no values at all; drop them from model.x (--x) "
-            "or provide the layer that feeds them (e.g. buildings.path for site_coverage)"
+            f"column(s) {empty} have no values at all; give y and at least one x with data "
+            "(e.g. provide buildings.path for site_coverage)"
         )
+    if empty:
+        # e.g. site_coverage without a buildings layer: compute writes NaN, never zeros; the
+        # models go on without it rather than failing a whole cron run
+        log.warning("model: x column(s) %s have no values (no layer feeds them) and were left out", empty)
+        res.skipped["x"] = f"{empty} have no values (e.g. no buildings layer for site_coverage): left out"
+        names = [c for c in names if c not in empty]
+        cols = [req.y, *names]
+        req = replace(req, x=tuple(names))
+    res.x_used = list(names)
     cache = _WeightsCache(data.units, req.weights)
     per_period = [m for m in req.models if m in _PER_PERIOD]
     if "fe" in req.models and req.zone_col is None:
@@ -509,7 +518,7 @@ def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]
     return _finite(
         {
             "y": req.y,
-            "x": list(req.x),
+            "x": res.x_used or list(req.x),
             "weights": req.weights,
             "period": data.period_name,
             "models": models,
