@@ -97,7 +97,7 @@ def model(
             raise click.UsageError(f"{', '.join(general)} belong to the general mode; add --input LAYER")
         from uhi.cli.common import build_run_config, print_outcomes, run_stages
 
-        extra = {"model.weights": weights, "model.models": list(models) if models else None}
+        extra: dict[str, object] = {"model.weights": weights, "model.models": list(models) if models else None}
         if permutations:
             extra["model.permutations"] = permutations
         cfg = build_run_config(config, workdir=workdir, set_values=set_values, extra=extra)
