@@ -38,9 +38,10 @@ def test_lst_ndvi_slope_matches_the_planted_one(demo_run):
     both = summer.merge(truth_cells, on=["cell", "year"], suffixes=("", "_true")).dropna(
         subset=["lst_c", "ndvi"]
     )
-    # the same least-squares line through uhi's cells and through the planted cell values;
-    # truth.json's end-to-end tolerance covers 30 m pixels blurring ~48 m cells
-    rel = truth["tolerances"]["end_to_end"]["coefficient_rel"]
+    # the same least-squares line through uhi's cells and through the planted cell values: the
+    # overall LST response to NDVI, held to truth.json's end-to-end tolerance on the total NDVI
+    # impact (docs/demo.md: 30 m pixels blurring ~48 m cells)
+    rel = truth["tolerances"]["end_to_end"]["total_impact_rel"]["ndvi"]
     for year, d in both.groupby("year"):
         measured = np.polyfit(d["ndvi"], d["lst_c"], 1)[0]
         planted = np.polyfit(d["ndvi_true"], d["lst_c_true"], 1)[0]
@@ -48,13 +49,28 @@ def test_lst_ndvi_slope_matches_the_planted_one(demo_run):
         assert abs(measured - planted) <= rel * abs(planted), (year, measured, planted)
 
 
-def test_city_mean_lst_per_summer(demo_run):
+def test_scene_and_summer_mean_lst(demo_run):
+    """Per scene, the mean over cells at least half clear; per summer, the mean of those."""
     ws, _, truth, _ = demo_run
     panel = pd.read_parquet(ws.panel)
-    per_cell = panel.groupby(["year", "cell"])["lst_c"].mean()
-    tol = truth["tolerances"]["end_to_end"]["city_mean_lst_c_abs"]
-    for year, expected in truth["expected_summer_mean_lst_c"].items():
-        assert per_cell.loc[int(year)].mean() == pytest.approx(expected, abs=tol)
+    tol = truth["tolerances"]["end_to_end"]
+    n_aoi = truth["cells"]["aoi"]
+    by_year: dict[int, list[float]] = {}
+    checked = 0
+    for scene in truth["scenes"]:
+        expected = scene.get("expected_aoi_mean_lst_c")
+        if expected is None or scene["clear_aoi_cells"] < 0.1 * n_aoi:
+            continue
+        rows = panel[(panel["date"] == pd.Timestamp(scene["date"])) & (panel["valid_share"] >= 0.5)]
+        assert len(rows) > 0, scene["id"]
+        measured = rows["lst_c"].mean()
+        assert measured == pytest.approx(expected, abs=tol["scene_mean_lst_c_abs"]), scene["id"]
+        by_year.setdefault(int(scene["date"][:4]), []).append(measured)
+        checked += 1
+    assert checked >= 3
+    for year, means in by_year.items():
+        expected = truth["expected_summer_mean_lst_c"][str(year)]
+        assert np.mean(means) == pytest.approx(expected, abs=tol["summer_mean_lst_c_abs"])
 
 
 def test_site_coverage_and_water_cells(demo_run):
