@@ -27,6 +27,18 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _TMP_MARK = ".uhi-tmp-"
 
 
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race with other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def safe_component(name: str, *, max_len: int = 120) -> str:
     """Turn an untrusted name (a STAC item id, an asset key) into one safe path component.
 
@@ -136,6 +148,8 @@ class Workspace:
         try:
             yield tmp
             if tmp.exists():
+                # mkstemp creates 0600; outputs are for people, so honour the umask like open()
+                os.chmod(tmp, 0o666 & ~_current_umask())
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(tmp, target)

@@ -119,3 +119,15 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UhiError, match="corrupt"):
         Workspace(tmp_path).read_manifest()
     assert os.path.exists(tmp_path / "manifest.json")
+
+
+def test_atomic_outputs_are_readable_by_others(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        target = Workspace(tmp_path).write_text(tmp_path / "out.txt", "x")
+        assert oct(target.stat().st_mode & 0o777) == oct(0o644)
+        os.umask(0o077)
+        private = Workspace(tmp_path).write_text(tmp_path / "private.txt", "x")
+        assert oct(private.stat().st_mode & 0o777) == oct(0o600)
+    finally:
+        os.umask(old)
