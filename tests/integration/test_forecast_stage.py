@@ -127,6 +127,9 @@ def test_bad_cells_reported_not_dropped(done: tuple[Workspace, dict]) -> None:
     assert len(gj["features"]) == n
     by_status = {f["properties"]["lst_c_status"] for f in gj["features"]}
     assert by_status == {"ok", "too_few_points", "no_data"}
+    absent = gj["features"][2]["properties"]  # the cell with no panel row at all
+    assert absent["lst_c_status"] == "no_data" and absent["lst_c_method"] == ""
+    assert absent["lst_c_steps_observed"] == 0 and absent["lst_c_2021"] is None
 
 
 def test_model_projection_and_rcp(done: tuple[Workspace, dict]) -> None:

@@ -408,8 +408,13 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         raise InputError(f"model.y {y!r} is not a column of compute/panel.parquet; rerun uhi compute")
     if unknown:
         log.warning("forecast: variables %s are in neither panel nor cells; skipped", unknown)
-    # cells without any panel row are kept (reported as no_data), in cells.parquet order
-    panel = panel[panel["cell"].isin(set(cells["cell"]))]
+    # cells without any panel row are kept (reported as no_data), in cells.parquet order;
+    # panel rows of unknown cells (no geometry) are counted and left out
+    known = panel["cell"].isin(set(cells["cell"]))
+    orphan_rows = int((~known).sum())
+    if orphan_rows:
+        log.warning("forecast: %d panel rows belong to cells absent from cells.parquet; left out", orphan_rows)
+    panel = panel[known]
     rs, forecasts = forecast_table(
         panel, id_col="cell", time_col="date", value_cols=dynamic, horizon=fc.horizon,
         step="summer" if fc.step == "summer" else "month", holdout=fc.holdout,
@@ -419,8 +424,9 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     order = pd.Index(rs.ids).get_indexer(cells["cell"])
     present = order >= 0
 
-    def align(a: np.ndarray) -> np.ndarray:
-        out = np.full((len(cells), *a.shape[1:]), np.nan if a.dtype.kind == "f" else 0, dtype=a.dtype)
+    def align(a: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        out = np.full((len(cells), *a.shape[1:]), fill if a.dtype.kind == "f" else int(np.nan_to_num(fill)),
+                      dtype=a.dtype)
         out[present] = a[order[present]]
         return out
 
@@ -429,7 +435,10 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     aligned: dict[str, VariableForecast] = {}
     for vf in forecasts:
         r = vf.result
-        fit = type(r.fit)(**{k: align(getattr(r.fit, k)) for k in r.fit.__dataclass_fields__})
+        # a cell without panel rows was never fitted: method -1, no observations
+        fills = {"method": -1.0, "n_obs": 0.0}
+        fit = type(r.fit)(**{k: align(getattr(r.fit, k), fills.get(k, np.nan))
+                             for k in r.fit.__dataclass_fields__})
         status = np.full(len(cells), "no_data", dtype=object)
         status[present] = r.status[order[present]]
         aligned[vf.name] = VariableForecast(
@@ -541,7 +550,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "skipped_variables": unknown,
         "cells": int(len(cells)),
         "status": status_counts,
-        "input_report": rs.report,
+        "input_report": {**rs.report, "rows_of_unknown_cells": orphan_rows},
         "validation": validation.to_dict(orient="records"),
         "city": city_info,
         "model_projection": model_info,
