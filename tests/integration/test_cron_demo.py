@@ -76,9 +76,12 @@ def test_incremental_nothing_new_then_one_new_scene(demo: Path, clean: Path, tmp
         assert not first["nothing_new"] and [s["skipped"] for s in first["stages"]] == [False] * 4
         assert latest_id not in first["new_scenes"]
 
-        quiet = uhi("run", str(demo), "--workdir", str(ws), "--incremental")
+        quiet = uhi("--log-json", "run", str(demo), "--workdir", str(ws), "--incremental")
         assert quiet.returncode == 0, quiet.stderr
         assert "nothing new" in quiet.stdout
+        logs = [json.loads(line) for line in quiet.stderr.splitlines()]  # log shippers' format
+        assert logs and all({"time", "level", "logger", "message"} <= set(rec) for rec in logs)
+        assert any("no scene newer than the last run" in rec["message"] for rec in logs)
         manifest_before = (ws / "manifest.json").read_bytes()
     finally:
         catalog.write_text(original)  # the archive publishes the scene

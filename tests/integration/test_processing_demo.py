@@ -62,6 +62,17 @@ def test_two_hosts_then_merge_equal_one_machine(
     compare_workspaces(one, merge / "processing" / "output")
 
 
+@pytest.mark.slow
+def test_one_instance_job_is_the_one_machine_run(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = _job_root(tmp_path / "single", shared_demo(tmp_path_factory), "algo-1", ["algo-1"])
+    r = uhi("processing", "--json", env={"UHI_PROCESSING_ROOT": str(root)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout)["mode"] == "single"
+    compare_workspaces(shared_clean_run(tmp_path_factory), root / "processing" / "output")
+
+
 def test_processing_without_config_exits_2(tmp_path: Path) -> None:
     r = uhi("processing", env={"UHI_PROCESSING_ROOT": str(tmp_path)})
     assert r.returncode == 2
