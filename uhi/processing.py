@@ -201,6 +201,8 @@ def run_shard(
     """
     ws = Workspace(config.resolved_workdir())
     with ws.locked():
+        # a re-run host (SageMaker retry) is unfinished until it writes a fresh record
+        ws.path(SHARD_RECORD).unlink(missing_ok=True)
         by_id = {item.id: item for item in (list_scenes or _default_lister)(config)}
         if not by_id:
             raise NoDataError("no Landsat scenes matched the config; nothing to shard")
@@ -266,27 +268,38 @@ def merge_shards(config: Config, shard_dirs: Sequence[Path]) -> dict[str, Any]:
     missing = sorted(set(job_hosts) - set(records))
     if missing:
         raise InputError(f"shards missing for host(s) {', '.join(missing)}; wait for them or re-run them")
+    # every check before the first copy: a bad shard leaves the merge workspace untouched
+    plan: list[tuple[Path, str, str]] = []
+    for host, (folder, rec) in sorted(records.items()):
+        if rec.get("config_hash") != expected_hash:
+            raise InputError(
+                f"shard of host {host} was made with a different city/time/search/fetch "
+                "config; merge with the config the shards were made with"
+            )
+        for rel, digest in sorted((rec.get("files") or {}).items()):
+            src = (folder / rel).resolve()
+            if folder.resolve() not in src.parents or not rel.startswith("fetch/scenes/"):
+                raise InputError(f"shard of host {host} lists a path outside its scenes: {rel!r}")
+            if not src.is_file() or sha256_file(src) != digest:
+                raise InputError(f"shard of host {host}: {rel} is missing or corrupt; re-run that host")
+            plan.append((src, rel, digest))
+    all_ids = {tuple(rec.get("all_scene_ids") or ()) for _, rec in records.values()}
+    dealt = sorted(i for _, rec in records.values() for i in rec.get("scene_ids") or [])
+    if len(all_ids) != 1 or dealt != sorted(next(iter(all_ids))):
+        raise InputError(
+            "the shards' scene lists disagree (the archive changed between hosts' searches); "
+            "re-run the sharded job"
+        )
     ws = Workspace(config.resolved_workdir())
     copied = kept = 0
     with ws.locked():
-        for host, (folder, rec) in sorted(records.items()):
-            if rec.get("config_hash") != expected_hash:
-                raise InputError(
-                    f"shard of host {host} was made with a different city/time/search/fetch "
-                    "config; merge with the config the shards were made with"
-                )
-            for rel, digest in sorted((rec.get("files") or {}).items()):
-                src = (folder / rel).resolve()
-                if folder.resolve() not in src.parents or not rel.startswith("fetch/scenes/"):
-                    raise InputError(f"shard of host {host} lists a path outside its scenes: {rel!r}")
-                if not src.is_file() or sha256_file(src) != digest:
-                    raise InputError(f"shard of host {host}: {rel} is missing or corrupt; re-run that host")
-                target = ws.path(*Path(rel).parts)
-                if target.is_file() and sha256_file(target) == digest:
-                    kept += 1
-                    continue
-                _copy_atomic(ws, src, target)
-                copied += 1
+        for src, rel, digest in plan:
+            target = ws.path(*Path(rel).parts)
+            if target.is_file() and sha256_file(target) == digest:
+                kept += 1
+                continue
+            _copy_atomic(ws, src, target)
+            copied += 1
     scene_ids = sorted(i for _, rec in records.values() for i in rec.get("scene_ids") or [])
     log.info("merged %d shard(s): %d scenes, %d files copied, %d kept", len(records), len(scene_ids), copied, kept)
     return {"shards": len(records), "scenes": len(scene_ids), "files_copied": copied, "files_kept": kept}

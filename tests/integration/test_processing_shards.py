@@ -115,10 +115,16 @@ def test_merge_refuses_missing_unfinished_or_corrupt_shards(tmp_path: Path) -> N
     config = load_processing_config(merge_layout, workdir=merge_layout.output)
     with pytest.raises(InputError, match="shards missing for host.* algo-2"):
         merge_shards(config, dirs[:1])
+    record = json.loads((dirs[1] / "shard.json").read_text())
+    (dirs[1] / "shard.json").write_text(json.dumps({**record, "scene_ids": record["scene_ids"][1:]}))
+    with pytest.raises(InputError, match="scene lists disagree"):
+        merge_shards(config, dirs)
+    (dirs[1] / "shard.json").write_text(json.dumps(record))
     victim = next(dirs[1].rglob("*.tif"))
     victim.write_text("tampered\n")
     with pytest.raises(InputError, match="algo-2: fetch/scenes/.* is missing or corrupt"):
         merge_shards(config, dirs)
+    assert not (merge_layout.output / "fetch").exists()  # nothing copied from the good shard
     (dirs[1] / "shard.json").unlink()
     with pytest.raises(InputError, match="did not finish"):
         merge_shards(config, dirs)
