@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from uhi import __version__
 from uhi.config import Config
 from uhi.errors import ConfigError, NoDataError
 from uhi.parallel import dask_client
@@ -251,16 +252,16 @@ def run_incremental(
     """Cron mode: do nothing when no scene is newer than the last run, else run the stages.
 
     Fetch resumes and keeps valid files, so only the new scenes are read; downstream stages
-    re-run because their input checksums changed. A run killed earlier (some stage not yet
-    recorded in the manifest) is finished even when nothing new was found.
+    re-run because their input checksums changed. When nothing is new but a stage is not
+    recorded (a run killed earlier) or was recorded with other config values or another uhi
+    version, the stages run as ``uhi run`` would (the manifest skips the rest).
     """
     started = time.perf_counter()
     ws = Workspace(config.resolved_workdir())
     lookup = specs or _default_specs
     with ws.locked():
         new = find_new_scenes(config, ws, search=search)
-        all_recorded = all(ws.stage_record(name) is not None for name in stages)
-        if new == [] and all_recorded:
+        if new == [] and _all_current(config, ws, stages, lookup):
             log.info("incremental: no scene newer than the last run; nothing to do")
             report = RunReport(ws.root, nothing_new=True)
         else:
@@ -269,7 +270,7 @@ def run_incremental(
             elif new is None:
                 log.info("incremental: no finished fetch in %s yet; running everything", ws.root)
             else:
-                log.info("incremental: nothing new, finishing the stages an earlier run left")
+                log.info("incremental: nothing new; running stages left unfinished or whose config changed")
             # a remote archive's new scenes change no local input of fetch, so its fingerprint
             # cannot notice them: fetch is re-run explicitly (it keeps every valid clip)
             outcomes = _execute_stages(
@@ -280,6 +281,17 @@ def run_incremental(
     report.peak_rss_mb = _peak_rss_mb()
     report.summary = run_summary(ws)
     return report
+
+
+def _all_current(config: Config, ws: Workspace, stages: Sequence[str], specs: SpecLookup) -> bool:
+    """Every stage recorded, with this config's sections and this package version."""
+    for name in stages:
+        record = ws.stage_record(name)
+        if record is None or record.get("uhi_version") != __version__:
+            return False
+        if record.get("config_hash") != config.section_hash(*specs(name).config_sections):
+            return False
+    return True
 
 
 # -- summary -------------------------------------------------------------------------------

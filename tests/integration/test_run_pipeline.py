@@ -181,6 +181,15 @@ def test_incremental_finishes_a_run_killed_before_its_last_stage(setup: tuple[Co
     assert not report.nothing_new and CALLS == ["forecast"]
 
 
+def test_incremental_with_nothing_new_still_applies_a_config_change(setup: tuple[Config, Path]) -> None:
+    config, _ = setup
+    run_pipeline(config, specs=SPECS.__getitem__)
+    CALLS.clear()
+    changed = config.model_copy(update={"forecast": config.forecast.model_copy(update={"horizon": 5})})
+    report = run_incremental(changed, specs=SPECS.__getitem__, search=_search)
+    assert not report.nothing_new and CALLS == ["forecast"]
+
+
 def test_locked_workspace_raises_exit_75(setup: tuple[Config, Path]) -> None:
     config, _ = setup
     holder = Workspace(config.resolved_workdir())
