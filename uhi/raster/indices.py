@@ -590,7 +590,7 @@ class _CogSet:
                 p, "w", driver="GTiff", height=shape[0], width=shape[1], count=1,
                 dtype="uint8" if is_valid else "float32", crs=crs, transform=transform,
                 nodata=None if is_valid else float("nan"), tiled=True, blockxsize=256,
-                blockysize=256, compress="deflate",
+                blockysize=256, compress="zstd", zstd_level=1,
             )
             self.paths[var] = p
 
@@ -612,8 +612,9 @@ class _CogSet:
         for var, src_path in self.paths.items():
             target = self.out_dir / f"{var}.tif"
             with ws.atomic_path(target) as tmp, rasterio.open(src_path) as src:
+                # ZSTD level 1: 5x faster than DEFLATE on a whole scene, same size (bench_compute)
                 rio_copy(
-                    src, tmp, driver="COG", compress="deflate",
+                    src, tmp, driver="COG", compress="zstd", level=1,
                     predictor=2 if var == "valid" else 3, blocksize=256,
                     overview_resampling="nearest" if var == "valid" else "average",
                 )
@@ -660,7 +661,7 @@ def _mean_composite(paths: list[str], target: Path, rows_per_block: int) -> bool
             with rasterio.open(
                 tmp_tif, "w", driver="GTiff", height=rows, width=cols, count=1, dtype="float32",
                 crs=ref.crs, transform=ref.transform, nodata=float("nan"), tiled=True,
-                blockxsize=256, blockysize=256, compress="deflate",
+                blockxsize=256, blockysize=256, compress="zstd", zstd_level=1,
             ) as dst:
                 for r0 in range(0, rows, rows_per_block):
                     win = Window(0, r0, cols, min(rows_per_block, rows - r0))
@@ -677,6 +678,7 @@ def _mean_composite(paths: list[str], target: Path, rows_per_block: int) -> bool
                     dst.write(mean.astype(np.float32), 1, window=win)
             if any_valid:
                 with Workspace(target.parent).atomic_path(target) as tmp, rasterio.open(tmp_tif) as src:
+                    # composites are for people: DEFLATE opens in every GIS
                     rio_copy(src, tmp, driver="COG", compress="deflate", predictor=3, blocksize=256)
     finally:
         for src in srcs:
