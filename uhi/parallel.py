@@ -35,7 +35,9 @@ def active_client() -> Any:
 
 
 @contextlib.contextmanager
-def dask_client(address: str | None, workers: int | None) -> Iterator[Any]:
+def dask_client(
+    address: str | None, workers: int | None, *, connect_timeout_s: float = 30.0
+) -> Iterator[Any]:
     """A distributed Client for ``address``, or a LocalCluster of ``workers``; None if neither.
 
     Parameters
@@ -44,6 +46,8 @@ def dask_client(address: str | None, workers: int | None) -> Iterator[Any]:
         Scheduler address (``tcp://host:8786``); wins over ``workers``.
     workers
         Number of single-threaded worker processes of a LocalCluster started for the block.
+    connect_timeout_s
+        How long to wait for the scheduler at ``address``.
 
     Nested blocks with the same settings share the outer block's client, which alone closes it.
     """
@@ -65,7 +69,7 @@ def dask_client(address: str | None, workers: int | None) -> Iterator[Any]:
     with contextlib.ExitStack() as stack:
         if address:
             try:
-                client = stack.enter_context(Client(address, timeout="30s"))
+                client = stack.enter_context(Client(address, timeout=f"{connect_timeout_s}s"))
             except OSError as exc:
                 from uhi.errors import RemoteError
 
