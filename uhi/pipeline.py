@@ -308,13 +308,16 @@ def _parquet_rows(path: Path) -> int | None:
 def _scenes_used(ws: Workspace) -> list[str] | None:
     if not ws.panel.is_file():
         return None
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    column = pq.read_table(ws.panel, columns=["scene_id"]).column("scene_id").to_pylist()
+    # batch by batch: a city panel has (cells x dates) rows, tens of millions at 30 km
+    distinct: set[str] = set()
+    for batch in pq.ParquetFile(ws.panel).iter_batches(columns=["scene_id"], batch_size=1 << 20):
+        distinct.update(v for v in pc.unique(batch.column(0)).to_pylist() if isinstance(v, str))
     used: set[str] = set()
-    for joined in set(column):
-        if isinstance(joined, str):
-            used.update(joined.split("+"))
+    for joined in distinct:
+        used.update(joined.split("+"))
     return sorted(used)
 
 
