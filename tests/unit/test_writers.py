@@ -1,0 +1,91 @@
+"""Writers: GeoJSON is RFC 7946 (lon/lat, nulls for NaN), Excel and COG files round-trip."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import shapely
+from rasterio.transform import from_origin
+
+from uhi.writers.excel import write_workbook
+from uhi.writers.geojson import write_geojson
+from uhi.writers.raster import write_cog
+
+
+def _frame() -> gpd.GeoDataFrame:
+    geoms = [shapely.box(500000, 5650000, 500048, 5650048), shapely.box(500048, 5650000, 500096, 5650048), None]
+    return gpd.GeoDataFrame(
+        {
+            "cell": ["a", "b", "c"],
+            "lst_c": [30.123456789, np.nan, np.inf],
+            "count": np.array([1, 2, 3], dtype=np.int64),
+            "urban": [True, False, True],
+            "date": pd.to_datetime(["2020-07-01", "2020-07-02", None]),
+        },
+        geometry=geoms,
+        crs="EPSG:32612",
+    )
+
+
+def test_geojson_is_rfc7946_with_nulls_and_dates(tmp_path: Path) -> None:
+    path = write_geojson(_frame(), tmp_path / "out.geojson")
+    fc = json.loads(path.read_text())
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 3
+    a, b, c = (f["properties"] for f in fc["features"])
+    assert a == {"cell": "a", "lst_c": 30.123456789, "count": 1, "urban": True, "date": "2020-07-01"}
+    assert b["lst_c"] is None and c["lst_c"] is None and c["date"] is None
+    assert fc["features"][2]["geometry"] is None
+    lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0]
+    assert -115 < lon < -110 and 50 < lat < 52  # reprojected to lon/lat (UTM 12N near Calgary)
+    assert all(len(str(v).split(".")[-1]) <= 7 for v in (lon, lat))
+    # an independent reader gets the same geometry back (within the 7-decimal rounding)
+    back = gpd.read_file(path)
+    expected = _frame().to_crs(4326).geometry.iloc[0]
+    assert back.geometry.iloc[0].equals_exact(expected, tolerance=1e-6)
+
+
+def test_geojson_timestamps_keep_time(tmp_path: Path) -> None:
+    g = gpd.GeoDataFrame(
+        {"t": pd.to_datetime(["2020-07-01T17:30:00"])}, geometry=[shapely.Point(1, 2)], crs=4326
+    )
+    fc = json.loads(write_geojson(g, tmp_path / "t.geojson").read_text())
+    assert fc["features"][0]["properties"]["t"] == "2020-07-01T17:30:00Z"
+
+
+def test_geojson_without_properties_or_rows(tmp_path: Path) -> None:
+    g = gpd.GeoDataFrame(geometry=[shapely.Point(1, 2)], crs=4326)
+    fc = json.loads(write_geojson(g, tmp_path / "p.geojson").read_text())
+    assert fc["features"][0]["properties"] == {}
+    empty = gpd.GeoDataFrame({"a": []}, geometry=[], crs=4326)
+    assert json.loads(write_geojson(empty, tmp_path / "e.geojson").read_text())["features"] == []
+
+
+def test_geojson_needs_crs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no CRS"):
+        write_geojson(gpd.GeoDataFrame(geometry=[shapely.Point(0, 0)]), tmp_path / "x.geojson")
+
+
+def test_workbook_round_trip(tmp_path: Path) -> None:
+    df = pd.DataFrame({"model": ["ols", "lag"], "r2": [0.5, 0.7]})
+    path = write_workbook(tmp_path / "w.xlsx", {"r2": df}, notes={"r2": "coefficient of determination"})
+    back = pd.read_excel(path, sheet_name=None)
+    assert list(back) == ["r2", "about"]
+    pd.testing.assert_frame_equal(back["r2"], df)
+
+
+def test_cog_round_trip(tmp_path: Path) -> None:
+    data = np.arange(600 * 500, dtype=np.float32).reshape(600, 500)
+    data[0, 0] = np.nan
+    path = write_cog(tmp_path / "x.tif", data, transform=from_origin(500000, 5650000, 30, 30), crs="EPSG:32612")
+    with rasterio.open(path) as src:
+        assert src.profile["tiled"] and src.overviews(1)
+        out = src.read(1)
+        assert math.isnan(src.nodata)
+    np.testing.assert_array_equal(out, data)
