@@ -21,7 +21,9 @@ def test_defaults_are_valid_and_frozen() -> None:
     assert cfg.grid.zoom == 19
     assert cfg.time.months == (6, 7, 8)
     assert cfg.masking.reject_bits == (0, 1, 2, 3, 4, 5)
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.grid.zoom = 18  # type: ignore[misc]
 
 
