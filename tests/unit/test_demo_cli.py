@@ -24,6 +24,13 @@ def test_demo_writes_city_and_says_what_next(tmp_path: Path) -> None:
     assert (out / "data" / "catalog" / "catalog.json").is_file()
     assert f"config: {config}" in r.stdout
     assert f"next: uhi run {config}" in r.stdout
+    # the config pins the scenes' CRS, so a demo wider than ~8 km (across UTM zones 11 and 12
+    # at 114 W) still has one target CRS
+    import json
+
+    from uhi.config import load_config
+
+    assert load_config(config, environ={}).city.crs == json.loads((out / "truth.json").read_text())["crs"]
 
 
 def test_size_zero_exits_2_naming_the_option(tmp_path: Path) -> None:

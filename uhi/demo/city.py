@@ -346,6 +346,8 @@ def _config_text(spec: DemoSpec) -> str:
 city:
   name: demo
   aoi: data/aoi.geojson
+  # the scenes' UTM zone; a demo wider than ~8 km straddles zones 11 and 12 at 114 W
+  crs: EPSG:{UTM_EPSG}
 time:
   start: {spec.first_year}-06-01
   end: {spec.last_year}-08-31
