@@ -19,6 +19,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/uhi demo $(DEMO) --run
+	$(VENV)/bin/uhi scenario $(DEMO)/config.yaml --changes configs/demo-greening.geojson
+	$(VENV)/bin/uhi report $(DEMO)/config.yaml --no-basemap
+	@echo
+	@echo "demo outputs: $(DEMO)/workspace (open $(DEMO)/workspace/report/report.html in a browser)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
