@@ -173,19 +173,6 @@ def plan_tasks(config: Config, ws: Workspace, items: list[Any], aoi: Any) -> lis
     return tasks
 
 
-def _active_dask_client(config: Config) -> Any:
-    if not (config.dask.address or config.dask.workers):
-        return None
-    try:
-        from distributed import default_client
-    except ImportError:
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
 def _remove_stale_scenes(ws: Workspace, keep_dirs: set[Path]) -> int:
     """Scene folders of scenes no longer selected (e.g. after a config change) are removed."""
     root = ws.path("fetch", "scenes")
@@ -205,7 +192,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
     from uhi.aoi import load_aoi
     from uhi.errors import NoDataError
-    from uhi.parallel import map_tasks
+    from uhi.parallel import active_client, map_tasks
     from uhi.search import search_scenes
 
     aoi = load_aoi(config.city)
@@ -213,7 +200,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     items = list(collection)
     tasks = plan_tasks(config, ws, items, aoi.geometry)
     records = map_tasks(
-        fetch_asset, tasks, threads=config.fetch.workers, client=_active_dask_client(config), desc="fetch"
+        fetch_asset, tasks, threads=config.fetch.workers, client=active_client(), desc="fetch"
     )
     by_scene: dict[str, dict[str, dict[str, Any]]] = {}
     for rec in records:

@@ -325,15 +325,9 @@ def _model_projection(
 
 def _weights_matrix(cells: Any, spec: str) -> Any:
     """Row-standardised W built the way the model stage builds it (uhi.stats.weights)."""
-    from uhi.stats.weights import build_weights, parse_weights_spec, weights_from_tiles
+    from uhi.stats.weights import weights_for_cells
 
-    kind, _ = parse_weights_spec(spec)
-    if kind in ("queen", "rook") and {"tile_x", "tile_y"} <= set(cells.columns):
-        sw = weights_from_tiles(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy(), spec)
-    else:
-        xy = np.column_stack([cells["x_m"].to_numpy(float), cells["y_m"].to_numpy(float)])
-        sw = build_weights(xy, spec, geometries=cells.geometry.values)
-    return sw.row_standardised()
+    return weights_for_cells(cells, spec).row_standardised()
 
 
 def _tile_grid(cells: Any) -> tuple[np.ndarray, np.ndarray, Any, tuple[int, int]]:

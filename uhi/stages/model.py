@@ -270,18 +270,12 @@ class _WeightsCache:
         return self._logdets[key][1]
 
     def get(self, ids: np.ndarray) -> Any:
-        from uhi.stats.weights import build_weights, parse_weights_spec, weights_from_tiles
+        from uhi.stats.weights import weights_for_cells
 
         key = np.ascontiguousarray(ids).tobytes()
         if key in self._cache:
             return self._cache[key]
-        sub = self.units.loc[ids]
-        kind, _ = parse_weights_spec(self.spec)
-        if kind in ("queen", "rook") and "tile_x" in sub.columns:
-            sw = weights_from_tiles(sub["tile_x"].to_numpy(), sub["tile_y"].to_numpy(), self.spec)
-        else:
-            xy = np.column_stack([sub["x_m"].to_numpy(float), sub["y_m"].to_numpy(float)])
-            sw = build_weights(xy, self.spec, geometries=sub.geometry.to_numpy())
+        sw = weights_for_cells(self.units.loc[ids], self.spec)
         if len(self._cache) > 4:
             self._cache.clear()
         self._cache[key] = sw

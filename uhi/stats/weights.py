@@ -10,7 +10,13 @@ import scipy.sparse as sp
 
 from uhi.errors import ConfigError, InputError
 
-__all__ = ["SpatialWeights", "parse_weights_spec", "build_weights", "weights_from_tiles"]
+__all__ = [
+    "SpatialWeights",
+    "parse_weights_spec",
+    "build_weights",
+    "weights_from_tiles",
+    "weights_for_cells",
+]
 
 
 @dataclass(frozen=True)
@@ -195,3 +201,18 @@ def build_weights(xy_m: np.ndarray, spec: str, *, geometries: Any = None) -> Spa
     if geometries is None:
         raise InputError(f"{kind} weights need polygon geometries; none were given")
     return _contiguity(geometries, kind, spec)
+
+
+def weights_for_cells(cells: Any, spec: str) -> SpatialWeights:
+    """Binary weights for a table of cells, the one way the model, forecast and scenario agree on.
+
+    Queen/rook come straight from tile indices when the table has ``tile_x``/``tile_y`` (uhi's own
+    cells: no polygon intersection needed); otherwise from ``x_m``/``y_m`` (metres) and, for
+    contiguity, the table's geometry.
+    """
+    kind, _ = parse_weights_spec(spec)
+    if kind in ("queen", "rook") and {"tile_x", "tile_y"} <= set(cells.columns):
+        return weights_from_tiles(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy(), spec)
+    xy = np.column_stack([cells["x_m"].to_numpy(float), cells["y_m"].to_numpy(float)])
+    geoms = cells.geometry.to_numpy() if hasattr(cells, "geometry") else None
+    return build_weights(xy, spec, geometries=geoms)
