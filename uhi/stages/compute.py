@@ -20,6 +20,8 @@ __all__ = ["SPEC", "run", "VARIABLE_NOTES"]
 log = logging.getLogger("uhi.compute")
 
 PANEL_VARIABLES = ("lst_c", "ndvi", "ndbi", "mndwi", "albedo")
+# scenes in flight per worker thread between two reductions to panel columns (bounds memory)
+_CHUNK_SCENES_PER_THREAD = 4
 
 VARIABLE_NOTES = {
     "cell": "quadkey of the web-mercator tile (zoom in the zoom column)",
@@ -127,44 +129,77 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         )
     log.info("compute: %d pixel grid(s), coverage built once each", len(coverages))
 
+    # Scenes are processed a chunk of solar days at a time and each day is reduced to its panel
+    # columns at once: a scene's accumulators take 6 x 5 float64 per cell (93 MB at 389k
+    # cells), so holding all 45 of a city-scale run cost 4 GB of the compute peak.
+    by_day = group_by_solar_day(scenes)
+    position = {id(s): i for i, s in enumerate(scenes)}
+    threads = min(len(tasks), os.cpu_count() or 1, 4)
+    chunk_scenes = max(_CHUNK_SCENES_PER_THREAD * threads, 1)
+    chunks: list[list[tuple[Any, list[int]]]] = [[]]
+    for day, day_scenes in by_day.items():
+        if sum(len(ix) for _, ix in chunks[-1]) >= chunk_scenes:
+            chunks.append([])
+        chunks[-1].append((day, [position[id(s)] for s in day_scenes]))
+
+    used: list[int] = []
+    no_clear: list[int] = []
+    cogs_of: dict[int, tuple[int, dict[str, str]]] = {}
+    days: list[tuple[Any, str, dict[str, np.ndarray]]] = []
+    water_w = np.zeros(len(cells))
+    water_v = np.zeros(len(cells))
     client = _client(config)
     with contextlib.ExitStack() as stack:
         if client is None and (config.dask.address or config.dask.workers):
             client = stack.enter_context(dask_client(config.dask.address, config.dask.workers))
-        threads = min(len(tasks), os.cpu_count() or 1, 4)
-        results = map_tasks(process_scene, tasks, threads=threads, client=client, desc="compute")
-
-    usable = []
-    no_clear = []
-    for scene, res in zip(scenes, results, strict=True):
-        if res.clear_px == 0 or not (res.clear_weight > 0).any():
-            no_clear.append(scene.scene_id)
-            log.warning(
-                "scene %s: no clear pixel over the area of interest (cloud, fill or masked); skipped",
-                scene.scene_id,
+        for chunk in chunks:
+            idx = [i for _, ix in chunk for i in ix]
+            results = dict(
+                zip(idx, map_tasks(process_scene, [tasks[i] for i in idx], threads=threads, client=client, desc="compute"), strict=True)
             )
-            continue
-        if not res.has_thermal:
-            log.warning("scene %s: no surface temperature (L2SR or no lwir11); LST skipped, indices kept", scene.scene_id)
-        usable.append((scene, res))
-    if not usable:
+            for day, ix in chunk:
+                day_stats = []
+                for i in ix:
+                    res = results.pop(i)
+                    if res.clear_px == 0 or not (res.clear_weight > 0).any():
+                        no_clear.append(i)
+                        log.warning(
+                            "scene %s: no clear pixel over the area of interest (cloud, fill or masked); skipped",
+                            scenes[i].scene_id,
+                        )
+                        continue
+                    if not res.has_thermal:
+                        log.warning(
+                            "scene %s: no surface temperature (L2SR or no lwir11); LST skipped, indices kept",
+                            scenes[i].scene_id,
+                        )
+                    used.append(i)
+                    if res.cogs:
+                        cogs_of[i] = (scenes[i].solar_day.year, dict(res.cogs))
+                    day_stats.append(res)
+                if not day_stats:
+                    continue
+                # same solar day, several scenes (adjacent rows of one path): pool their sums per cell
+                merged = day_stats[0]
+                for other in day_stats[1:]:
+                    merged.merge(other)
+                days.append((day, "+".join(merged.scene_ids), _day_columns(merged)))
+                water_w += merged.water.sum_w
+                water_v += merged.water.sum_wv + merged.water.shift * merged.water.sum_w
+                del merged, day_stats
+            del results
+    if not used:
         raise NoDataError(
-            f"no clear pixel in any of the {len(scenes)} scene(s) ({', '.join(no_clear)}): every "
+            f"no clear pixel in any of the {len(scenes)} scene(s) "
+            f"({', '.join(scenes[i].scene_id for i in sorted(no_clear))}): every "
             "pixel is cloud, shadow, fill or masked; widen the dates or lower search.max_cloud"
         )
+    scene_cogs = [cogs_of[i] for i in sorted(cogs_of)]
 
-    scene_cogs = [(s.solar_day.year, dict(r.cogs)) for s, r in usable if r.cogs]
-    # same solar day, several scenes (adjacent rows of one path): pool their sums per cell
-    by_day = group_by_solar_day([s for s, _ in usable])
-    stats_of = {s.scene_id: r for s, r in usable}
-    days = []
-    for day, day_scenes in by_day.items():
-        merged = stats_of[day_scenes[0].scene_id]
-        for other in day_scenes[1:]:
-            merged.merge(stats_of[other.scene_id])
-        days.append((day, merged))
-
-    panel, water_share = _panel(cells, days)
+    panel = _panel(cells, days)
+    del days
+    with np.errstate(invalid="ignore", divide="ignore"):
+        water_share = np.where(water_w > 0, water_v / np.where(water_w > 0, water_w, 1), np.nan)
     quads = cell_quads(x, y, config.grid.zoom, aoi.crs)
     cell_polys = shapely.polygons(np.concatenate([quads, quads[:, :1]], axis=1))
     morph, report = cell_morphology(cell_polys, config.buildings, aoi.crs)
@@ -181,9 +216,9 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     outputs = _write_outputs(config, ws, cells, panel, suhi_table, scene_cogs)
     summary: dict[str, Any] = {
         "scenes": len(scenes),
-        "scenes_used": len(usable),
+        "scenes_used": len(used),
         "scenes_no_clear": len(no_clear),
-        "dates": len(days),
+        "dates": len(panel) // len(cells),
         "cells": len(cells),
         "pixel_grids": len(coverages),
         "rows": len(panel),
@@ -196,41 +231,41 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     return summary
 
 
-def _panel(cells: Any, days: list[tuple[Any, Any]]) -> tuple[Any, np.ndarray]:
-    """The tidy cell x date table from the per-day accumulators, and each cell's water share."""
+def _day_columns(stats: Any) -> dict[str, np.ndarray]:
+    """One solar day's panel columns (float64, one value per cell) from its accumulators."""
+    lst = stats.accumulators["lst_c"].result()
+    cols = {var: lst["mean"] if var == "lst_c" else stats.accumulators[var].result()["mean"] for var in PANEL_VARIABLES}
+    cols["lst_c_std"] = lst["std"]
+    cols["lst_c_min"] = lst["min"]
+    cols["lst_c_max"] = lst["max"]
+    key = "lst_c" if stats.has_thermal else "ndvi"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = stats.accumulators[key].sum_w / stats.cell_area_px
+    cols["valid_share"] = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
+    return cols
+
+
+def _panel(cells: Any, days: list[tuple[Any, str, dict[str, np.ndarray]]]) -> Any:
+    """The tidy cell x date table (date-major: day i is rows i*n..(i+1)*n) from per-day columns.
+
+    Built column by column and left unconsolidated: one pandas block of all float columns
+    would copy the whole table once more (1.3 GB at 389k cells x 42 days). Empties the
+    per-day column dicts as it goes.
+    """
     import pandas as pd
 
     n = len(cells)
-    frames = []
-    water_w = np.zeros(n)
-    water_v = np.zeros(n)
-    for day, stats in days:
-        cols: dict[str, Any] = {
-            "cell": cells["cell"].to_numpy(),
-            "date": np.full(n, np.datetime64(day, "ns")),
-            "year": np.full(n, day.year, dtype=np.int64),
-            "scene_id": np.full(n, "+".join(stats.scene_ids), dtype=object),
-        }
-        lst = stats.accumulators["lst_c"].result()
-        for var in PANEL_VARIABLES:
-            cols[var] = stats.accumulators[var].result()["mean"]
-        cols["lst_c_std"] = lst["std"]
-        cols["lst_c_min"] = lst["min"]
-        cols["lst_c_max"] = lst["max"]
-        key = "lst_c" if stats.has_thermal else "ndvi"
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = stats.accumulators[key].sum_w / stats.cell_area_px
-        cols["valid_share"] = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
-        frames.append(pd.DataFrame(cols))
-        water_w += stats.water.sum_w
-        water_v += stats.water.sum_wv + stats.water.shift * stats.water.sum_w
-    panel = pd.concat(frames, ignore_index=True)
+    k = len(days)
+    panel = pd.DataFrame({"cell": np.tile(cells["cell"].to_numpy(), k)})
+    panel["date"] = np.repeat(np.array([np.datetime64(day, "ns") for day, _, _ in days]), n)
+    panel["year"] = np.repeat(np.array([day.year for day, _, _ in days], dtype=np.int64), n)
+    panel["scene_id"] = np.repeat(np.array([sid for _, sid, _ in days], dtype=object), n)
+    for var in list(days[0][2]):
+        panel[var] = np.concatenate([cols.pop(var) for _, _, cols in days])
     panel["date"] = panel["date"].astype("datetime64[ns]")
     for col in ("cell", "scene_id"):
         panel[col] = panel[col].astype(str)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        water_share = np.where(water_w > 0, water_v / np.where(water_w > 0, water_w, 1), np.nan)
-    return panel, water_share
+    return panel
 
 
 def _suhi(config: Config, cells: Any, panel: Any, crs: str) -> tuple[Any, tuple[Any, np.ndarray]]:
