@@ -32,13 +32,16 @@ def main() -> int:
             line = line.strip()
             if line.startswith("{"):
                 rows.append(json.loads(line))
+    (HERE.parent / "build").mkdir(exist_ok=True)
+    (HERE.parent / "build" / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     header = f"{'bench':<10} {'case':<42} {'uhi s':>9} {'anchor':<28} {'anchor s':>9} {'ratio':>9} {'target':<10} note"
     print(header)
     print("-" * len(header))
     for r in rows:
         ratio = r.get("ratio")
-        if ratio is None and r.get("uhi_s") and r.get("anchor_s"):
-            ratio = r["anchor_s"] / r["uhi_s"]
+        uhi_s, anchor_s = r.get("uhi_s"), r.get("anchor_s")
+        if ratio is None and isinstance(uhi_s, (int, float)) and isinstance(anchor_s, (int, float)) and uhi_s > 0:
+            ratio = anchor_s / uhi_s
         fmt = lambda v: f"{v:9.3f}" if isinstance(v, (int, float)) else f"{str(v or ''):>9}"  # noqa: E731
         print(
             f"{r.get('bench',''):<10} {r.get('case',''):<42} {fmt(r.get('uhi_s'))} "
