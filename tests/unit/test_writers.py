@@ -89,3 +89,19 @@ def test_cog_round_trip(tmp_path: Path) -> None:
         out = src.read(1)
         assert math.isnan(src.nodata)
     np.testing.assert_array_equal(out, data)
+
+
+def test_geojson_precomputed_geometries_and_chunks_give_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uhi.writers.geojson as gj
+
+    frame = _frame()
+    whole = gj.write_geojson(frame, tmp_path / "a.geojson").read_bytes()
+    monkeypatch.setattr(gj, "_CHUNK_ROWS", 2)  # three rows: two chunks
+    shared = gj.geojson_geometries(frame)
+    chunked = gj.write_geojson(frame, tmp_path / "b.geojson", geometry_json=shared).read_bytes()
+    assert chunked == whole
+    assert len(json.loads(chunked)["features"]) == 3
+    with pytest.raises(ValueError, match="2 entries for 3 rows"):
+        gj.write_geojson(frame, tmp_path / "c.geojson", geometry_json=shared[:2])

@@ -341,7 +341,7 @@ def _write_outputs(
     import pandas as pd
 
     from uhi.writers.excel import write_workbook
-    from uhi.writers.geojson import write_geojson
+    from uhi.writers.geojson import geojson_geometries, write_geojson
 
     out_dir = ws.stage_dir("compute") / "outputs"
     formats = set(config.outputs.formats)
@@ -353,13 +353,14 @@ def _write_outputs(
         # the panel is date-major, n cells per date in cell order (see _panel): slices, not a
         # groupby, whose iteration takes a sorted copy of the whole panel
         n = len(cells)
+        geometry_json = geojson_geometries(cells)  # the same cells every date: serialise once
         for start in range(0, len(panel), n):
             rows = panel.iloc[start : start + n]
             date = rows["date"].iloc[0]
             frame = cells[static].merge(rows[per_date], on="cell", how="left")
             frame.insert(1, "date", date)
             path = out_dir / f"{city}_outputs_{date:%Y-%m-%d}.geojson"
-            write_geojson(frame, path)
+            write_geojson(frame, path, geometry_json=geometry_json)
             written.append(ws.relative(path))
     if "excel" in formats:
         g = panel.groupby("date", sort=True)
