@@ -65,20 +65,6 @@ def _inputs(config: Config, ws: Workspace) -> list[Path]:
     return files
 
 
-def _client(config: Config) -> Any:
-    """The Dask client a pipeline run opened (None when running on this machine)."""
-    if not (config.dask.address or config.dask.workers):
-        return None
-    try:
-        from distributed import default_client
-    except ImportError:
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
 def run(config: Config, ws: Workspace) -> dict[str, Any]:
     """Compute LST and indices per scene, aggregate onto cells, add morphology and SUHI.
 
@@ -87,7 +73,6 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     NoDataError
         No scene, or no clear pixel in any scene (exit 3).
     """
-    import contextlib
 
     import shapely
 
@@ -150,10 +135,8 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     days: list[tuple[Any, str, dict[str, np.ndarray]]] = []
     water_w = np.zeros(len(cells))
     water_v = np.zeros(len(cells))
-    client = _client(config)
-    with contextlib.ExitStack() as stack:
-        if client is None and (config.dask.address or config.dask.workers):
-            client = stack.enter_context(dask_client(config.dask.address, config.dask.workers))
+    # shares the run's client when `uhi run` opened one for the same settings (uhi.parallel)
+    with dask_client(config.dask.address, config.dask.workers) as client:
         for chunk in chunks:
             idx = [i for _, ix in chunk for i in ix]
             results = dict(
