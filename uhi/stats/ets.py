@@ -497,7 +497,7 @@ def _fit_parallel(y2: np.ndarray, use: np.ndarray, min_obs: np.ndarray, only: np
     from concurrent.futures import ThreadPoolExecutor
 
     n = y2.shape[0]
-    workers = max(1, min(numba.config.NUMBA_NUM_THREADS, os.cpu_count() or 1))
+    workers = max(1, min(numba.config.NUMBA_NUM_THREADS, os.cpu_count() or 1))  # type: ignore[attr-defined]
     if n < 256 or workers == 1:
         return _fit_all(y2, use, min_obs, only, start)
     # more chunks than threads so a chunk of slow (long, trending) series does not idle a core
