@@ -355,6 +355,21 @@ _DAMP_GRID_PHI = np.array([0.85, 0.97])
 
 
 @numba.njit(cache=True, nogil=True)
+def _polish(y: np.ndarray, best: np.ndarray, best_f: float, kind: int) -> tuple:
+    """Bounded Nelder-Mead from the grid's best point, restarted once; never worse than the grid."""
+    x, fx = _nelder_mead(y, best, 0.1, kind)
+    # one restart from the end point: the standard remedy for a simplex that collapsed early
+    # (clipping to the box flattens a simplex that hits a bound)
+    x2, fx2 = _nelder_mead(y, x, 0.05, kind)
+    if fx2 < fx:
+        x = x2
+        fx = fx2
+    if best_f < fx:
+        return best, best_f
+    return x, fx
+
+
+@numba.njit(cache=True, nogil=True)
 def _fit_holt(y: np.ndarray, a_grid: np.ndarray, b_grid: np.ndarray) -> tuple:
     """Holt (phi = 1): grid start, then bounded Nelder-Mead."""
     p = np.empty(2)
@@ -368,16 +383,7 @@ def _fit_holt(y: np.ndarray, a_grid: np.ndarray, b_grid: np.ndarray) -> tuple:
             if f < best_f:
                 best_f = f
                 best[:] = p
-    x, fx = _nelder_mead(y, best, 0.1, 1)
-    # one restart from the end point: the standard remedy for a simplex that collapsed early
-    # (clipping to the box flattens a simplex that hits a bound)
-    x2, fx2 = _nelder_mead(y, x, 0.05, 1)
-    if fx2 < fx:
-        x = x2
-        fx = fx2
-    if best_f < fx:
-        return best, best_f
-    return x, fx
+    return _polish(y, best, best_f, 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -406,15 +412,7 @@ def _fit_damped(y: np.ndarray, holt_x: np.ndarray, a_grid: np.ndarray, b_grid: n
                 if f < best_f:
                     best_f = f
                     best[:] = p
-    x, fx = _nelder_mead(y, best, 0.1, 2)
-    # one restart from the end point: the standard remedy for a simplex that collapsed early
-    x2, fx2 = _nelder_mead(y, x, 0.05, 2)
-    if fx2 < fx:
-        x = x2
-        fx = fx2
-    if best_f < fx:
-        return best, best_f
-    return x, fx
+    return _polish(y, best, best_f, 2)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 from scipy import stats
-from scipy.optimize import minimize_scalar
 
 from uhi.errors import InputError
 from uhi.stats.regression import ModelFit, check_design
-from uhi.stats.spatial import _BOUNDS, LogDeterminant, _variance_traces
+from uhi.stats.spatial import LogDeterminant, _variance_traces, concentrated_lag
 
 __all__ = ["within_transform", "fit_panel_fe_lag"]
 
@@ -91,25 +90,9 @@ def fit_panel_fe_lag(
     def lag(v: np.ndarray) -> np.ndarray:
         return np.asarray(w @ v.reshape(t, n_cells).T).T.reshape(-1)
 
-    wyd = lag(yd)
-    xtx = xd.T @ xd
-    xtxi = np.linalg.inv(xtx)
-    b0 = xtxi @ (xd.T @ yd)
-    b1 = xtxi @ (xd.T @ wyd)
-    e0 = yd - xd @ b0
-    e1 = wyd - xd @ b1
-    a, c, d = float(e0 @ e0), float(e0 @ e1), float(e1 @ e1)
-
-    def nll(rho: float) -> float:
-        s2 = (a - 2.0 * rho * c + rho * rho * d) / nt
-        return 0.5 * nt * np.log(s2) - t * ld(rho)
-
-    res = minimize_scalar(nll, bounds=_BOUNDS, method="bounded", options={"xatol": 1e-8})
-    rho = float(res.x)
-    b = b0 - rho * b1
-    u = e0 - rho * e1
+    rho, b, u, xtx, nll_min = concentrated_lag(yd, xd, lag(yd), lambda r: t * ld(r))
     s2 = float(u @ u) / nt
-    loglik = float(-res.fun - 0.5 * nt * (_LN2PI + 1.0))
+    loglik = float(-nll_min - 0.5 * nt * (_LN2PI + 1.0))
     xb = (xd @ b).reshape(t, n_cells).T  # N x T, one column per period
     tr1, tr2, tr3, aixb = _variance_traces(w, rho, ld, xb)
     wpy = np.asarray(w @ aixb).T.reshape(-1)

@@ -238,6 +238,34 @@ def _corr2(a: np.ndarray, b: np.ndarray) -> float:
     return float(c * c)
 
 
+def concentrated_lag(
+    y: np.ndarray, x: np.ndarray, wy: np.ndarray, logdet: Any
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Maximise the lag model's likelihood concentrated in rho (Anselin 1988, ch. 12).
+
+    Residuals of y and of W y on X give the SSR as a quadratic in rho, so each likelihood
+    evaluation costs O(1) plus ``logdet(rho)`` (the cross-section's log|I - rho W|, or T times
+    it for a panel). Returns rho, the coefficients, the residuals, X'X and the minimised
+    negative log-likelihood (without the 2 pi constant).
+    """
+    n = y.shape[0]
+    xtx = x.T @ x
+    xtxi = np.linalg.inv(xtx)
+    b0 = xtxi @ (x.T @ y)
+    b1 = xtxi @ (x.T @ wy)
+    e0 = y - x @ b0
+    e1 = wy - x @ b1
+    a, c, d = float(e0 @ e0), float(e0 @ e1), float(e1 @ e1)
+
+    def nll(rho: float) -> float:
+        s2 = (a - 2.0 * rho * c + rho * rho * d) / n
+        return float(0.5 * n * np.log(s2) - logdet(rho))
+
+    res = minimize_scalar(nll, bounds=_BOUNDS, method="bounded", options={"xatol": 1e-8})
+    rho = float(res.x)
+    return rho, b0 - rho * b1, e0 - rho * e1, xtx, float(res.fun)
+
+
 def fit_lag_ml(
     y: np.ndarray,
     x: np.ndarray,
@@ -255,25 +283,9 @@ def fit_lag_ml(
     y, xc, cnames = _prepare(y, x, names, w)
     n, kx = xc.shape
     ld = logdet if logdet is not None else LogDeterminant(w)
-    wy = np.asarray(w @ y)
-    xtx = xc.T @ xc
-    xtxi = np.linalg.inv(xtx)
-    b0 = xtxi @ (xc.T @ y)
-    b1 = xtxi @ (xc.T @ wy)
-    e0 = y - xc @ b0
-    e1 = wy - xc @ b1
-    a, c, d = float(e0 @ e0), float(e0 @ e1), float(e1 @ e1)
-
-    def nll(rho: float) -> float:
-        s2 = (a - 2.0 * rho * c + rho * rho * d) / n
-        return 0.5 * n * np.log(s2) - ld(rho)
-
-    res = minimize_scalar(nll, bounds=_BOUNDS, method="bounded", options={"xatol": 1e-8})
-    rho = float(res.x)
-    b = b0 - rho * b1
-    u = e0 - rho * e1
+    rho, b, u, xtx, nll_min = concentrated_lag(y, xc, np.asarray(w @ y), ld)
     s2 = float(u @ u) / n
-    loglik = float(-res.fun - 0.5 * n * (_LN2PI + 1.0))
+    loglik = float(-nll_min - 0.5 * n * (_LN2PI + 1.0))
     xb = xc @ b
     tr1, tr2, tr3, aixb = _variance_traces(w, rho, ld, xb[:, None])
     wpy = np.asarray(w @ aixb[:, 0])
