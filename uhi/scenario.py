@@ -504,17 +504,19 @@ def _working_crs(cells_path: Path, cells: Any) -> Any:
 
 def _baseline(ws: Any, cells: Any, x: tuple[str, ...], year: int | None, y: str) -> tuple[Any, int]:
     """Per-cell covariates and LST of one year: panel variables averaged over its dates."""
-    import pandas as pd
+    from uhi.panel import latest_year, panel_columns, read_panel
 
-    panel = pd.read_parquet(ws.panel)
-    if panel.empty:
+    chosen = year if year is not None else latest_year(ws.panel)
+    if chosen is None:
         raise NoDataError("compute/panel.parquet is empty; rerun uhi compute with more scenes")
-    chosen = int(year if year is not None else panel["year"].max())
-    rows = panel[panel["year"] == chosen]
+    chosen = int(chosen)
+    dynamic = [v for v in dict.fromkeys((*x, y)) if v in panel_columns(ws.panel)]
+    # only the chosen year's rows and the model's columns (uhi/panel.py)
+    rows = read_panel(ws.panel, ["cell", *dynamic], years=[chosen])
     if rows.empty:
         raise NoDataError(f"no panel rows for {chosen}; pick a year present in compute/panel.parquet")
-    dynamic = [v for v in (*x, y) if v in panel.columns]
-    means = rows.groupby("cell")[dynamic].mean()
+    means = rows.groupby("cell", observed=True)[dynamic].mean()
+    means.index = means.index.astype(object)
     base = cells[["cell"]].merge(means, left_on="cell", right_index=True, how="left")
     for v in x:
         if v not in base.columns:

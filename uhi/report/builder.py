@@ -86,7 +86,8 @@ def _working_crs(ws: Any, cells: Any) -> Any:
 
 def _load(config: Any, ws: Any) -> _Inputs:
     import geopandas as gpd
-    import pandas as pd
+
+    from uhi.panel import read_panel
 
     for needed in (ws.cells, ws.panel):
         if not Path(needed).is_file():
@@ -94,12 +95,13 @@ def _load(config: Any, ws: Any) -> _Inputs:
     cells = gpd.read_parquet(ws.cells)
     if cells.crs is None or cells.crs.to_epsg() != 4326:
         cells = cells.set_crs(4326, allow_override=True) if cells.crs is None else cells.to_crs(4326)
-    panel = pd.read_parquet(ws.panel)
+    # the columns the report draws, cell as a categorical (uhi/panel.py)
+    panel = read_panel(ws.panel, ["cell", "date", "year", "lst_c", "anomaly_c", "ndvi", "ndbi"])
     if panel.empty:
         raise InputError(f"{ws.relative(ws.panel)} has no rows; rerun uhi compute with more scenes")
     year = int(panel["year"].max())
     cols = [c for c in ("lst_c", "anomaly_c", "ndvi", "ndbi") if c in panel.columns]
-    per_cell = panel.loc[panel["year"] == year].groupby("cell")[cols].mean()
+    per_cell = panel.loc[panel["year"] == year].groupby("cell", observed=True)[cols].mean()
     summary = None
     if Path(ws.model_summary).is_file():
         summary = json.loads(Path(ws.model_summary).read_text(encoding="utf-8"))
@@ -358,7 +360,7 @@ def _observed_city(panel: Any, step: str) -> Any:
     import pandas as pd
 
     keys = ["year"] if step != "month" else ["year", panel["date"].dt.month.rename("month")]
-    per_cell = panel.groupby(["cell", *keys])["lst_c"].mean()
+    per_cell = panel.groupby(["cell", *keys], observed=True)["lst_c"].mean()
     city = per_cell.groupby(level=list(range(1, per_cell.index.nlevels))).mean().dropna()
     if step == "month":
         x = [y + (m - 1) / 12 for y, m in city.index]

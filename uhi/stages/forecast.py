@@ -188,16 +188,23 @@ def _jsonable(value: Any) -> Any:
 # the workspace stage
 
 
-def _read_inputs(ws: Workspace) -> tuple[Any, Any]:
+def _read_inputs(ws: Workspace, wanted: list[str]) -> tuple[Any, Any, list[str]]:
+    """The cells, and the panel's id, date, clear-share and ``wanted`` columns (uhi/panel.py).
+
+    Returns the panel, the cells and the wanted names the panel holds.
+    """
     import geopandas as gpd
-    import pandas as pd
+
+    from uhi.panel import panel_columns, read_panel
 
     for needed in (ws.panel, ws.cells):
         if not needed.is_file():
             raise InputError(f"{ws.relative(needed)} is missing in {ws.root}; run uhi compute first")
-    panel = pd.read_parquet(ws.panel)
+    have = panel_columns(ws.panel)
+    dynamic = [v for v in wanted if v in have]
+    panel = read_panel(ws.panel, ["cell", "date", "valid_share", *dynamic])
     cells = gpd.read_parquet(ws.cells)
-    return panel, cells
+    return panel, cells, dynamic
 
 
 # A scene enters the city series only when at least this share of the cells is clear in it:
@@ -392,12 +399,11 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     from uhi.stats.series import step_labels
 
     fc = config.forecast
-    panel, cells = _read_inputs(ws)
     y = config.model.y
     wanted = list(dict.fromkeys([y, *fc.variables]))
-    dynamic = [v for v in wanted if v in panel.columns]
-    static = [v for v in wanted if v not in panel.columns and v in cells.columns]
-    unknown = [v for v in wanted if v not in panel.columns and v not in cells.columns]
+    panel, cells, dynamic = _read_inputs(ws, wanted)
+    static = [v for v in wanted if v not in dynamic and v in cells.columns]
+    unknown = [v for v in wanted if v not in dynamic and v not in cells.columns]
     if y not in dynamic:
         raise InputError(f"model.y {y!r} is not a column of compute/panel.parquet; rerun uhi compute")
     if unknown:
@@ -408,7 +414,8 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     orphan_rows = int((~known).sum())
     if orphan_rows:
         log.warning("forecast: %d panel rows belong to cells absent from cells.parquet; left out", orphan_rows)
-    panel = panel[known]
+        panel = panel[known]
+    del known
     rs, forecasts = forecast_table(
         panel, id_col="cell", time_col="date", value_cols=dynamic, horizon=fc.horizon,
         step="summer" if fc.step == "summer" else "month", holdout=fc.holdout,

@@ -116,26 +116,29 @@ def _check_numeric(frame: Any, cols: Sequence[str], where: str) -> None:
 def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelRequest]:
     """Per (cell, year) summer means of the panel joined to the cells' static columns."""
     import geopandas as gpd
-    import pandas as pd
+
+    from uhi.panel import panel_columns, read_panel
 
     for p in (ws.cells, ws.panel):
         if not p.is_file():
             raise InputError(f"missing {p}; run `uhi compute` first")
     m = config.model
     cells = gpd.read_parquet(ws.cells)
-    panel = pd.read_parquet(ws.panel)
+    panel_cols = panel_columns(ws.panel)
     hot = "anomaly_c" if m.hotspot_variable == "anomaly" else "lst_c"
     needed = [m.y, *m.x]
-    available = set(panel.columns) | set(cells.columns)
+    available = set(panel_cols) | set(cells.columns)
     _check_columns(sorted(available), needed, "compute/panel.parquet and compute/cells.parquet")
-    if "date" in panel.columns and len(panel):
-        panel = panel[pd.to_datetime(panel["date"]).dt.month.isin(config.time.months)]
-    from_panel = [c for c in dict.fromkeys([*needed, hot]) if c in panel.columns and c not in ("cell", "year")]
+    from_panel = [c for c in dict.fromkeys([*needed, hot]) if c in panel_cols and c not in ("cell", "year")]
+    # only the columns the models use, summer months filtered while reading (uhi/panel.py)
+    panel = read_panel(ws.panel, ["cell", "year", *from_panel], months=config.time.months)
     _check_numeric(panel, [c for c in from_panel if c in needed], "compute/panel.parquet")
     from_cells = [c for c in needed if c not in from_panel]
     _check_numeric(cells, from_cells, "compute/cells.parquet")
     # the summer composite of each year: the mean over that year's dates (SCIENCE.md, forecasting)
-    yearly = panel.groupby(["cell", "year"], sort=True)[from_panel].mean().reset_index()
+    yearly = panel.groupby(["cell", "year"], sort=True, observed=True)[from_panel].mean().reset_index()
+    del panel
+    yearly["cell"] = yearly["cell"].astype(object)
     keep_cells = ["cell", *from_cells]
     zone_col = m.zone_col if m.zone_col in cells.columns else None
     if zone_col and zone_col not in keep_cells:

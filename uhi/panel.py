@@ -1,0 +1,115 @@
+"""Reading compute's long panel (``compute/panel.parquet``) lean: only the columns and rows a
+stage needs, with the cell id as a pandas categorical.
+
+A city-scale panel is one row per (cell, scene): 16 million rows for a 30 km city and 42
+scenes. Read whole with ``pandas.read_parquet`` it costs ~4 GB, mostly two columns of Python
+strings (``cell``, ``scene_id``) that no model needs. Reading row group by row group through
+pyarrow, keeping the wanted columns, filtering months/years before conversion and decoding
+``cell`` as a dictionary (one string per cell, int32 codes per row) brings that to the size of
+the numeric columns themselves (measured in docs/operations.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["read_panel", "panel_columns", "latest_year"]
+
+
+def panel_columns(path: Path) -> list[str]:
+    """Column names of the panel (schema only, no data read)."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def latest_year(path: Path) -> int | None:
+    """The panel's last year, from the row groups' statistics when written, else one column."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    if "year" not in f.schema_arrow.names or f.metadata.num_rows == 0:
+        return None
+    col = f.schema_arrow.names.index("year")
+    best: int | None = None
+    for i in range(f.num_row_groups):
+        rg = f.metadata.row_group(i)
+        if rg.num_rows == 0:
+            continue
+        stats = rg.column(col).statistics
+        if stats is None or not stats.has_min_max:
+            years = f.read(columns=["year"]).column("year").to_numpy()
+            return int(np.nanmax(years)) if years.size else None
+        best = int(stats.max) if best is None else max(best, int(stats.max))
+    return best
+
+
+def read_panel(
+    path: Path,
+    columns: Sequence[str],
+    *,
+    months: Sequence[int] | None = None,
+    years: Sequence[int] | None = None,
+) -> Any:
+    """The panel's ``columns`` (those present) as a pandas DataFrame.
+
+    Parameters
+    ----------
+    path
+        ``compute/panel.parquet``.
+    columns
+        Wanted columns; names the file does not have are left out (callers check what they
+        require and name it in their own message).
+    months
+        Keep only rows whose ``date`` falls in these months (``date`` need not be wanted).
+    years
+        Keep only rows of these ``year`` values.
+
+    ``cell`` comes back as a categorical whose categories are sorted, so ``groupby('cell')``
+    orders cells exactly as it would the plain strings.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    f = pq.ParquetFile(path, read_dictionary=[c for c in ("cell", "scene_id") if c in names])
+    wanted = [c for c in dict.fromkeys(columns) if c in names]
+    filter_cols = []
+    if months is not None and "date" in names:
+        filter_cols.append("date")
+    if years is not None and "year" in names:
+        filter_cols.append("year")
+    read_cols = wanted + [c for c in filter_cols if c not in wanted]
+    month_set = pa.array(sorted({int(m) for m in months or ()}), pa.int64())
+    year_set = pa.array(sorted({int(y) for y in years or ()}), pa.int64())
+    parts = []
+    for i in range(f.num_row_groups):
+        t = f.read_row_group(i, columns=read_cols)
+        mask = None
+        if "date" in filter_cols:
+            mask = pc.is_in(pc.month(t["date"]), value_set=month_set)
+        if "year" in filter_cols:
+            ym = pc.is_in(pc.cast(t["year"], pa.int64()), value_set=year_set)
+            mask = ym if mask is None else pc.and_(mask, ym)
+        if mask is not None:
+            t = t.filter(pc.fill_null(mask, False))
+        parts.append(t.select(wanted))
+    if parts:
+        table = pa.concat_tables(parts).unify_dictionaries()
+    else:
+        table = f.schema_arrow.empty_table().select(wanted)
+    del parts
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    for col in ("cell", "scene_id"):
+        if col in frame.columns and isinstance(frame[col].dtype, pd.CategoricalDtype):
+            cats = frame[col].cat.categories
+            if not cats.is_monotonic_increasing:
+                frame[col] = frame[col].cat.reorder_categories(cats.sort_values())
+    return frame
