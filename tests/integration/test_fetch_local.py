@@ -205,3 +205,51 @@ def test_changed_margin_refetches_even_without_proj_metadata(tmp_path: Path) -> 
     assert wider["status"] == "fetched"
     # three more 30 m pixels on every side
     assert wider["shape"] == [first["shape"][0] + 6, first["shape"][1] + 6]
+
+
+def test_scene_folder_changes_make_fetch_run_again(tmp_path: Path) -> None:
+    """A scene copied into a local folder is noticed by `uhi run` without --force; an unrelated
+    file is not (the folder enters the fingerprint by name, size and mtime of its scene files)."""
+    import shutil
+
+    src = LANDSAT / "liverpool-LC08-20200927"
+    product = "LC08_L2SP_204023_20200927_20201006_02_T1"
+    folder = tmp_path / "scenes"
+    shutil.copytree(src, folder / src.name)
+    cfg = _config(tmp_path / "ws", _inner_bbox(src / f"{product}_SR_B4.TIF"), "2020-01-01", "2020-12-31", [9])
+    cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"path": folder})})
+    ws, first = _run(cfg)
+    assert not first.skipped and first.summary["scenes"] == 1
+    (folder / "notes.md").write_text("field notes")
+    assert _run(cfg)[1].skipped
+    # a second scene arrives (here the Momotombo clip: elsewhere, so dropped, but searched)
+    shutil.copytree(LANDSAT / "momotombo-LC08-20151205", folder / "momotombo")
+    ws, again = _run(cfg)
+    assert not again.skipped and again.summary["assets_fetched"] == 0  # the clips it had are kept
+    labels = [k for k in (ws.stage_record("fetch") or {})["inputs"] if k.startswith("listing of")]
+    assert labels == [f"listing of {folder.resolve()}"]
+    assert _run(cfg)[1].skipped
+
+
+def test_catalog_item_edit_makes_fetch_run_again(demo_city: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from uhi.config import load_config
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_city / "data", data)
+    cfg = load_config(demo_city / "config.yaml", overrides={
+        "workdir": str(tmp_path / "ws"), "search": {"path": str(data / "catalog" / "catalog.json")},
+        "city": {"aoi": str(data / "aoi.geojson")},
+    })
+    assert not _run(cfg)[1].skipped
+    assert _run(cfg)[1].skipped
+    first = json.loads(_run(cfg)[0].scenes_index.read_text())["features"][0]["id"]
+    item = next(p for p in (data / "catalog").rglob("*.json") if p.stem == first)
+    doc = json.loads(item.read_text())
+    doc["properties"]["eo:cloud_cover"] = 99.0  # now over max_cloud: the scene must be dropped
+    item.write_text(json.dumps(doc))
+    ws, again = _run(cfg)
+    assert not again.skipped
+    index = json.loads(ws.scenes_index.read_text())
+    assert doc["id"] not in {f["id"] for f in index["features"]}

@@ -251,14 +251,48 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     return summary
 
 
+def _local_catalog(config: Config) -> Path | None:
+    """The local backend's STAC JSON file (search.path itself, or its folder's catalog.json)."""
+    if config.search.backend != "local" or config.search.path is None:
+        return None
+    path = Path(config.search.path).expanduser().resolve()
+    if path.is_dir() and (path / "catalog.json").is_file():
+        return path / "catalog.json"
+    return path if path.is_file() else None
+
+
 def _inputs(config: Config, ws: Workspace) -> list[Path]:
-    """User files the fetch depends on: the AOI file and a local catalog file."""
+    """User files the fetch depends on: the AOI file and a local catalog with its item files.
+
+    Item JSON files are small, so every ``*.json`` below the catalog's folder is checksummed:
+    an item added, removed or edited there makes the next ``uhi run`` fetch again.
+    """
     files: list[Path] = []
     if config.city.aoi is not None:
         files.append(Path(config.city.aoi))
-    if config.search.backend == "local" and config.search.path is not None and Path(config.search.path).is_file():
-        files.append(Path(config.search.path))
+    catalog = _local_catalog(config)
+    if catalog is not None:
+        files.append(catalog)
+        if catalog.name in ("catalog.json", "collection.json"):
+            files.extend(p for p in catalog.parent.rglob("*.json") if ws.root not in p.parents)
     return files
 
 
-SPEC = StageSpec(name="fetch", config_sections=("city", "time", "search", "fetch"), inputs=_inputs, run=run)
+def _listings(config: Config, ws: Workspace) -> dict[str, str]:
+    """A local scene folder by file name, size and modification time (GeoTIFFs are too large
+    to checksum on every run): a scene copied in or replaced makes the next run fetch again."""
+    if config.search.backend != "local" or config.search.path is None or _local_catalog(config) is not None:
+        return {}
+    folder = Path(config.search.path).expanduser().resolve()
+    if not folder.is_dir():
+        return {}
+    lines = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and ws.root not in p.parents and p.suffix.lower() in (".tif", ".tiff", ".txt", ".xml", ".json"):
+            st = p.stat()
+            lines.append(f"{p.relative_to(folder)}\t{st.st_size}\t{st.st_mtime_ns}")
+    return {f"listing of {folder}": "\n".join(lines)}
+
+
+SPEC = StageSpec(name="fetch", config_sections=("city", "time", "search", "fetch"), inputs=_inputs, run=run,
+                 listings=_listings)

@@ -34,12 +34,17 @@ class StageSpec:
         user files such as the buildings layer). Their checksums enter the fingerprint.
     run
         ``run(config, workspace) -> dict`` doing the work; returns a JSON-able summary.
+    listings
+        Optional: inputs too large to checksum (a folder of scene GeoTIFFs), given as
+        ``{label: text}`` where the text lists them by name, size and modification time;
+        the text's hash enters the fingerprint and the manifest under the label.
     """
 
     name: str
     config_sections: tuple[str, ...]
     inputs: Callable[[Config, Workspace], list[Path]]
     run: Callable[[Config, Workspace], dict[str, Any]]
+    listings: Callable[[Config, Workspace], dict[str, str]] | None = None
 
 
 @dataclass
@@ -54,8 +59,11 @@ class StageOutcome:
 
 
 def fingerprint(spec: StageSpec, config: Config, ws: Workspace) -> tuple[str, dict[str, str]]:
-    """Hash of the stage's config sections, package version and input checksums."""
+    """Hash of the stage's config sections, package version, input checksums and listings."""
     inputs = ws.checksums(spec.inputs(config, ws))
+    if spec.listings is not None:
+        for label, text in spec.listings(config, ws).items():
+            inputs[label] = hashlib.sha256(text.encode()).hexdigest()
     h = hashlib.sha256()
     h.update(spec.name.encode())
     h.update(__version__.encode())
