@@ -247,6 +247,9 @@ class ModelConfig(_Section):
         "panel_fe",
     )
     zone_col: str = Field("zone", description="column of zones for the 'fe' model")
+    lag_estimator: Literal["ml", "2sls"] = Field(
+        "ml", description="spatial lag model by maximum likelihood or by 2SLS (GM, instruments X and WX)"
+    )
     hotspot_variable: Literal["lst", "anomaly"] = "lst"
     permutations: int = Field(0, ge=0, description="Gi* permutations; 0 uses normal p-values")
     fdr: bool = Field(True, description="correct hotspot p-values for multiple tests (FDR)")

@@ -68,6 +68,9 @@ def weights_handler(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--hotspot-col", default=None, metavar="COL", help="General mode: Gi* variable [default: the --y column].")
 @click.option("--permutations", default=0, show_default=True, type=click.IntRange(min=0),
               help="General mode: Gi* permutations (0 = normal p-values).")
+@click.option("--lag-estimator", type=click.Choice(["ml", "2sls"]), default=None,
+              help="Estimator of the spatial lag model: ml (maximum likelihood) or 2sls (GM, instruments X, WX) "
+                   "[default: ml]; in workspace mode it overrides model.lag_estimator.")
 def model(
     config: Path | None,
     workdir: Path | None,
@@ -83,6 +86,7 @@ def model(
     year_col: str | None,
     hotspot_col: str | None,
     permutations: int,
+    lag_estimator: str | None,
 ) -> None:
     """Explain LST with OLS, SLX, spatial lag/error and fixed-effects models; Gi* hotspots.
 
@@ -100,6 +104,8 @@ def model(
         extra: dict[str, object] = {"model.weights": weights, "model.models": list(models) if models else None}
         if permutations:
             extra["model.permutations"] = permutations
+        if lag_estimator:
+            extra["model.lag_estimator"] = lag_estimator
         cfg = build_run_config(config, workdir=workdir, set_values=set_values, extra=extra)
         outcomes = run_stages(cfg, ["model"], force=force)
         print_outcomes(outcomes, cfg.resolved_workdir())
@@ -116,7 +122,7 @@ def model(
     assert y_col is not None and out_dir is not None
     summary = run_general(
         input_path, out_dir, y=y_col, x=x_cols, weights=weights or "knn:8", models=models, zone_col=zone_col,
-        year_col=year_col, hotspot_col=hotspot_col, permutations=permutations,
+        year_col=year_col, hotspot_col=hotspot_col, permutations=permutations, lag_estimator=lag_estimator or "ml",
     )
     for key, value in sorted(summary.items()):
         click.echo(f"{key}: {value}")

@@ -56,6 +56,9 @@ class ModelRequest:
         Gi* p-values: permutations (0 = normal) and Benjamini-Hochberg correction.
     time_effects
         Year effects in ``panel_fe`` too (two-way FE), absorbing a common warming trend.
+    lag_estimator
+        'ml' (maximum likelihood, the default) or '2sls' (Kelejian-Prucha GM: no
+        log-determinant, linear in n; consistent but less efficient) for the ``lag`` model.
     """
 
     y: str
@@ -67,6 +70,7 @@ class ModelRequest:
     permutations: int = 0
     fdr: bool = True
     time_effects: bool = True
+    lag_estimator: str = "ml"
 
 
 @dataclass
@@ -161,6 +165,7 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
         hotspot_col=hot,
         permutations=m.permutations,
         fdr=m.fdr,
+        lag_estimator=m.lag_estimator,
     )
     notes = {"hotspot_variable": hot, "months": list(config.time.months)}
     if "fe" in m.models and zone_col is None:
@@ -293,6 +298,8 @@ def _validate(req: ModelRequest) -> None:
         raise ConfigError("no x variables given; pass at least one --x COLUMN")
     if req.y in req.x:
         raise ConfigError(f"y column {req.y!r} is also an x column; remove it from x")
+    if req.lag_estimator not in ("ml", "2sls"):
+        raise ConfigError(f"unknown lag estimator {req.lag_estimator!r}; use ml or 2sls")
 
 
 def _fit_period(
@@ -303,11 +310,12 @@ def _fit_period(
     sw: Any,
     zones: np.ndarray | None,
     logdet: Any,
+    lag_estimator: str = "ml",
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     from uhi.stats.diagnostics import lm_tests, moran_residuals, moran_value
     from uhi.stats.impacts import lag_impacts
     from uhi.stats.regression import fit_fe, fit_ols, fit_slx
-    from uhi.stats.spatial import fit_error_ml, fit_lag_ml
+    from uhi.stats.spatial import fit_error_ml, fit_lag_gm, fit_lag_ml
 
     w = logdet.w
     out: dict[str, Any] = {}
@@ -324,7 +332,7 @@ def _fit_period(
             fit = fit_slx(y, x, names, w)
             fit.diagnostics["moran_i"] = moran_value(fit.residuals, w)
         elif name == "lag":
-            fit = fit_lag_ml(y, x, names, w, logdet=logdet)
+            fit = fit_lag_gm(y, x, names, w) if lag_estimator == "2sls" else fit_lag_ml(y, x, names, w, logdet=logdet)
             fit.impacts = lag_impacts(fit.rho or 0.0, fit.coefficients, fit.names, w, logdet=logdet)
             fit.diagnostics["moran_i"] = moran_value(fit.residuals, w)
         elif name == "error":
@@ -400,7 +408,8 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
             log.warning("model: %s: %d observations have no neighbour under %s (islands)", period, sw.islands.size, req.weights)
         if req.zone_col is not None:
             zones = rows[req.zone_col].to_numpy()[ok]
-        fits, secs, _ = _fit_period(per_period, values[ok, 0], values[ok, 1:], names, sw, zones, cache.logdet(sw))
+        fits, secs, _ = _fit_period(per_period, values[ok, 0], values[ok, 1:], names, sw, zones, cache.logdet(sw),
+                                    req.lag_estimator)
         for m, fit in fits.items():
             res.fits.setdefault(m, {})[period] = fit
             res.units.setdefault(m, {})[period] = ids
@@ -506,7 +515,16 @@ def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]
             # one pooled fit: its record also sits at the model level, for readers that take
             # a model's coefficients directly (scenario)
             models[m] = {**years["pooled"], **models[m]}
-    per_period = {m: v for m, v in models.items() if m in _PER_PERIOD}
+    ranked = _PER_PERIOD
+    criterion = ("lowest mean AIC over the per-year models (ols, slx, lag, error, fe), which share their rows; "
+                 "panel_fe has a different sample and likelihood")
+    if req.lag_estimator == "2sls":
+        # 2SLS has no likelihood: its Gaussian log-likelihood of residuals lacks ln|I - rho W|,
+        # so an AIC from it is not comparable with the ML models' and would flatter the lag
+        ranked = tuple(m for m in _PER_PERIOD if m != "lag")
+        criterion = ("lowest mean AIC over ols, slx, error and fe (the 2SLS lag model has no likelihood and is "
+                     "not ranked by AIC; compare it by R-squared)")
+    per_period = {m: v for m, v in models.items() if m in ranked}
     best_aic = min(per_period, key=lambda m: per_period[m]["mean_aic"]) if per_period else None
     best_r2 = max(models, key=lambda m: models[m]["mean_r2"]) if models else None
     hot_counts = {
@@ -520,7 +538,8 @@ def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]
             "period": data.period_name,
             "models": models,
             "best_model": best_aic or best_r2,
-            "best_model_criterion": "lowest mean AIC over the per-year models (ols, slx, lag, error, fe), which share their rows; panel_fe has a different sample and likelihood",
+            "best_model_criterion": criterion,
+            "lag_estimator": req.lag_estimator,
             "best_by_r2": best_r2,
             "rows": {str(k): v for k, v in res.rows.items()},
             "weights_info": {str(k): v for k, v in res.weights_info.items()},
@@ -662,6 +681,7 @@ def run_general(
     hotspot_col: str | None = None,
     permutations: int = 0,
     fdr: bool = True,
+    lag_estimator: str = "ml",
 ) -> dict[str, Any]:
     """The model stage on any vector layer: the same fits and outputs, written into out_dir."""
     from uhi.stats.weights import parse_weights_spec
@@ -674,7 +694,7 @@ def run_general(
         raise ConfigError("model 'panel_fe' needs --year-col naming the period column")
     req = ModelRequest(
         y=y, x=tuple(x), weights=weights, models=models, zone_col=zone_col,
-        hotspot_col=hotspot_col or y, permutations=permutations, fdr=fdr,
+        hotspot_col=hotspot_col or y, permutations=permutations, fdr=fdr, lag_estimator=lag_estimator,
     )
     _validate(req)
     data = vector_data(input_path, y, x, zone_col=zone_col, year_col=year_col)
