@@ -83,6 +83,11 @@ def _parse(text: str, origin: str, region: str | None) -> WarmingTable:
                 f"(regions: {', '.join(sorted(set(df['region'].astype(str))))})"
             )
         df = df[df["region"].astype(str) == wanted]
+    elif region not in (None, "global"):
+        raise InputError(
+            f"warming table {origin} has no region column, so forecast.rcp_region {region!r} cannot "
+            "be chosen; add a region column or leave rcp_region at global"
+        )
     years = pd.to_numeric(df["year"], errors="coerce").to_numpy(dtype=float)
     delta = pd.to_numeric(df["delta_c"], errors="coerce").to_numpy(dtype=float)
     bad = ~(np.isfinite(years) & np.isfinite(delta))

@@ -283,6 +283,11 @@ class ForecastConfig(_Section):
     methods: tuple[Literal["simple", "holt", "damped"], ...] = ("simple", "holt", "damped")
     rcp_table: Path | None = Field(None, description="CSV of year, delta_c (else the shipped table)")
     rcp_years: tuple[int, ...] = (2050, 2085)
+    rcp_region: str = Field(
+        "global",
+        description="region rows of the warming table: 'global' or 'canada' in the shipped one; "
+        "any value of a user table's region column",
+    )
 
 
 class OutputsConfig(_Section):

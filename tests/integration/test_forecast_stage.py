@@ -187,3 +187,20 @@ def test_horizon_over_half_is_a_config_error(tmp_path: Path) -> None:
     cfg = build_config({"workdir": str(ws.root), "forecast": {"horizon": 9}})
     with ws.locked(), pytest.raises(ConfigError, match=r"forecast.horizon 9 .*16 steps, so at most 8"):
         execute(SPEC, cfg, ws)
+
+
+def test_rcp_region_canada_doubles_the_added_warming(tmp_path: Path) -> None:
+    from uhi.stages.forecast import SPEC
+
+    ws = build_workspace(tmp_path, nx=3, ny=2, model=False)
+    added = {}
+    for region in ("global", "canada"):
+        cfg = build_config({"workdir": str(ws.root), "outputs": {"formats": ["geojson"]},
+                            "forecast": {"rcp_region": region}})
+        with ws.locked():
+            assert not execute(SPEC, cfg, ws).skipped  # the region is part of the fingerprint
+        rcp = json.loads((ws.stage_dir("forecast") / "summary.json").read_text())["rcp85"]
+        assert rcp["region"] == region
+        added[region] = np.array(rcp["warming_added_c"])
+    assert np.all(added["global"] > 0)
+    np.testing.assert_allclose(added["canada"], 2 * added["global"], rtol=1e-12)

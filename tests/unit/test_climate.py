@@ -59,3 +59,8 @@ def test_missing_file_and_region(tmp_path: Path) -> None:
         load_warming_table(tmp_path / "nope.csv")
     with pytest.raises(InputError, match="region 'mars'"):
         load_warming_table(region="mars")
+    p = tmp_path / "city.csv"
+    p.write_text("year,delta_c\n2000,0\n2100,4\n")
+    assert load_warming_table(p, region="global").at(2100) == pytest.approx(4.0)
+    with pytest.raises(InputError, match="no region column, so forecast.rcp_region 'canada'"):
+        load_warming_table(p, region="canada")

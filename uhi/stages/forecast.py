@@ -455,7 +455,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     projection, model_info = _model_projection(ws, config, cells, aligned, fc.horizon)
 
     # long term: RCP8.5 warming added to each cell's current LST level
-    table = load_warming_table(fc.rcp_table)
+    table = load_warming_table(fc.rcp_table, region=fc.rcp_region)
     base_year = float(_step_year(np.array([last]), rs.step)[0])
     rcp_years = np.array(sorted(fc.rcp_years), dtype=float)
     added = table.added(base_year, rcp_years)
@@ -557,6 +557,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "model_projection": model_info,
         "rcp85": {
             "source": table.source,
+            "region": fc.rcp_region,
             "baseline_year": base_year,
             "years": rcp_years.astype(int).tolist(),
             "warming_added_c": added.tolist(),
