@@ -515,7 +515,7 @@ def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]
             # one pooled fit: its record also sits at the model level, for readers that take
             # a model's coefficients directly (scenario)
             models[m] = {**years["pooled"], **models[m]}
-    ranked = _PER_PERIOD
+    ranked: tuple[str, ...] = _PER_PERIOD
     criterion = ("lowest mean AIC over the per-year models (ols, slx, lag, error, fe), which share their rows; "
                  "panel_fe has a different sample and likelihood")
     if req.lag_estimator == "2sls":
