@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -274,8 +275,25 @@ def _inputs(config: Config, ws: Workspace) -> list[Path]:
     if catalog is not None:
         files.append(catalog)
         if catalog.name in ("catalog.json", "collection.json"):
-            files.extend(p for p in catalog.parent.rglob("*.json") if ws.root not in p.parents)
+            files.extend(_item_files(catalog.parent, ws.root))
     return files
+
+
+# a static catalog keeps its items a level or two below it (catalog/<collection>/<id>/<id>.json);
+# the walk stops deeper so a catalog.json dropped in a large folder does not scan all of it
+_CATALOG_DEPTH = 4
+
+
+def _item_files(folder: Path, skip: Path) -> list[Path]:
+    """``*.json`` files at most ``_CATALOG_DEPTH`` folders below ``folder``, the workspace and
+    hidden folders left out."""
+    found: list[Path] = []
+    for root, dirs, names in os.walk(folder):
+        here = Path(root)
+        depth = len(here.relative_to(folder).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and here / d != skip and depth < _CATALOG_DEPTH)
+        found.extend(here / n for n in sorted(names) if n.endswith(".json"))
+    return found
 
 
 def _listings(config: Config, ws: Workspace) -> dict[str, str]:
