@@ -504,17 +504,17 @@ def _working_crs(cells_path: Path, cells: Any) -> Any:
 
 def _baseline(ws: Any, cells: Any, x: tuple[str, ...], year: int | None, y: str) -> tuple[Any, int]:
     """Per-cell covariates and LST of one year: panel variables averaged over its dates."""
-    from uhi.panel import latest_year, panel_columns, read_panel
+    from uhi.panel import latest_year, read_panel
 
     chosen = year if year is not None else latest_year(ws.panel)
     if chosen is None:
         raise NoDataError("compute/panel.parquet is empty; rerun uhi compute with more scenes")
     chosen = int(chosen)
-    dynamic = [v for v in dict.fromkeys((*x, y)) if v in panel_columns(ws.panel)]
-    # only the chosen year's rows and the model's columns (uhi/panel.py)
-    rows = read_panel(ws.panel, ["cell", *dynamic], years=[chosen])
+    # only the chosen year's rows and the model's columns the panel has (uhi/panel.py)
+    rows = read_panel(ws.panel, ["cell", *x, y], years=[chosen])
     if rows.empty:
         raise NoDataError(f"no panel rows for {chosen}; pick a year present in compute/panel.parquet")
+    dynamic = [v for v in dict.fromkeys((*x, y)) if v in rows.columns]
     means = rows.groupby("cell", observed=True)[dynamic].mean()
     means.index = means.index.astype(object)
     base = cells[["cell"]].merge(means, left_on="cell", right_index=True, how="left")

@@ -247,7 +247,6 @@ def _panel(cells: Any, days: list[tuple[Any, str, dict[str, np.ndarray]]]) -> An
     panel["scene_id"] = np.repeat(np.array([sid for _, sid, _ in days], dtype=object), n)
     for var in list(days[0][2]):
         panel[var] = np.concatenate([cols.pop(var) for _, _, cols in days])
-    panel["date"] = panel["date"].astype("datetime64[ns]")
     for col in ("cell", "scene_id"):
         panel[col] = panel[col].astype(str)
     return panel

@@ -265,8 +265,9 @@ def _local_catalog(config: Config) -> Path | None:
 def _inputs(config: Config, ws: Workspace) -> list[Path]:
     """User files the fetch depends on: the AOI file and a local catalog with its item files.
 
-    Item JSON files are small, so every ``*.json`` below the catalog's folder is checksummed:
-    an item added, removed or edited there makes the next ``uhi run`` fetch again.
+    Item JSON files are small, so the ``*.json`` files below the catalog's folder (up to
+    ``_CATALOG_DEPTH`` levels) are checksummed: an item added, removed or edited there makes the
+    next ``uhi run`` fetch again.
     """
     files: list[Path] = []
     if config.city.aoi is not None:
@@ -275,7 +276,7 @@ def _inputs(config: Config, ws: Workspace) -> list[Path]:
     if catalog is not None:
         files.append(catalog)
         if catalog.name in ("catalog.json", "collection.json"):
-            files.extend(_item_files(catalog.parent, ws.root))
+            files.extend(_files_below(catalog.parent, ws.root, (".json",), _CATALOG_DEPTH))
     return files
 
 
@@ -284,15 +285,15 @@ def _inputs(config: Config, ws: Workspace) -> list[Path]:
 _CATALOG_DEPTH = 4
 
 
-def _item_files(folder: Path, skip: Path) -> list[Path]:
-    """``*.json`` files at most ``_CATALOG_DEPTH`` folders below ``folder``, the workspace and
-    hidden folders left out."""
+def _files_below(folder: Path, skip: Path, suffixes: tuple[str, ...], max_depth: int | None = None) -> list[Path]:
+    """Files ending in ``suffixes`` (any case) below ``folder``, at most ``max_depth`` folders
+    down; the ``skip`` folder (the workspace) and hidden folders are not entered."""
     found: list[Path] = []
     for root, dirs, names in os.walk(folder):
         here = Path(root)
-        depth = len(here.relative_to(folder).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and here / d != skip and depth < _CATALOG_DEPTH)
-        found.extend(here / n for n in sorted(names) if n.endswith(".json"))
+        deeper = max_depth is None or len(here.relative_to(folder).parts) < max_depth
+        dirs[:] = sorted(d for d in dirs if deeper and not d.startswith(".") and here / d != skip)
+        found.extend(here / n for n in sorted(names) if n.lower().endswith(suffixes))
     return found
 
 
@@ -305,10 +306,9 @@ def _listings(config: Config, ws: Workspace) -> dict[str, str]:
     if not folder.is_dir():
         return {}
     lines = []
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and ws.root not in p.parents and p.suffix.lower() in (".tif", ".tiff", ".txt", ".xml", ".json"):
-            st = p.stat()
-            lines.append(f"{p.relative_to(folder)}\t{st.st_size}\t{st.st_mtime_ns}")
+    for p in _files_below(folder, ws.root, (".tif", ".tiff", ".txt", ".xml", ".json")):
+        st = p.stat()
+        lines.append(f"{p.relative_to(folder)}\t{st.st_size}\t{st.st_mtime_ns}")
     return {f"listing of {folder}": "\n".join(lines)}
 
 

@@ -195,14 +195,13 @@ def _read_inputs(ws: Workspace, wanted: list[str]) -> tuple[Any, Any, list[str]]
     """
     import geopandas as gpd
 
-    from uhi.panel import panel_columns, read_panel
+    from uhi.panel import read_panel
 
     for needed in (ws.panel, ws.cells):
         if not needed.is_file():
             raise InputError(f"{ws.relative(needed)} is missing in {ws.root}; run uhi compute first")
-    have = panel_columns(ws.panel)
-    dynamic = [v for v in wanted if v in have]
-    panel = read_panel(ws.panel, ["cell", "date", "valid_share", *dynamic])
+    panel = read_panel(ws.panel, ["cell", "date", "valid_share", *wanted])  # those it has
+    dynamic = [v for v in wanted if v in panel.columns]
     cells = gpd.read_parquet(ws.cells)
     return panel, cells, dynamic
 
