@@ -293,11 +293,15 @@ class ForecastConfig(_Section):
 class OutputsConfig(_Section):
     """What is written for people."""
 
-    formats: tuple[Literal["geojson", "excel", "cog", "png", "html"], ...] = (
-        "geojson",
-        "excel",
-        "cog",
-        "png",
+    formats: tuple[Literal["geojson", "excel", "cog", "gpkg", "png", "html"], ...] = Field(
+        ("geojson", "excel", "cog", "gpkg", "png"),
+        description="what is written for people: GeoJSON, Excel workbooks, COGs, one GeoPackage "
+        "<workspace>/<city>.gpkg, PNG maps, HTML report",
+    )
+    geojson_wide: bool = Field(
+        False,
+        description="repeat the cells' static columns (area, urban, water share, morphology) on "
+        "every per-date GeoJSON (the old wide form); by default they are only in <city>_cells.geojson",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -707,15 +708,24 @@ def run_scenario(
         },
         notes=notes,
     )
-    changes_out = write_geojson(
-        changes.frame.assign(changes=[json.dumps(v, sort_keys=True) for v in changes.values]),
-        out_dir / f"{scenario_name}_changes.geojson",
-    )
+    changes_frame = changes.frame.assign(changes=[json.dumps(v, sort_keys=True) for v in changes.values])
+    changes_out = write_geojson(changes_frame, out_dir / f"{scenario_name}_changes.geojson")
+    written = [geojson_path, xlsx_path, changes_out]
+    if "gpkg" in config.outputs.formats:
+        from uhi.writers.gpkg import write_gpkg
+
+        layer = "scenario_" + re.sub(r"\W", "_", scenario_name)[:40]
+        written.append(
+            write_gpkg(
+                out_dir / f"{scenario_name}.gpkg",
+                {layer: geo, f"{layer}_changes": changes_frame},
+            )
+        )
     summary_path = ws.write_json(out_dir / f"{scenario_name}_summary.json", record)
     log.info(
         "scenario %s: %d cells changed, mean change %.3f C city-wide (model %s)",
         scenario_name, city["cells_changed"], city["mean_dlst_c"], fitted.kind,
     )
-    record["outputs"] = [ws.relative(p) for p in (geojson_path, xlsx_path, changes_out, summary_path)]
+    record["outputs"] = [ws.relative(p) for p in (*written, summary_path)]
     return record
 

@@ -39,7 +39,8 @@ def test_geojson_is_rfc7946_with_nulls_and_dates(tmp_path: Path) -> None:
     fc = json.loads(path.read_text())
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 3
     a, b, c = (f["properties"] for f in fc["features"])
-    assert a == {"cell": "a", "lst_c": 30.123456789, "count": 1, "urban": True, "date": "2020-07-01"}
+    assert a == {"cell": "a", "lst_c": 30.123457, "count": 1, "urban": True, "date": "2020-07-01"}
+    assert [f["id"] for f in fc["features"]] == ["a", "b", "c"]
     assert b["lst_c"] is None and c["lst_c"] is None and c["date"] is None
     assert fc["features"][2]["geometry"] is None
     lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0]
@@ -105,3 +106,34 @@ def test_geojson_precomputed_geometries_and_chunks_give_the_same_bytes(
     assert len(json.loads(chunked)["features"]) == 3
     with pytest.raises(ValueError, match="2 entries for 3 rows"):
         gj.write_geojson(frame, tmp_path / "c.geojson", geometry_json=shared[:2])
+
+
+def test_geojson_ids_key_and_types_read_back_by_gdal(tmp_path: Path) -> None:
+    """The cell key is the feature id, floats keep 6 decimals, GDAL types every column."""
+    import pyogrio
+
+    g = gpd.GeoDataFrame(
+        {
+            "cell": ["0231", "0232"],
+            "lst_c": [30.1234564, np.nan],  # one null: still Real for GDAL
+            "empty": [np.nan, np.nan],  # no value anywhere: left out, else GDAL reads String
+            "hotspot": np.array([3, -1], dtype=np.int64),
+            "p": [1.5e-3, 0.04],
+        },
+        geometry=[shapely.Point(-114.123456789, 51.0), shapely.Point(-114.0, 51.987654321)],
+        crs=4326,
+    )
+    path = write_geojson(g, tmp_path / "g.geojson")
+    fc = json.loads(path.read_text())
+    assert [f["id"] for f in fc["features"]] == ["0231", "0232"]  # string keys stay strings
+    assert fc["features"][0]["properties"]["lst_c"] == 30.123456  # 6 decimals, rounded half-even-free
+    assert fc["features"][0]["geometry"]["coordinates"] == [-114.1234568, 51.0]
+    info = pyogrio.read_info(path)
+    types = dict(zip(info["fields"], info["ogr_types"], strict=True))
+    assert "empty" not in types
+    assert types["cell"] == "OFTString"
+    assert types["lst_c"] == "OFTReal" and types["p"] == "OFTReal"
+    assert types["hotspot"] in ("OFTInteger", "OFTInteger64")
+    back = pyogrio.read_dataframe(path)
+    assert back["cell"].tolist() == ["0231", "0232"]
+    assert back["hotspot"].tolist() == [3, -1]

@@ -184,7 +184,7 @@ def _properties(path: Path) -> Any:
 
 
 def _id_column(frame: Any) -> str | None:
-    return next((c for c in ("cell", "unit") if c in frame.columns), None)
+    return "cell" if "cell" in frame.columns else None
 
 
 def _latest_period_column(columns: Any, stem: str) -> tuple[str, str | None] | None:

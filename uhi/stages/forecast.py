@@ -533,6 +533,14 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         written.append("forecast/forecast.xlsx")
     if "cog" in formats:
         written += _write_cogs(ws, cells, aligned[y], labels, projection)
+    if "gpkg" in formats:
+        import geopandas as gpd
+
+        from uhi.writers.gpkg import write_gpkg
+
+        layer = gpd.GeoDataFrame(per_cell, geometry=cells.geometry.values, crs=cells.crs or "EPSG:4326")
+        write_gpkg(out_dir / "forecast.gpkg", {"forecast": layer})
+        written.append("forecast/forecast.gpkg")
 
     status_counts = {v: {s: int(np.sum(aligned[v].result.status == s)) for s in ("ok", "too_few_points", "no_data")}
                      for v in dynamic}

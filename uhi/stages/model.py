@@ -607,11 +607,15 @@ _NOTES = {
 
 
 def _geo_outputs(data: ModelData, summary: dict[str, Any], res: _Fitted) -> tuple[Any, Any]:
+    """Predictions and Gi* hot spots per cell (key ``cell``), one column per period."""
     import geopandas as gpd
     import pandas as pd
 
+    from uhi.stats.hotspots import CLASS_LABELS
+
     units = data.units
-    geom = gpd.GeoDataFrame({"unit": units.index.to_numpy()}, geometry=units.geometry.to_numpy(), crs=units.crs)
+    # the join key is "cell" in every output (the model's internal table calls it "unit")
+    geom = gpd.GeoDataFrame({"cell": units.index.to_numpy()}, geometry=units.geometry.to_numpy(), crs=units.crs)
     if geom.crs is None:
         geom = geom.set_crs(4326, allow_override=True)
     idx = pd.Index(units.index)
@@ -634,13 +638,17 @@ def _geo_outputs(data: ModelData, summary: dict[str, Any], res: _Fitted) -> tupl
             col = np.full(len(hot), fill, dtype=float)
             col[pos] = vals
             hot[f"{name}{suffix}"] = col.astype(int) if name == "hotspot" else col
+        hot[f"hotspot_label{suffix}"] = hot[f"hotspot{suffix}"].map(CLASS_LABELS)
     return pred, hot
 
 
-def write_outputs(data: ModelData, req: ModelRequest, res: _Fitted, out_dir: Path) -> dict[str, Any]:
-    """model.xlsx, summary.json, predictions.geojson and hotspots.geojson into out_dir (atomic)."""
+def write_outputs(
+    data: ModelData, req: ModelRequest, res: _Fitted, out_dir: Path, *, gpkg: bool = True
+) -> dict[str, Any]:
+    """model.xlsx, summary.json, predictions/hotspots .geojson and model.gpkg into out_dir (atomic)."""
     from uhi.writers.excel import write_workbook
     from uhi.writers.geojson import write_geojson
+    from uhi.writers.gpkg import write_gpkg
 
     out_dir = Path(out_dir)
     ws = Workspace(out_dir)
@@ -650,6 +658,8 @@ def write_outputs(data: ModelData, req: ModelRequest, res: _Fitted, out_dir: Pat
     pred, hot = _geo_outputs(data, summary, res)
     write_geojson(pred, out_dir / "predictions.geojson")
     write_geojson(hot, out_dir / "hotspots.geojson")
+    if gpkg:
+        write_gpkg(out_dir / "model.gpkg", {"predictions": pred, "hotspots": hot})
     return summary
 
 
@@ -664,7 +674,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     """Fit the configured models on the workspace's panel; write model/ outputs."""
     data, req = workspace_data(config, ws)
     res = fit_all(data, req)
-    summary = write_outputs(data, req, res, ws.stage_dir("model"))
+    summary = write_outputs(data, req, res, ws.stage_dir("model"), gpkg="gpkg" in config.outputs.formats)
     return _stage_summary(summary)
 
 
