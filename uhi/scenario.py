@@ -610,7 +610,7 @@ def run_scenario(
     import pandas as pd
 
     from uhi.workspace import safe_component
-    from uhi.writers.excel import write_workbook
+    from uhi.writers.excel import cell_centres, write_workbook
     from uhi.writers.geojson import write_geojson
 
     for needed, stage in ((ws.cells, "compute"), (ws.panel, "compute"), (ws.model_summary, "model")):
@@ -707,6 +707,7 @@ def run_scenario(
             "city": pd.DataFrame([city]),
         },
         notes=notes,
+        centres=cell_centres(geo),
     )
     changes_frame = changes.frame.assign(changes=[json.dumps(v, sort_keys=True) for v in changes.values])
     changes_out = write_geojson(changes_frame, out_dir / f"{scenario_name}_changes.geojson")

@@ -205,8 +205,12 @@ def test_liverpool_outputs_for_people(liverpool_run):
     assert "floor area" in about["far"] and "share of the ground" in about["site_coverage"]
     with rasterio.open(out / "composites" / "lst_c_2020.tif") as src:
         comp = src.read(1)
+        assert src.descriptions == ("lst_c",) and src.units == ("degC",)
     with rasterio.open(ws.path("compute", "scenes", LIVERPOOL_ID, "lst_c.tif")) as src:
         np.testing.assert_array_equal(comp, src.read(1))  # one scene: the mean is the scene
+        assert src.descriptions == ("lst_c",) and src.units == ("degC",)
+    with rasterio.open(ws.path("compute", "scenes", LIVERPOOL_ID, "ndvi.tif")) as src:
+        assert src.descriptions == ("ndvi",) and src.units == ("1",)
     assert outcome.summary["scenes_used"] == 1
 
 

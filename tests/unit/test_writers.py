@@ -77,7 +77,7 @@ def test_workbook_round_trip(tmp_path: Path) -> None:
     df = pd.DataFrame({"model": ["ols", "lag"], "r2": [0.5, 0.7]})
     path = write_workbook(tmp_path / "w.xlsx", {"r2": df}, notes={"r2": "coefficient of determination"})
     back = pd.read_excel(path, sheet_name=None)
-    assert list(back) == ["r2", "about"]
+    assert list(back) == ["r2", "about", "columns"]
     pd.testing.assert_frame_equal(back["r2"], df)
 
 
@@ -137,3 +137,77 @@ def test_geojson_ids_key_and_types_read_back_by_gdal(tmp_path: Path) -> None:
     back = pyogrio.read_dataframe(path)
     assert back["cell"].tolist() == ["0231", "0232"]
     assert back["hotspot"].tolist() == [3, -1]
+
+
+def test_workbook_panes_filters_formats_and_columns_sheet(tmp_path: Path) -> None:
+    """Frozen headers, autofilters, number formats by kind, dates as dates, a columns sheet."""
+    import openpyxl
+
+    cells = pd.DataFrame(
+        {
+            "cell": ["0231", "0232"],
+            "date": pd.to_datetime(["2020-07-01", "2020-07-17"]),
+            "lst_c": [30.5, 31.25],
+            "valid_share": [0.5, 1.0],
+            "gi_p": [1e-9, 0.2],
+            "building_count": np.array([3, 0], dtype=np.int64),
+            "period": ["2019", "2020"],
+        }
+    )
+    r2 = pd.DataFrame({"r2": [0.5]}, index=pd.Index(["ols"], name="model"))
+    # the centres of two zoom-1 tiles: an independent reference is the tile geometry itself
+    geo = gpd.GeoDataFrame(
+        {"cell": ["0231", "0232"]},
+        geometry=[shapely.box(0, 0, 90, 45), shapely.box(-90, -45, 0, 0)],
+        crs=4326,
+    )
+    from uhi.writers.excel import cell_centres
+
+    path = write_workbook(
+        tmp_path / "w.xlsx",
+        {"cells": cells, "r2": r2},
+        notes={"lst_c": "land surface temperature"},
+        centres=cell_centres(geo),
+    )
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["cells", "r2", "about", "columns"]
+    sh = book["cells"]
+    assert sh.freeze_panes == "A2" and sh.auto_filter.ref == "A1:I3"
+    header = [c.value for c in sh[1]]
+    assert header == ["cell", "lon", "lat", "date", "lst_c", "valid_share", "gi_p", "building_count", "period"]
+    row = {h: c for h, c in zip(header, sh[2], strict=True)}
+    # the centre of a tile is the middle of its web-mercator square: lat by the Gudermannian
+    mid_lat = math.degrees(math.atan(math.sinh(math.asinh(math.tan(math.radians(45))) / 2)))
+    assert row["lon"].value == pytest.approx(45.0, abs=1e-7)
+    assert row["lat"].value == pytest.approx(mid_lat, abs=1e-7) and mid_lat > 22.5  # not the degree midpoint
+    assert row["lst_c"].number_format == '0.00" °C"' and row["lst_c"].value == 30.5
+    assert row["valid_share"].number_format == "0.0%"
+    assert row["gi_p"].number_format == "0.00E+00"
+    assert row["building_count"].number_format == "0"
+    assert row["period"].value == 2019 and row["period"].number_format == "0"  # a number, not text
+    assert row["date"].number_format == "yyyy-mm-dd" and row["date"].value.hour == 0
+    assert book["r2"].freeze_panes == "B2"  # header row and the index column stay in view
+    listed = pd.read_excel(path, sheet_name="columns")
+    assert set(zip(listed["sheet"], listed["column"], strict=True)) == {
+        *(("cells", c) for c in header), ("r2", "model"), ("r2", "r2")
+    }
+    units = listed.set_index(["sheet", "column"])["unit"]
+    assert units[("cells", "lst_c")] == "°C" and units[("cells", "lon")] == "degrees (EPSG:4326)"
+    desc = listed.set_index(["sheet", "column"])["description"]
+    assert desc[("cells", "lst_c")] == "land surface temperature"
+
+
+def test_cog_describes_its_bands(tmp_path: Path) -> None:
+    """Descriptions, units, scale and offset survive the COG driver and read back in rasterio."""
+    data = np.ones((2, 300, 300), dtype=np.uint16)
+    path = write_cog(
+        tmp_path / "d.tif", data, transform=from_origin(500000, 5650000, 30, 30), crs="EPSG:32612",
+        nodata=0, band_names=["lwir11", "qa"], units=["kelvin", "kelvin"],
+        scales=[0.00341802, 0.01], offsets=[149.0, 0.0], tags={"uhi_source": "https://x/y.tif"},
+    )
+    with rasterio.open(path) as src:
+        assert src.descriptions == ("lwir11", "qa")
+        assert src.units == ("kelvin", "kelvin")
+        assert src.scales == (0.00341802, 0.01) and src.offsets == (149.0, 0.0)
+        assert src.tags()["uhi_source"] == "https://x/y.tif"
+        assert src.overviews(1)  # still a COG with overviews

@@ -378,6 +378,7 @@ def _write_cogs(
         path = folder / f"{lst.name}_{label}.tif"
         raster_writer.write_cog(
             path, grid, transform=transform, crs="EPSG:3857", band_names=names,
+            units=["degC" if lst.name.endswith("_c") else "1"] * len(names),
             tags={"uhi:variable": lst.name, "uhi:step": label,
                   "uhi:interval": f"{r.coverage:.2f}", "uhi:units": "degC" if lst.name.endswith("_c") else ""},
         )
@@ -529,7 +530,15 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             del sheets["cells"]
             notes["cells"] = (f"{len(per_cell)} cells: too many for a useful sheet (limit "
                               f"{_MAX_EXCEL_CELLS}); the per-cell table is in forecast.geojson")
-        write_workbook(out_dir / "forecast.xlsx", sheets, notes=notes)
+        centres = None
+        if "cells" in sheets:
+            import geopandas as gpd
+
+            from uhi.writers.excel import cell_centres
+
+            centres = cell_centres(gpd.GeoDataFrame({"cell": per_cell["cell"].to_numpy()}, geometry=cells.geometry.values,
+                                                    crs=cells.crs or "EPSG:4326"))
+        write_workbook(out_dir / "forecast.xlsx", sheets, notes=notes, centres=centres)
         written.append("forecast/forecast.xlsx")
     if "cog" in formats:
         written += _write_cogs(ws, cells, aligned[y], labels, projection)
