@@ -211,3 +211,34 @@ def test_cog_describes_its_bands(tmp_path: Path) -> None:
         assert src.scales == (0.00341802, 0.01) and src.offsets == (149.0, 0.0)
         assert src.tags()["uhi_source"] == "https://x/y.tif"
         assert src.overviews(1)  # still a COG with overviews
+
+
+def test_gpkg_layers_typed_and_assembled(tmp_path: Path) -> None:
+    """Stage GeoPackages keep their column types and are assembled into one file, in order."""
+    import pyogrio
+
+    from uhi.writers.gpkg import assemble_gpkg, gpkg_sources, write_gpkg
+
+    cells = _frame().iloc[:2]  # UTM: reprojected to lon/lat on the way in
+    cells["empty"] = np.nan  # no value anywhere: still a Real column
+    write_gpkg(tmp_path / "compute" / "compute.gpkg", {"cells": cells})
+    years = pd.DataFrame({"cell": ["a", "b"], "year": [2019, 2020], "lst_c": [30.0, 31.0]})
+    write_gpkg(tmp_path / "model" / "model.gpkg", {"cells": cells, "years": years})
+    (tmp_path / "scenario").mkdir()
+    sources = gpkg_sources(tmp_path, ("compute", "model"))
+    assert [p.relative_to(tmp_path).as_posix() for p in sources] == ["compute/compute.gpkg", "model/model.gpkg"]
+    city = assemble_gpkg(tmp_path / "city.gpkg", sources)
+    assert city is not None
+    layers = [str(name) for name, _ in pyogrio.list_layers(city)]
+    assert layers == ["cells", "model_cells", "years"]  # a taken name gets its file's stem
+    info = pyogrio.read_info(city, layer="model_cells")
+    types = dict(zip(info["fields"], info["ogr_types"], strict=True))
+    assert types["empty"] == "OFTReal" and types["lst_c"] == "OFTReal" and types["cell"] == "OFTString"
+    assert info["ogr_subtypes"][list(info["fields"]).index("urban")] == "OFSTBoolean"
+    assert info["crs"] == "EPSG:4326"
+    assert pyogrio.read_info(city, layer="years")["geometry_type"] is None  # an attribute table
+    back = pyogrio.read_dataframe(city, layer="years")
+    assert back["year"].tolist() == [2019, 2020]
+    assert assemble_gpkg(tmp_path / "none.gpkg", []) is None and not (tmp_path / "none.gpkg").exists()
+    with pytest.raises(ValueError, match="letters, digits"):
+        write_gpkg(tmp_path / "bad.gpkg", {"my layer": years})

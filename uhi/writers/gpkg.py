@@ -6,7 +6,7 @@ import contextlib
 import logging
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,23 @@ __all__ = ["write_gpkg", "assemble_gpkg", "gpkg_sources"]
 log = logging.getLogger("uhi.writers.gpkg")
 
 _LAYER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+# GDAL stamps gpkg_contents.last_change with the current time; a fixed stamp makes two runs
+# write byte-identical files (the crash, Dask and shard tests compare artifacts byte for byte)
+_FIXED_DATE = "2000-01-01T00:00:00.000Z"
+
+
+@contextlib.contextmanager
+def _fixed_change_date() -> Iterator[None]:
+    import pyogrio
+
+    before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": _FIXED_DATE})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": before})
 
 
 def _prepared(frame: Any) -> Any:
@@ -60,8 +77,9 @@ def write_gpkg(path: Path, layers: Mapping[str, Any]) -> Path:
     with ws.atomic_path(Path(path)) as tmp:
         tmp.unlink()  # GDAL creates the file itself
         try:
-            for name, frame in layers.items():
-                pyogrio.write_dataframe(_prepared(frame), tmp, layer=name, driver="GPKG")
+            with _fixed_change_date():
+                for name, frame in layers.items():
+                    pyogrio.write_dataframe(_prepared(frame), tmp, layer=name, driver="GPKG")
         finally:
             for suffix in ("-journal", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
@@ -102,14 +120,15 @@ def assemble_gpkg(target: Path, sources: Sequence[Path]) -> Path | None:
     with ws.atomic_path(Path(target)) as tmp:
         shutil.copyfile(sources[0], tmp)
         taken = {str(row[0]) for row in pyogrio.list_layers(tmp)}
-        for src in sources[1:]:
-            for layer, _geometry_type in pyogrio.list_layers(src):
-                name = str(layer)
-                if name in taken:
-                    name = f"{src.stem}_{name}"
-                frame = pyogrio.read_dataframe(src, layer=str(layer), use_arrow=True)
-                pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
-                taken.add(name)
+        with _fixed_change_date():
+            for src in sources[1:]:
+                for layer, _geometry_type in pyogrio.list_layers(src):
+                    name = str(layer)
+                    if name in taken:
+                        name = f"{src.stem}_{name}"
+                    frame = pyogrio.read_dataframe(src, layer=str(layer), use_arrow=True)
+                    pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
+                    taken.add(name)
         for suffix in ("-journal", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 Path(f"{tmp}{suffix}").unlink()
