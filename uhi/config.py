@@ -120,7 +120,9 @@ class SageMakerConfig(_Section):
 class SearchConfig(_Section):
     """Where scenes are found."""
 
-    backend: Literal["stac", "sagemaker", "local"] = "stac"
+    backend: Literal["stac", "sagemaker", "local"] = Field(
+        "stac", description="stac (a STAC API), sagemaker (SageMaker geospatial) or local (files on disk)"
+    )
     preset: Literal["earth-search", "planetary-computer", "usgs"] | None = Field(
         "earth-search", description="STAC API preset; ignored when url is set"
     )
@@ -131,7 +133,9 @@ class SearchConfig(_Section):
     max_cloud_land: float | None = Field(
         None, ge=0, le=100, description="maximum landsat:cloud_cover_land, percent"
     )
-    platforms: tuple[Literal["landsat-8", "landsat-9"], ...] = ("landsat-8", "landsat-9")
+    platforms: tuple[Literal["landsat-8", "landsat-9"], ...] = Field(
+        ("landsat-8", "landsat-9"), description="Landsat platforms kept"
+    )
     require_thermal: bool = Field(True, description="keep only L2SP scenes (with surface temperature)")
     max_items: int = Field(2000, ge=1, description="stop searching after this many items")
     sagemaker: SageMakerConfig = SageMakerConfig()
@@ -204,17 +208,17 @@ class BuildingsConfig(_Section):
     """Building footprints and related layers for morphology."""
 
     path: Path | None = Field(None, description="footprints layer, any OGR format and CRS")
-    layer: str | None = None
+    layer: str | None = Field(None, description="layer of the footprints file (else its first)")
     height_col: str | None = Field("height", description="height column, metres")
     floors_col: str | None = Field("floors", description="floors (storeys) column")
     storey_height_m: float = Field(3.0, gt=0, description="storey height when floors are unknown")
     blocks_path: Path | None = Field(None, description="street-block polygons for block coverage")
     landuse_path: Path | None = Field(None, description="land-use polygons for Shannon entropy")
-    landuse_col: str = "landuse"
+    landuse_col: str = Field("landuse", description="land-use class column of the land-use layer")
     population_path: Path | None = Field(None, description="population points or polygons")
-    population_col: str = "population"
+    population_col: str = Field("population", description="population column of the population layer")
     zones_path: Path | None = Field(None, description="zones (districts) for fixed effects")
-    zone_col: str = "zone"
+    zone_col: str = Field("zone", description="zone id column of the zones layer")
 
 
 class SuhiConfig(_Section):
@@ -235,22 +239,21 @@ class SuhiConfig(_Section):
 class ModelConfig(_Section):
     """Spatial regression and hotspots."""
 
-    y: str = "lst_c"
-    x: tuple[str, ...] = ("ndvi", "ndbi", "site_coverage")
+    y: str = Field("lst_c", description="dependent variable (a panel column)")
+    x: tuple[str, ...] = Field(
+        ("ndvi", "ndbi", "site_coverage"), description="explanatory variables (panel or cell columns)"
+    )
     weights: str = Field("knn:8", description="knn:K, queen, rook or distance:D (metres)")
-    models: tuple[Literal["ols", "slx", "lag", "error", "fe", "panel_fe"], ...] = (
-        "ols",
-        "slx",
-        "lag",
-        "error",
-        "fe",
-        "panel_fe",
+    models: tuple[Literal["ols", "slx", "lag", "error", "fe", "panel_fe"], ...] = Field(
+        ("ols", "slx", "lag", "error", "fe", "panel_fe"), description="models fitted per year"
     )
     zone_col: str = Field("zone", description="column of zones for the 'fe' model")
     lag_estimator: Literal["ml", "2sls"] = Field(
         "ml", description="spatial lag model by maximum likelihood or by 2SLS (GM, instruments X and WX)"
     )
-    hotspot_variable: Literal["lst", "anomaly"] = "lst"
+    hotspot_variable: Literal["lst", "anomaly"] = Field(
+        "lst", description="Gi* on LST or on its anomaly from the rural mean"
+    )
     permutations: int = Field(0, ge=0, description="Gi* permutations; 0 uses normal p-values")
     fdr: bool = Field(True, description="correct hotspot p-values for multiple tests (FDR)")
 
@@ -274,15 +277,21 @@ class ModelConfig(_Section):
 class ForecastConfig(_Section):
     """Per-cell exponential smoothing."""
 
-    step: Literal["summer", "month"] = "summer"
+    step: Literal["summer", "month"] = Field(
+        "summer", description="one step per summer (the months of time.months) or per month"
+    )
     horizon: int = Field(3, ge=1, le=50, description="steps ahead")
     holdout: int = Field(2, ge=0, description="last steps held out for validation")
     interval: float = Field(0.9, gt=0, lt=1, description="prediction interval coverage")
     min_points: int = Field(4, ge=3, description="cells with fewer steps are reported, not fitted")
-    variables: tuple[str, ...] = ("lst_c", "ndvi", "ndbi", "site_coverage")
-    methods: tuple[Literal["simple", "holt", "damped"], ...] = ("simple", "holt", "damped")
+    variables: tuple[str, ...] = Field(
+        ("lst_c", "ndvi", "ndbi", "site_coverage"), description="variables forecast per cell"
+    )
+    methods: tuple[Literal["simple", "holt", "damped"], ...] = Field(
+        ("simple", "holt", "damped"), description="exponential smoothing methods; the lowest AICc wins per cell"
+    )
     rcp_table: Path | None = Field(None, description="CSV of year, delta_c (else the shipped table)")
-    rcp_years: tuple[int, ...] = (2050, 2085)
+    rcp_years: tuple[int, ...] = Field((2050, 2085), description="years of the long-term warming projection")
     rcp_region: str = Field(
         "global",
         description="region rows of the warming table: 'global' or 'canada' in the shipped one; "

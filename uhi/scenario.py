@@ -238,7 +238,7 @@ def apply_changes(baseline: Any, shares: sp.csr_matrix, changes: ChangeSet) -> A
     """New covariates after the changes; the input frame is left untouched.
 
     A cell partly covered by a polygon gets the coverage-weighted mean of the changed and the
-    unchanged parts, the same weighting compute uses for pixels on cells (SCIENCE.md, the
+    unchanged parts, the same weighting compute uses for pixels on cells (docs/science.md, the
     grid): ``add`` gives ``v + s * delta``, ``set`` gives ``v + s * (value - v)`` with ``s`` the
     covered share. Polygons apply in file order, so a later one overrides an earlier overlap.
     Changed values are clipped to their physical range (``BOUNDS``; others to >= 0).

@@ -65,7 +65,7 @@ def cli(verbose: int, quiet: bool, log_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the group and map errors to exit codes (ARCHITECTURE.md)."""
+    """Console entry point: run the group and map errors to exit codes (README, Exit codes)."""
     try:
         cli.main(args=argv, prog_name="uhi", standalone_mode=False)
     except click.exceptions.Exit as exc:

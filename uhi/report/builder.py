@@ -320,7 +320,7 @@ def _suhi_series(inp: _Inputs) -> Any:
         return None
     urban = inp.cells["urban"].astype(bool)
     if "water_share" in inp.cells:
-        # SCIENCE.md: water is excluded from urban and rural statistics (cells over half water)
+        # docs/science.md: water is excluded from urban and rural statistics (cells over half water)
         urban &= ~(inp.cells["water_share"].fillna(0) > 0.5)
     keep = set(inp.cells.loc[urban, "cell"])
     rows = inp.panel.loc[inp.panel["cell"].isin(keep)]

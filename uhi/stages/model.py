@@ -139,7 +139,7 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     _check_numeric(panel, [c for c in from_panel if c in needed], "compute/panel.parquet")
     from_cells = [c for c in needed if c not in from_panel]
     _check_numeric(cells, from_cells, "compute/cells.parquet")
-    # the summer composite of each year: the mean over that year's dates (SCIENCE.md, forecasting)
+    # the summer composite of each year: the mean over that year's dates (docs/science.md, forecasting)
     yearly = panel.groupby(["cell", "year"], sort=True, observed=True)[from_panel].mean().reset_index()
     del panel
     yearly["cell"] = yearly["cell"].astype(object)
