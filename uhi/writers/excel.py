@@ -76,7 +76,7 @@ def column_kind(name: str, dtype: Any = None) -> str:
         return "date"
     if n in ("lon", "lat"):
         return "lonlat"
-    if n in ("year", "baseline_year", "model_year") or n.endswith("_year"):
+    if n in ("year", "period", "baseline_year", "model_year") or n.endswith("_year"):
         return "year"
     if n in ("p", "p_value", "gi_p") or n.startswith(("p_", "gi_p_")) or n.endswith(("_p", "_p_value", "_pvalue")):
         return "p_value"
@@ -93,8 +93,6 @@ def column_kind(name: str, dtype: Any = None) -> str:
     if n.endswith(("_s", "_seconds")):
         return "seconds"
     integer = dtype is not None and pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-    if n == "period" and integer:
-        return "year"
     if integer or n in ("n", "k", "count", "cells", "dates", "scenes") or n.endswith(
         ("_count", "_scenes", "_observations", "_cells")
     ) or n.startswith(("n_", "cells_")):
@@ -137,13 +135,16 @@ def _years_as_numbers(df: Any) -> Any:
         text = pd.Series(values).astype(str)
         return pd.to_numeric(text) if len(text) and text.str.fullmatch(r"\d{4}").all() else None
 
+    def year_or_label(v: Any) -> Any:
+        return int(v) if isinstance(v, str) and re.fullmatch(r"\d{4}", v) else v
+
     for col in df.columns:
-        if column_kind(col) == "year" or str(col).lower() == "period":
+        if column_kind(col) == "year":
             if df[col].dtype == object:
                 as_int = numeric(df[col])
-                if as_int is not None:
-                    df[col] = as_int.to_numpy()
-    if df.index.name and (column_kind(df.index.name) == "year" or str(df.index.name).lower() == "period"):
+                # all years: an integer column; years mixed with labels ('pooled'): each year a number
+                df[col] = as_int.to_numpy() if as_int is not None else [year_or_label(v) for v in df[col]]
+    if df.index.name and column_kind(df.index.name) == "year":
         as_int = numeric(df.index)
         if as_int is not None:
             df.index = pd.Index(as_int.to_numpy(), name=df.index.name)
