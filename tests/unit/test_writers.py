@@ -242,3 +242,15 @@ def test_gpkg_layers_typed_and_assembled(tmp_path: Path) -> None:
     assert assemble_gpkg(tmp_path / "none.gpkg", []) is None and not (tmp_path / "none.gpkg").exists()
     with pytest.raises(ValueError, match="letters, digits"):
         write_gpkg(tmp_path / "bad.gpkg", {"my layer": years})
+
+
+def test_column_descriptions_compose_variable_and_suffixes() -> None:
+    from uhi.writers.columns import describe_column
+
+    assert describe_column("lst_c_2021_lo") == (
+        "land surface temperature (USGS ST_B10): for 2021, lower bound of the prediction interval"
+    )
+    assert describe_column("ndvi_steps_observed").endswith(": steps with an observed value")
+    assert describe_column("gi_p_2019") == "Gi* p-value (FDR-adjusted when model.fdr): for 2019"
+    assert describe_column("x_before", {"x": "my variable"}) == "my variable: before the changes"
+    assert describe_column("no_such_thing") == ""

@@ -60,7 +60,7 @@ def echo_report(report: Any, *, as_json: bool) -> None:
                 click.echo(f"  {folder}/ ({len(names)} files: {names[0]} ... {names[-1]})")
             else:
                 for name in names:
-                    click.echo(f"  {folder}/{name}")
+                    click.echo(f"  {folder}/{name}" if folder else f"  {name}")
     click.echo(f"total: {report.seconds_total:.1f} s, peak memory {report.peak_rss_mb:.0f} MiB")
     click.echo(f"workspace: {report.workspace}")
 

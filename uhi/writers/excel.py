@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from uhi.writers.columns import describe_column
+
 __all__ = ["write_workbook", "column_kind", "cell_centres"]
 
 # Formats by kind of column (Excel number-format codes; values stay numbers).
@@ -31,36 +33,6 @@ _UNITS = {
     "km": "km",
     "seconds": "s",
 }
-
-# Descriptions of columns that recur across uhi's workbooks; a workbook's own notes win.
-_KNOWN = {
-    "cell": "cell key: quadkey of the web-mercator tile (join key of every uhi output)",
-    "lon": "longitude of the cell centre, degrees (EPSG:4326)",
-    "lat": "latitude of the cell centre, degrees (EPSG:4326)",
-    "year": "calendar year",
-    "period": "period of the fit: a year, 'pooled' or 'all'",
-    "date": "acquisition date (local solar day)",
-    "model": "regression model",
-    "variable": "variable name",
-    "coefficient": "estimated coefficient (per unit of the variable)",
-    "std_error": "standard error of the estimate",
-    "p_value": "two-sided p-value",
-    "n": "observations used",
-    "k": "estimated coefficients, intercept included",
-    "r2": "R-squared (pseudo R-squared for spatial models)",
-    "mean": "mean over the periods",
-    "aic": "Akaike information criterion",
-    "loglik": "log-likelihood",
-    "sigma2": "residual variance",
-    "rho": "spatial lag coefficient",
-    "lambda": "spatial error coefficient",
-    "direct": "direct effect (LeSage & Pace 2009)",
-    "indirect": "indirect (spill-over) effect",
-    "total": "total effect",
-    "method": "method used",
-    "scene_id": "STAC item id(s) of the date, '+'-joined when same-day scenes were merged",
-}
-
 
 def column_kind(name: str, dtype: Any = None) -> str:
     """The kind of a column from its name (and dtype): sets its number format and unit.
@@ -195,7 +167,7 @@ def write_workbook(
 
     from uhi.workspace import Workspace
 
-    described = {**_KNOWN, **dict(notes or {}), **dict(columns or {})}
+    described = {**dict(notes or {}), **dict(columns or {})}
     catalogue: list[dict[str, str]] = []
     ws = Workspace(Path(path).parent)
     with ws.atomic_path(Path(path)) as tmp:
@@ -267,21 +239,6 @@ def _format_sheet(
                 "sheet": sheet_name,
                 "column": label,
                 "unit": _UNITS.get(kind, ""),
-                "description": _describe(label, described),
+                "description": describe_column(label, described),
             }
         )
-
-
-def _describe(name: str, described: Mapping[str, str]) -> str:
-    """A column's description: by exact name, else by its stem (``lst_c_2019_lo`` -> ``lst_c``)."""
-    stem = name
-    for _ in range(3):
-        if stem in described:
-            return described[stem] + ("" if stem == name else f" ({name[len(stem) + 1:]})")
-        stem = _SUFFIX.sub("", stem)
-    if re.fullmatch(r"\d{4}(-\d{2})?", name):
-        return f"value for {name}"
-    return ""
-
-
-_SUFFIX = re.compile(r"_(\d{4}(-\d{2})?|lo|hi|mean|std|min|max|before|after|model|summer|label)$")
