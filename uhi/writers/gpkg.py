@@ -20,6 +20,9 @@ _LAYER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # GDAL stamps gpkg_contents.last_change with the current time; a fixed stamp makes two runs
 # write byte-identical files (the crash, Dask and shard tests compare artifacts byte for byte)
 _FIXED_DATE = "2000-01-01T00:00:00.000Z"
+# GeoPackage 1.2: recent GDAL writes 1.4 by default, which Debian 12's GDAL 3.6 opens with a
+# "may only be partially supported" warning; uhi uses nothing newer than 1.2
+_DATASET_OPTIONS = {"VERSION": "1.2"}
 
 
 @contextlib.contextmanager
@@ -79,7 +82,9 @@ def write_gpkg(path: Path, layers: Mapping[str, Any]) -> Path:
         try:
             with _fixed_change_date():
                 for name, frame in layers.items():
-                    pyogrio.write_dataframe(_prepared(frame), tmp, layer=name, driver="GPKG")
+                    pyogrio.write_dataframe(
+                        _prepared(frame), tmp, layer=name, driver="GPKG", dataset_options=_DATASET_OPTIONS
+                    )
         finally:
             for suffix in ("-journal", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
