@@ -14,6 +14,7 @@ from typing import Any
 from uhi import landsat
 from uhi.config import Config
 from uhi.raster.read import ReadOptions, clip_is_valid, read_clip, source_key, window_for_grid
+from uhi.redact import strip_query
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace
 
@@ -174,6 +175,18 @@ def plan_tasks(config: Config, ws: Workspace, items: list[Any], aoi: Any) -> lis
     return tasks
 
 
+def _strip_signatures(item: Any) -> None:
+    """Every remote href of ``item`` without userinfo, query or fragment, the assets that were not
+    fetched (``mtl.txt``, ``ang.txt``, thumbnails) and their ``alternate`` copies included: SAS
+    tokens and presigned URLs are credentials, and expire anyway (uhi signs at read time)."""
+    for asset in item.assets.values():
+        asset.href = strip_query(asset.href)
+        alternate = asset.extra_fields.get("alternate")
+        for entry in alternate.values() if isinstance(alternate, dict) else ():
+            if isinstance(entry, dict) and isinstance(entry.get("href"), str):
+                entry["href"] = strip_query(entry["href"])
+
+
 def _remove_stale_scenes(ws: Workspace, keep_dirs: set[Path]) -> int:
     """Scene folders of scenes no longer selected (e.g. after a config change) are removed."""
     root = ws.path("fetch", "scenes")
@@ -225,6 +238,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             asset.extra_fields["proj:transform"] = rec["transform"]
             if rec.get("crs"):
                 asset.extra_fields["proj:code"] = rec["crs"]
+        _strip_signatures(out)
         kept.append(out)
     if not kept:
         raise NoDataError(
