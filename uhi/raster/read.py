@@ -25,6 +25,7 @@ __all__ = [
     "source_key",
     "window_for_grid",
     "read_clip",
+    "source_crs",
     "clip_is_valid",
 ]
 
@@ -247,6 +248,22 @@ def read_clip(
             "search.preset planetary-computer, which needs no AWS account"
         )
     raise RemoteError(f"cannot read {source_key(href)} after {opts.retries} retries: {redact_text(str(last))}; {hint}")
+
+
+def source_crs(href: str, opts: ReadOptions) -> str | None:
+    """The CRS label of an asset's file (its header only), or None when it declares none.
+
+    Raises RemoteError / UhiError as :func:`read_clip` does when the file cannot be opened.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    path = resolve_href(href, opts)
+    try:
+        with _rasterio_env(path, opts), rasterio.open(path) as src:
+            return src.crs.to_string() if src.crs else None
+    except RasterioIOError as exc:
+        raise RemoteError(f"cannot read {source_key(href)}: {redact_text(str(exc))}") from None
 
 
 def clip_is_valid(
