@@ -92,3 +92,22 @@ def test_remote_link_in_a_local_catalog_is_refused(tmp_path: Path, capsys: pytes
     code, err = _fetch(tmp_path, path, capsys)
     assert code == 2
     assert "links to http://***@example.invalid/item.json" in err and "s3cretPW" not in err
+
+
+def test_well_formed_catalogs_still_read(tmp_path: Path) -> None:
+    """Positive control: an item reached twice (two parents) is read once, and a pre-1.0 catalog
+    without "type" is still a catalog."""
+    from uhi.search.local import items_from_catalog
+
+    (tmp_path / "cat" / "items").mkdir(parents=True)
+    (tmp_path / "cat" / "items" / "a.json").write_text(ITEM.read_text())
+    _catalog(tmp_path / "cat" / "sub", [{"rel": "item", "href": "../items/a.json"}])
+    root = _catalog(tmp_path / "cat", [{"rel": "child", "href": "./sub/catalog.json"},
+                                       {"rel": "item", "href": "./items/a.json"}])
+    data = json.loads(root.read_text())
+    del data["type"]
+    data["stac_version"] = "0.9.0"
+    root.write_text(json.dumps(data))
+    items = items_from_catalog(root)
+    assert [i.id for i in items] == [json.loads(ITEM.read_text())["id"]]
+    assert all(Path(a.href).is_absolute() or "://" in a.href for a in items[0].assets.values())

@@ -119,6 +119,12 @@ def _walk(path: Path, ancestors: tuple[Path, ...], seen: set[Path], out: list[py
             "point search.path at a catalog.json"
         )
     kind = data.get("type")
+    if kind not in ("FeatureCollection", "Feature", "Catalog", "Collection"):
+        # STAC before 1.0 had no "type" on catalogs and collections
+        from pystac.serialization import identify_stac_object_type
+
+        found = identify_stac_object_type(data)
+        kind = found.value if found is not None else kind
     if kind == "FeatureCollection":
         features = data.get("features")
         if not isinstance(features, list):
