@@ -78,7 +78,14 @@ def echo_report(report: Any, *, as_json: bool) -> None:
     metavar="N",
     help="Start a local Dask cluster of N worker processes (same as --set dask.workers=N).",
 )
-@click.option("--from", "from_stage", type=click.Choice(STAGES), default=STAGES[0], help="First stage.")
+@click.option(
+    "--from",
+    "from_stage",
+    type=click.Choice(STAGES),
+    default=None,
+    help="Re-run from this stage: it and the stages after it run even when unchanged "
+    "(default: from fetch, skipping unchanged stages).",
+)
 @click.option("--to", "to_stage", type=click.Choice(STAGES), default=STAGES[-1], help="Last stage.")
 @click.option(
     "--incremental",
@@ -104,9 +111,10 @@ def run(
     Exit codes: 0 done or nothing new, 1 failure, 2 bad config, 3 no data,
     75 another run holds the workspace (cron retries next time).
     """
-    i, j = STAGES.index(from_stage), STAGES.index(to_stage)
+    first = from_stage or STAGES[0]
+    i, j = STAGES.index(first), STAGES.index(to_stage)
     if j < i:
-        raise click.BadParameter(f"--to {to_stage} comes before --from {from_stage}", param_hint="--to")
+        raise click.BadParameter(f"--to {to_stage} comes before --from {first}", param_hint="--to")
     if incremental and force:
         raise click.BadParameter("--incremental cannot be combined with --force", param_hint="--force")
     from uhi.cli.common import build_run_config
@@ -118,9 +126,10 @@ def run(
         set_values=set_values,
         extra={"dask.address": dask_address, "dask.workers": dask_workers},
     )
-    names = stage_range(from_stage, to_stage)
+    names = stage_range(first, to_stage)
     if incremental:
         report = run_incremental(cfg, names)
     else:
-        report = run_pipeline(cfg, names, force=force)
+        # an explicit --from asks for those stages again, not for a check that they are current
+        report = run_pipeline(cfg, names, force=force or from_stage is not None)
     echo_report(report, as_json=as_json)
