@@ -264,7 +264,8 @@ def _flatten(
     its one part, a duplicate) are cut with vectorised differences; larger groups (a church
     and its parts) are noded together and polygonized. Measured on the 30 km demo's 263k
     footprints plus 10 % duplicated and 10 % with a part inside: finding the pairs ~1.2 s and
-    this cut ~1.8 s of CPU (a per-cell union loop took ~4.7 s on the plain footprints alone).
+    this cut ~1.8 s of CPU; on the plain footprints (no overlap) the whole morphology takes
+    4.8 s instead of the 8.4 s it took with the per-cell union loop this replaces.
     """
     import shapely
     from scipy.sparse import coo_matrix
@@ -278,7 +279,8 @@ def _flatten(
     involved = size[label] > 1
     in_pair = size[label[i]] == 2  # the pair is the whole group
     a, b, ab = i[in_pair], j[in_pair], shared[in_pair]
-    faces = [geoms[~involved], ab, shapely.difference(geoms[a], ab), shapely.difference(geoms[b], ab)]
+    a_only, b_only = shapely.difference(geoms[a], geoms[b]), shapely.difference(geoms[b], geoms[a])
+    faces = [geoms[~involved], ab, a_only, b_only]
     f_faces = [floors[~involved], np.fmax(floors[a], floors[b]), floors[a], floors[b]]
     h_faces = [height[~involved], np.fmax(height[a], height[b]), height[a], height[b]]
     group = involved & (size[label] > 2)
