@@ -28,7 +28,7 @@ from typing import Any
 
 from uhi.config import Config, load_config
 from uhi.errors import ConfigError, InputError, NoDataError
-from uhi.pipeline import RunReport, run_pipeline
+from uhi.pipeline import RunReport, check_run_size, run_pipeline
 from uhi.workspace import STAGES, Workspace, safe_component, sha256_file
 
 __all__ = [
@@ -349,6 +349,7 @@ def run_processing(
         config = load_processing_config(layout, workdir=layout.output, set_values=set_values)
         return {"mode": "single", **_report(run_pipeline(config, stages))}
     config = load_processing_config(layout, workdir=layout.shard_output(hosts.current), set_values=set_values)
+    check_run_size(config, ("fetch",))
     record = run_shard(config, hosts, list_scenes=list_scenes, fetch_share=fetch_share)
     return {
         "mode": "shard",
