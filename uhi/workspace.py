@@ -13,12 +13,12 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from uhi import __version__
-from uhi.errors import ConfigError, UhiError, WorkspaceLockedError
+from uhi.errors import ConfigError, StaleWorkspaceError, UhiError, WorkspaceLockedError
 
 __all__ = ["Workspace", "safe_component", "sha256_file", "remove_tree", "STAGES", "OWNED_FOLDERS"]
 
@@ -345,7 +345,59 @@ class Workspace:
         manifest["uhi_version"] = __version__
         manifest["updated"] = _now()
         manifest["stages"][stage] = record
+        _unfinished(manifest).pop(stage, None)
+        if not manifest.get("unfinished"):
+            manifest.pop("unfinished", None)
         self.write_json(self.manifest_path, manifest)
+
+    def start_stage(self, stage: str) -> None:
+        """Drop a stage's record and mark it unfinished until ``record_stage`` (one write).
+
+        A run killed inside the stage leaves the mark: the stage's folder then mixes old and
+        new files, which ``stale_stages`` reports to the commands that read it.
+        """
+        manifest = self.read_manifest()
+        manifest["stages"].pop(stage, None)
+        manifest["unfinished"] = {**_unfinished(manifest), stage: _now()}
+        self.write_json(self.manifest_path, manifest)
+
+    def stale_stages(self, stages: Sequence[str]) -> list[tuple[str, str]]:
+        """Stages among ``stages`` whose outputs do not belong with the rest, and why.
+
+        A stage is stale when its last run did not finish (killed or failed after it started),
+        or when it recorded an input checksum that differs from what an earlier stage has
+        recorded writing since (that stage ran again, this one did not). Workspaces without
+        records (built by hand, or by an older uhi) have nothing to compare and are current.
+        """
+        manifest = self.read_manifest()
+        records = {k: v for k, v in manifest["stages"].items() if isinstance(v, dict)}
+        unfinished = _unfinished(manifest)
+        stale: list[tuple[str, str]] = []
+        for i, stage in enumerate(stages):
+            if stage in unfinished:
+                stale.append((stage, f"its last run (started {unfinished[stage]}) did not finish"))
+                continue
+            inputs = (records.get(stage) or {}).get("inputs") or {}
+            for upstream in stages[:i]:
+                written = (records.get(upstream) or {}).get("output_sha256") or {}
+                if any(key in written and written[key] != digest for key, digest in inputs.items()):
+                    stale.append((stage, f"it ran before {upstream} last ran"))
+                    break
+        return stale
+
+    def require_current(self, stages: Sequence[str], reader: str) -> None:
+        """Raise StaleWorkspaceError (exit 2) naming the stale stages and the command to fix it.
+
+        Called by the commands that read several stages' outputs at once (``uhi report``,
+        ``uhi scenario``), so they never combine, say, new compute outputs with an old model.
+        """
+        stale = self.stale_stages(stages)
+        if stale:
+            detail = "; ".join(f"{stage}: {why}" for stage, why in stale)
+            raise StaleWorkspaceError(
+                f"{reader} would mix outputs of different runs in {self.root} ({detail}); "
+                f"run `uhi run CONFIG --from {stale[0][0]}` first"
+            )
 
     def forget_stage(self, stage: str) -> None:
         """Drop a stage's record, so it runs again next time."""
@@ -377,6 +429,11 @@ class Workspace:
         if not folder.exists():
             return []
         return sorted(p for p in folder.rglob("*") if p.is_file() and _TMP_MARK not in p.name)
+
+
+def _unfinished(manifest: dict[str, Any]) -> dict[str, str]:
+    marks = manifest.get("unfinished")
+    return marks if isinstance(marks, dict) else {}
 
 
 def _unlink_quietly(path: Path) -> int:
