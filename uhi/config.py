@@ -469,7 +469,7 @@ def _parse_scalar(text: str) -> Any:
     """Environment and --set values are YAML scalars or flow lists: '30', 'true', '[6, 7]'."""
     try:
         return _safe_load_bounded(text, "a UHI_* or --set value")
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
@@ -529,6 +529,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = _safe_load_bounded(raw.decode("utf-8"), f"config file {path}") or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} nests too deeply to be a uhi config; write it out flat"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     if not isinstance(data, dict):

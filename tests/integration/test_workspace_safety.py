@@ -198,3 +198,11 @@ def test_the_limit_is_configurable(tmp_path: Path) -> None:
     r = run("fetch", "c.yaml", cwd=tmp_path)
     assert r.returncode == 2 and "over grid.max_cells (100)" in r.stderr
     assert "grid.zoom: 18" in r.stderr
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path: Path) -> None:
+    from uhi.config import load_config
+
+    (tmp_path / "deep.yaml").write_text("model:\n  x: " + "[" * 5_000 + "]" * 5_000 + "\n")
+    with pytest.raises(ConfigError, match="nests too deeply"):
+        load_config(tmp_path / "deep.yaml", environ={})
