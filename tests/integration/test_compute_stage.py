@@ -152,7 +152,8 @@ def liverpool_decoded(data_dir):
 
     Constants written out: LSDS-1619 ST_B10 scale 0.00341802, offset 149.0 K, fill 0; SR scale
     0.0000275, offset -0.2, fill 0. The clip has no QA_PIXEL, so water is MNDWI = (B3 - B6) /
-    (B3 + B6) > 0 on the unclipped reflectance (Xu 2006).
+    (B3 + B6) > 0 on the unclipped reflectance (Xu 2006); B3 + B6 > 0 on every pixel here, so
+    that is B3 > B6, as uhi tests it.
     """
     clip = data_dir / "landsat" / LIVERPOOL
     st = _read_band(clip, "ST_B10").astype(np.float64)
@@ -161,6 +162,7 @@ def liverpool_decoded(data_dir):
     swir_dn = _read_band(clip, "SR_B6").astype(np.float64)
     green = np.where(green_dn == 0, np.nan, green_dn * 0.0000275 - 0.2)
     swir = np.where(swir_dn == 0, np.nan, swir_dn * 0.0000275 - 0.2)
+    assert (green + swir > 0).all()
     with np.errstate(invalid="ignore", divide="ignore"):
         water = (green - swir) / (green + swir) > 0
     clear = ~np.isnan(lst)

@@ -149,7 +149,8 @@ def compute_block(
         Variables with NaN wherever a pixel is fill, rejected by QA, out of the configured
         ST_QA / ST_CDIST limits, or (indices and albedo) uses a reflectance outside the valid
         range [0, 1] (clipped into it instead with ``masking.clip_reflectance``). Water is
-        flagged by QA_PIXEL bit 7, else by MNDWI > 0 on the unclipped reflectance.
+        flagged by QA_PIXEL bit 7, else by MNDWI > 0 on the unclipped reflectance (green >
+        SWIR1, the sign of MNDWI's numerator).
     """
     if albedo_variant not in ("liang", "smith"):
         raise ValueError(f"unknown albedo variant {albedo_variant!r}; use 'liang' or 'smith'")
@@ -271,7 +272,6 @@ def _indices_kernel(
     use_unc = has_unc and max_unc_dn != _NO_MAX_DN
     use_cd = has_cd and min_cd_dn != _NO_MIN_DN
     nan32 = np.float32(np.nan)
-    zero32 = np.float32(0.0)
     c_blue = np.float32(0.356)
     c_red = np.float32(0.130)
     c_nir = np.float32(0.373)
@@ -294,9 +294,10 @@ def _indices_kernel(
         s2 = _raw_refl(swir2[i], sr_scale[5], sr_offset[5], sr_fill[5], rejected)
         no_fill = b_ == b_ and g_ == g_ and rd == rd and nr == nr and s1 == s1 and s2 == s2
         if not has_qa:
-            # the water test reads the unclipped values: clipping a negative SWIR to 0 would
-            # decide it on a made-up number (Xu 2006 MNDWI > 0)
-            water = water_bit and _nd(g_, s1) > zero32
+            # MNDWI > 0 (Xu 2006) on the unclipped values, as its numerator's sign: green >
+            # SWIR1. The ratio's sign flips when both are slightly negative (dark water after
+            # atmospheric correction); clipping them to 0 would decide on made-up numbers.
+            water = water_bit and g_ > s1
         b_ = _in_range(b_, clip)
         g_ = _in_range(g_, clip)
         rd = _in_range(rd, clip)
@@ -402,9 +403,10 @@ def compute_block_numpy(
     for r in raw.values():
         no_fill &= ~np.isnan(r)
     if water is None:
-        # without QA_PIXEL, open water by MNDWI > 0 (Xu 2006) on the unclipped reflectance
+        # without QA_PIXEL, open water by MNDWI > 0 (Xu 2006) on the unclipped reflectance,
+        # taken as green > SWIR1 (the numerator's sign: it holds when both are below 0)
         with np.errstate(invalid="ignore"):
-            water = normalized_difference(raw["green"], raw["swir16"]) > 0
+            water = raw["green"] > raw["swir16"]
         if not masking.water_bit:
             water = np.zeros(shape, dtype=bool)
     mode = "clip" if masking.clip_reflectance else "mask"
