@@ -21,7 +21,7 @@ from uhi.errors import UhiError, WorkspaceLockedError
 
 __all__ = ["Workspace", "safe_component", "sha256_file", "STAGES"]
 
-STAGES = ("fetch", "compute", "model", "forecast")
+STAGES = ("fetch", "compute", "model", "exposure", "forecast")
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _TMP_MARK = ".uhi-tmp-"
