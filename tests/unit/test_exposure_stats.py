@@ -33,6 +33,10 @@ def _grid(nx: int, ny: int, size: float, x0: float = 0.0, y0: float = 0.0) -> np
     return shapely.box(xs.ravel(), ys.ravel(), xs.ravel() + size, ys.ravel() + size)
 
 
+def _quads(cells: np.ndarray) -> np.ndarray:
+    return shapely.get_coordinates(cells).reshape(len(cells), 5, 2)[:, :4]
+
+
 def test_raster_counts_equal_exactextract_sum(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     crs = "EPSG:32633"
@@ -67,18 +71,18 @@ def test_areal_and_dasymetric_split_on_a_hand_made_case() -> None:
         box(15, 15, 25, 25),   # C, 40 people: only a 5x5 quarter over the grid (cell 3)
     ]
     counts = np.array([[30.0, 3.0], [60.0, 6.0], [40.0, 4.0]])
-    res = split_polygons(cells, polys, counts)
+    res = split_polygons(_quads(cells), polys, counts)
     np.testing.assert_allclose(res.per_cell[:, 0], [20.0, 10.0, 20.0, 40.0 + 10.0])
     np.testing.assert_allclose(res.per_cell[:, 1], [2.0, 1.0, 2.0, 4.0 + 1.0])
     np.testing.assert_allclose(res.share_in_cells, [1.0, 1.0, 0.25])
     # floor area per m2: none in cell 0, so A goes wholly to cell 1; B has none under it
     # (cells 2, 3 zero): area fallback; C lies over cell 3 only
     density = np.array([0.0, 2.0, 0.0, 0.0])
-    das = split_polygons(cells, polys, counts, density=density)
+    das = split_polygons(_quads(cells), polys, counts, density=density)
     np.testing.assert_allclose(das.per_cell[:, 0], [0.0, 30.0, 20.0, 40.0 + 10.0])
     assert list(das.method) == ["floor_area", "area", "area"]
     density2 = np.array([0.0, 0.0, 1.0, 3.0])
-    das2 = split_polygons(cells, polys, counts, density=density2)
+    das2 = split_polygons(_quads(cells), polys, counts, density=density2)
     # B: weights 50 x 1 and 100 x 3 -> 60 x 50/350, 60 x 300/350
     np.testing.assert_allclose(das2.per_cell[:, 0], [20.0, 10.0, 60 * 50 / 350, 60 * 300 / 350 + 10.0])
 
@@ -93,7 +97,7 @@ def test_split_conserves_totals_on_random_polygons(dasymetric: bool) -> None:
     polys = polys[~shapely.is_empty(polys)]
     counts = rng.integers(0, 5000, (len(polys), 3)).astype(float)
     density = rng.uniform(0, 4, len(cells)) * (rng.random(len(cells)) < 0.7) if dasymetric else None
-    res = split_polygons(cells, polys, counts, density=density)
+    res = split_polygons(_quads(cells), polys, counts, density=density)
     np.testing.assert_allclose(res.share_in_cells, 1.0, rtol=1e-12)
     np.testing.assert_allclose(res.per_cell.sum(axis=0), counts.sum(axis=0), rtol=1e-9)
 
@@ -189,3 +193,41 @@ def test_band_counts_keeps_people_without_temperature() -> None:
     t = band_counts(np.array([30.2, 30.9, 31.5, np.nan]), np.array([1.0, 2.0, 4.0, 8.0]), 1.0)
     assert t["label"].tolist() == ["30-31", "31-32", "no land temperature"]
     assert t["population"].tolist() == [3.0, 4.0, 8.0]
+
+
+def test_intersection_areas_equal_geos_on_concave_holed_multipart_polygons() -> None:
+    from shapely import affinity
+
+    from uhi.stats.exposure import intersection_areas
+
+    rng = np.random.default_rng(21)
+    # rotated quads (web-mercator tiles are slightly rotated in UTM), big coordinates like UTM
+    cells = np.array([affinity.rotate(g, 1.3, origin=(700_500.0, 5_650_500.0))
+                      for g in _grid(20, 20, 48.0, x0=700_000.0, y0=5_650_000.0)])
+    ring = box(700_100, 5_650_100, 700_800, 5_650_800).difference(box(700_300, 5_650_300, 700_500, 5_650_600))
+    star = shapely.Polygon([(700_400 + r * np.cos(a), 5_650_400 + r * np.sin(a))
+                            for a, r in zip(np.linspace(0, 2 * np.pi, 41)[:-1], np.tile([350, 120], 20), strict=True)])
+    multi = shapely.MultiPolygon([box(699_950, 5_649_950, 700_050, 5_650_990), box(700_900, 5_650_000, 701_200, 5_650_300)])
+    blobs = shapely.buffer(shapely.points(rng.uniform(700_000, 700_960, 5), rng.uniform(5_650_000, 5_650_960, 5)), 90)
+    polys = np.array([ring, star, multi, *blobs], dtype=object)
+    p, c, a = intersection_areas(_quads(cells), polys)
+    got = {(int(i), int(j)): v for i, j, v in zip(p, c, a, strict=True)}
+    pi, ci = shapely.STRtree(cells).query(polys, predicate="intersects")
+    ref = shapely.area(shapely.intersection(polys[pi], cells[ci]))
+    for i, j, v in zip(pi, ci, ref, strict=True):
+        assert got.get((int(i), int(j)), 0.0) == pytest.approx(v, rel=1e-9, abs=1e-6)
+    assert sum(got.values()) == pytest.approx(ref.sum(), rel=1e-12)
+
+
+def test_tile_outline_is_the_boundary_of_the_union() -> None:
+    from uhi.grid.cells import tile_outline_segments
+
+    # an L of three tiles and one tile apart: unit squares, corners as cell_quads orders them
+    x = np.array([0, 1, 0, 5])
+    y = np.array([0, 0, 1, 5])
+    quads = np.stack([np.stack([x, -y - 1], 1), np.stack([x + 1, -y - 1], 1), np.stack([x + 1, -y], 1),
+                      np.stack([x, -y], 1)], axis=1).astype(float)
+    segs = tile_outline_segments(x, y, quads)
+    union = shapely.union_all(shapely.polygons(np.concatenate([quads, quads[:, :1]], axis=1)))
+    assert len(segs) == 8 + 4
+    assert shapely.length(shapely.multilinestrings(segs)) == pytest.approx(union.boundary.length)

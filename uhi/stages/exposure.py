@@ -99,27 +99,44 @@ def _year_values(config: Config, ws: Workspace, cells: Any) -> tuple[int, Any]:
 
 
 def _gi_classes(ws: Workspace, cells: Any, year: int) -> tuple[np.ndarray, str]:
-    """The model stage's Gi* class of ``year`` per cell (NaN where Gi* had no value)."""
-    import pyogrio
+    """The model stage's Gi* class of ``year`` per cell (NaN where Gi* had no value).
 
-    path = ws.path("model", "hotspots.geojson")
+    Read from ``model/hotspots.parquet`` (the model's table without geometry), or from
+    ``model/hotspots.geojson`` in a workspace written before the Parquet copy existed.
+    """
+    import pandas as pd
+
+    table = ws.path("model", "hotspots.parquet")
+    path = table if table.is_file() else ws.path("model", "hotspots.geojson")
     if not path.is_file():
         raise InputError(f"missing {path}; run `uhi model` first (exposure reads its Gi* classes)")
-    cols = pyogrio.read_info(path)["fields"].tolist()
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        cols = pq.read_schema(path).names
+    else:
+        import pyogrio
+
+        cols = pyogrio.read_info(path)["fields"].tolist()
     klass, z = f"hotspot_{year}", f"gi_z_{year}"
-    if klass not in cols:
-        # a single-period model writes unsuffixed columns
-        klass, z = ("hotspot", "gi_z") if "hotspot" in cols else (klass, z)
+    if klass not in cols and "hotspot" in cols:
+        klass, z = "hotspot", "gi_z"  # a single-period model writes unsuffixed columns
     if klass not in cols or "unit" not in cols:
-        return np.full(len(cells), np.nan), f"model/hotspots.geojson has no Gi* of {year}: hot-spot figures are empty"
-    hot = pyogrio.read_dataframe(path, columns=["unit", klass, z], read_geometry=False)
+        return np.full(len(cells), np.nan), f"model/{path.name} has no Gi* of {year}: hot-spot figures are empty"
+    wanted = ["unit", klass, *([z] if z in cols else [])]
+    if path.suffix == ".parquet":
+        hot = pd.read_parquet(path, columns=wanted)
+    else:
+        import pyogrio
+
+        hot = pyogrio.read_dataframe(path, columns=wanted, read_geometry=False)
     cls = hot[klass].to_numpy(dtype=float)
     if z in hot.columns:
-        # the model writes class 0 where a cell had no value; no z-score tells them apart
+        # the model writes class 0 where a cell had no value; the missing z-score tells them apart
         cls = np.where(np.isfinite(hot[z].to_numpy(dtype=float)), cls, np.nan)
-    series = dict(zip(hot["unit"].astype(str), cls, strict=True))
-    out = np.array([series.get(c, np.nan) for c in cells["cell"].to_numpy()], dtype=float)
-    return out, f"Gi* classes of {year} from model/hotspots.geojson ({klass})"
+    series = pd.Series(cls, index=hot["unit"].astype(str).to_numpy())
+    out = series.reindex(cells["cell"].astype(str).to_numpy()).to_numpy(dtype=float)
+    return out, f"Gi* classes of {year} from model/{path.name} ({klass})"
 
 
 def _read_vector(path: Path, layer: str | None, key: str) -> Any:
@@ -206,13 +223,10 @@ def _read_zones(e: ExposureConfig, crs: str) -> _Zones:
     return _Zones(gpd.GeoDataFrame(z, geometry=_valid_geoms(out.geometry), crs=crs), str(path))
 
 
-def _cell_polygons(cells: Any, crs: str) -> Any:
-    import shapely
-
+def _cell_quads(cells: Any, crs: str) -> np.ndarray:
     from uhi.grid.cells import cell_quads
 
-    q = cell_quads(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy(), int(cells["zoom"].iloc[0]), crs)
-    return shapely.polygons(np.concatenate([q, q[:, :1]], axis=1))
+    return cell_quads(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy(), int(cells["zoom"].iloc[0]), crs)
 
 
 def _population_raster(e: ExposureConfig, cells: Any) -> _Population:
@@ -270,7 +284,7 @@ def _population_raster(e: ExposureConfig, cells: Any) -> _Population:
     return _Population(per[:, None], "raster coverage-weighted sum", total, float(per.sum()), notes)
 
 
-def _population_polygons(e: ExposureConfig, cells: Any, crs: str, cell_polys: Any) -> _Population:
+def _population_polygons(e: ExposureConfig, cells: Any, crs: str, quads: np.ndarray) -> _Population:
     from uhi.stats.exposure import split_polygons
 
     assert e.population_path is not None
@@ -284,7 +298,7 @@ def _population_polygons(e: ExposureConfig, cells: Any, crs: str, cell_polys: An
     fa = cells["floor_area_m2"].to_numpy(dtype=float)
     if e.dasymetric and np.isfinite(fa).any():
         density = np.where(np.isfinite(fa), fa, 0.0) / cells["area_m2"].to_numpy(dtype=float)
-    res = split_polygons(cell_polys, polys, counts, density=density)
+    res = split_polygons(quads, polys, counts, density=density)
     methods = {m: int((res.method == m).sum()) for m in ("floor_area", "area", "none")}
     if density is None:
         method = "polygons split by area (projected working CRS)"
@@ -376,6 +390,8 @@ def _city(cells: Any, zones: Any | None, pop: _Population | None, groups: list[s
         "lst_mean_c": _wavg(lst, cells["area_m2"].to_numpy(dtype=float)),
         "lst_pop_mean_c": _wavg(lst, popv) if pop else None,
         "anomaly_pop_mean_c": _wavg(cells["anomaly_c"].to_numpy(dtype=float), popv) if pop else None,
+        "cells_hot_95": int(hot95.sum()),
+        "cells_hot_99": int(hot99.sum()),
         "people_hot_95": float(popv[hot95].sum()) if pop else None,
         "people_hot_99": float(popv[hot99].sum()) if pop else None,
         "people_above_threshold": float(popv[has & (np.where(has, lst, -np.inf) > e.threshold_c)].sum()) if pop else None,
@@ -436,6 +452,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     import geopandas as gpd
     import pandas as pd
 
+    from uhi.grid.cells import tile_outline_segments
     from uhi.stats.exposure import assign_zones, band_counts, zone_table
 
     t0 = time.perf_counter()
@@ -464,7 +481,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
                 f"zones of {Path(zones.source).name} (exposure.zones_path) do not overlap the AOI: no cell centre "
                 f"falls in any zone (zones span lon {b[0]:.3f}..{b[2]:.3f}, lat {b[1]:.3f}..{b[3]:.3f})"
             )
-    cell_polys = _cell_polygons(cells, crs)
+    quads = _cell_quads(cells, crs)
     pop: _Population | None = None
     groups = list(e.groups)
     if e.population_path is not None:
@@ -474,7 +491,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         if path.suffix.lower() in RASTER_SUFFIXES:
             pop = _population_raster(e, cells)
         else:
-            pop = _population_polygons(e, cells, crs, cell_polys)
+            pop = _population_polygons(e, cells, crs, quads)
         if pop.placed <= 0:
             raise InputError(f"no people of {path.name} (exposure.population_path) fall on the AOI's cells; "
                              "check that the layer covers the city")
@@ -519,7 +536,9 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     cells_gdf["gi_class"] = pd.array(gi, dtype="Float64").astype("Int8")
     zones_gdf = (gpd.GeoDataFrame(ztab, geometry=zones.frame.geometry.to_numpy(), crs=crs).to_crs(4326)
                  if zones is not None and ztab is not None else None)
-    _write(ws, out_dir, cells_gdf, zones_gdf, summary, bands, config, crs)
+    hot = np.isfinite(gi) & (gi >= 2)
+    outline = tile_outline_segments(cells["tile_x"].to_numpy()[hot], cells["tile_y"].to_numpy()[hot], quads[hot])
+    _write(ws, out_dir, cells_gdf, zones_gdf, summary, bands, config, crs, outline)
     seconds = time.perf_counter() - t0
     return {"year": year, "cells": int(len(table)), "zones": int(len(zones.frame)) if zones else 0,
             "population": round(summary["population"], 1) if summary.get("population") is not None else None,
@@ -527,7 +546,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
 
 def _write(ws: Workspace, out_dir: Path, cells: Any, zones: Any | None, summary: dict[str, Any],
-           bands: Any | None, config: Config, crs: str) -> None:
+           bands: Any | None, config: Config, crs: str, outline: np.ndarray) -> None:
     import pandas as pd
 
     from uhi.writers.excel import write_workbook
@@ -553,22 +572,21 @@ def _write(ws: Workspace, out_dir: Path, cells: Any, zones: Any | None, summary:
     sheets["notes"] = pd.DataFrame({"note": summary.get("notes", [])})
     write_workbook(out_dir / "exposure.xlsx", sheets, notes=_NOTES)
     if "png" in config.outputs.formats:
-        _write_maps(out_dir, cells, zones, bands, summary, config, crs)
+        _write_maps(out_dir, zones, bands, summary, config, crs, outline)
     ws.write_json(out_dir / "summary.json", summary)
 
 
-def _write_maps(out_dir: Path, cells: Any, zones: Any | None, bands: Any | None, summary: dict[str, Any],
-                config: Config, crs: str) -> None:
+def _write_maps(out_dir: Path, zones: Any | None, bands: Any | None, summary: dict[str, Any],
+                config: Config, crs: str, outline: np.ndarray) -> None:
     from uhi.writers.maps import render_band_chart, render_zone_map, save_map
 
     year = summary["year"]
     if zones is not None and zones["lst_pop_mean_c"].notna().any():
-        hot = cells[cells["gi_class"].fillna(0).astype(int) >= 2]
         fig = render_zone_map(
-            zones, "lst_pop_mean_c", labels="name", overlay=hot,
+            zones, "lst_pop_mean_c", labels="name", overlay=outline,
             title=f"{config.city.name}: population-weighted LST by zone, {year}",
             label="population-weighted LST", units="degrees C", working_crs=crs,
-            overlay_label="Gi* hot spot cells (95 % and 99 %)",
+            overlay_label=f"Gi* hot spots, 95 % and 99 % ({int(summary.get('cells_hot_95') or 0)} cells)",
         )
         save_map(fig, out_dir / "exposure_map.png")
     if bands is not None:
@@ -578,7 +596,8 @@ def _write_maps(out_dir: Path, cells: Any, zones: Any | None, bands: Any | None,
 
 def _inputs(config: Config, ws: Workspace) -> list[Path]:
     e = config.exposure
-    files = [ws.cells, ws.panel, ws.path("model", "hotspots.geojson")]
+    hot = ws.path("model", "hotspots.parquet")
+    files = [ws.cells, ws.panel, hot if hot.is_file() else ws.path("model", "hotspots.geojson")]
     for p in (e.zones_path, e.population_path):
         if p is not None:
             files.append(Path(p))

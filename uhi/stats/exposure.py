@@ -6,12 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 __all__ = [
     "AreaSplit",
     "raster_counts_per_cell",
     "split_polygons",
+    "intersection_areas",
     "assign_zones",
     "zone_table",
     "hottest_quintile",
@@ -67,7 +69,7 @@ class AreaSplit:
 
 
 def split_polygons(
-    cell_geoms: Any,
+    cell_quads: np.ndarray,
     polygon_geoms: Any,
     counts: np.ndarray,
     *,
@@ -77,8 +79,11 @@ def split_polygons(
 
     Parameters
     ----------
-    cell_geoms, polygon_geoms
-        Shapely polygons in one projected CRS (metres); cells must not overlap.
+    cell_quads
+        (cells, 4, 2) corners of the cells (convex quadrilaterals that do not overlap), in
+        the polygons' projected CRS (metres).
+    polygon_geoms
+        Shapely (multi)polygons, holes allowed.
     counts
         (polygons,) or (polygons, k) non-negative counts.
     density
@@ -97,25 +102,13 @@ def split_polygons(
     """
     import shapely
 
-    cells = np.asarray(cell_geoms, dtype=object)
     polys = np.asarray(polygon_geoms, dtype=object)
     c = np.asarray(counts, dtype=np.float64)
     one_d = c.ndim == 1
     c2 = c.reshape(len(polys), -1)
-    tree = shapely.STRtree(cells)
-    p_idx, c_idx = tree.query(polys, predicate="intersects")
-    inter = np.empty(p_idx.size, dtype=np.float64)
-    if p_idx.size:
-        # a cell wholly inside a polygon (most pairs) needs no intersection: its own area;
-        # only the cells on polygon boundaries are clipped
-        shapely.prepare(polys)
-        inside = shapely.contains_properly(polys[p_idx], cells[c_idx])
-        inter[inside] = shapely.area(cells[c_idx[inside]])
-        edge = ~inside
-        if edge.any():
-            inter[edge] = shapely.area(shapely.intersection(polys[p_idx[edge]], cells[c_idx[edge]]))
+    p_idx, c_idx, inter = intersection_areas(cell_quads, polys)
     poly_area = shapely.area(polys)
-    n_p, n_c = len(polys), len(cells)
+    n_p, n_c = len(polys), len(cell_quads)
     covered = np.bincount(p_idx, weights=inter, minlength=n_p)
     with np.errstate(invalid="ignore", divide="ignore"):
         share_in = np.where(poly_area > 0, np.minimum(covered / poly_area, 1.0), 0.0)
@@ -135,6 +128,127 @@ def split_polygons(
     for j in range(c2.shape[1]):
         per_cell[:, j] = np.bincount(c_idx, weights=frac * c2[p_idx, j], minlength=n_c)
     return AreaSplit(per_cell=per_cell[:, 0] if one_d else per_cell, share_in_cells=share_in, method=method)
+
+
+def intersection_areas(cell_quads: np.ndarray, polygon_geoms: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Areas of every (polygon, cell) overlap, for cells that are convex quadrilaterals.
+
+    ``cell_quads`` is (cells, 4, 2) corners in the polygons' projected CRS (either winding).
+
+    Each ring of each polygon is clipped against the cell's four edges (Sutherland-Hodgman,
+    which is exact in area for any simple subject ring against a convex window); holes are
+    subtracted. A GEOS overlay per pair gives the same areas ~100x slower (measured 14 s for
+    160k boundary pairs of bench_exposure), which is why it is not used.
+
+    Returns
+    -------
+    poly_index, cell_index, area
+        Pairs with a positive overlap and its area, in the geometries' (projected) units.
+    """
+    import shapely
+
+    quads = np.asarray(cell_quads, dtype=np.float64)
+    polys = np.asarray(polygon_geoms, dtype=object)
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+    if quads.ndim != 3 or quads.shape[1:] != (4, 2):
+        raise ValueError(f"expected (n, 4, 2) cell corners, got shape {quads.shape}")
+    if not len(quads) or not len(polys):
+        return empty
+    # counter-clockwise corners so that "inside" is left of every edge
+    signed = 0.5 * ((quads[:, :, 0] * np.roll(quads[:, :, 1], -1, axis=1)) - (np.roll(quads[:, :, 0], -1, axis=1) * quads[:, :, 1])).sum(axis=1)
+    quads = np.where((signed < 0)[:, None, None], quads[:, ::-1], quads)
+    # rings of every polygon part: exterior +1, holes -1
+    parts, part_of = shapely.get_parts(polys, return_index=True)
+    rings, ring_of_part = shapely.get_rings(parts, return_index=True)
+    is_ext = np.concatenate([[True], ring_of_part[1:] != ring_of_part[:-1]]) if len(rings) else np.zeros(0, bool)
+    ring_poly = part_of[ring_of_part]
+    ring_sign = np.where(is_ext, 1.0, -1.0)
+    coords, ring_id = shapely.get_coordinates(rings, return_index=True)
+    ring_n = np.bincount(ring_id, minlength=len(rings))
+    ring_start = np.concatenate([[0], np.cumsum(ring_n)[:-1]])
+    lo, hi = quads.min(axis=1), quads.max(axis=1)
+    tree = shapely.STRtree(shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]))
+    p_idx, c_idx = tree.query(polys)  # bounding boxes; the clip gives 0 where they do not overlap
+    if not p_idx.size:
+        return empty
+    # expand (polygon, cell) pairs to (ring, cell) pairs
+    order = np.argsort(ring_poly, kind="stable")
+    first = np.searchsorted(ring_poly[order], np.arange(len(polys)))
+    last = np.searchsorted(ring_poly[order], np.arange(len(polys)), side="right")
+    per_pair = (last - first)[p_idx]
+    pair_of = np.repeat(np.arange(p_idx.size), per_pair)
+    offs = np.arange(pair_of.size) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
+    ring_sel = order[first[p_idx][pair_of] + offs]
+    box = np.column_stack([np.minimum.reduceat(coords[:, 0], ring_start), np.minimum.reduceat(coords[:, 1], ring_start),
+                           np.maximum.reduceat(coords[:, 0], ring_start), np.maximum.reduceat(coords[:, 1], ring_start)])
+    areas = _clip_rings(coords[:, 0].copy(), coords[:, 1].copy(), ring_start, ring_n, box, ring_sel,
+                        c_idx[pair_of], np.ascontiguousarray(quads))
+    pair_area = np.bincount(pair_of, weights=areas * ring_sign[ring_sel], minlength=p_idx.size)
+    keep = pair_area > 0
+    return p_idx[keep], c_idx[keep], pair_area[keep]
+
+
+@numba.njit(cache=True, parallel=True)
+def _clip_rings(
+    xs: np.ndarray, ys: np.ndarray, start: np.ndarray, n: np.ndarray, box: np.ndarray,
+    ring_sel: np.ndarray, cell_sel: np.ndarray, quads: np.ndarray,
+) -> np.ndarray:
+    m = ring_sel.size
+    out = np.zeros(m)
+    for k in numba.prange(m):
+        r = ring_sel[k]
+        q = quads[cell_sel[k]]
+        # a hole or another part of the polygon may lie away from this cell
+        if (box[r, 2] < q[:, 0].min() or box[r, 0] > q[:, 0].max()
+                or box[r, 3] < q[:, 1].min() or box[r, 1] > q[:, 1].max()):
+            continue
+        s0 = start[r]
+        cnt = n[r] - 1  # drop the closing point
+        # clipping by a half-plane adds at most one vertex per two input vertices: x1.5 per edge
+        cap = 6 * cnt + 16
+        ax = np.empty(cap)
+        ay = np.empty(cap)
+        bx = np.empty(cap)
+        by = np.empty(cap)
+        for i in range(cnt):
+            ax[i] = xs[s0 + i]
+            ay[i] = ys[s0 + i]
+        # shift to the cell's first corner: UTM coordinates (~5e6 m) would cancel digits
+        ox, oy = q[0, 0], q[0, 1]
+        for i in range(cnt):
+            ax[i] -= ox
+            ay[i] -= oy
+        for e in range(4):
+            ex0, ey0 = q[e, 0] - ox, q[e, 1] - oy
+            ex1, ey1 = q[(e + 1) % 4, 0] - ox, q[(e + 1) % 4, 1] - oy
+            dx, dy = ex1 - ex0, ey1 - ey0
+            mm = 0
+            for i in range(cnt):
+                j = (i + 1) % cnt
+                si = dx * (ay[i] - ey0) - dy * (ax[i] - ex0)
+                sj = dx * (ay[j] - ey0) - dy * (ax[j] - ex0)
+                if si >= 0:
+                    bx[mm] = ax[i]
+                    by[mm] = ay[i]
+                    mm += 1
+                if (si >= 0) != (sj >= 0):
+                    t = si / (si - sj)
+                    bx[mm] = ax[i] + t * (ax[j] - ax[i])
+                    by[mm] = ay[i] + t * (ay[j] - ay[i])
+                    mm += 1
+            cnt = mm
+            for i in range(cnt):
+                ax[i] = bx[i]
+                ay[i] = by[i]
+            if cnt < 3:
+                cnt = 0
+                break
+        a = 0.0
+        for i in range(cnt):
+            j = (i + 1) % cnt
+            a += ax[i] * ay[j] - ax[j] * ay[i]
+        out[k] = abs(a) * 0.5
+    return out
 
 
 def assign_zones(x: np.ndarray, y: np.ndarray, zone_geoms: Any) -> np.ndarray:

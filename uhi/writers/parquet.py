@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_geoparquet"]
+__all__ = ["write_geoparquet", "write_parquet"]
 
 
 def write_geoparquet(gdf: Any, path: Path) -> Path:
@@ -15,4 +15,16 @@ def write_geoparquet(gdf: Any, path: Path) -> Path:
     path = Path(path)
     with Workspace(path.parent).atomic_path(path) as tmp:
         gdf.to_parquet(tmp, index=False)
+    return path
+
+
+def write_parquet(frame: Any, path: Path) -> Path:
+    """Write a pandas DataFrame (no geometry) as Parquet, atomically."""
+    import pandas as pd
+
+    from uhi.workspace import Workspace
+
+    path = Path(path)
+    with Workspace(path.parent).atomic_path(path) as tmp:
+        pd.DataFrame(frame).to_parquet(tmp, index=False)
     return path
