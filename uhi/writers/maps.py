@@ -405,8 +405,11 @@ def render_zone_map(
         # for 200k segments) and hatching each cell took ~100 s per map at 400k cells
         segs = np.asarray(overlay, dtype=float).reshape(-1, 2)
         codes = np.tile(np.array([MplPath.MOVETO, MplPath.LINETO], dtype=np.uint8), len(segs) // 2)
-        ax.add_patch(PathPatch(MplPath(segs, codes), facecolor="none", edgecolor="#00e5ff", linewidth=1.0,
-                               zorder=5, gid="overlay"))
+        patch = PathPatch(MplPath(segs, codes), facecolor="none", edgecolor="#00e5ff", linewidth=1.0,
+                          zorder=5, gid="overlay", transform=ax.transData)
+        # add_artist, not add_patch: the map's limits are set, and add_patch walks every
+        # segment to update them (30 s for 200k segments)
+        ax.add_artist(patch)
         handles.append(Patch(facecolor="none", edgecolor="#00e5ff", label=overlay_label))
     if labels is not None and labels in proj.columns and len(proj) <= 200:
         # more than ~200 names would cover the map; the zone table carries them all
