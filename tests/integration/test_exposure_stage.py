@@ -284,3 +284,13 @@ def test_zones_only_run_leaves_people_unknown_and_drops_stale_files(base: dict, 
     assert sorted(manifest["stages"]["exposure"]["outputs"]) == [
         "exposure/cells.parquet", "exposure/exposure.xlsx", "exposure/exposure_map.png",
         "exposure/summary.json", "exposure/zones.geojson", "exposure/zones.parquet"]
+
+
+def test_gi_from_the_geojson_when_the_model_wrote_no_parquet(base: dict, polygons_run: dict, tmp_path: Path) -> None:
+    cfg = _config_file(base, tmp_path, zones_path=str(base["paths"]["zones"]), zone_id_col="zone_id",
+                       population_path=str(base["paths"]["census"]), groups=["age65", "low_income"])
+    (tmp_path / "ws" / "model" / "hotspots.parquet").unlink()  # a workspace of an older uhi
+    assert uhi("exposure", str(cfg)) == 0
+    old = gpd.read_parquet(tmp_path / "ws" / "exposure" / "cells.parquet")
+    new = gpd.read_parquet(polygons_run["out"] / "cells.parquet")
+    pd.testing.assert_series_equal(old["gi_class"], new["gi_class"])
