@@ -58,11 +58,11 @@ def power_traces(
     if order >= 2:
         t[2] = float(w.multiply(w.T.tocsr()).sum())
     if order >= 3 and probes >= n:
-        v = np.eye(n)
+        power = np.eye(n)
         for k in range(1, order + 1):
-            v = np.asarray(w @ v)
+            power = np.asarray(w @ power)
             if k >= 3:
-                t[k] = float(np.trace(v))
+                t[k] = float(np.trace(power))
     elif order >= 3:
         rng = np.random.default_rng(seed)
         z = (rng.integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
