@@ -111,7 +111,8 @@ class LogDeterminant:
     order
         Number of series terms for the traces method.
     probes
-        Random probe vectors for the traces (default: more at small n, where each is cheap).
+        Random probe vectors for the traces (default: more at small n, where each is cheap);
+        ``probes >= n`` gives exact traces (the identity's columns; n x n memory, for checks).
     seed
         Seed of the probes (results are reproducible).
     """
