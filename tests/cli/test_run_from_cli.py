@@ -8,15 +8,19 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from uhi.workspace import STAGES
+
+AFTER_MODEL = list(STAGES[STAGES.index("model") :])
+
 
 @pytest.mark.parametrize(
     ("args", "stages", "force"),
     [
-        ([], ["fetch", "compute", "model", "forecast"], False),  # unchanged stages are skipped
-        (["--from", "model"], ["model", "forecast"], True),  # asked for again: they run
+        ([], list(STAGES), False),  # unchanged stages are skipped
+        (["--from", "model"], AFTER_MODEL, True),  # asked for again: they run
         (["--from", "model", "--to", "model"], ["model"], True),
         (["--to", "compute"], ["fetch", "compute"], False),
-        (["--force"], ["fetch", "compute", "model", "forecast"], True),
+        (["--force"], list(STAGES), True),
     ],
 )
 def test_from_forces_the_range(
