@@ -141,7 +141,8 @@ class SearchConfig(_Section):
 
     backend: Literal["stac", "sagemaker", "local"] = "stac"
     preset: Literal["earth-search", "planetary-computer", "usgs"] | None = Field(
-        "earth-search", description="STAC API preset; ignored when url is set"
+        "planetary-computer",
+        description="STAC API preset (planetary-computer needs no account; `uhi presets`); ignored when url is set",
     )
     url: str | None = Field(None, description="any STAC API root URL (overrides preset)")
     collection: str | None = Field(None, description="STAC collection id (preset default if unset)")

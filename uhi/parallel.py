@@ -64,7 +64,7 @@ def dask_client(
         from uhi.errors import ConfigError
 
         raise ConfigError(
-            "dask.address / dask.workers need the dask extra: pip install 'uhi[dask]'"
+            "dask.address / dask.workers need the dask extra: pip install 'uhi-landsat[dask]'"
         ) from None
     with contextlib.ExitStack() as stack:
         if address:
