@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from uhi.cli.options import config_opt_arg, force_opt, set_opt, workdir_opt
+from uhi.cli.options import config_opt_arg, force_opt, json_opt, set_opt, workdir_opt
 
 __all__ = ["forecast"]
 
@@ -25,6 +25,7 @@ def _interval_handler(ctx: click.Context, param: click.Parameter, value: float |
 @workdir_opt
 @set_opt
 @force_opt
+@json_opt
 @click.option("--input", "input_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="General mode: a long table (.csv or .parquet) instead of a workspace.")
 @click.option("--id-col", default=None, metavar="COL", help="General mode: series id column.")
@@ -50,6 +51,7 @@ def forecast(
     workdir: Path | None,
     set_values: tuple[str, ...],
     force: bool,
+    as_json: bool,
     input_path: Path | None,
     id_col: str | None,
     time_col: str | None,
@@ -76,7 +78,8 @@ def forecast(
         given = [k for k, v in general.items() if v]
         if given or step != "auto":
             raise click.UsageError(f"{', '.join(given or ['--step'])} need(s) --input TABLE (general mode)")
-        _workspace_mode(config, workdir, set_values, force, horizon, holdout, interval, method_tuple, min_points)
+        _workspace_mode(config, workdir, set_values, force, horizon, holdout, interval, method_tuple, min_points,
+                        as_json=as_json)
         return
     if config is not None or workdir is not None or set_values or force:
         raise click.UsageError("--input (general mode) takes no CONFIG, --workdir, --set or --force")
@@ -92,6 +95,11 @@ def forecast(
         coverage=0.9 if interval is None else interval, methods=method_tuple or _METHODS,
         min_points=4 if min_points is None else min_points,
     )
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"summary": summary, "output": str(out_dir)}, indent=2, default=str))
+        return
     click.echo(f"series: {summary['series']} ({summary['step']} steps, longest {summary['longest_series_steps']})")
     for var, counts in summary["status"].items():
         click.echo(f"  {var}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -122,6 +130,8 @@ def _workspace_mode(
     interval: float | None,
     methods: tuple[str, ...] | None,
     min_points: int | None,
+    *,
+    as_json: bool = False,
 ) -> None:
     from uhi.cli.common import build_run_config, print_outcomes, run_stages
 
@@ -134,4 +144,4 @@ def _workspace_mode(
     }
     cfg = build_run_config(config, workdir=workdir, set_values=set_values, extra=extra)
     outcomes = run_stages(cfg, ["forecast"], force=force)
-    print_outcomes(outcomes, cfg.resolved_workdir())
+    print_outcomes(outcomes, cfg.resolved_workdir(), as_json=as_json)

@@ -26,6 +26,8 @@ _COMMANDS = {
     "scenario": "Predict the LST change of land-use changes drawn as polygons (what-if).",
     "report": "Write one self-contained HTML report: maps, model R², SUHI series, forecasts.",
     "processing": "SageMaker Processing entrypoint: shard scenes across hosts, then merge.",
+    "validate": "Check a config before a run: AOI, input files and columns, search backend, credentials.",
+    "presets": "List the STAC search presets and what each needs (account, cost).",
 }
 
 
@@ -42,9 +44,23 @@ class LazyGroup(click.Group):
             return None
         import importlib
 
+        from uhi.cli.options import add_logging_options
+
         module = importlib.import_module(f"uhi.cli.{name}")
         cmd: click.Command = getattr(module, name)
-        return cmd
+        return add_logging_options(cmd)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} (`uhi --help` lists the commands)")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, _COMMANDS.get(name, "")) for name in self.list_commands(ctx)]
@@ -66,6 +82,7 @@ def cli(verbose: int, quiet: bool, log_json: bool) -> None:
     from uhi.logs import configure_logging
 
     configure_logging(-1 if quiet else verbose, json_lines=log_json)
+    # -v/-q given after the command name are added to every subcommand (uhi.cli.options)
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from uhi.cli.options import config_opt_arg, force_opt, set_opt, workdir_opt
+from uhi.cli.options import config_opt_arg, force_opt, json_opt, set_opt, workdir_opt
 
 __all__ = ["model"]
 
@@ -51,6 +51,7 @@ def weights_handler(ctx: click.Context, param: click.Parameter, value: str | Non
 @workdir_opt
 @set_opt
 @force_opt
+@json_opt
 @click.option("--input", "input_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="General mode: any vector layer (GeoPackage, GeoJSON, Shapefile, GeoParquet).")
 @click.option("--y", "y_col", default=None, metavar="COL", help="General mode: the response column.")
@@ -76,6 +77,7 @@ def model(
     workdir: Path | None,
     set_values: tuple[str, ...],
     force: bool,
+    as_json: bool,
     input_path: Path | None,
     y_col: str | None,
     x_cols: tuple[str, ...],
@@ -108,7 +110,7 @@ def model(
             extra["model.lag_estimator"] = lag_estimator
         cfg = build_run_config(config, workdir=workdir, set_values=set_values, extra=extra)
         outcomes = run_stages(cfg, ["model"], force=force)
-        print_outcomes(outcomes, cfg.resolved_workdir())
+        print_outcomes(outcomes, cfg.resolved_workdir(), as_json=as_json)
         return
     if config is not None or workdir is not None or set_values:
         raise click.UsageError("give either CONFIG/--workdir/--set (workspace mode) or --input (general mode), not both")
@@ -124,6 +126,11 @@ def model(
         input_path, out_dir, y=y_col, x=x_cols, weights=weights or "knn:8", models=models, zone_col=zone_col,
         year_col=year_col, hotspot_col=hotspot_col, permutations=permutations, lag_estimator=lag_estimator or "ml",
     )
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"summary": summary, "outputs": str(out_dir)}, indent=2, default=str))
+        return
     for key, value in sorted(summary.items()):
         click.echo(f"{key}: {value}")
     click.echo(f"outputs: {out_dir}")

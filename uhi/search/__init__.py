@@ -72,6 +72,13 @@ def search_scenes(config: Config, aoi: Aoi | None = None) -> pystac.ItemCollecti
     kept, dropped = filter_items(items, scene_filter)
     if not kept:
         why = "; ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())) or "the search returned nothing"
+        if items and set(dropped) == {"no overlap"}:
+            # every scene found misses the AOI: dates and clouds are not the problem
+            raise NoDataError(
+                f"the AOI overlaps none of the {len(items)} scene(s) from {where}; check city.aoi/city.bbox "
+                "(longitude before latitude, degrees) and, for search.backend 'local', that search.path "
+                "holds scenes of this city"
+            )
         raise NoDataError(
             f"no Landsat scenes for the AOI from {where} with {scene_filter.describe()} "
             f"({len(items)} found, dropped: {why}); widen time.start/time.end or time.months, "

@@ -82,6 +82,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     from uhi.grid.zonal import build_coverage, grid_key
     from uhi.morphology import cell_morphology
     from uhi.parallel import dask_client, map_tasks
+    from uhi.progress import StageBar
     from uhi.raster.indices import ROWS_PER_BLOCK, SceneTask, process_scene, scene_grid
     from uhi.raster.scene import group_by_solar_day, load_scenes
 
@@ -137,12 +138,14 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     water_w = np.zeros(len(cells))
     water_v = np.zeros(len(cells))
     # shares the run's client when `uhi run` opened one for the same settings (uhi.parallel)
-    with dask_client(config.dask.address, config.dask.workers) as client:
+    # one bar for the stage, advanced per scene across chunks (a bar per chunk would restart)
+    with dask_client(config.dask.address, config.dask.workers) as client, StageBar(
+        len(tasks), desc="compute", unit="scene"
+    ) as bar:
         for chunk in chunks:
             idx = [i for _, ix in chunk for i in ix]
-            results = dict(
-                zip(idx, map_tasks(process_scene, [tasks[i] for i in idx], threads=threads, client=client, desc="compute"), strict=True)
-            )
+            done = map_tasks(process_scene, [tasks[i] for i in idx], threads=threads, client=client, bar=bar)
+            results = dict(zip(idx, done, strict=True))
             for day, ix in chunk:
                 day_stats = []
                 for i in ix:
