@@ -583,3 +583,90 @@ def test_no_secret_reaches_stderr_or_the_workspace(served: Served, tmp_path: Pat
         served.log.fail = False
     assert r.returncode == 1 and "cannot read" in r.stderr, r.stderr
     assert "FAKESASSIGNATURE" not in r.stderr and "deadbeefcafe" not in r.stderr
+
+
+# -- check before you run: fetch --dry-run and validate against the same servers -------------------
+
+
+def _yaml(served: Served, path: Path, extra: str = "", collection: str = "landsat-c2-l2") -> Path:
+    w, s, e, n = served.aoi_bbox
+    path.write_text(
+        f"city: {{name: dry, bbox: [{w}, {s}, {e}, {n}]}}\n"
+        "time: {start: 2019-01-01, end: 2019-12-31, months: [6, 7, 8]}\n"
+        f"search: {{backend: stac, url: '{served.stac_url}', collection: {collection}, max_cloud: 20}}\n"
+        "fetch: {retries: 1, timeout_s: 10, margin_m: 300}\n" + extra
+    )
+    return path
+
+
+def _uhi(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "uhi.cli.main", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_dry_run_reads_no_pixel_and_estimates_the_windows(served: Served, tmp_path: Path) -> None:
+    served.log.reset()
+    cfg_path = _yaml(served, tmp_path / "c.yaml")
+    r = _uhi("fetch", str(cfg_path), "--workdir", str(tmp_path / "ws"), "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    # not one request reached the COG server: no header, no tile, no HEAD
+    assert sum(served.log.requests_by_path.values()) == 0 and sum(served.log.bytes_by_path.values()) == 0
+    assert not (tmp_path / "ws").exists()  # nothing written
+    plan = json.loads(r.stdout)
+    assert {s["id"] for s in plan["kept"]} == SELECTED
+    assert plan["dropped"] == {"cloud": 1, "L2SR (no thermal)": 1, "months": 1}
+    assert plan["found"] == 6 and plan["assets"] == 27 and plan["assets_unknown_size"] == 0
+    # the estimate equals the windows the real fetch then reads: 2 bytes per pixel (uint16/int16)
+    ws, _ = _run_fetch(_config(served, tmp_path / "ws2"))
+    fetched = 0
+    for scene in plan["kept"]:
+        for key in BAND_FILES:
+            with rasterio.open(ws.scene_asset(scene["id"], key)) as clip:
+                fetched += clip.width * clip.height * 2
+    assert plan["bytes"] == fetched
+    text = _uhi("fetch", str(cfg_path), "--dry-run")
+    assert text.returncode == 0 and "scenes: 6 found, 3 kept" in text.stdout and "dropped 1: cloud" in text.stdout
+
+
+def test_aoi_that_overlaps_no_scene_says_so(served: Served, tmp_path: Path) -> None:
+    cfg = tmp_path / "far.yaml"
+    cfg.write_text(
+        "city: {name: far, bbox: [10.0, 45.0, 10.05, 45.05]}\n"  # northern Italy: no scene of this catalogue
+        "time: {start: 2019-01-01, end: 2019-12-31}\n"
+        f"search: {{backend: stac, url: '{served.stac_url}', collection: landsat-c2-l2}}\n"
+    )
+    r = _uhi("fetch", str(cfg), "--dry-run")
+    assert r.returncode == 3
+    assert "found no scene overlapping the AOI (lon 10.0..10.05, lat 45.0..45.05)" in r.stderr
+    assert "check city.aoi/city.bbox" in r.stderr
+
+
+def test_validate_against_the_stac_server(served: Served, tmp_path: Path) -> None:
+    good = _yaml(served, tmp_path / "good.yaml")
+    r = _uhi("validate", str(good))
+    assert r.returncode == 0, r.stderr
+    assert f"ok: search: STAC API {served.stac_url} answers, collection(s) landsat-c2-l2" in r.stdout
+    served.log.reset()
+    # three independent problems: all are listed, not only the first
+    (tmp_path / "zones.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"district": "a"},
+         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}]}))
+    bad = _yaml(served, tmp_path / "bad.yaml", collection="no-such-collection",
+                extra=f"buildings: {{path: {tmp_path / 'missing.gpkg'}, zones_path: {tmp_path / 'zones.geojson'}}}\n")
+    r = _uhi("validate", str(bad), "--json")
+    assert r.returncode == 2
+    report = json.loads(r.stdout)
+    assert not report["ok"] and len(report["problems"]) == 3, report
+    joined = "\n".join(report["problems"])
+    assert "buildings.path not found" in joined and "missing.gpkg" in joined
+    assert "has no column 'zone'; set buildings.zone_col to one of: district" in joined
+    assert "has no collection 'no-such-collection'" in joined
+    assert sum(served.log.requests_by_path.values()) == 0  # validate reads no pixel either
+
+
+def test_validate_offline_does_not_contact_the_server(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens here
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"city: {{bbox: [-75.5, 1.0, -75.4, 1.1]}}\nsearch: {{backend: stac, url: '{url}'}}\nfetch: {{timeout_s: 2}}\n")
+    assert _uhi("validate", str(cfg), "--offline").returncode == 0
+    r = _uhi("validate", str(cfg))
+    assert r.returncode == 2 and f"STAC API {url} is not reachable" in r.stderr

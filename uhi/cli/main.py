@@ -135,7 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     if with_term:
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        cli.main(args=argv, prog_name="uhi", standalone_mode=False)
+        # without standalone mode click returns the code of a command's ctx.exit(N) instead of exiting
+        code = cli.main(args=argv, prog_name="uhi", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
