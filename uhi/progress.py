@@ -33,12 +33,19 @@ def enabled(stream: IO[str] | None = None) -> bool:
 class StageBar:
     """One bar for a whole stage, advanced by ``update(n)``: it only grows, however the work is
     split (compute's chunks of solar days, fetch's assets). A no-op off a terminal.
+    ``mininterval``: seconds between redraws (tqdm's).
 
     ``unit="B"`` shows bytes with binary prefixes and the throughput (e.g. ``12.3MB/s``).
     """
 
     def __init__(
-        self, total: float | None = None, *, desc: str = "", unit: str = "it", stream: IO[str] | None = None
+        self,
+        total: float | None = None,
+        *,
+        desc: str = "",
+        unit: str = "it",
+        stream: IO[str] | None = None,
+        mininterval: float = 0.1,
     ) -> None:
         self._bar: Any = None
         self.n = 0.0
@@ -47,7 +54,9 @@ class StageBar:
 
             scale = {"unit_scale": True, "unit_divisor": 1024} if unit == "B" else {}
             self._bar = tqdm(total=total, desc=desc, unit=unit, file=stream or sys.stderr, leave=False,
-                             dynamic_ncols=True, **scale)
+                             dynamic_ncols=True, mininterval=mininterval, **scale)
+            if mininterval == 0:
+                self._bar.miniters = 1  # draw every update (tests read what was drawn)
 
     @property
     def active(self) -> bool:

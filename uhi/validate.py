@@ -58,6 +58,9 @@ def validate_config(config: Config, *, online: bool = True) -> Validation:
     _check_aoi(config, v)
     _check_inputs(config, v)
     _check_search(config, v, online=online)
+    for line in v.checked:
+        log.debug("validate: ok: %s", line)
+    log.info("validate: %d check(s) passed, %d problem(s)", len(v.checked), len(v.problems))
     return v
 
 

@@ -365,3 +365,57 @@ def test_item_without_id_is_a_remote_error(paging_endpoint: Any) -> None:
     _PagingGeospatial.mode = "no-id"
     with pytest.raises(RemoteError, match="returned an invalid item \\(KeyError: 'Id'\\)"):
         search_sagemaker(_config(sagemaker={"collection_arn": LANDSAT_ARN}), AOI)
+
+
+# -- uhi validate against the same real HTTP stack -------------------------------------------------
+
+
+class _DeniedGeospatial(_FakeGeospatial):
+    def do_GET(self) -> None:
+        self.requests.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization", "")})
+        self.send_response(403)
+        data = json.dumps({"message": "User is not authorized"}).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("x-amzn-ErrorType", "AccessDeniedException")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.mark.parametrize("handler", [_FakeGeospatial, _DeniedGeospatial])
+def test_validate_calls_the_endpoint_with_credentials(monkeypatch: pytest.MonkeyPatch, handler: Any) -> None:
+    from uhi.validate import validate_config
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    handler.requests = []
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_GEOSPATIAL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        # no credentials: a problem, and the endpoint is not called
+        missing = validate_config(_config())
+        assert missing.problems == [
+            "search.backend 'sagemaker' needs AWS credentials (none found in the standard AWS chain); "
+            "set AWS_PROFILE or search.sagemaker.profile"
+        ]
+        assert handler.requests == []
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKE")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
+        result = validate_config(_config())
+    finally:
+        server.shutdown()
+        server.server_close()
+    # one signed ListRasterDataCollections request, never a search
+    assert [r["method"] for r in handler.requests] == ["GET"]
+    assert handler.requests[0]["auth"].startswith("AWS4-HMAC-SHA256 Credential=AKIDFAKE/")
+    if handler is _FakeGeospatial:
+        assert result.ok, result.problems
+        assert result.checked[-1] == f"search: SageMaker geospatial at http://127.0.0.1:{server.server_port} answers"
+    else:
+        assert len(result.problems) == 1
+        assert "refused ListRasterDataCollections (AccessDeniedException: User is not authorized)" in result.problems[0]
