@@ -21,6 +21,7 @@ __all__ = [
     "dask_opts",
     "json_opt",
     "add_logging_options",
+    "list_opt",
 ]
 
 # Conventions every command follows (README, "Command line conventions"):
@@ -106,3 +107,30 @@ def add_logging_options(cmd: click.Command) -> click.Command:
         cmd.params.append(click.Option(["-q", "--quiet"], is_flag=True, expose_value=False,
                                        callback=_quiet_callback, help="Only warnings and errors on stderr."))
     return cmd
+
+
+def list_opt(*decls: str, choices: tuple[str, ...] | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """A list option by the project's one convention: the flag repeated, one value each
+    (``--models ols --models lag``). A comma inside a value is refused with that hint, so a list
+    is never half-parsed; ``choices`` are checked and offered to shell completion."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+        flag = param.opts[0] if param.opts else param.name
+        for item in value:
+            if "," in item:
+                fixed = " ".join(f"{flag} {part.strip()}" for part in item.split(",") if part.strip())
+                raise click.BadParameter(
+                    f"{item!r}: lists are given by repeating the flag, e.g. {fixed}", ctx=ctx, param=param
+                )
+        if choices is not None:
+            bad = [v for v in value if v not in choices]
+            if bad:
+                raise click.BadParameter(
+                    f"unknown value(s) {', '.join(bad)}; choose from {', '.join(choices)}", ctx=ctx, param=param
+                )
+        return value
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        return [c for c in choices or () if c.startswith(incomplete)]
+
+    return click.option(*decls, multiple=True, callback=check, shell_complete=complete, **kwargs)
