@@ -414,7 +414,7 @@ def test_momotombo_lava_survives_the_stage(tmp_path, data_dir):
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_panel(tmp_path, data_dir):
     """The stage runs unchanged on Dask (one task per scene): the same panel as on threads."""
-    require_module("distributed", "pip install 'uhi[dask]' (the test extra pulls it in)")
+    require_module("distributed", "pip install 'uhi-landsat[dask]' (the test extra pulls it in)")
     clip = data_dir / "landsat" / LIVERPOOL
     results = {}
     for mode, dask in (("threads", {}), ("dask", {"workers": 1})):

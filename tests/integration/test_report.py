@@ -238,7 +238,7 @@ def _run(url: str) -> dict[str, Any]:
         "chromium", "chromium-browser", fix="apt-get install -y chromium (Debian's package; .ci/run installs it)"
     )
     # the DevTools client uses tornado's websocket
-    require_module("tornado", fix="pip install 'uhi[test]'")
+    require_module("tornado", fix="pip install 'uhi-landsat[test]'")
     return asyncio.run(_inspect(chromium, url))
 
 
