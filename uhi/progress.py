@@ -82,7 +82,12 @@ class StageBar:
 
 
 def progress(
-    items: Iterable[T], *, total: int | None = None, desc: str = "", bar: StageBar | None = None
+    items: Iterable[T],
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    bar: StageBar | None = None,
 ) -> Iterator[T]:
     """Iterate with a bar on stderr when it is a terminal, plainly otherwise.
 
@@ -98,4 +103,4 @@ def progress(
         return
     from tqdm import tqdm
 
-    yield from tqdm(items, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+    yield from tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)

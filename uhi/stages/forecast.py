@@ -98,8 +98,11 @@ def forecast_table(
     if rs.n_steps == 0:
         raise InputError(f"no usable rows in the table (report: {rs.report}); check --time-col and the dates")
     check_horizon(horizon, rs.n_steps, name=horizon_name)
+    from uhi.progress import progress
+
     out = []
-    for var in value_cols:
+    # one step per variable (each fits every series of the table); a terminal shows the bar
+    for var in progress(value_cols, total=len(value_cols), desc="forecast", unit="variable"):
         res = forecast_series(
             rs.values[var], horizon, holdout=min(holdout, rs.n_steps - 1), coverage=coverage,
             methods=methods, min_points=min_points,
