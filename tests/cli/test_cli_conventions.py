@@ -166,3 +166,21 @@ def test_byte_bar_shows_bytes_and_throughput() -> None:
         bar.update(3 * 1024 * 1024)
     text = tty.getvalue()
     assert "3.00MB" in text and "B/s" in text
+
+
+def test_shell_completion_offers_commands_and_choices() -> None:
+    """The README's `_UHI_COMPLETE=bash_source uhi` works, and completes names and list choices."""
+    import os
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_UHI_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split()) - 1)}
+        r = subprocess.run(UHI, capture_output=True, text=True, env=env, timeout=60)
+        return [line.split(",", 1)[1] for line in r.stdout.splitlines() if "," in line]
+
+    script = subprocess.run(UHI, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "_UHI_COMPLETE": "bash_source"})
+    assert "complete -o nosort -F _uhi_completion uhi" in script.stdout
+    assert complete("uhi pre") == ["presets"]
+    assert complete("uhi model --models s") == ["slx"]
+    assert complete("uhi run c.yaml --from mo") == ["model"]
