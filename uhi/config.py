@@ -383,27 +383,35 @@ def _suggest(key: str, options: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _check_unknown(data: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> None:
-    """Reject unknown keys by their dotted name before pydantic sees them."""
+def _unknown_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> list[str]:
+    """One message per unknown key, by its dotted name, with a suggestion."""
     fields = _section_keys(model)
+    problems: list[str] = []
     for key, value in data.items():
         dotted = f"{prefix}{_SHORT.repr(str(key))[1:-1]}"
         if key not in fields:
             allowed = ", ".join(sorted(fields))
-            raise ConfigError(
+            problems.append(
                 f"unknown config key '{dotted}'{_suggest(str(key), list(fields))}; "
                 f"allowed here: {allowed}"
             )
+            continue
         annotation = fields[key].annotation
         if isinstance(value, Mapping) and isinstance(annotation, type) and issubclass(
             annotation, BaseModel
         ):
-            _check_unknown(value, annotation, prefix=f"{dotted}.")
+            problems.extend(_unknown_keys(value, annotation, prefix=f"{dotted}."))
+    return problems
 
 
-def _format_validation(err: ValidationError) -> str:
+def _format_validation(err: ValidationError, *, skip_extra: bool = False) -> str:
     parts = []
-    for e in err.errors(include_url=False, include_context=False, include_input=True)[:10]:
+    errors = err.errors(include_url=False, include_context=False, include_input=True)
+    if skip_extra:  # unknown keys are reported by _unknown_keys, with a suggestion
+        errors = [e for e in errors if e["type"] != "extra_forbidden"]
+    if not errors:
+        return ""
+    for e in errors[:10]:
         loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "config"
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
@@ -572,11 +580,16 @@ def build_config(
             _set_dotted(flag_data, dotted, value)
     _resolve_paths(flag_data, Path.cwd())
     merged = _merge(merged, flag_data)
-    _check_unknown(merged, Config)
+    # every problem at once (uhi validate lists them): unknown keys, one per line, then the values
+    problems = _unknown_keys(merged, Config)
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc)) from None
+        values = _format_validation(exc, skip_extra=True)
+        raise ConfigError("\n".join([*problems, values] if values else problems)) from None
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
 
 
 def load_config(

@@ -184,3 +184,18 @@ def test_shell_completion_offers_commands_and_choices() -> None:
     assert complete("uhi pre") == ["presets"]
     assert complete("uhi model --models s") == ["slx"]
     assert complete("uhi run c.yaml --from mo") == ["model"]
+
+
+def test_validate_lists_every_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("search:\n  max_clod: 10\n  bakend: stac\ngrid:\n  zoom: 99\n")
+    r = run("validate", str(cfg), "--json")
+    assert r.returncode == 2
+    problems = json.loads(r.stdout)["problems"]
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("unknown config key 'search.max_clod' (did you mean 'max_cloud'?)")
+    assert problems[1].startswith("unknown config key 'search.bakend' (did you mean 'backend'?)")
+    assert problems[2] == "invalid config: grid.zoom: Input should be less than or equal to 22 (got 99)"
+    # a run stops on the same problems, all named
+    r = run("run", str(cfg), "-w", str(tmp_path / "ws"))
+    assert r.returncode == 2 and "search.max_clod" in r.stderr and "search.bakend" in r.stderr and "grid.zoom" in r.stderr

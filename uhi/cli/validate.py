@@ -27,10 +27,17 @@ def validate(config: Path, workdir: Path | None, set_values: tuple[str, ...], as
     Exit codes: 0 all good, 2 problems (each printed on stderr, or listed in --json).
     """
     from uhi.cli.common import build_run_config
-    from uhi.validate import validate_config
+    from uhi.errors import ConfigError
+    from uhi.validate import Validation, validate_config
 
-    cfg = build_run_config(config, workdir=workdir, set_values=set_values)
-    result = validate_config(cfg, online=not offline)
+    try:
+        cfg = build_run_config(config, workdir=workdir, set_values=set_values)
+    except ConfigError as exc:
+        # the config itself: every unknown key and invalid value, one problem per line; the
+        # other checks need a valid config, so they wait for the next validate
+        result = Validation(problems=[line for line in str(exc).splitlines() if line.strip()])
+    else:
+        result = validate_config(cfg, online=not offline)
     if as_json:
         import json
 
