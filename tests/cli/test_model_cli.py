@@ -150,7 +150,7 @@ def test_a_year_with_constant_y_is_skipped_and_said(tmp_path: Path, capsys) -> N
     path = tmp_path / "long.parquet"
     pd.concat(frames, ignore_index=True).to_parquet(path)
     out = tmp_path / "o"
-    assert uhi("model", "--input", str(path), "--y", "y", "--x", "a", "--year-col", "year", "--models", "ols,lag",
+    assert uhi("model", "--input", str(path), "--y", "y", "--x", "a", "--year-col", "year", "--models", "ols", "--models", "lag",
                "--out", str(out)) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["models"]["ols"]["years"]) == ["2020"]
