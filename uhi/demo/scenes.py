@@ -14,7 +14,7 @@ from uhi.demo.landscape import Landscape, tile_xy
 from uhi.demo.mtl import BAND_FILES, mtl_text
 from uhi.demo.plan import ScenePlan
 from uhi.demo.spec import PIXEL_SIZE_M, UTM_EPSG
-from uhi.landsat import KELVIN_OFFSET, SR_SCALE, ST_QA_SCALE, ST_SCALE
+from uhi.demo.encoding import SR_FILL, ST_FILL, ST_QA_FILL, sr_dn, st_dn, st_qa_dn
 
 __all__ = [
     "PixelGrid",
@@ -113,23 +113,25 @@ def cell_reflectance(land: Landscape, year_index: int) -> dict[str, np.ndarray]:
 
     red is planted; nir08 = red (1 + ndvi) / (1 - ndvi) gives NDVI; swir16 = nir08 (1 + ndbi) /
     (1 - ndbi) gives NDBI; green = swir16 (1 + mndwi) / (1 - mndwi) gives MNDWI (Xu 2006).
-    blue and swir22 follow typical spectra and enter only albedo.
+    blue and swir22 follow typical spectra and enter only albedo. Water cells take the planted
+    water spectra as they are (NIR and SWIR near zero, some slightly negative).
     """
     i = year_index
+    land_ = ~land.water
     red = land.red[i]
-    nir = red * (1 + land.ndvi[i]) / (1 - land.ndvi[i])
-    swir16 = nir * (1 + land.ndbi[i]) / (1 - land.ndbi[i])
-    green = swir16 * (1 + land.mndwi[i]) / (1 - land.mndwi[i])
-    blue = np.where(land.water, 0.8 * green, 0.75 * red + 0.01)
-    swir22 = np.where(land.water, 0.5 * swir16, 0.75 * swir16)
-    return {
-        "blue": blue,
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nir = red * (1 + land.ndvi[i]) / (1 - land.ndvi[i])
+        swir16 = nir * (1 + land.ndbi[i]) / (1 - land.ndbi[i])
+        green = swir16 * (1 + land.mndwi[i]) / (1 - land.mndwi[i])
+    out = {
+        "blue": 0.75 * red + 0.01,
         "green": green,
         "red": red,
         "nir08": nir,
         "swir16": swir16,
-        "swir22": swir22,
+        "swir22": 0.75 * swir16,
     }
+    return {k: np.where(land_, v, land.water_rho[k]) for k, v in out.items()}
 
 
 @dataclass(frozen=True)
@@ -147,16 +149,8 @@ class SceneRecord:
     aoi_cloud_share: float
     clear_aoi_cells: int
     expected_aoi_mean_lst_c: float | None
-
-
-def _sr_dn(rho: np.ndarray) -> np.ndarray:
-    dn = np.round((rho - SR_SCALE.offset) / SR_SCALE.scale)
-    return np.clip(dn, 1, 65535).astype(np.uint16)
-
-
-def _st_dn(lst_c: np.ndarray) -> np.ndarray:
-    dn = np.round((lst_c + KELVIN_OFFSET - ST_SCALE.offset) / ST_SCALE.scale)
-    return np.clip(dn, 1, 65535).astype(np.uint16)
+    expected_suhi_c: float | None
+    expected_water_lst_c: dict[str, float | None]
 
 
 def _shift(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -191,13 +185,15 @@ def write_scene(
     scenes_dir: Path,
     seed: int,
     pixel_noise_sd_c: float,
+    suhi_classes: tuple[np.ndarray, np.ndarray],
 ) -> SceneRecord:
     """Paint one scene from the planted cells and write its COGs and MTL.txt.
 
     Each pixel takes the values of the cell holding its centre: reflectance exactly (up to DN
     rounding), LST = planted cell LST of the year + the scene's weather offset + iid pixel
     noise. Clouds are cold and bright, their 3-pixel dilation ring is half contaminated, and
-    shadows (the cloud mask displaced north-west) are dark and cool.
+    shadows (the cloud mask displaced north-west) are dark and cool. ``suhi_classes`` are the
+    planted (urban, rural) cell masks the scene's expected SUHI is taken over.
     """
     from scipy.ndimage import binary_dilation, distance_transform_edt
 
@@ -227,8 +223,8 @@ def write_scene(
         rho = np.where(cloud, bright, rho)
         rho = np.where(dilated, 0.6 * rho + 0.4 * bright, rho)
         rho = np.where(shadow, 0.45 * rho, rho)
-        dn = _sr_dn(rho)
-        dn[grid.fill] = SR_SCALE.fill
+        dn = sr_dn(rho)
+        dn[grid.fill] = SR_FILL
         arrays[key] = dn
 
     if plan.has_thermal:
@@ -240,22 +236,22 @@ def write_scene(
         lst = np.where(cloud, -8.0 + 2.0 * rng.standard_normal(grid.cell.shape), lst)
         lst = np.where(dilated, lst - 3.0, lst)
         lst = np.where(shadow, lst - 4.0, lst)
-        st = _st_dn(lst)
-        st[grid.fill] = ST_SCALE.fill
+        st = st_dn(lst)
+        st[grid.fill] = ST_FILL
         arrays["lwir11"] = st
         # ST uncertainty grows near clouds (LSDS-1619: ST_QA is worse close to cloud)
         dist_px = distance_transform_edt(~cloud) if cloud.any() else np.full(cloud.shape, 1e3)
         unc_k = 1.2 + 0.4 * land.water[grid.cell] + 5.0 * np.exp(-dist_px / 5.0)
         unc_k = np.where(cloud, 12.0, unc_k)
-        st_qa = np.round(unc_k / ST_QA_SCALE.scale).astype(np.int16)
-        st_qa[grid.fill] = int(ST_QA_SCALE.fill)  # type: ignore[arg-type]
+        st_qa = st_qa_dn(unc_k)
+        st_qa[grid.fill] = ST_QA_FILL
         arrays["qa"] = st_qa
     arrays["qa_pixel"] = qa
 
     folder = scenes_dir / plan.product_id
     crs = f"EPSG:{UTM_EPSG}"
     files: dict[str, str] = {}
-    nodata: dict[str, int | float | None] = {"qa_pixel": 1, "qa": ST_QA_SCALE.fill}
+    nodata: dict[str, int | float | None] = {"qa_pixel": 1, "qa": ST_QA_FILL}
     for key, arr in arrays.items():
         name = f"{plan.product_id}_{BAND_FILES[key]}.TIF"
         write_cog(folder / name, arr, transform=grid.transform, crs=crs, nodata=nodata.get(key, 0))
@@ -274,18 +270,29 @@ def write_scene(
 
         cover, cover_land = REGIONAL_SCENE_CLOUD, REGIONAL_SCENE_CLOUD + 1.0
 
-    # what a pipeline should find for this scene: the mean over AOI cells that are at least
-    # half clear (by pixel centre) of planted LST + the scene's offset
+    # what a pipeline should find for this scene, over AOI cells that are at least half clear
+    # (by pixel centre): the mean planted land LST + the scene's offset (water cells have no
+    # land LST), the urban-minus-rural difference and each water body's mean temperature
     n_cells = land.grid.n
     clear_px = valid & ~cloud & ~dilated & ~shadow
     per_cell = np.bincount(grid.cell.ravel(), minlength=n_cells)
     clear_cell = np.bincount(grid.cell.ravel(), weights=clear_px.ravel(), minlength=n_cells)
     ok_cells = land.grid.in_aoi & (per_cell > 0) & (clear_cell >= 0.5 * np.maximum(per_cell, 1))
-    expected = (
-        round(float(lst_cell_c[ok_cells].mean() + plan.offset_c), 4)
-        if plan.has_thermal and ok_cells.any()
-        else None
+    ok_land = ok_cells & ~land.water
+    thermal = plan.has_thermal
+
+    def _mean(mask: np.ndarray, offset: float = 0.0) -> float | None:
+        return round(float(lst_cell_c[mask].mean() + offset), 4) if thermal and mask.any() else None
+
+    expected = _mean(ok_land, plan.offset_c)
+    urban_c, rural_c = _mean(ok_land & suhi_classes[0]), _mean(ok_land & suhi_classes[1])
+    expected_suhi = (
+        round(urban_c - rural_c, 4) if urban_c is not None and rural_c is not None else None
     )
+    expected_water = {
+        "river": _mean(ok_cells & land.river, plan.offset_c),
+        "lake": _mean(ok_cells & land.lake, plan.offset_c),
+    }
 
     footprint = _footprint(grid)
     to_ll = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True)
@@ -329,6 +336,8 @@ def write_scene(
         aoi_cloud_share=round(aoi_share, 4),
         clear_aoi_cells=int(ok_cells.sum()),
         expected_aoi_mean_lst_c=expected,
+        expected_suhi_c=expected_suhi,
+        expected_water_lst_c=expected_water,
     )
 
 
