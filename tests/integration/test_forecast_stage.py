@@ -204,3 +204,28 @@ def test_rcp_region_canada_doubles_the_added_warming(tmp_path: Path) -> None:
         added[region] = np.array(rcp["warming_added_c"])
     assert np.all(added["global"] > 0)
     np.testing.assert_allclose(added["canada"], 2 * added["global"], rtol=1e-12)
+
+
+def test_water_cells_are_left_out_and_counted(tmp_path: Path) -> None:
+    import geopandas as gpd
+
+    from uhi.stages.forecast import SPEC
+
+    ws = build_workspace(tmp_path / "ws", model=False)
+    cells = gpd.read_parquet(ws.cells)
+    water = cells["cell"].iloc[[10, 11, 20]].tolist()  # three cells a lake covers
+    cells["water_share"] = np.where(cells["cell"].isin(water), 0.9, 0.1)
+    cells.loc[12, "water_share"] = 0.5  # exactly at the limit: kept (above it is left out)
+    cells.to_parquet(ws.cells)
+    cfg = build_config({"workdir": str(ws.root), "outputs": {"formats": ["geojson"]}})
+    with ws.locked():
+        outcome = execute(SPEC, cfg, ws)
+    summary = json.loads((ws.stage_dir("forecast") / "summary.json").read_text())
+    assert outcome.summary["cells_left_out_water"] == 3
+    assert summary["water_cells"]["cells_left_out_water"] == 3
+    assert "model.max_water_share" in summary["water_cells"]["reason"]
+    assert summary["cells"] == len(cells) - 3
+    assert summary["input_report"]["rows_of_unknown_cells"] == 0  # not mistaken for orphans
+    out = gpd.read_file(ws.stage_dir("forecast") / "forecast.geojson")
+    assert not set(water) & set(out["cell"])
+    assert cells["cell"].iloc[12] in set(out["cell"])

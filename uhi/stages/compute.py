@@ -208,6 +208,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "pixel_grids": len(coverages),
         "rows": len(panel),
         "suhi_method": classes.method,
+        "suhi_reference": classes.rural_report,
         "outputs": outputs,
     }
     if report is not None:
@@ -277,7 +278,11 @@ def _suhi(config: Config, cells: Any, panel: Any, crs: str) -> tuple[Any, tuple[
         cells["site_coverage"].to_numpy(dtype=np.float64) if have_buildings else None,
         config.suhi,
         elevation_m=elevation,
+        tile_xy=(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy()),
+        area_m2=cells["area_m2"].to_numpy(dtype=np.float64),
     )
+    if classes.rural_report.get("warning"):
+        log.warning("compute: %s", classes.rural_report["warning"])
     return classes, suhi_series(panel, cell_pos, classes)
 
 

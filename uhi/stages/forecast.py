@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from uhi.config import Config
-from uhi.errors import InputError
+from uhi.errors import InputError, NoDataError
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace
 
@@ -188,22 +188,38 @@ def _jsonable(value: Any) -> Any:
 # the workspace stage
 
 
-def _read_inputs(ws: Workspace, wanted: list[str]) -> tuple[Any, Any, list[str]]:
-    """The cells, and the panel's id, date, clear-share and ``wanted`` columns (uhi/panel.py).
+def _read_inputs(
+    ws: Workspace, wanted: list[str], max_water_share: float
+) -> tuple[Any, Any, list[str], dict[str, Any]]:
+    """The land cells, and their panel's id, date, clear-share and ``wanted`` columns (uhi/panel.py).
 
-    Returns the panel, the cells and the wanted names the panel holds.
+    Cells more than ``max_water_share`` water (model.max_water_share) and their panel rows are
+    left out, as in the model stage. Returns the panel, the cells, the wanted names the panel
+    holds and the record of the water cells left out.
     """
     import geopandas as gpd
 
     from uhi.panel import read_panel
+    from uhi.water_cells import exclude_water_cells
 
     for needed in (ws.panel, ws.cells):
         if not needed.is_file():
             raise InputError(f"{ws.relative(needed)} is missing in {ws.root}; run uhi compute first")
     panel = read_panel(ws.panel, ["cell", "date", "valid_share", *wanted])  # those it has
     dynamic = [v for v in wanted if v in panel.columns]
-    cells = gpd.read_parquet(ws.cells)
-    return panel, cells, dynamic
+    all_cells = gpd.read_parquet(ws.cells)
+    cells, water = exclude_water_cells(all_cells, max_water_share)
+    if water["cells_left_out_water"]:
+        if water["cells_left_out_water"] == water["cells"]:
+            raise NoDataError(
+                f"all {water['cells']} cells are more than {max_water_share:g} water: nothing to forecast; "
+                "raise model.max_water_share or choose an AOI with land"
+            )
+        left_out = set(all_cells["cell"]) - set(cells["cell"])
+        panel = panel[~panel["cell"].isin(left_out)]
+        log.info("forecast: %d water cells left out (model.max_water_share %g)",
+                 water["cells_left_out_water"], max_water_share)
+    return panel, cells, dynamic, water
 
 
 # A scene enters the city series only when at least this share of the cells is clear in it:
@@ -400,7 +416,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     fc = config.forecast
     y = config.model.y
     wanted = list(dict.fromkeys([y, *fc.variables]))
-    panel, cells, dynamic = _read_inputs(ws, wanted)
+    panel, cells, dynamic, water = _read_inputs(ws, wanted, config.model.max_water_share)
     static = [v for v in wanted if v not in dynamic and v in cells.columns]
     unknown = [v for v in wanted if v not in dynamic and v not in cells.columns]
     if y not in dynamic:
@@ -549,6 +565,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "static_variables": static,
         "skipped_variables": unknown,
         "cells": int(len(cells)),
+        "water_cells": water,
         "status": status_counts,
         "input_report": {**rs.report, "rows_of_unknown_cells": orphan_rows},
         "validation": validation.to_dict(orient="records"),
@@ -570,6 +587,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     lst_status = status_counts[y]
     return {
         "cells": int(len(cells)),
+        "cells_left_out_water": water["cells_left_out_water"],
         "cells_forecast": lst_status["ok"],
         "cells_too_few_points": lst_status["too_few_points"],
         "cells_no_data": lst_status["no_data"],
