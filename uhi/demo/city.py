@@ -77,6 +77,7 @@ class _SceneJob:
     seed: int
     pixel_noise_sd_c: float
     suhi_classes: tuple[np.ndarray, np.ndarray]
+    fields: dict[str, np.ndarray]
 
 
 def _write_scene_job(job: _SceneJob) -> SceneRecord:
@@ -89,6 +90,7 @@ def _write_scene_job(job: _SceneJob) -> SceneRecord:
         job.seed,
         job.pixel_noise_sd_c,
         job.suhi_classes,
+        job.fields,
     )
 
 
@@ -203,6 +205,26 @@ def _slope(x: list[int], y: list[float]) -> float:
     )
 
 
+_FIELDS = ("ndvi", "ndbi", "mndwi", "lst_c")
+
+
+def _pixel_fields(
+    land: Landscape, planted: PlantedLst, grid: PixelGrid
+) -> list[dict[str, np.ndarray]]:
+    """Per year, the unmixed pixel values of one raster grid (``uhi.demo.unmix``)."""
+    from uhi.demo.unmix import build_unmixer
+
+    unmixer = build_unmixer(land, grid.transform, grid.width, grid.height, ~grid.fill, grid.cell)
+    n_years = planted.lst_c.shape[0]
+    cells = np.concatenate(
+        [land.ndvi, land.ndbi, land.mndwi, planted.lst_c]
+    )  # (4 * years, cells), variable-major
+    cells = np.nan_to_num(cells)  # water cells (NaN indices possible) are not constrained
+    start = cells[:, grid.cell.ravel()]
+    pixels = unmixer.unmix(cells, start).reshape(len(_FIELDS), n_years, grid.height, grid.width)
+    return [{name: pixels[k, i] for k, name in enumerate(_FIELDS)} for i in range(n_years)]
+
+
 def _oracle_se(spec: DemoSpec, land: Landscape, planted: PlantedLst) -> dict[str, float]:
     """Standard errors of b when rho is known: OLS of (I - rho W)(y - c_t) on X (first year,
     land cells)."""
@@ -267,6 +289,7 @@ def _truth(
     records: list[SceneRecord],
     grids: dict[int, PixelGrid],
     ref: SuhiReference,
+    fields: dict[int, list[dict[str, np.ndarray]]],
 ) -> dict[str, Any]:
     g = land.grid
     aoi = g.in_aoi
@@ -307,8 +330,12 @@ def _truth(
     )
     g42 = grids[42]
     mid = len(years) // 2
-    blur_lst = measure_blur(land, g42.transform, g42.width, g42.height, planted.lst_c[mid])
-    blur_ndvi = measure_blur(land, g42.transform, g42.width, g42.height, land.ndvi[mid])
+    f42 = fields[42][mid]
+    blur_lst = measure_blur(
+        land, g42.transform, g42.width, g42.height, planted.lst_c[mid], f42["lst_c"]
+    )
+    blur_ndvi = measure_blur(land, g42.transform, g42.width, g42.height, land.ndvi[mid], f42["ndvi"])
+    nearest_lst = measure_blur(land, g42.transform, g42.width, g42.height, planted.lst_c[mid])
     se = _oracle_se(spec, land, planted)
     classes: dict[str, dict[str, float | None]] = {}
     for cls in (*LAND_CLASSES, *WATER_CLASSES):
@@ -393,8 +420,10 @@ def _truth(
         "class_mean_lst_c": classes,
         "suhi": {
             "urban": f"AOI land cells with planted site coverage >= {ref.urban_site_coverage:g}",
-            "rural": f"AOI land cells, not urban, centre farther than {ref.buffer_m:g} m from "
-            "every urban cell centre (outside the urban extent dilated by suhi.buffer_m)",
+            "extent": "urban cells, 3 x 3 closing on the tile grid, enclosed holes filled",
+            "rural": "AOI land cells, not urban, outside the extent, centre within "
+            f"{ref.buffer_m:g} m of an extent cell centre",
+            "extent_cells": int(ref.extent.sum()),
             "buffer_m": ref.buffer_m,
             "urban_site_coverage": ref.urban_site_coverage,
             "urban_cells": n_urban,
@@ -422,9 +451,13 @@ def _truth(
         ),
         "covariate_trend_per_year_developing_district": cov_trend,
         "blur": {
-            "method": "coverage-weighted mean of painted 30 m land pixels (6x6 sub-pixel "
-            "coverage) vs planted land cell value",
+            "method": "coverage-weighted mean of the written 30 m land pixels before noise (6x6 "
+            "sub-pixel coverage) vs planted land cell value; nearest_cell_lst_c: the same for "
+            "pixels painted with the value of the cell under their centre (no unmixing)",
             "year": years[mid],
+            "nearest_cell_lst_c": {
+                k: round(v, 4) if isinstance(v, float) else v for k, v in nearest_lst.items()
+            },
             "lst_c": {k: round(v, 4) if isinstance(v, float) else v for k, v in blur_lst.items()},
             "ndvi": {k: round(v, 5) if isinstance(v, float) else v for k, v in blur_ndvi.items()},
         },
@@ -499,18 +532,21 @@ search:
 grid:
   zoom: {ZOOM}
 suhi:
-  # urban = site coverage >= this; rural = cells outside the urban extent dilated by buffer_m
-  # (15 % of the half side: the demo's fields beyond it are the rural reference)
+  # urban = site coverage >= this; rural = non-urban land cells outside the urban extent
+  # (urban cells, gaps closed, parks filled) within buffer_m of it: here every field in the AOI
+  rural: buffer
   urban_site_coverage: {URBAN_SITE_COVERAGE}
   buffer_m: {spec.rural_buffer_m:g}
+model:
+  weights: knn:{WEIGHTS_K}
+  zone_col: zone
+  # cells more than half water (the river, the lake) are left out of the models
+  max_water_share: 0.5
 buildings:
   path: data/buildings.gpkg
   height_col: height
   floors_col: floors
   zones_path: data/zones.gpkg
-  zone_col: zone
-model:
-  weights: knn:{WEIGHTS_K}
   zone_col: zone
 forecast:
   horizon: 3
@@ -553,6 +589,7 @@ def write_demo(root: Path, spec: DemoSpec, *, threads: int = 2) -> DemoResult:
     plans = plan_scenes(spec)
     log.info("demo: SAR temperature solved; writing %d scenes", len(plans))
     grids = {path: pixel_grid(land, path) for path in sorted({p.path for p in plans} | {42})}
+    fields = {path: _pixel_fields(land, planted, grid) for path, grid in grids.items()}
     scenes_dir = root / "data" / "scenes"
     jobs = [
         _SceneJob(
@@ -564,6 +601,7 @@ def write_demo(root: Path, spec: DemoSpec, *, threads: int = 2) -> DemoResult:
             spec.seed,
             spec.pixel_noise_sd_c,
             (ref.urban, ref.rural),
+            fields[p.path][p.year_index],
         )
         for p in plans
     ]
@@ -574,7 +612,7 @@ def write_demo(root: Path, spec: DemoSpec, *, threads: int = 2) -> DemoResult:
     _write_truth_cells(root, spec, land, planted)
     ws = Workspace(root)
     truth = root / "truth.json"
-    ws.write_json(truth, _truth(spec, land, bld, planted, records, grids, ref))
+    ws.write_json(truth, _truth(spec, land, bld, planted, records, grids, ref, fields))
     config = root / "config.yaml"
     ws.write_text(config, _config_text(spec))
     return DemoResult(

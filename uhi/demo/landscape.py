@@ -299,7 +299,13 @@ def build_landscape(spec: DemoSpec) -> Landscape:
     rng = _rng(spec, 1)
     # parks and industry lie INSIDE the built-up area (r < ~0.7): a park is intra-urban green,
     # never part of the rural reference (issue 12; Peng et al. 2012 take rural outside the city)
-    parks = _disks(rng, max(3, round(4 * area_scale)), h, 0.12, 0.5, 0.06, 0.11)
+    parks = _disks(rng, 4 * max(3, round(4 * area_scale)), h, 0.12, 0.5, 0.06, 0.11)
+    # parks keep ~2 cells off the water: a park on the river bank is open to the rural land
+    # along the river and is not enclosed by the city (uhi fills only enclosed holes)
+    clear_of_water = [
+        not (water & (np.hypot(du - x, dv - y) < rad + 100.0)).any() for x, y, rad in parks
+    ]
+    parks = parks[np.asarray(clear_of_water, dtype=bool)][: max(3, round(4 * area_scale))]
     industry = _disks(rng, max(2, round(2 * area_scale)), h, 0.3, 0.55, 0.06, 0.09)
     park = _in_disks(du, dv, parks) & ~water
     industrial = _in_disks(du, dv, industry) & ~water & ~park

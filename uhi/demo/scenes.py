@@ -108,21 +108,25 @@ def pixel_grid(land: Landscape, path: int) -> PixelGrid:
     return PixelGrid(transform, width, height, cell, fill)
 
 
-def cell_reflectance(land: Landscape, year_index: int) -> dict[str, np.ndarray]:
-    """Surface reflectance per cell and band, solved from the planted indices.
+def reflectance(
+    red: np.ndarray,
+    ndvi: np.ndarray,
+    ndbi: np.ndarray,
+    mndwi: np.ndarray,
+    water: np.ndarray,
+    water_rho: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Surface reflectance per band, solved from the planted indices (cells or pixels alike).
 
     red is planted; nir08 = red (1 + ndvi) / (1 - ndvi) gives NDVI; swir16 = nir08 (1 + ndbi) /
     (1 - ndbi) gives NDBI; green = swir16 (1 + mndwi) / (1 - mndwi) gives MNDWI (Xu 2006).
-    blue and swir22 follow typical spectra and enter only albedo. Water cells take the planted
-    water spectra as they are (NIR and SWIR near zero, some slightly negative).
+    blue and swir22 follow typical spectra and enter only albedo. Where ``water`` is set the
+    planted water spectra are written as they are (NIR and SWIR near zero, some negative).
     """
-    i = year_index
-    land_ = ~land.water
-    red = land.red[i]
     with np.errstate(divide="ignore", invalid="ignore"):
-        nir = red * (1 + land.ndvi[i]) / (1 - land.ndvi[i])
-        swir16 = nir * (1 + land.ndbi[i]) / (1 - land.ndbi[i])
-        green = swir16 * (1 + land.mndwi[i]) / (1 - land.mndwi[i])
+        nir = red * (1 + ndvi) / (1 - ndvi)
+        swir16 = nir * (1 + ndbi) / (1 - ndbi)
+        green = swir16 * (1 + mndwi) / (1 - mndwi)
     out = {
         "blue": 0.75 * red + 0.01,
         "green": green,
@@ -131,7 +135,15 @@ def cell_reflectance(land: Landscape, year_index: int) -> dict[str, np.ndarray]:
         "swir16": swir16,
         "swir22": 0.75 * swir16,
     }
-    return {k: np.where(land_, v, land.water_rho[k]) for k, v in out.items()}
+    return {k: np.where(water, water_rho[k], v) for k, v in out.items()}
+
+
+def cell_reflectance(land: Landscape, year_index: int) -> dict[str, np.ndarray]:
+    """Surface reflectance per planted cell and band (``reflectance`` of the cell values)."""
+    i = year_index
+    return reflectance(
+        land.red[i], land.ndvi[i], land.ndbi[i], land.mndwi[i], land.water, land.water_rho
+    )
 
 
 @dataclass(frozen=True)
@@ -186,12 +198,14 @@ def write_scene(
     seed: int,
     pixel_noise_sd_c: float,
     suhi_classes: tuple[np.ndarray, np.ndarray],
+    fields: dict[str, np.ndarray],
 ) -> SceneRecord:
     """Paint one scene from the planted cells and write its COGs and MTL.txt.
 
-    Each pixel takes the values of the cell holding its centre: reflectance exactly (up to DN
-    rounding), LST = planted cell LST of the year + the scene's weather offset + iid pixel
-    noise. Clouds are cold and bright, their 3-pixel dilation ring is half contaminated, and
+    ``fields`` holds the year's unmixed pixel values (``ndvi``, ``ndbi``, ``mndwi``,
+    ``lst_c``; (height, width) each, ``uhi.demo.unmix``): the coverage-weighted mean of a cell's
+    land pixels is its planted value. Reflectance is solved from them (exact up to DN rounding),
+    LST = the pixel's value + the scene's weather offset + iid pixel noise. Clouds are cold and bright, their 3-pixel dilation ring is half contaminated, and
     shadows (the cloud mask displaced north-west) are dark and cool. ``suhi_classes`` are the
     planted (urban, rural) cell masks the scene's expected SUHI is taken over.
     """
@@ -214,11 +228,19 @@ def write_scene(
     qa[cloud] = QA_VALUES["cloud"]
     qa[grid.fill] = QA_VALUES["fill"]
 
-    bands = cell_reflectance(land, plan.year_index)
+    i, c = plan.year_index, grid.cell
+    bands = reflectance(
+        land.red[i][c],
+        fields["ndvi"],
+        fields["ndbi"],
+        fields["mndwi"],
+        land.water[c],
+        {k: v[c] for k, v in land.water_rho.items()},
+    )
     cloud_rho = 0.45 + 0.03 * rng.standard_normal(grid.cell.shape)
     arrays: dict[str, np.ndarray] = {}
     for key in SR_KEYS:
-        rho = bands[key][grid.cell]
+        rho = bands[key]
         bright = cloud_rho * (0.7 if key.startswith("swir") else 1.0)
         rho = np.where(cloud, bright, rho)
         rho = np.where(dilated, 0.6 * rho + 0.4 * bright, rho)
@@ -229,7 +251,7 @@ def write_scene(
 
     if plan.has_thermal:
         lst = (
-            lst_cell_c[grid.cell]
+            fields["lst_c"]
             + plan.offset_c
             + rng.normal(0.0, pixel_noise_sd_c, grid.cell.shape)
         )

@@ -117,7 +117,6 @@ class DemoSpec:
 
     @property
     def rural_buffer_m(self) -> float:
-        """``suhi.buffer_m`` written into the demo's config: the urban extent is dilated by this
-        before rural cells are taken, 15 % of the half side (300 m for the 4 km city) so the
-        fields beyond it hold a rural reference of a few hundred cells at every size."""
-        return round(0.15 * self.half_size_m / 10.0) * 10.0
+        """``suhi.buffer_m`` written into the demo's config: the half side, so every AOI cell
+        outside the urban extent (the fields, r > ~0.75) is within it and rural."""
+        return self.half_size_m

@@ -118,6 +118,7 @@ def measure_blur(
     width: int,
     height: int,
     values_by_cell: np.ndarray,
+    pixel_values: np.ndarray | None = None,
     *,
     sub: int = 6,
     max_pixels: int = 250_000,
@@ -126,8 +127,9 @@ def measure_blur(
 
     Each pixel is split into ``sub`` x ``sub`` sub-pixels; a sub-pixel counts for the cell
     holding its centre, which estimates the pixel-in-cell coverage w_cp to 1/sub**2. The
-    painted pixel value is the value of the cell under the pixel centre (as the demo paints).
-    Only land pixels and land cells count (water pixels never enter a land mean).
+    pixel values are ``pixel_values`` ((height, width), what the demo wrote before noise) or,
+    without them, the value of the cell under each pixel centre (nearest-cell painting). Only
+    land pixels and land cells count (water pixels never enter a land mean).
     Measured on AOI cells fully inside a central window of at most ``max_pixels`` pixels.
 
     Returns
@@ -149,7 +151,9 @@ def measure_blur(
     rows = r0 + np.arange(side)
     px_x, px_y = np.meshgrid(t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e)
     pix_cell = land.grid.index_of(*tile_xy(*to_ll.transform(px_x, px_y)))
-    pix_value = values_by_cell[pix_cell].ravel()
+    pix_value = (
+        values_by_cell[pix_cell] if pixel_values is None else pixel_values[rows][:, cols]
+    ).ravel()
     # water pixels (QA bit 7) never enter a land mean, as in uhi's compute
     pix_land = ~land.water[pix_cell].ravel()
     num = np.zeros(land.grid.n)
@@ -187,13 +191,16 @@ class SuhiReference:
     ----------
     urban
         AOI land cells with planted site coverage >= ``urban_site_coverage``.
+    extent
+        The urban extent: urban cells with one-cell gaps closed (3 x 3 closing on the tile
+        grid) and enclosed holes filled, so every park inside the city belongs to it.
     rural
-        AOI land cells that are not urban and whose centre lies farther than ``buffer_m`` from
-        every urban cell's centre: outside the urban extent dilated by the buffer, so parks
-        inside the city are never rural (issue 12).
+        AOI land cells outside the extent whose centre lies within ``buffer_m`` of an extent
+        cell's centre (issue 12: rural cells lie outside the urban extent).
     """
 
     urban: np.ndarray
+    extent: np.ndarray
     rural: np.ndarray
     buffer_m: float
     urban_site_coverage: float
@@ -202,18 +209,26 @@ class SuhiReference:
 def suhi_reference(
     land: Landscape, site_coverage: np.ndarray, *, buffer_m: float, urban_site_coverage: float
 ) -> SuhiReference:
-    """Urban and rural cells of the plant (written independently of ``uhi.suhi``)."""
+    """Urban, extent and rural cells of the plant (written independently of ``uhi.suhi``)."""
+    from scipy import ndimage
     from scipy.spatial import cKDTree
 
     g = land.grid
-    on_land = g.in_aoi & ~land.water
+    aoi = g.in_aoi
+    on_land = aoi & ~land.water
     urban = on_land & (site_coverage >= urban_site_coverage)
+    # the tile grid is a rectangle (row-major): closing and hole filling work on it directly;
+    # pad so the closing does not touch the border
+    grid = np.pad(urban.reshape(g.ny, g.nx), 2)
+    closed = ndimage.binary_closing(grid, structure=np.ones((3, 3), dtype=bool)) | grid
+    filled = ndimage.binary_fill_holes(closed)
+    extent = aoi & filled[2:-2, 2:-2].ravel()
     rural = np.zeros_like(urban)
-    if urban.any():
-        tree = cKDTree(np.column_stack([g.x_m[urban], g.y_m[urban]]))
+    if extent.any():
+        tree = cKDTree(np.column_stack([g.x_m[extent], g.y_m[extent]]))
         dist, _ = tree.query(np.column_stack([g.x_m, g.y_m]), k=1)
-        rural = on_land & ~urban & (dist > buffer_m)
-    return SuhiReference(urban, rural, buffer_m, urban_site_coverage)
+        rural = on_land & ~urban & ~extent & (dist <= buffer_m)
+    return SuhiReference(urban, extent, rural, buffer_m, urban_site_coverage)
 
 
 def ols_r_squared(y: np.ndarray, x: np.ndarray) -> float:
