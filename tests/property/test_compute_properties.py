@@ -131,5 +131,5 @@ def test_fused_kernel_equals_the_numpy_reference(seed, with_qa, with_lst, clip, 
     ref = compute_block_numpy(dns, masking, albedo_variant=variant)
     for var, arr in ref.variables.items():
         np.testing.assert_array_equal(fast.variables[var], arr, err_msg=var)
-    for name in ("valid", "water", "clear"):
+    for name in ("valid", "water", "clear", "st_uncertainty_k"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
