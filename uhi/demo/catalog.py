@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from uhi.demo.scenes import SceneRecord
-from uhi.demo.spec import UTM_EPSG, WRS_ROW
 from uhi.demo.encoding import (
     SR_ADD,
     SR_FILL,
@@ -19,6 +17,8 @@ from uhi.demo.encoding import (
     ST_QA_FILL,
     ST_QA_MULT_K,
 )
+from uhi.demo.scenes import SceneRecord
+from uhi.demo.spec import UTM_EPSG, WRS_ROW
 
 __all__ = ["write_catalog", "STAC_EXTENSIONS", "SYNTHETIC_PROPERTY"]
 

@@ -221,7 +221,17 @@ def _pixel_fields(
     )  # (4 * years, cells), variable-major
     cells = np.nan_to_num(cells)  # water cells (NaN indices possible) are not constrained
     start = cells[:, grid.cell.ravel()]
-    pixels = unmixer.unmix(cells, start).reshape(len(_FIELDS), n_years, grid.height, grid.width)
+    # bounds keep every land pixel's reflectance inside [0, 1] (uhi masks values outside it):
+    # NIR = red (1 + ndvi) / (1 - ndvi) <= 0.8 and SWIR1 = NIR (1 + ndbi) / (1 - ndbi) <= 0.9
+    red = land.red[:, grid.cell.ravel()]
+    ndvi_hi = (0.8 - red) / (0.8 + red)
+    def const(v: float) -> np.ndarray:
+        return np.full((n_years, start.shape[1]), v)
+
+    lower = np.concatenate([const(0.0), const(-0.7), const(-0.8), const(-np.inf)])
+    upper = np.concatenate([ndvi_hi, const(0.7), const(-0.05), const(np.inf)])
+    pixels = unmixer.unmix(cells, start, lower, upper)
+    pixels = pixels.reshape(len(_FIELDS), n_years, grid.height, grid.width)
     return [{name: pixels[k, i] for k, name in enumerate(_FIELDS)} for i in range(n_years)]
 
 

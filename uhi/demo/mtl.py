@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from uhi.demo.plan import ScenePlan
 from uhi.demo.encoding import SR_ADD, SR_MULT, ST_ADD_K, ST_MULT
+from uhi.demo.plan import ScenePlan
 
 __all__ = ["mtl_text", "BAND_FILES"]
 

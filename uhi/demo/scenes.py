@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 from pyproj import Transformer
 
+from uhi.demo.encoding import SR_FILL, ST_FILL, ST_QA_FILL, sr_dn, st_dn, st_qa_dn
 from uhi.demo.landscape import Landscape, tile_xy
 from uhi.demo.mtl import BAND_FILES, mtl_text
 from uhi.demo.plan import ScenePlan
 from uhi.demo.spec import PIXEL_SIZE_M, UTM_EPSG
-from uhi.demo.encoding import SR_FILL, ST_FILL, ST_QA_FILL, sr_dn, st_dn, st_qa_dn
 
 __all__ = [
     "PixelGrid",

@@ -47,46 +47,56 @@ class Unmixer:
     cells: np.ndarray
     pixels: np.ndarray
 
-    def unmix(self, cell_values: np.ndarray, pixel_start: np.ndarray) -> np.ndarray:
+    def unmix(
+        self,
+        cell_values: np.ndarray,
+        pixel_start: np.ndarray,
+        lower: np.ndarray | None = None,
+        upper: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Correct ``pixel_start`` (k, n raster pixels) so the constrained cells' weighted means
-        equal ``cell_values`` (k, n cells); pixels outside the system keep their start value."""
+        equal ``cell_values`` (k, n cells); pixels outside the system keep their start value.
+
+        ``lower`` / ``upper`` ((k, n raster pixels), optional) clip the result: on the 2 km
+        city 0.26 % of the land pixels' NDVI reach a bound (next to the parks), and only their
+        cells' means are slightly off.
+        """
         a = self.matrix
         start = pixel_start[:, self.pixels]
         resid = cell_values[:, self.cells] - (a @ start.T).T
-        z = _cg(a, resid.T)
-        out = np.array(pixel_start, dtype=np.float64, copy=True)
-        out[:, self.pixels] = start + (a.T @ z).T
-        return out
+        value = start + (a.T @ _cg(a, resid.T)).T
+        result = np.array(pixel_start, dtype=np.float64, copy=True)
+        result[:, self.pixels] = value
+        if lower is not None:
+            result = np.maximum(result, lower)
+        if upper is not None:
+            result = np.minimum(result, upper)
+        return result
 
 
 def _cg(a: Any, rhs: np.ndarray, *, rtol: float = 1e-10, max_iter: int = 500) -> np.ndarray:
     """Solve (A A^T) z = rhs column by column with Jacobi-preconditioned conjugate gradients."""
-    diag = np.asarray(a.multiply(a).sum(axis=1)).ravel()
+    diag = np.asarray(a.multiply(a).sum(axis=1)).ravel()[:, None]
     inv_d = 1.0 / diag
-
-    def op(x: np.ndarray) -> np.ndarray:
-        return np.asarray(a @ (a.T @ x))
-
     z = np.zeros_like(rhs)
     r = rhs.copy()
-    s = inv_d[:, None] * r
+    s = inv_d * r
     p = s.copy()
     rs = np.sum(r * s, axis=0)
     norm0 = np.linalg.norm(rhs, axis=0)
     for _ in range(max_iter):
         if np.all(np.linalg.norm(r, axis=0) <= rtol * np.maximum(norm0, 1e-300)):
-            break
-        q = op(p)
-        alpha = rs / np.where(np.sum(p * q, axis=0) == 0, 1.0, np.sum(p * q, axis=0))
+            return z
+        q = np.asarray(a @ (a.T @ p))
+        pq = np.sum(p * q, axis=0)
+        alpha = rs / np.where(pq == 0, 1.0, pq)
         z += alpha * p
         r -= alpha * q
-        s = inv_d[:, None] * r
+        s = inv_d * r
         rs_new = np.sum(r * s, axis=0)
         p = s + (rs_new / np.where(rs == 0, 1.0, rs)) * p
         rs = rs_new
-    else:  # pragma: no cover - a bug, not a user error
-        raise AssertionError("demo unmixing did not converge")
-    return z
+    raise AssertionError("demo unmixing did not converge")  # a bug, not a user error
 
 
 def build_unmixer(land: Landscape, transform: Any, width: int, height: int, valid: np.ndarray,
