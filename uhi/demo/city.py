@@ -46,7 +46,7 @@ _FIXED_DATE = "2000-01-01T00:00:00.000Z"
 _MIN_CLEAR_SHARE = 0.1
 # half width of each year's expected R-squared band around the planted OLS R-squared (measured
 # end to end, docs/demo.md)
-R2_BAND_HALF_WIDTH = 0.1
+R2_BAND_HALF_WIDTH = 0.05
 # suhi.urban_site_coverage written into the demo's config (uhi's default): urban cells
 URBAN_SITE_COVERAGE = 0.05
 # what real 30-100 m studies report for an OLS of LST on NDVI/NDBI-type covariates (e.g.
@@ -235,13 +235,19 @@ def _pixel_fields(
     return [{name: pixels[k, i] for k, name in enumerate(_FIELDS)} for i in range(n_years)]
 
 
-def _oracle_se(spec: DemoSpec, land: Landscape, planted: PlantedLst) -> dict[str, float]:
+def _oracle_se(
+    spec: DemoSpec, land: Landscape, planted: PlantedLst, *, aoi_only: bool = False
+) -> dict[str, float]:
     """Standard errors of b when rho is known: OLS of (I - rho W)(y - c_t) on X (first year,
-    land cells)."""
+    land cells; with ``aoi_only`` the AOI land cells, a sample as large as uhi's)."""
     w = planted.weights
     on = planted.land
     z = planted.lst_c[0, on] - spec.base_c
     lhs = z - spec.rho * (w @ z)
+    if aoi_only:
+        keep = land.grid.in_aoi[on]
+        on = on & land.grid.in_aoi
+        lhs = lhs[keep]
     x = np.column_stack(
         [np.ones(int(on.sum())), land.ndvi[0, on], land.ndbi[0, on], planted.site_coverage[on]]
     )
@@ -479,7 +485,7 @@ def _truth(
             "footprints never cross a cell edge",
         },
         "zones": list(ZONES),
-        "tolerances": _tolerances(spec, se),
+        "tolerances": _tolerances(spec, se, _oracle_se(spec, land, planted, aoi_only=True)),
         "files": {
             "config": "config.yaml",
             "catalog": "data/catalog/catalog.json",
@@ -491,31 +497,43 @@ def _truth(
     }
 
 
-def _tolerances(spec: DemoSpec, se: dict[str, float]) -> dict[str, Any]:
-    """Recovery tolerances; the end-to-end ones measured over seeds (docs/demo.md)."""
+def _tolerances(
+    spec: DemoSpec, se: dict[str, float], se_aoi: dict[str, float]
+) -> dict[str, Any]:
+    """Recovery tolerances; the end-to-end ones measured over seeds 3, 7, 11 and 42 on the
+    2 km city (docs/demo.md, "Recovery tolerances")."""
     return {
         "estimator": {
-            "note": "fitting the true model on truth_cells.parquet (exact planted X and y), one year",
+            "note": "fitting the true model on truth_cells.parquet (exact planted X and y, all "
+            "planted land cells), one year: 4 oracle standard errors (rho known), at least 2 %",
             "coefficient_abs": {
                 k: round(max(4 * v, 0.02 * abs(spec.coefficients[k])), 4) for k, v in se.items()
             },
             "rho_abs": 0.05,
             "oracle_se_one_year": {k: round(v, 5) for k, v in se.items()},
+            "oracle_se_aoi_one_year": {k: round(v, 5) for k, v in se_aoi.items()},
         },
         "end_to_end": {
-            "note": "through fetch/compute/model: 30 m pixels on ~48 m cells blur X and y (see "
-            "blur), an errors-in-variables problem; measured over seeds (docs/demo.md)",
-            "scene_mean_lst_c_abs": 0.15,
-            "summer_mean_lst_c_abs": 0.1,
-            "trend_c_per_year_abs": 0.02,
+            "note": "through fetch/compute/model; the pixels are unmixed, so what is left is "
+            "pixel noise, clouds and scene offsets (a cell seen on one date of two carries that "
+            "date's offset) on top of the estimator's sampling error. 'oracle' = the same lag "
+            "model fitted (spreg ML_Lag) on the planted AOI land cells of the same years: the "
+            "pipeline must reproduce it closely; the planted values are recovered within the "
+            "sampling error of ~1,700 cells with R-squared ~0.65 (3 x oracle_se_aoi_one_year). "
+            "Measured maxima and margins in docs/demo.md",
+            "scene_mean_lst_c_abs": 0.1,
+            "summer_mean_lst_c_abs": 0.06,
+            "trend_c_per_year_abs": 0.01,
             "site_coverage_abs": 0.001,
-            "suhi_c_abs": 0.3,
-            "lag_coefficient_rel": {"ndvi": 0.5, "ndbi": 0.25, "site_coverage": 0.8},
-            "lag_rho_abs": 0.3,
+            "suhi_c_abs": 0.15,
+            "r2_band_half_width": R2_BAND_HALF_WIDTH,
+            "lag_rho_abs": 0.08,
+            "lag_coefficient_abs": {k: round(3 * v, 3) for k, v in se_aoi.items()},
+            "oracle_rho_abs": 0.07,
+            "oracle_coefficient_abs": {"ndvi": 0.5, "ndbi": 1.0, "site_coverage": 1.2},
             "total_impact": {
                 k: round(v / (1 - spec.rho), 4) for k, v in spec.coefficients.items()
             },
-            "total_impact_rel": {"ndvi": 0.1, "ndbi": 0.6, "site_coverage": 0.5},
         },
     }
 
