@@ -526,6 +526,7 @@ def _tolerances(
             "trend_c_per_year_abs": 0.01,
             "site_coverage_abs": 0.001,
             "suhi_c_abs": 0.15,
+            "lst_ndvi_slope_rel": 0.04,
             "r2_band_half_width": R2_BAND_HALF_WIDTH,
             "lag_rho_abs": 0.08,
             "lag_coefficient_abs": {k: round(3 * v, 3) for k, v in se_aoi.items()},
