@@ -64,7 +64,8 @@ SR_VALID_DN = (7273, 43636)  # rho in [0, 1] (LSDS-1619 Table 6-1 "valid range")
 
 # QA_PIXEL bit layout, LSDS-1619 Table 6-3. Bit 6 "clear" is set exactly when bits 1 (dilated
 # cloud) and 3 (cloud) are unset (on non-fill pixels; checked on the real QA in tests/data): it
-# does NOT exclude cloud shadow (4), cirrus (2) or snow (5), so masks test the reject bits.
+# does NOT exclude cloud shadow (4) or cirrus (2), nor by that rule snow (5), so masks test the
+# reject bits.
 QA_BITS: dict[str, int] = {
     "fill": 0,
     "dilated_cloud": 1,

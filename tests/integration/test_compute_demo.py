@@ -91,6 +91,14 @@ def test_site_coverage_and_water_cells(demo_run):
     tol = truth["tolerances"]["end_to_end"]["site_coverage_abs"]
     assert np.abs(m["site_coverage"] - m["site_coverage_true"]).max() <= tol
     assert ((m["water_share"] > 0.5) == m["water"]).mean() > 0.98
+    # cells.parquet's share pools every date's clear pixels: the clear-area-weighted mean of the
+    # panel's per-date shares (one pixel grid, so clear area = valid_share x the same cell area)
+    panel = pd.read_parquet(ws.panel)
+    w = panel["valid_share"].where(panel["water_share"].notna(), 0.0)
+    pooled = (panel["water_share"].fillna(0.0) * w).groupby(panel["cell"]).sum() / w.groupby(panel["cell"]).sum()
+    np.testing.assert_allclose(cells.set_index("cell")["water_share"], pooled.loc[cells["cell"]], atol=1e-9)
+    assert panel["water_share"].dropna().between(0, 1).all()
+    assert np.isfinite(panel["lst_uncertainty_k"]).mean() > 0.5  # the demo writes ST_QA
     assert outcome.summary["buildings_repaired"] == truth["buildings"]["invalid"]
     assert set(cells["zone"].dropna()) <= set(truth["zones"])
 

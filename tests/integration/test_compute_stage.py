@@ -211,6 +211,7 @@ def test_liverpool_all_water_cell_has_no_land_temperature(liverpool_run):
     assert np.isfinite(land["lst_c"]).all() and land["water_lst_c"].isna().all()
     # no ST_QA in this clip: no uncertainty, never a made-up one
     assert panel["lst_uncertainty_k"].isna().all()
+    assert liverpool_run[3].summary["lst_uncertainty_k"] is None
 
 
 def test_liverpool_scene_cogs_equal_raw_dn_arithmetic(liverpool_run, data_dir):
@@ -253,7 +254,8 @@ def test_liverpool_outputs_for_people(liverpool_run):
     gj = json.loads((out / "testcity_outputs_2020-09-27.geojson").read_text())
     assert len(gj["features"]) == len(pd.read_parquet(ws.cells))
     props = gj["features"][0]["properties"]
-    for key in ("cell", "date", "lst_c", "ndvi", "ndbi", "mndwi", "albedo", "site_coverage", "anomaly_c"):
+    for key in ("cell", "date", "lst_c", "ndvi", "ndbi", "mndwi", "albedo", "site_coverage", "anomaly_c",
+                "water_share", "water_lst_c", "lst_uncertainty_k"):
         assert key in props
     xl = pd.read_excel(out / "testcity_summary.xlsx", sheet_name=None)
     assert {"city_by_date", "suhi", "about"} <= set(xl)
@@ -267,6 +269,49 @@ def test_liverpool_outputs_for_people(liverpool_run):
     with rasterio.open(ws.path("compute", "scenes", LIVERPOOL_ID, "lst_c.tif")) as src:
         np.testing.assert_array_equal(comp, src.read(1))  # one scene: the mean is the scene
     assert outcome.summary["scenes_used"] == 1
+
+
+CLOUDY81 = "fullbands-LC08-008059-cloudy81"
+
+
+def test_cloudy81_land_means_and_uncertainty_equal_exactextract_on_real_qa(tmp_path, data_dir):
+    """With real QA_PIXEL and ST_QA: land pixels by QA bits written here, LST and ST_QA decoded here."""
+    clip = data_dir / "landsat" / CLOUDY81
+    ws = Workspace(tmp_path / "ws")
+    _, bounds = place_scene(ws, clip)
+    cfg = _config(tmp_path, inner_bbox(bounds, 0.3), grid={"zoom": 13}, outputs={"formats": []})
+    outcome = execute(SPEC, cfg, ws)
+    qa = _read_band(clip, "QA_PIXEL").astype(np.int64)
+    st = _read_band(clip, "ST_B10").astype(np.float64)
+    st_qa = _read_band(clip, "ST_QA").astype(np.float64)
+    # LSDS-1619 Table 6-3: reject fill (0), dilated cloud (1), cirrus (2), cloud (3), shadow (4),
+    # snow (5); water is bit 7. ST_B10: x 0.00341802 + 149.0 K, fill 0; ST_QA: x 0.01 K, fill -9999
+    rejected = (qa & 0b111111) != 0
+    clear = ~rejected & (st != 0)
+    water = clear & (((qa >> 7) & 1) == 1)
+    land = clear & ~water
+    assert water.sum() > 0 and land.sum() > 1000
+    lst = st * 0.00341802 + 149.0 - 273.15
+    unc = np.where(st_qa == -9999, np.nan, st_qa * 0.01)
+    cells = gpd.read_parquet(ws.cells)
+    panel = pd.read_parquet(ws.panel).set_index("cell").loc[cells["cell"]]
+    ref_lst = _exactextract_means(np.where(land, lst, np.nan), clip, cells, tmp_path)
+    ref_unc = _exactextract_means(np.where(land, unc, np.nan), clip, cells, tmp_path)
+    ref_water = _exactextract_means(np.where(water, lst, np.nan), clip, cells, tmp_path)
+    value_range = np.nanmax(lst[clear]) - np.nanmin(lst[clear])
+    np.testing.assert_array_equal(np.isnan(panel["lst_c"]), np.isnan(ref_lst))
+    np.testing.assert_allclose(panel["lst_c"], ref_lst, rtol=0, atol=1e-6 * value_range, equal_nan=True)
+    np.testing.assert_allclose(panel["water_lst_c"], ref_water, rtol=0, atol=1e-6 * value_range, equal_nan=True)
+    unc_range = np.nanmax(unc[land]) - np.nanmin(unc[land])
+    np.testing.assert_array_equal(np.isnan(panel["lst_uncertainty_k"]), np.isnan(ref_unc))
+    np.testing.assert_allclose(panel["lst_uncertainty_k"], ref_unc, rtol=0, atol=1e-6 * unc_range, equal_nan=True)
+    # the city summary: median and 90th percentile of the cell-date uncertainties
+    finite = ref_unc[np.isfinite(ref_unc)]
+    summary = outcome.summary["lst_uncertainty_k"]
+    assert summary["cell_dates"] == finite.size > 100
+    assert summary["median"] == pytest.approx(np.median(finite), abs=1e-4)
+    assert summary["p90"] == pytest.approx(np.percentile(finite, 90), abs=1e-4)
+    assert 0.1 < summary["median"] < summary["p90"] < 20
 
 
 def test_rerun_with_same_inputs_is_skipped(liverpool_run):

@@ -343,7 +343,7 @@ def test_water_test_reads_unclipped_reflectance_and_land_is_masked_not_clipped(b
 
 def test_qa_bit6_clear_is_exactly_no_cloud_and_no_dilated_cloud_on_real_qa(data_dir):
     """The claim in uhi.landsat and docs/science.md, checked on the real QA_PIXEL bands."""
-    seen_shadow_clear = 0
+    seen_shadow_clear = seen_cirrus_clear = 0
     checked = 0
     for folder in ("fullbands-LC08-008059-cloudy81", "fullbands-LC08-017036-cloudy100"):
         qa = read_clip(data_dir / "landsat" / folder)["qa_pixel"].astype(np.int64)
@@ -352,7 +352,8 @@ def test_qa_bit6_clear_is_exactly_no_cloud_and_no_dilated_cloud_on_real_qa(data_
         np.testing.assert_array_equal(bit[6][data], (~bit[1] & ~bit[3])[data])
         assert not (bit[6] & bit[0]).any()  # fill is never "clear"
         seen_shadow_clear += int((bit[6] & bit[4]).sum())
+        seen_cirrus_clear += int((bit[6] & bit[2]).sum())
         checked += int(data.sum())
     assert checked > 300_000
-    # bit 6 does not exclude cloud shadow: uhi must reject bit 4 itself
-    assert seen_shadow_clear > 1000
+    # bit 6 excludes neither cloud shadow nor cirrus: uhi must reject bits 4 and 2 itself
+    assert seen_shadow_clear > 1000 and seen_cirrus_clear > 0

@@ -324,7 +324,7 @@ def _indices_kernel(
         if has_unc:
             u = st_qa[i]
             if u != -9999:
-                u_k = np.float32(np.float64(u) * 0.01)
+                u_k = np.float32(np.float64(u) * 0.01)  # ST_QA scale, LSDS-1619 (ST_QA_SCALE)
         if has_lst:
             dn_t = lwir[i]
             if rejected or np.int64(dn_t) == st_fill:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 from uhi.config import Config
 from uhi.errors import NoDataError
 from uhi.stages.runner import StageSpec
-from uhi.workspace import Workspace, safe_component
+from uhi.workspace import Workspace, remove_tree, safe_component
 
 __all__ = ["SPEC", "run", "VARIABLE_NOTES"]
 
@@ -96,7 +95,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
     stage = ws.stage_dir("compute")
     for sub in ("scenes", "outputs"):
-        shutil.rmtree(stage / sub, ignore_errors=True)
+        remove_tree(stage / sub)  # a symlinked folder is unlinked, never followed
 
     # one coverage matrix per pixel grid, shared by every scene and band on it
     coverages: dict[Any, Any] = {}
@@ -356,7 +355,7 @@ def _write_outputs(
     from uhi.writers.excel import write_workbook
     from uhi.writers.geojson import geojson_geometries, write_geojson
 
-    out_dir = ws.stage_dir("compute") / "outputs"
+    out_dir = ws.path("compute", "outputs")
     formats = set(config.outputs.formats)
     written: list[str] = []
     city = config.city.name
