@@ -334,8 +334,15 @@ class ForecastConfig(_Section):
     rcp_years: tuple[int, ...] = (2050, 2085)
     rcp_region: str = Field(
         "global",
-        description="region rows of the warming table: 'global' or 'canada' in the shipped one; "
-        "any value of a user table's region column",
+        description="region rows of the warming table: 'global' or 'canada' (an upper bound) in the "
+        "shipped one; any value of a user table's region column",
+    )
+    rcp_lst_per_air_k: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="K of LST change per K of the table's AIR warming: an assumption (1.0 = one for one), "
+        "see docs/forecast.md",
     )
 
 

@@ -255,6 +255,11 @@ def classify_cells(
             + (" or raise suhi.buffer_m" if cfg.rural == "buffer" else "")
         )
     report["warning"] = "; ".join(problems) or None
+    # the figures travel with the sentence into every output that states the method
+    method += (
+        f"; rural reference: {n_rural} cells, {report['rural_area_m2'] / 1e6:.2f} km2, "
+        f"{report['band_m'][0]:.0f}-{report['band_m'][1]:.0f} m from the urban extent"
+    )
     return SuhiClasses(urban=urban, rural=rural, water=water, method=method, extent=extent,
                        rural_report=report)
 

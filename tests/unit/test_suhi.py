@@ -155,3 +155,11 @@ def test_an_aoi_that_is_all_city_is_an_error():
 def test_nonbuilt_is_rejected_with_the_replacement_named():
     with pytest.raises(ValidationError, match="parks inside the city.*'buffer'.*'ring'"):
         SuhiConfig(rural="nonbuilt")
+
+
+def test_the_method_sentence_carries_the_rural_figures():
+    x, y, ndbi, water, rows, cols = _city_grid()
+    classes = classify_cells(x, y, ndbi, water, None, SuhiConfig(rural="buffer", buffer_m=250),
+                             area_m2=np.full(x.size, CELL * CELL))
+    # 91 rural cells of 1 ha; band 100-224 m (see test_buffer_distance_band)
+    assert classes.method.endswith("rural reference: 91 cells, 0.91 km2, 100-224 m from the urban extent")
