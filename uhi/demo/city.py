@@ -49,8 +49,8 @@ _MIN_CLEAR_SHARE = 0.1
 R2_BAND_HALF_WIDTH = 0.05
 # suhi.urban_site_coverage written into the demo's config (uhi's default): urban cells
 URBAN_SITE_COVERAGE = 0.05
-# what real 30-100 m studies report for an OLS of LST on NDVI/NDBI-type covariates (e.g.
-# Chen et al. 2006 RSE 104; Guo et al. 2015; Peng et al. 2016): the demo's R-squared lies here
+# what real studies at 30-100 m report for an OLS of LST on NDVI/NDBI-type covariates, roughly
+# (issue 12; e.g. Chen et al. 2006, Remote Sens. Environ. 104, 133-146): the demo's lies here
 REALISTIC_R2 = (0.4, 0.8)
 
 

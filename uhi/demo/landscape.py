@@ -35,8 +35,8 @@ LAKE_RADIUS = 0.11
 # Clear inland water in Landsat 8 C2 surface reflectance: a few percent in the visible, NIR
 # about 0.01 and SWIR near zero, often slightly negative after atmospheric correction (the
 # USGS valid range starts at DN 7273 = 0.0 but L2 products carry DNs below it over water).
-# Typical of the spectra in Pahlevan et al. 2017 (RSE 190, OLI over inland waters) and of the
-# Liverpool clip in tests/data: mean, sd per band; the lake is a little greener (algae).
+# Magnitudes typical of OLI over clear inland water (Pahlevan et al. 2017, Remote Sens.
+# Environ. 190, 289-301): mean, sd per band; the lake is a little greener (algae).
 _WATER_SPECTRA = {
     "blue": (0.055, 0.004),
     "green": (0.062, 0.004),
@@ -302,10 +302,10 @@ def build_landscape(spec: DemoSpec) -> Landscape:
     parks = _disks(rng, 4 * max(3, round(4 * area_scale)), h, 0.12, 0.5, 0.06, 0.11)
     # parks keep ~2 cells off the water: a park on the river bank is open to the rural land
     # along the river and is not enclosed by the city (uhi fills only enclosed holes)
-    clear_of_water = [
-        not (water & (np.hypot(du - x, dv - y) < rad + 100.0)).any() for x, y, rad in parks
-    ]
-    parks = parks[np.asarray(clear_of_water, dtype=bool)][: max(3, round(4 * area_scale))]
+    from scipy.spatial import cKDTree
+
+    to_water, _ = cKDTree(np.column_stack([du[water], dv[water]])).query(parks[:, :2])
+    parks = parks[to_water > parks[:, 2] + 100.0][: max(3, round(4 * area_scale))]
     industry = _disks(rng, max(2, round(2 * area_scale)), h, 0.3, 0.55, 0.06, 0.09)
     park = _in_disks(du, dv, parks) & ~water
     industrial = _in_disks(du, dv, industry) & ~water & ~park
