@@ -172,8 +172,9 @@ def classify_cells(
     Raises
     ------
     NoDataError
-        No urban cell (e.g. an AOI that is all water), or no rural cell (an AOI that is all
-        city): the SUHI would be NaN.
+        No land cell (an AOI that is all water), or urban cells but no rural cell (an AOI that
+        is all city): the SUHI would be NaN. Land without any urban cell is not an error: the
+        masks are empty and ``rural_report['warning']`` says why there is no SUHI.
     """
     from uhi.errors import NoDataError
 
@@ -185,13 +186,23 @@ def classify_cells(
     else:
         urban = observed & (np.nan_to_num(ndbi_mean, nan=-np.inf) > cfg.rural_max_ndbi) & ~water
     n = len(urban)
+    method = describe_method(
+        cfg, have_buildings=site_coverage is not None, have_elevation=elevation_m is not None
+    )
     if not urban.any():
-        what = ("every observed cell is more than half water" if (water | ~observed).all()
-                else "no cell is urban")
-        raise NoDataError(
-            f"no urban cell among {n} cells ({what}); the SUHI needs a city: check city.aoi / "
-            "city.bbox covers built-up land (and suhi.urban_site_coverage / suhi.rural_max_ndbi)"
-        )
+        fix = ("check city.aoi / city.bbox covers built-up land (and suhi.urban_site_coverage / "
+               "suhi.rural_max_ndbi)")
+        if (water | ~observed).all():
+            raise NoDataError(
+                f"no urban cell among {n} cells (every observed cell is more than half water); "
+                f"the SUHI needs a city: {fix}"
+            )
+        # land without a city (a forest, farmland): the panel is still worth writing, so the
+        # SUHI is left out with a stated warning rather than stopping the run
+        none = np.zeros(n, dtype=bool)
+        warning = f"no urban cell among {n} cells: no SUHI (suhi_c and anomaly_c are NaN); {fix}"
+        return SuhiClasses(urban=none, rural=none.copy(), water=water, method=f"{method}; no urban cell: no SUHI",
+                           extent=none.copy(), rural_report={"rural_cells": 0, "urban_cells": 0, "warning": warning})
     row, col, size = _grid_positions(np.asarray(x_m, float), np.asarray(y_m, float), tile_xy)
     cell_area = np.asarray(area_m2, dtype=np.float64) if area_m2 is not None else np.full(n, size * size)
     extent = urban_extent(row, col, urban)
@@ -218,9 +229,6 @@ def classify_cells(
     if elevation_m is not None:
         median = np.nanmedian(elevation_m[urban])
         rural &= np.abs(elevation_m - median) <= cfg.elevation_tolerance_m
-    method = describe_method(
-        cfg, have_buildings=site_coverage is not None, have_elevation=elevation_m is not None
-    )
     if not rural.any():
         raise NoDataError(
             f"no rural reference cell: all {int((~water).sum())} land cells are inside the urban "

@@ -146,6 +146,14 @@ def test_an_aoi_that_is_all_water_is_an_error():
         classify_cells(x, y, ndbi, np.full(x.size, 0.95), None, SuhiConfig())
 
 
+def test_land_without_a_city_warns_and_gives_no_suhi():
+    x, y, _, water, _, _ = _city_grid()
+    classes = classify_cells(x, y, np.full(x.size, -0.3), water, None, SuhiConfig())
+    assert not classes.urban.any() and not classes.rural.any()
+    assert classes.rural_report["warning"].startswith("no urban cell among 400 cells: no SUHI")
+    assert "check city.aoi" in classes.rural_report["warning"]
+
+
 def test_an_aoi_that_is_all_city_is_an_error():
     x, y, _, water, _, _ = _city_grid()
     with pytest.raises(NoDataError, match="no rural reference cell.*enlarge city.aoi"):
