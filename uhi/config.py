@@ -135,6 +135,9 @@ class SearchConfig(_Section):
     platforms: tuple[Literal["landsat-8", "landsat-9"], ...] = ("landsat-8", "landsat-9")
     require_thermal: bool = Field(True, description="keep only L2SP scenes (with surface temperature)")
     max_items: int = Field(2000, ge=1, description="stop searching after this many items")
+    timeout_total_s: float = Field(
+        600.0, gt=0, description="wall-clock bound on the whole search (every page and retry), seconds"
+    )
     sagemaker: SageMakerConfig = SageMakerConfig()
 
     @model_validator(mode="after")

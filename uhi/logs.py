@@ -8,7 +8,9 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["configure_logging", "JsonLineFormatter"]
+from uhi.redact import redact_text
+
+__all__ = ["configure_logging", "JsonLineFormatter", "RedactingFilter"]
 
 _STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -27,14 +29,27 @@ class JsonLineFormatter(logging.Formatter):
             if key not in _STD_ATTRS and not key.startswith("_"):
                 payload[key] = value
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            payload["exception"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(payload, default=str)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts URL userinfo and signed query strings in every record before it is formatted:
+    ``search.url`` may carry ``user:password@`` and asset hrefs may carry SAS signatures."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 def configure_logging(verbosity: int = 0, *, json_lines: bool = False) -> None:
     """Route uhi's logs to stderr. verbosity: -1 quiet (warnings), 0 info, 1+ debug."""
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     if json_lines:
         handler.setFormatter(JsonLineFormatter())
     else:

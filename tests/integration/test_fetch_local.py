@@ -253,3 +253,69 @@ def test_catalog_item_edit_makes_fetch_run_again(demo_city: Path, tmp_path: Path
     assert not again.skipped
     index = json.loads(ws.scenes_index.read_text())
     assert doc["id"] not in {f["id"] for f in index["features"]}
+
+
+FULL_SCENE = "LC08_L2SP_008059_20191201_20200825_02_T1"
+
+
+def _relabelled_scene(folder: Path, band: str, epsg: int) -> Path:
+    """A copy of the full-band scene whose ``band`` file claims another CRS (pixels untouched)."""
+    import shutil
+
+    from rasterio.crs import CRS
+
+    shutil.copytree(LANDSAT / "fullbands-LC08-008059-cloudy81", folder)
+    with rasterio.open(folder / f"{FULL_SCENE}_{band}.TIF", "r+") as ds:
+        ds.crs = CRS.from_epsg(epsg)
+    return folder
+
+
+def test_band_with_another_crs_label_drops_the_scene_naming_band_and_crs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from uhi.cli.main import main
+
+    # SR_B4 gives the scene its footprint; nir08 (SR_B5) is the odd one out
+    scenes = _relabelled_scene(tmp_path / "scenes", "SR_B5", 32619)
+    w, s, e, n = _inner_bbox(scenes / f"{FULL_SCENE}_SR_B2.TIF", shrink=0.45)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"city: {{name: crs, bbox: [{w}, {s}, {e}, {n}]}}\n"
+        "time: {start: 2019-01-01, end: 2019-12-31, months: [12]}\n"
+        f"search: {{backend: local, path: '{scenes}', max_cloud: 100}}\n"
+    )
+    with pytest.raises(SystemExit) as done:
+        main(["fetch", str(cfg), "--workdir", str(tmp_path / "ws")])
+    err = capsys.readouterr().err
+    # before: fetched without a word, then compute said "missing reflectance assets red ... add
+    # them to fetch.assets"; now the scene is dropped with the band, its label and the siblings'
+    assert done.value.code == 3, err
+    assert f"dropped {FULL_SCENE}: band nir08 is labelled EPSG:32619 while its other bands are EPSG:32618" in err
+    assert "1 with bands in different CRSs" in err and "fetch.assets" not in err
+    assert not (tmp_path / "ws" / "fetch" / "scenes.geojson").exists()
+
+
+def test_crs_mismatch_names_every_label_on_a_tie() -> None:
+    from uhi.stages.fetch import crs_mismatch
+
+    assert crs_mismatch({"red": {"crs": "EPSG:32618"}, "blue": {"crs": "EPSG:32618"}}) is None
+    assert crs_mismatch({"red": {"crs": "EPSG:32618"}, "blue": {"crs": None}}) is None
+    assert crs_mismatch({"red": {"crs": "EPSG:32619"}, "blue": {"crs": "EPSG:32618"}}) == (
+        "its bands are labelled with different CRSs (blue EPSG:32618, red EPSG:32619)"
+    )
+
+
+def test_clip_relabelled_after_fetch_is_refused_by_compute(tmp_path: Path) -> None:
+    from rasterio.crs import CRS
+
+    from uhi.raster.scene import load_scenes
+
+    src_dir = LANDSAT / "fullbands-LC08-008059-cloudy81"
+    bbox = _inner_bbox(src_dir / f"{FULL_SCENE}_SR_B4.TIF", shrink=0.45)
+    ws, _ = _run(_config(tmp_path / "ws", bbox, "2019-01-01", "2019-12-31", [12], max_cloud=100))
+    assert [s.scene_id for s in load_scenes(ws)] == [FULL_SCENE]
+    with rasterio.open(ws.scene_asset(FULL_SCENE, "nir08"), "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.crs = CRS.from_epsg(32619)
+    with pytest.raises(InputError, match=f"scene {FULL_SCENE}: band nir08 is labelled EPSG:32619, its red band "
+                                         "EPSG:32618; .*uhi fetch --force"):
+        load_scenes(ws)

@@ -40,6 +40,9 @@ BAND_FILES = {
     "swir22": "SR_B7", "lwir11": "ST_B10", "qa_pixel": "QA_PIXEL", "qa": "ST_QA",
 }
 RUSTAC = Path(sys.executable).with_name("rustac")
+# scene-b's hrefs carry an Azure SAS token, its mtl.txt an S3 presigned query (both fake)
+SAS_QUERY = "sv=2021-06-08&se=2099-01-01T00%3A00%3A00Z&sp=r&sr=b&sig=FAKESASSIGNATURE"
+MTL_PRESIGNED = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDFAKE&X-Amz-Signature=deadbeefcafe"
 TILES = 3  # the real 512 x 512 scene is tiled 3 x 3 into a 1536 x 1536 COG at 30 m
 PIXEL_M = 30.0
 
@@ -178,7 +181,8 @@ def _make_scene_cogs(folder: Path) -> tuple[str, Affine]:
 
 
 def _item(template: dict[str, Any], item_id: str, when: str, cloud: float, level: str, base_url: str,
-          crs: str, transform: Affine, size: int, keys: tuple[str, ...] = tuple(BAND_FILES)) -> dict[str, Any]:
+          crs: str, transform: Affine, size: int, keys: tuple[str, ...] = tuple(BAND_FILES),
+          query: str = "") -> dict[str, Any]:
     to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     x0, y1 = transform.c, transform.f
     x1, y0 = x0 + size * transform.a, y1 + size * transform.e
@@ -196,8 +200,12 @@ def _item(template: dict[str, Any], item_id: str, when: str, cloud: float, level
     assets = {}
     for key in keys:
         asset = dict(template["assets"].get(key) or template["assets"]["red"])
-        asset["href"] = f"{base_url}/{PRODUCT}_{BAND_FILES[key]}.TIF"
+        asset["href"] = f"{base_url}/{PRODUCT}_{BAND_FILES[key]}.TIF{query}"
         assets[key] = asset
+    if query:
+        # an asset uhi does not fetch, presigned the way S3 presigns: it must not be stored signed
+        assets["mtl.txt"] = {"href": f"{base_url}/{PRODUCT}_MTL.txt?{MTL_PRESIGNED}", "type": "text/plain",
+                             "roles": ["metadata"]}
     item["assets"] = assets
     return item
 
@@ -227,7 +235,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         _item(template, "LC08_L2SP_008059_20190710_20200825_02_T1", "2019-07-10T15:20:00Z", 5.0, "L2SP",
               f"{cog_url}/scene-a", crs, transform, size),
         _item(template, "LC08_L2SP_008059_20190811_20200825_02_T1", "2019-08-11T15:20:00Z", 12.0, "L2SP",
-              f"{cog_url}/scene-b", crs, transform, size),
+              f"{cog_url}/scene-b", crs, transform, size, query=f"?{SAS_QUERY}"),
         _item(template, "../../evil id\u00e9", "2019-08-27T15:20:00Z", 1.0, "L2SP",
               f"{cog_url}/scene-evil", crs, transform, size),
         _item(template, "LC08_L2SP_008059_20190726_20200825_02_T1", "2019-07-26T15:20:00Z", 90.0, "L2SP",
@@ -530,3 +538,48 @@ def test_s3_reads_are_signed_ranged_and_requester_pays(served: Served, monkeypat
     assert all(h["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDFAKE/") for h in gets)
     assert all("/us-west-2/s3/aws4_request" in h["authorization"] for h in gets)
     assert all(h.get("range", "").startswith("bytes=") for h in gets)
+
+
+def test_no_secret_reaches_stderr_or_the_workspace(served: Served, tmp_path: Path) -> None:
+    """Userinfo in search.url and signed hrefs: redacted in the log, absent from every file written."""
+    password = "s3cretPW-7f3a"
+    w, s, e, n = served.aoi_bbox
+    secret_url = served.stac_url.replace("http://", f"http://bob:{password}@")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"city: {{name: secret, bbox: [{w}, {s}, {e}, {n}]}}\n"
+        "time: {start: 2019-01-01, end: 2019-12-31, months: [6, 7, 8]}\n"
+        f"search: {{backend: stac, url: '{secret_url}', collection: landsat-c2-l2, max_cloud: 20}}\n"
+        "fetch: {retries: 1, timeout_s: 10}\n"
+    )
+    ws_dir = tmp_path / "ws"
+    r = subprocess.run([sys.executable, "-m", "uhi.cli.main", "-v", "fetch", str(cfg), "--workdir", str(ws_dir)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert password not in r.stderr and "FAKESASSIGNATURE" not in r.stderr
+    assert "http://***@127.0.0.1" in r.stderr  # the log names the API, without the password
+    written = [p for p in ws_dir.rglob("*") if p.is_file()]
+    assert len(written) > 27  # the clips, scenes.geojson, manifest.json
+    for path in written:
+        blob = path.read_bytes()
+        for secret in (password, "FAKESASSIGNATURE", "deadbeefcafe", "AKIDFAKE"):
+            assert secret.encode() not in blob, (path, secret)
+    text = (ws_dir / "fetch" / "scenes.geojson").read_text()
+    for query in ("sig=", "se=", "X-Amz-Signature", "?"):
+        assert query not in text, query
+    index = json.loads(text)
+    scene_b = next(f for f in index["features"] if f["id"] == "LC08_L2SP_008059_20190811_20200825_02_T1")
+    assert scene_b["assets"]["mtl.txt"]["href"] == f"{served.cog_url}/scene-b/{PRODUCT}_MTL.txt"
+    assert scene_b["assets"]["red"]["alternate"]["source"]["href"] == f"{served.cog_url}/scene-b/{PRODUCT}_SR_B4.TIF"
+
+    # a failing read names the signed COG without its signature
+    bad = cfg.read_text().replace(secret_url, served.stac_url)
+    cfg.write_text(bad + "workdir: " + str(tmp_path / "ws2") + "\n")
+    served.log.fail = True
+    try:
+        r = subprocess.run([sys.executable, "-m", "uhi.cli.main", "fetch", str(cfg)],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        served.log.fail = False
+    assert r.returncode == 1 and "cannot read" in r.stderr, r.stderr
+    assert "FAKESASSIGNATURE" not in r.stderr and "deadbeefcafe" not in r.stderr

@@ -249,3 +249,119 @@ def test_unknown_profile_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     with pytest.raises(ConfigError, match="profile not found"):
         search_scenes(_config(sagemaker={"profile": "nobody-has-this"}))
+
+
+# -- a misbehaving endpoint: repeated or endless NextTokens, broken footprints ---------------------
+
+
+class _PagingGeospatial(BaseHTTPRequestHandler):
+    """GET lists collections, POST searches; ``mode`` chooses how each pages."""
+
+    mode = "repeat"
+    gets = 0
+    posts = 0
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _reply(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        type(self).gets += 1
+        if type(self).mode == "list-repeat":
+            self._reply({"RasterDataCollectionSummaries": [], "NextToken": "again"})
+            return
+        self._reply({"RasterDataCollectionSummaries": [
+            {"Arn": LANDSAT_ARN, "Name": "Landsat Collection 2 Level-2", "Description": "landsat",
+             "SupportedFilters": [], "Type": "PUBLIC"}]})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).posts += 1
+        if type(self).mode == "endless":
+            self._reply({"Items": [], "NextToken": f"t{type(self).posts}"})
+        elif type(self).mode == "degenerate":
+            good, bad = _raw_item(0), _raw_item(1)
+            bad["Geometry"]["Coordinates"] = [[[148.0, -43.0], [148.1, -43.1]]]  # a 2-point ring
+            for it in (good, bad):
+                it["DateTime"] = it["DateTime"].timestamp()
+            self._reply({"Items": [good, bad]})
+        elif type(self).mode == "no-id":
+            raw = _raw_item(0)
+            raw["DateTime"] = raw["DateTime"].timestamp()
+            del raw["Id"]
+            self._reply({"Items": [raw]})
+        else:
+            self._reply({"Items": [], "NextToken": "again"})
+
+
+@pytest.fixture()
+def paging_endpoint(monkeypatch: pytest.MonkeyPatch) -> Any:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PagingGeospatial)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _PagingGeospatial.gets = _PagingGeospatial.posts = 0
+    env = {"AWS_ENDPOINT_URL_SAGEMAKER_GEOSPATIAL": f"http://127.0.0.1:{server.server_port}",
+           "AWS_ACCESS_KEY_ID": "AKIDFAKE", "AWS_SECRET_ACCESS_KEY": "fake-secret",
+           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_repeated_next_token_exits_1_after_two_requests(paging_endpoint: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _PagingGeospatial.mode = "repeat"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"city: {{name: hobart, bbox: {list(AOI.bounds)}}}\n"
+        "time: {start: 2024-04-01, end: 2024-04-30, months: [4]}\n"
+        "search: {backend: sagemaker}\nfetch: {retries: 0, timeout_s: 5}\n"
+    )
+    r = subprocess.run([sys.executable, "-m", "uhi.cli.main", "fetch", str(cfg), "--workdir", str(tmp_path / "ws")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "SearchRasterDataCollection" in r.stderr and "returned the NextToken 'again' twice" in r.stderr
+    assert "Traceback" not in r.stderr
+    # the first page, then the page asked for with 'again' that handed 'again' back
+    assert (_PagingGeospatial.gets, _PagingGeospatial.posts) == (1, 2)
+
+
+def test_repeated_token_while_listing_collections(paging_endpoint: Any) -> None:
+    _PagingGeospatial.mode = "list-repeat"
+    with pytest.raises(RemoteError, match="ListRasterDataCollections .* returned the NextToken 'again' twice"):
+        search_sagemaker(_config(), AOI)
+    assert _PagingGeospatial.gets == 2 and _PagingGeospatial.posts == 0
+
+
+def test_endless_new_tokens_stop_at_the_page_cap(paging_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uhi.search.sagemaker as sm
+
+    monkeypatch.setattr(sm, "MAX_SEARCH_PAGES", 7)
+    _PagingGeospatial.mode = "endless"
+    with pytest.raises(RemoteError, match="still paging after 7 pages"):
+        search_sagemaker(_config(sagemaker={"collection_arn": LANDSAT_ARN}), AOI)
+    assert _PagingGeospatial.posts == 7
+
+
+def test_degenerate_footprint_is_dropped_as_invalid_geometry(paging_endpoint: Any) -> None:
+    _PagingGeospatial.mode = "degenerate"
+    collection = search_scenes(_config(sagemaker={"collection_arn": LANDSAT_ARN}))
+    assert [i.id for i in collection] == ["LC09_L2SP_089090_20240417_02_T1_0"]
+    assert collection.extra_fields["uhi:dropped"] == {"invalid geometry": 1}
+
+
+def test_item_without_id_is_a_remote_error(paging_endpoint: Any) -> None:
+    _PagingGeospatial.mode = "no-id"
+    with pytest.raises(RemoteError, match="returned an invalid item \\(KeyError: 'Id'\\)"):
+        search_sagemaker(_config(sagemaker={"collection_arn": LANDSAT_ARN}), AOI)

@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except UhiError as exc:
-        click.echo(f"uhi: error: {exc}", err=True)
+        from uhi.redact import redact_text
+
+        # a message may quote a URL with user:password@ or a signed query (search.url, hrefs)
+        click.echo(f"uhi: error: {redact_text(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from uhi.errors import RemoteError, UhiError
+from uhi.redact import redact_text, redact_url, strip_query
 
 __all__ = [
     "ReadOptions",
@@ -24,6 +25,7 @@ __all__ = [
     "source_key",
     "window_for_grid",
     "read_clip",
+    "source_crs",
     "clip_is_valid",
 ]
 
@@ -96,7 +98,10 @@ def _is_local(href: str) -> bool:
 
 
 def source_key(href: str) -> str:
-    """The href without its query string (signatures change; the source does not)."""
+    """The href without userinfo and query string (signatures change; the source does not);
+    also what messages and files show of a remote href."""
+    if "://" in href and not _is_local(href):
+        return strip_query(href)
     return href.split("?", 1)[0]
 
 
@@ -134,7 +139,9 @@ def resolve_href(href: str, opts: ReadOptions) -> str:
         return href
     if scheme == "s3":
         return href
-    raise UhiError(f"unsupported asset href scheme {scheme!r} in {href!r}; uhi reads http(s), s3 and local files")
+    raise UhiError(
+        f"unsupported asset href scheme {scheme!r} in {redact_url(href)!r}; uhi reads http(s), s3 and local files"
+    )
 
 
 def _sign_planetary_computer(href: str) -> str:
@@ -230,7 +237,7 @@ def read_clip(
             last = exc
             if attempt + 1 < attempts:
                 delay = opts.backoff_s * (2**attempt)
-                log.warning("read of %s failed (%s); retry %d/%d in %.1f s", source_key(href), exc, attempt + 1, opts.retries, delay)
+                log.warning("read of %s failed (%s); retry %d/%d in %.1f s", source_key(href), redact_text(str(exc)), attempt + 1, opts.retries, delay)
                 time.sleep(delay)
     if _is_local(href):
         raise UhiError(f"cannot read {href}: {last}; check the file")
@@ -240,7 +247,23 @@ def read_clip(
             "s3://usgs-landsat is requester-pays: set AWS credentials (AWS_PROFILE or keys), or use "
             "search.preset planetary-computer, which needs no AWS account"
         )
-    raise RemoteError(f"cannot read {source_key(href)} after {opts.retries} retries: {last}; {hint}")
+    raise RemoteError(f"cannot read {source_key(href)} after {opts.retries} retries: {redact_text(str(last))}; {hint}")
+
+
+def source_crs(href: str, opts: ReadOptions) -> str | None:
+    """The CRS label of an asset's file (its header only), or None when it declares none.
+
+    Raises RemoteError / UhiError as :func:`read_clip` does when the file cannot be opened.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    path = resolve_href(href, opts)
+    try:
+        with _rasterio_env(path, opts), rasterio.open(path) as src:
+            return src.crs.to_string() if src.crs else None
+    except RasterioIOError as exc:
+        raise RemoteError(f"cannot read {source_key(href)}: {redact_text(str(exc))}") from None
 
 
 def clip_is_valid(

@@ -128,6 +128,33 @@ def _solar_day(props: Mapping[str, Any], scene_id: str) -> dt.date:
     raise InputError(f"scene {scene_id}: no usable date (uhi:solar_day or datetime); refetch it")
 
 
+def _check_one_crs(scene_id: str, assets: Mapping[str, Path]) -> None:
+    """All files of a scene carry one CRS label (a Landsat scene is one UTM grid, LSDS-1619).
+
+    The fetch drops a scene whose bands disagree; a file replaced in the workspace afterwards
+    is caught here rather than read on the wrong grid.
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    labels: dict[str, str | None] = {}
+    for key, path in assets.items():
+        try:
+            with rasterio.open(path) as src:
+                labels[key] = src.crs.to_string() if src.crs else None
+        except (RasterioError, OSError):
+            continue  # an unreadable file is reported where it is read, with its own message
+    ref_key = "red" if "red" in labels else next(iter(sorted(labels)), None)
+    if ref_key is None:
+        return
+    for key, crs in sorted(labels.items()):
+        if crs != labels[ref_key]:
+            raise InputError(
+                f"scene {scene_id}: band {key} is labelled {crs}, its {ref_key} band {labels[ref_key]}; "
+                "the bands of a scene share one grid: run `uhi fetch --force` to fetch the scene again"
+            )
+
+
 def load_scenes(ws: Workspace) -> list[Scene]:
     """Every scene in ``fetch/scenes.geojson`` whose files are in the workspace.
 
@@ -160,6 +187,7 @@ def load_scenes(ws: Workspace) -> list[Scene]:
         if not assets:
             log.warning("scene %s: no fetched files under %s; skipped", sid, ws.relative(ws.scene_dir(sid)))
             continue
+        _check_one_crs(sid, assets)
         meta = {"uhi:scales": props.get("uhi:scales"), "assets": feat.get("assets") or {}}
         mtl_path = ws.scene_dir(sid) / "mtl.txt"
         mtl = landsat.read_mtl_file(mtl_path) if mtl_path.is_file() else None

@@ -54,7 +54,9 @@ def search_scenes(config: Config, aoi: Aoi | None = None) -> pystac.ItemCollecti
 
         raw = search_stac(config, aoi.geojson())
         items = [canonicalize_item(item) for item in merge_split_items(raw)]
-        where = config.search.url or config.search.preset
+        from uhi.redact import redact_url
+
+        where = redact_url(config.search.url) if config.search.url else config.search.preset
     elif backend == "sagemaker":
         from uhi.search.sagemaker import search_sagemaker
 

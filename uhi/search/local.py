@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,18 @@ import pystac
 
 from uhi import landsat
 from uhi.errors import InputError
+from uhi.redact import redact_url
 from uhi.search.normalize import canonicalize_item
 
-__all__ = ["search_local", "items_from_folder", "items_from_catalog", "item_from_scene_files"]
+__all__ = [
+    "search_local",
+    "items_from_folder",
+    "items_from_catalog",
+    "item_from_scene_files",
+    "read_json_file",
+    "MAX_JSON_BYTES",
+    "MAX_CATALOG_DEPTH",
+]
 
 log = logging.getLogger("uhi.search")
 
@@ -44,33 +54,131 @@ def search_local(path: Path) -> list[pystac.Item]:
     return items_from_folder(path)
 
 
+# Bounds on what a local catalog can make uhi read. One Landsat item is ~15 KB and an item
+# collection of search.max_items (2000) items ~30 MB; a file above the limit is refused before it
+# is read whole. A static catalog nests catalog -> collection -> items: 16 levels is far more
+# than any real layout, and a deeper chain is a link loop in disguise.
+MAX_JSON_BYTES = 64 * 2**20
+MAX_CATALOG_DEPTH = 16
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+
+def read_json_file(path: Path, what: str = "search.path") -> Any:
+    """The parsed JSON of a local file of at most :data:`MAX_JSON_BYTES` bytes.
+
+    Raises
+    ------
+    InputError
+        The file is missing, not a regular file, too large, or not JSON (the file is named).
+    """
+    try:
+        if not path.is_file():
+            raise InputError(f"{what}: {path} is not a file; give a STAC JSON file")
+        with open(path, "rb") as fh:
+            # the size on disk refuses a large file unread; the bounded read covers files that
+            # report no size (a FIFO, /proc, a growing file)
+            too_large = os.fstat(fh.fileno()).st_size > MAX_JSON_BYTES
+            blob = b"" if too_large else fh.read(MAX_JSON_BYTES + 1)
+        if too_large or len(blob) > MAX_JSON_BYTES:
+            raise InputError(
+                f"{what}: {path} is larger than {MAX_JSON_BYTES // 2**20} MiB, too large for a STAC "
+                "catalog or item file; split the item collection or point search.path at a catalog.json"
+            )
+        return json.loads(blob.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"{what} is not a readable STAC JSON file: {path} ({type(exc).__name__}: {exc})") from None
+
+
+def _absolute_asset_hrefs(item: pystac.Item, base: Path) -> pystac.Item:
+    for asset in item.assets.values():
+        if not _URL.match(asset.href) and not Path(asset.href).is_absolute():
+            asset.href = str((base / asset.href).resolve())
+    return item
+
+
+def _item(data: Any, path: Path, where: str) -> pystac.Item:
+    """A pystac Item from one parsed item, or InputError naming the file."""
+    if not isinstance(data, dict) or data.get("type") != "Feature":
+        kind = type(data).__name__ if not isinstance(data, dict) else f"type {data.get('type')!r}"
+        raise InputError(f"search.path: {where} in {path} is not a STAC item (got a JSON {kind}); fix or remove it")
+    try:
+        item = pystac.Item.from_dict(data, href=str(path), migrate=True, preserve_dict=True)
+    except (pystac.STACError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(
+            f"search.path: {where} in {path} is not a valid STAC item ({type(exc).__name__}: {exc}); fix or remove it"
+        ) from None
+    return _absolute_asset_hrefs(item, path.parent)
+
+
+def _walk(path: Path, ancestors: tuple[Path, ...], seen: set[Path], out: list[pystac.Item]) -> None:
+    """Items of one STAC JSON file and, for a catalog or collection, of its child and item links."""
+    data = read_json_file(path)
+    if not isinstance(data, dict):
+        raise InputError(
+            f"search.path: {path} is a JSON {type(data).__name__}, not a STAC catalog, collection or item; "
+            "point search.path at a catalog.json"
+        )
+    kind = data.get("type")
+    if kind not in ("FeatureCollection", "Feature", "Catalog", "Collection"):
+        # STAC before 1.0 had no "type" on catalogs and collections
+        from pystac.serialization import identify_stac_object_type
+
+        found = identify_stac_object_type(data)
+        kind = found.value if found is not None else kind
+    if kind == "FeatureCollection":
+        features = data.get("features")
+        if not isinstance(features, list):
+            raise InputError(f"search.path: {path} is a FeatureCollection without a features list")
+        out.extend(_item(f, path, f"feature {n}") for n, f in enumerate(features))
+        return
+    if kind == "Feature":
+        out.append(_item(data, path, "the item"))
+        return
+    if kind not in ("Catalog", "Collection"):
+        raise InputError(f"search.path is not a STAC catalog or collection: {path} (type {kind!r})")
+    links = data.get("links")
+    for link in links if isinstance(links, list) else []:
+        if not isinstance(link, dict) or link.get("rel") not in ("child", "item"):
+            continue
+        href = link.get("href")
+        if not isinstance(href, str) or not href:
+            raise InputError(f"search.path: {path} has a {link.get('rel')} link without href; fix the catalog")
+        if _URL.match(href) and not href.lower().startswith("file://"):
+            raise InputError(
+                f"search.path: {path} links to {redact_url(href)}; the local backend reads catalogs on disk only "
+                "(use search.backend 'stac' with search.url for an API)"
+            )
+        target = Path(href.removeprefix("file://"))
+        target = (target if target.is_absolute() else path.parent / target).resolve()
+        if target in ancestors or target == path:
+            raise InputError(
+                f"search.path: catalog link loop: {path} links back to {target}; fix the {link.get('rel')} link"
+            )
+        if target in seen:
+            continue  # reached twice without a loop (two parents): read once
+        seen.add(target)
+        if link.get("rel") == "item":
+            out.append(_item(read_json_file(target), target, "the item"))
+            continue
+        if len(ancestors) + 1 >= MAX_CATALOG_DEPTH:
+            raise InputError(
+                f"search.path: catalogs nested deeper than {MAX_CATALOG_DEPTH} levels at {target}; "
+                "check the catalog's child links"
+            )
+        _walk(target, (*ancestors, path), seen, out)
+
+
 def items_from_catalog(path: Path) -> list[pystac.Item]:
-    """Every item of a static catalog, collection or item collection, with absolute hrefs."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"search.path is not a readable STAC JSON file: {path} ({exc})") from None
-    try:
-        if data.get("type") == "FeatureCollection":
-            raw_items = list(pystac.ItemCollection.from_dict(data, preserve_dict=False))
-            for item in raw_items:
-                for asset in item.assets.values():
-                    if not re.match(r"^[a-z][a-z0-9+.-]*://", asset.href) and not Path(asset.href).is_absolute():
-                        asset.href = str((path.parent / asset.href).resolve())
-        elif data.get("type") == "Feature":
-            item = pystac.Item.from_file(str(path))
-            item.make_asset_hrefs_absolute()
-            raw_items = [item]
-        else:
-            catalog = pystac.read_file(str(path))
-            if not isinstance(catalog, pystac.Catalog):
-                raise InputError(f"search.path is not a STAC catalog or collection: {path}")
-            raw_items = []
-            for item in catalog.get_items(recursive=True):
-                item.make_asset_hrefs_absolute()
-                raw_items.append(item)
-    except pystac.STACError as exc:
-        raise InputError(f"search.path is not valid STAC: {path} ({exc})") from None
+    """Every item of a static catalog, collection or item collection, with absolute hrefs.
+
+    The catalog's ``child`` and ``item`` links are followed on disk, each file read once and
+    bounded by :data:`MAX_JSON_BYTES`; a link loop, a file that is not a STAC object (a JSON
+    string or list), a remote link and a catalog deeper than :data:`MAX_CATALOG_DEPTH` levels
+    are InputErrors naming the file.
+    """
+    path = Path(path).resolve()
+    raw_items: list[pystac.Item] = []
+    _walk(path, (), {path}, raw_items)
     log.info("local catalog %s: %d item(s)", path, len(raw_items))
     return [canonicalize_item(item) for item in raw_items]
 

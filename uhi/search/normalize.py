@@ -75,9 +75,14 @@ def _item_lon(item: pystac.Item) -> float:
         # a bbox with west > east crosses the antimeridian
         return (w + e) / 2.0 if w <= e else ((w + e + 360.0) / 2.0 + 180.0) % 360.0 - 180.0
     if item.geometry:
+        from shapely.errors import GEOSException
         from shapely.geometry import shape
 
-        return float(shape(item.geometry).centroid.x)
+        try:
+            return float(shape(item.geometry).centroid.x)
+        except (GEOSException, ValueError, TypeError, KeyError, AttributeError, IndexError):
+            # a broken footprint: the scene filter drops the item as "invalid geometry"
+            return 0.0
     return 0.0
 
 
@@ -239,7 +244,7 @@ class SceneFilter:
                 footprint = footprint.buffer(0)
             if not footprint.intersects(self.aoi):
                 return "no overlap"
-        except (GEOSException, ValueError, TypeError, KeyError, AttributeError):
+        except (GEOSException, ValueError, TypeError, KeyError, AttributeError, IndexError):
             return "invalid geometry"
         props = item.properties
         day_text = props.get("uhi:solar_day")

@@ -11,6 +11,8 @@ import pystac
 
 from uhi.config import Config
 from uhi.errors import ConfigError, RemoteError
+from uhi.redact import redact_text, redact_url
+from uhi.search.deadline import call_within
 
 __all__ = ["StacPreset", "PRESETS", "resolve_endpoint", "search_stac", "prefer_s3_hrefs"]
 
@@ -46,7 +48,7 @@ def resolve_endpoint(config: Config) -> StacPreset:
     preset = PRESETS.get(s.preset) if s.preset else None
     if s.url is not None:
         if not s.url.startswith(("http://", "https://")):
-            raise ConfigError(f"search.url must be an http(s) STAC API root, got {s.url!r}")
+            raise ConfigError(f"search.url must be an http(s) STAC API root, got {redact_url(s.url)!r}")
         collections = (s.collection,) if s.collection else (preset.collections if preset else ("landsat-c2-l2",))
         return StacPreset(s.url.rstrip("/"), collections)
     if preset is None:
@@ -72,12 +74,26 @@ def search_stac(config: Config, aoi_geojson: dict[str, Any]) -> list[pystac.Item
 
     Cloud cover is sent as a ``query`` only when the server declares the query extension; the
     caller re-applies every filter client-side anyway, since servers may ignore it silently.
+    Every request is bounded by ``fetch.timeout_s`` (connect and each read) and retried
+    ``fetch.retries`` times; the whole search (all pages) by ``search.timeout_total_s``.
 
     Raises
     ------
     RemoteError
-        The API is unreachable or failed after ``fetch.retries`` retries (the URL is named).
+        The API is unreachable, failed after ``fetch.retries`` retries, or the search took longer
+        than ``search.timeout_total_s`` (the URL is named, without its userinfo).
     """
+    endpoint = resolve_endpoint(config)
+    shown = redact_url(endpoint.url)
+    return call_within(
+        lambda: _search(config, aoi_geojson, endpoint),
+        config.search.timeout_total_s,
+        f"the search of STAC API {shown}",
+        "check the server, raise search.timeout_total_s, or narrow time.start/time.end",
+    )
+
+
+def _search(config: Config, aoi_geojson: dict[str, Any], endpoint: StacPreset) -> list[pystac.Item]:
     from pystac_client import Client
     from pystac_client.conformance import ConformanceClasses
     from pystac_client.exceptions import APIError
@@ -85,13 +101,17 @@ def search_stac(config: Config, aoi_geojson: dict[str, Any]) -> list[pystac.Item
     from pystac_client.warnings import PystacClientWarning
     from requests.exceptions import RequestException
 
-    endpoint = resolve_endpoint(config)
-    io = StacApiIO(timeout=config.fetch.timeout_s, max_retries=_retry(config.fetch.retries))
+    shown = redact_url(endpoint.url)
+    timeout = config.fetch.timeout_s
+    io = StacApiIO(timeout=timeout, max_retries=_retry(config.fetch.retries))
     datetime_range = f"{config.time.start.isoformat()}T00:00:00Z/{config.time.end.isoformat()}T23:59:59Z"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PystacClientWarning)
-            client = Client.open(endpoint.url, stac_io=io)
+            # Client.open(stac_io=io) calls io.update(timeout=timeout), which sets None when the
+            # argument is left out (pystac-client 0.9): pass it, and set it again after opening
+            client = Client.open(endpoint.url, stac_io=io, timeout=timeout)
+            io.timeout = timeout
             params: dict[str, Any] = {
                 "collections": list(endpoint.collections),
                 "intersects": aoi_geojson,
@@ -104,17 +124,24 @@ def search_stac(config: Config, aoi_geojson: dict[str, Any]) -> list[pystac.Item
             search = client.search(**params)
             items = list(search.items())
     except (APIError, RequestException, pystac.STACError, OSError) as exc:
+        detail = _short(exc)
+        if "timed out" in detail.lower() or "timeout" in detail.lower():
+            fix = (f"the server did not answer within fetch.timeout_s = {timeout:g} s; check that it is up, "
+                   "or raise fetch.timeout_s")
+        else:
+            fix = "check the URL and your connection, or try another search.preset"
         raise RemoteError(
-            f"STAC API {endpoint.url} failed after {config.fetch.retries} retries: {_short(exc)}; "
-            "check the URL and your connection, or try another search.preset"
+            f"STAC API {shown} failed after {config.fetch.retries} retries: {detail}; {fix}"
         ) from None
-    except (KeyError, TypeError, ValueError, pystac.STACTypeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, pystac.STACTypeError) as exc:
         # anything from a server is untrusted: an item that is not STAC stops here, named
         raise RemoteError(
-            f"STAC API {endpoint.url} returned an invalid item ({type(exc).__name__}: {_short(exc)}); "
+            f"STAC API {shown} returned an invalid item ({type(exc).__name__}: {_short(exc)}); "
             "check search.url and search.collection"
         ) from None
-    log.info("STAC API %s returned %d item(s) from %s", endpoint.url, len(items), ", ".join(endpoint.collections))
+    finally:
+        io.session.close()
+    log.info("STAC API %s returned %d item(s) from %s", shown, len(items), ", ".join(endpoint.collections))
     if config.search.url is None and config.search.preset == "usgs":
         prefer_s3_hrefs(items)
     return items
@@ -137,4 +164,4 @@ def prefer_s3_hrefs(items: list[pystac.Item]) -> list[pystac.Item]:
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:300]
+    return redact_text(text[:300])

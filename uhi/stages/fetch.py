@@ -13,11 +13,19 @@ from typing import Any
 
 from uhi import landsat
 from uhi.config import Config
-from uhi.raster.read import ReadOptions, clip_is_valid, read_clip, source_key, window_for_grid
+from uhi.raster.read import (
+    ReadOptions,
+    clip_is_valid,
+    read_clip,
+    source_crs,
+    source_key,
+    window_for_grid,
+)
+from uhi.redact import strip_query
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace
 
-__all__ = ["SPEC", "run", "AssetTask", "fetch_asset", "plan_tasks"]
+__all__ = ["SPEC", "run", "AssetTask", "fetch_asset", "plan_tasks", "crs_mismatch"]
 
 log = logging.getLogger("uhi.stages.fetch")
 
@@ -94,7 +102,9 @@ def fetch_asset(task: AssetTask) -> dict[str, Any]:
     aoi = shapely.from_wkb(task.aoi_wkb)
     clip = read_clip(task.href, aoi, task.margin_m, task.options, default_nodata=_fill_dn(task.key))
     if clip is None:
-        record.update(status="outside", bytes=0)
+        # the band's CRS tells a mislabelled file (its window computed in the wrong CRS misses
+        # the AOI) from a scene that does not cover the city
+        record.update(status="outside", bytes=0, crs=source_crs(task.href, task.options))
         return record
     col, row, width, height = clip.window
     write_cog(
@@ -174,6 +184,37 @@ def plan_tasks(config: Config, ws: Workspace, items: list[Any], aoi: Any) -> lis
     return tasks
 
 
+def crs_mismatch(records: dict[str, dict[str, Any]]) -> str | None:
+    """Which band of one scene is labelled with another CRS than its siblings, in words, or None.
+
+    All bands of a Landsat C2 L2 scene share one UTM grid (LSDS-1619), so a differing label is a
+    mislabelled file: its AOI window, computed in the wrong CRS, would land elsewhere or nowhere.
+    The majority label is taken as the scene's; on a tie every label is named.
+    """
+    labels = {key: rec.get("crs") for key, rec in records.items() if rec.get("crs")}
+    counts = Counter(labels.values())
+    if len(counts) < 2:
+        return None
+    (top, n_top), (_, n_next) = counts.most_common(2)
+    if n_top == n_next:
+        shown = ", ".join(f"{key} {crs}" for key, crs in sorted(labels.items()))
+        return f"its bands are labelled with different CRSs ({shown})"
+    odd = ", ".join(f"{key} is labelled {crs}" for key, crs in sorted(labels.items()) if crs != top)
+    return f"band {odd} while its other bands are {top}"
+
+
+def _strip_signatures(item: Any) -> None:
+    """Every remote href of ``item`` without userinfo, query or fragment, the assets that were not
+    fetched (``mtl.txt``, ``ang.txt``, thumbnails) and their ``alternate`` copies included: SAS
+    tokens and presigned URLs are credentials, and expire anyway (uhi signs at read time)."""
+    for asset in item.assets.values():
+        asset.href = strip_query(asset.href)
+        alternate = asset.extra_fields.get("alternate")
+        for entry in alternate.values() if isinstance(alternate, dict) else ():
+            if isinstance(entry, dict) and isinstance(entry.get("href"), str):
+                entry["href"] = strip_query(entry["href"])
+
+
 def _remove_stale_scenes(ws: Workspace, keep_dirs: set[Path]) -> int:
     """Scene folders of scenes no longer selected (e.g. after a config change) are removed."""
     root = ws.path("fetch", "scenes")
@@ -207,11 +248,16 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     for rec in records:
         by_scene.setdefault(rec["scene_id"], {})[rec["key"]] = rec
     kept: list[pystac.Item] = []
-    outside = 0
+    dropped = Counter(collection.extra_fields.get("uhi:dropped", {}))
     for item in items:
+        mislabelled = crs_mismatch(by_scene.get(item.id, {}))
+        if mislabelled:
+            dropped["band CRS mismatch"] += 1
+            log.warning("dropped %s: %s; fix the file's CRS or download the scene again", item.id, mislabelled)
+            continue
         recs = {k: r for k, r in by_scene.get(item.id, {}).items() if r["status"] != "outside"}
         if not recs:
-            outside += 1
+            dropped["no overlap"] += 1
             log.info("dropped %s: no overlap (the AOI window misses its pixels)", item.id)
             continue
         out = item.clone()
@@ -225,16 +271,20 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             asset.extra_fields["proj:transform"] = rec["transform"]
             if rec.get("crs"):
                 asset.extra_fields["proj:code"] = rec["crs"]
+        _strip_signatures(out)
         kept.append(out)
     if not kept:
+        if dropped["band CRS mismatch"]:
+            raise NoDataError(
+                f"none of the {len(items)} scene(s) found is usable: {dropped['band CRS mismatch']} with bands "
+                f"in different CRSs, {dropped['no overlap']} without pixels over the AOI (the log names each); "
+                "fix or download those scenes again"
+            )
         raise NoDataError(
             f"none of the {len(items)} scene(s) found has pixels over the AOI; check city.aoi/city.bbox"
         )
     keep_dirs = {ws.scene_dir(item.id).resolve() for item in kept}
     stale = _remove_stale_scenes(ws, keep_dirs)
-    dropped = Counter(collection.extra_fields.get("uhi:dropped", {}))
-    if outside:
-        dropped["no overlap"] += outside
     result = pystac.ItemCollection(kept, extra_fields={"uhi:dropped": dict(dropped)})
     ws.write_json(ws.scenes_index, result.to_dict(transform_hrefs=False))
     status = Counter(r["status"] for r in records)
