@@ -193,7 +193,13 @@ def _read_zones(e: ExposureConfig, crs: str) -> _Zones:
     assert e.zones_path is not None
     path = Path(e.zones_path)
     frame = _read_vector(path, e.zones_layer, "exposure.zones_path")
-    need = [e.zone_id_col, *([e.zone_name_col] if e.zone_name_col else []), *([e.rank_col] if e.rank_col else [])]
+    name_col = e.zone_name_col
+    notes = []
+    if name_col and name_col not in frame.columns and "zone_name_col" not in e.model_fields_set:
+        # the default 'name' is a guess, not a demand: zones are then labelled by their id
+        notes.append(f"{path.name} has no column {name_col!r}: zones are named by {e.zone_id_col!r}")
+        name_col = None
+    need = [e.zone_id_col, *([name_col] if name_col else []), *([e.rank_col] if e.rank_col else [])]
     missing = [c for c in need if c not in frame.columns]
     if missing:
         have = sorted(str(c) for c in frame.columns if c != frame.geometry.name)
@@ -215,12 +221,12 @@ def _read_zones(e: ExposureConfig, crs: str) -> _Zones:
         raise InputError(f"column {e.rank_col!r} of {path.name} (exposure.rank_col) is not numeric")
     out = frame.to_crs(crs)
     z = pd.DataFrame({"zone": ids.astype(str).to_numpy()})
-    z["name"] = frame[e.zone_name_col].astype(str).to_numpy() if e.zone_name_col else z["zone"]
+    z["name"] = frame[name_col].astype(str).to_numpy() if name_col else z["zone"]
     if e.rank_col:
         z[e.rank_col] = frame[e.rank_col].to_numpy(dtype=float)
     import geopandas as gpd
 
-    return _Zones(gpd.GeoDataFrame(z, geometry=_valid_geoms(out.geometry), crs=crs), str(path))
+    return _Zones(gpd.GeoDataFrame(z, geometry=_valid_geoms(out.geometry), crs=crs), str(path), notes)
 
 
 def _cell_quads(cells: Any, crs: str) -> np.ndarray:
@@ -472,6 +478,8 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     notes = [gi_note, f"lst_c: mean of {year}'s panel dates in months {list(config.time.months)}, NaN dates skipped"]
 
     zones = _read_zones(e, crs) if e.zones_path is not None else None
+    if zones is not None:
+        notes.extend(zones.notes)
     zone_idx = np.full(len(cells), -1, dtype=np.int64)
     if zones is not None:
         zone_idx = assign_zones(cells["x_m"].to_numpy(), cells["y_m"].to_numpy(), zones.frame.geometry.to_numpy())
