@@ -156,7 +156,8 @@ def _curve(opts: _Options, budget: float) -> Any:
     from uhi.stats.plan import budget_curve
 
     top = float(opts.cost.sum())
-    spends = np.unique(np.concatenate([np.linspace(0.0, top, 41), [min(budget, top)]]))
+    # the whole range, and finer up to twice the budget where a planner reads the curve
+    spends = np.unique(np.concatenate([np.linspace(0.0, top, 41), np.linspace(0.0, min(2 * budget, top), 21)]))
     gained = budget_curve(opts.benefit, opts.cost, spends)
     slope = np.gradient(gained, spends) if spends.size > 1 else np.zeros_like(spends)
     return pd.DataFrame({"spend": spends, "benefit": gained, "benefit_per_extra_money": slope,
