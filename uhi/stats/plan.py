@@ -256,7 +256,7 @@ def benefit_interval(
     dict
         ``estimate``, ``se``, ``low``, ``high`` and ``level``.
     """
-    from scipy.stats import norm
+    from statistics import NormalDist  # scipy.stats takes seconds to import
 
     d = np.asarray(change, dtype=float)
     z = marginal.weights_solved
@@ -272,5 +272,5 @@ def benefit_interval(
     # a missing standard error leaves the interval unknown (NaN), never silently narrower
     var = sum(gr * gr * se * se for gr, se in grads)
     se_t = float(np.sqrt(var))
-    q = float(norm.ppf(0.5 + level / 2.0))
+    q = NormalDist().inv_cdf(0.5 + level / 2.0)
     return {"estimate": estimate, "se": se_t, "low": estimate - q * se_t, "high": estimate + q * se_t, "level": level}
