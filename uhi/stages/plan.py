@@ -404,7 +404,8 @@ def _write_figures(out_dir: Path, config: Config, table: Any, curve: Any, summar
     values[rows] = table["chosen_benefit"].to_numpy(float)
     frame = gpd.GeoDataFrame({"chosen_benefit": values}, geometry=cells_v.geometry.to_numpy(), crs=cells_v.crs)
     fig = render_value_map(
-        frame, "chosen_benefit", cmap="Blues", working_crs=working_crs,
+        # from 0: the cells left out are white, the chosen ones blue by their cooling
+        frame, "chosen_benefit", cmap="Blues", working_crs=working_crs, limits=(0.0, max(float(values.max()), 1e-12)),
         title=f"{name}: {summary['intervention']} plan, {summary['total_cost']:,.0f} {summary['currency']} "
               f"on {summary['cells_selected']} cells",
         label=f"cooling of the cell's change ({summary['objective']})", units=summary["unit"],
