@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/uhi demo $(DEMO) --run
+	$(VENV)/bin/uhi demo $(DEMO) --run --force
 	$(VENV)/bin/uhi scenario $(DEMO)/config.yaml --changes configs/demo-greening.geojson
 	$(VENV)/bin/uhi plan $(DEMO)/config.yaml --budget 250000
 	$(VENV)/bin/uhi report $(DEMO)/config.yaml --no-basemap

@@ -11,7 +11,7 @@ from typing import Any
 from uhi.config import CityConfig
 from uhi.errors import ConfigError, InputError
 
-__all__ = ["Aoi", "load_aoi", "utm_crs", "utm_zone"]
+__all__ = ["Aoi", "load_aoi", "check_cell_budget", "utm_crs", "utm_zone"]
 
 log = logging.getLogger("uhi.aoi")
 
@@ -141,3 +141,33 @@ def load_aoi(city: CityConfig) -> Aoi:
         )
     centre = geometry.centroid
     return Aoi(geometry, utm_crs(centre.x, centre.y))
+
+
+def check_cell_budget(aoi: Aoi, zoom: int, max_cells: int) -> int:
+    """Refuse an AOI whose estimated cell count at ``zoom`` exceeds ``max_cells``.
+
+    Runs before any search or pixel read: a country-sized bbox would otherwise pass fetch and
+    then ask compute for gigabytes (issue 18: 2,000 x 420 km asked for 354 M tiles, 5.3 GiB).
+
+    Returns
+    -------
+    int
+        The estimate (see ``uhi.grid.cells.estimate_tile_count``).
+
+    Raises
+    ------
+    ConfigError
+        Over the limit; the message names the estimate, the limit and the three ways out.
+    """
+    from uhi.grid.cells import estimate_tile_count
+
+    estimate = estimate_tile_count(aoi.geometry, zoom)
+    if estimate > max_cells:
+        w, s, e, n = aoi.bounds
+        raise ConfigError(
+            f"the area of interest ({w:.3f}, {s:.3f}, {e:.3f}, {n:.3f}) holds about {estimate:,} cells "
+            f"at grid.zoom {zoom}, over grid.max_cells ({max_cells:,}); split the city into smaller "
+            f"AOIs, use a coarser grid (grid.zoom: {zoom - 1} has about a quarter as many cells), "
+            "or raise grid.max_cells if the machine has the memory"
+        )
+    return estimate

@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import json
 import os
+import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,19 @@ __all__ = [
 
 ENV_PREFIX = "UHI_"
 
+# A config is a few KB; these bounds make a hostile or mistaken file (a 200 MB file, /dev/zero,
+# a YAML alias bomb: 1 KB expanding to ~387 M values, issue 18) an error instead of a hang.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 100_000
+
+# city.name becomes part of file names (uhi-<name>, <name>_summary.xlsx, scenario names)
+_MAX_NAME_CHARS = 100
+
+# values echoed in messages are shortened: a config value can be as large as the bounds above
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 2, 6, 6, 6
+_SHORT.maxstring, _SHORT.maxother = 80, 80
+
 
 class _Section(BaseModel):
     """Base of every section: unknown keys rejected, values frozen once built."""
@@ -67,6 +81,11 @@ class CityConfig(_Section):
         ok = v and all(c.isalnum() or c in "-_." for c in v) and not v.startswith(".")
         if not ok:
             raise ValueError("must be letters, digits, '-', '_' or '.', e.g. 'calgary'")
+        if len(v) > _MAX_NAME_CHARS:
+            raise ValueError(
+                f"must be at most {_MAX_NAME_CHARS} characters (it names files and the default "
+                "workdir, and a file name has at most 255 bytes), e.g. 'calgary'"
+            )
         return v
 
     @field_validator("bbox")
@@ -180,7 +199,9 @@ class MaskingConfig(_Section):
         None, ge=0, description="reject pixels closer to cloud than this (ST_CDIST), km"
     )
     clip_reflectance: bool = Field(
-        True, description="clip reflectance to [0, 1] (True) or mask values outside it (False)"
+        False,
+        description="clip reflectance outside the valid range [0, 1] into it (True) instead of "
+        "masking it (False, default); the water test always reads unclipped values",
     )
 
     @field_validator("reject_bits")
@@ -195,6 +216,12 @@ class GridConfig(_Section):
     """The web-mercator tile grid cells are aggregated onto."""
 
     zoom: int = Field(19, ge=10, le=22, description="tile zoom: 19 ~ 48 m, 18 ~ 96 m at Calgary")
+    max_cells: int = Field(
+        2_000_000,
+        ge=1,
+        description="refuse an AOI estimated to hold more cells than this at grid.zoom (a 30 km "
+        "city is ~400,000 cells at zoom 19 and its run peaks near 5 GB)",
+    )
 
 
 class IndicesConfig(_Section):
@@ -431,7 +458,7 @@ def _check_unknown(data: Mapping[str, Any], model: type[BaseModel], prefix: str 
     """Reject unknown keys by their dotted name before pydantic sees them."""
     fields = _section_keys(model)
     for key, value in data.items():
-        dotted = f"{prefix}{key}"
+        dotted = f"{prefix}{_SHORT.repr(str(key))[1:-1]}"
         if key not in fields:
             allowed = ", ".join(sorted(fields))
             raise ConfigError(
@@ -447,12 +474,12 @@ def _check_unknown(data: Mapping[str, Any], model: type[BaseModel], prefix: str 
 
 def _format_validation(err: ValidationError) -> str:
     parts = []
-    for e in err.errors():
+    for e in err.errors(include_url=False, include_context=False, include_input=True)[:10]:
         loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "config"
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
-        shown = "" if isinstance(value, Mapping) else f" (got {value!r})"
-        parts.append(f"{loc}: {msg}{shown}")
+        shown = "" if isinstance(value, Mapping) else f" (got {_SHORT.repr(value)})"
+        parts.append(f"{_SHORT.repr(loc)[1:-1]}: {msg}{shown}")
     return "invalid config: " + "; ".join(parts)
 
 
@@ -478,11 +505,48 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once every alias is expanded (a DAG walk, memoised)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once here; the sum below stays finite
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[key] = min(total, MAX_CONFIG_NODES + 1)
+    return memo[key]
+
+
+def _safe_load_bounded(text: str, what: str) -> Any:
+    """``yaml.safe_load`` that refuses a document expanding to more than MAX_CONFIG_NODES values.
+
+    PyYAML shares an anchored node among its aliases, so composing a bomb is cheap; the harm is
+    in whatever walks the result (validation, repr). The expanded size is counted on the node
+    graph before any Python value is built.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"{what} expands to more than {MAX_CONFIG_NODES:,} values (YAML anchors and aliases?); "
+                "write the values out: a uhi config holds a few dozen"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _parse_scalar(text: str) -> Any:
     """Environment and --set values are YAML scalars or flow lists: '30', 'true', '[6, 7]'."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return _safe_load_bounded(text, "a UHI_* or --set value")
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
@@ -533,10 +597,21 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}; pass the path of a YAML config")
     if path.is_dir():
         raise ConfigError(f"config path is a folder, not a file: {path}")
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_CONFIG_BYTES + 1)  # never the whole of /dev/zero or a 200 MB file
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {path} is over {MAX_CONFIG_BYTES // 2**20} MiB; "
+            "a uhi config is a few KB of YAML: check the path"
+        )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _safe_load_bounded(raw.decode("utf-8"), f"config file {path}") or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} nests too deeply to be a uhi config; write it out flat"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     if not isinstance(data, dict):

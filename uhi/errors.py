@@ -9,6 +9,7 @@ __all__ = [
     "WorkspaceLockedError",
     "RemoteError",
     "InputError",
+    "StaleWorkspaceError",
     "EXIT_OK",
     "EXIT_FAILURE",
     "EXIT_USAGE",
@@ -53,3 +54,7 @@ class WorkspaceLockedError(UhiError):
 
 class RemoteError(UhiError):
     """A server (STAC API, HTTP, AWS) failed after retries; the message names the URL."""
+
+
+class StaleWorkspaceError(ConfigError):
+    """A reader (report, scenario) would mix outputs of different runs: a stage is out of date."""

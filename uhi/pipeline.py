@@ -28,6 +28,7 @@ __all__ = [
     "known_scene_days",
     "find_new_scenes",
     "run_summary",
+    "check_run_size",
 ]
 
 log = logging.getLogger("uhi.pipeline")
@@ -132,6 +133,21 @@ def _execute_stages(
     return outcomes
 
 
+def check_run_size(config: Config, stages: Sequence[str] = STAGES) -> None:
+    """Refuse (ConfigError, exit 2) an AOI over ``grid.max_cells`` before any work or lock.
+
+    Only runs that build cells or read pixels are checked, and only when an AOI is configured
+    (without one the fetch stage says so itself).
+    """
+    if not {"fetch", "compute"} & set(stages):
+        return
+    if config.city.aoi is None and config.city.bbox is None:
+        return
+    from uhi.aoi import check_cell_budget, load_aoi
+
+    check_cell_budget(load_aoi(config.city), config.grid.zoom, config.grid.max_cells)
+
+
 def run_pipeline(
     config: Config,
     stages: Sequence[str] = STAGES,
@@ -163,6 +179,7 @@ def run_pipeline(
         Another live run holds the workspace (exit 75).
     """
     started = time.perf_counter()
+    check_run_size(config, stages)
     ws = Workspace(config.resolved_workdir())
     with ws.locked():
         outcomes = _execute_stages(config, ws, stages, force=force, specs=specs or _default_specs)
@@ -257,6 +274,7 @@ def run_incremental(
     version, the stages run as ``uhi run`` would (the manifest skips the rest).
     """
     started = time.perf_counter()
+    check_run_size(config, stages)
     ws = Workspace(config.resolved_workdir())
     lookup = specs or _default_specs
     with ws.locked():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 
 from uhi.config import Config, load_config
 from uhi.errors import ConfigError, InputError, NoDataError
-from uhi.pipeline import RunReport, run_pipeline
+from uhi.pipeline import RunReport, check_run_size, run_pipeline
 from uhi.workspace import STAGES, Workspace, safe_component, sha256_file
 
 __all__ = [
@@ -236,6 +237,23 @@ def _copy_atomic(ws: Workspace, src: Path, target: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
+def _is_scene_file(rel: object) -> bool:
+    """``fetch/scenes/<scene>/<file>`` exactly: relative, no '..' or '.', nothing deeper.
+
+    Checked on the normalised path: a prefix test alone passes
+    ``fetch/scenes/../../report/report.html`` (issue 18).
+    """
+    if not isinstance(rel, str) or "\\" in rel or "\x00" in rel:
+        return False
+    parts = rel.split("/")
+    return (
+        len(parts) == 4
+        and parts[:2] == ["fetch", "scenes"]
+        and all(p and p not in (".", "..") for p in parts)
+        and posixpath.normpath(rel) == rel
+    )
+
+
 def merge_shards(config: Config, shard_dirs: Sequence[Path]) -> dict[str, Any]:
     """Copy every finished shard's scene files into the merge workspace (``config.workdir``).
 
@@ -277,8 +295,13 @@ def merge_shards(config: Config, shard_dirs: Sequence[Path]) -> dict[str, Any]:
                 "config; merge with the config the shards were made with"
             )
         for rel, digest in sorted((rec.get("files") or {}).items()):
+            if not _is_scene_file(rel):
+                raise InputError(
+                    f"shard of host {host} lists a path outside its scenes: {rel!r}; "
+                    "a shard holds fetch/scenes/<scene>/<file> only: re-run that host"
+                )
             src = (folder / rel).resolve()
-            if folder.resolve() not in src.parents or not rel.startswith("fetch/scenes/"):
+            if folder.resolve() not in src.parents:
                 raise InputError(f"shard of host {host} lists a path outside its scenes: {rel!r}")
             if not src.is_file() or sha256_file(src) != digest:
                 raise InputError(f"shard of host {host}: {rel} is missing or corrupt; re-run that host")
@@ -349,6 +372,7 @@ def run_processing(
         config = load_processing_config(layout, workdir=layout.output, set_values=set_values)
         return {"mode": "single", **_report(run_pipeline(config, stages))}
     config = load_processing_config(layout, workdir=layout.shard_output(hosts.current), set_values=set_values)
+    check_run_size(config, ("fetch",))
     record = run_shard(config, hosts, list_scenes=list_scenes, fetch_share=fetch_share)
     return {
         "mode": "shard",

@@ -612,6 +612,7 @@ def run_scenario(
     from uhi.writers.excel import write_workbook
     from uhi.writers.geojson import write_geojson
 
+    ws.require_current(("fetch", "compute", "model"), "uhi scenario")
     for needed, stage in ((ws.cells, "compute"), (ws.panel, "compute"), (ws.model_summary, "model")):
         if not Path(needed).is_file():
             raise InputError(f"{ws.relative(needed)} is missing from {ws.root}; run uhi {stage} first")

@@ -10,21 +10,30 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from uhi import __version__
-from uhi.errors import UhiError, WorkspaceLockedError
+from uhi.errors import ConfigError, StaleWorkspaceError, UhiError, WorkspaceLockedError
 
-__all__ = ["Workspace", "safe_component", "sha256_file", "STAGES"]
+__all__ = ["Workspace", "safe_component", "sha256_file", "remove_tree", "STAGES", "OWNED_FOLDERS"]
 
 STAGES = ("fetch", "compute", "model", "exposure", "forecast")
+_TMP_MARK = ".uhi-tmp-"
+# every folder uhi writes below a workspace root: the only places the temporary sweep looks
+OWNED_FOLDERS = (*STAGES, "report", "scenario", "plan")
+# and the files it writes in the root itself (the manifest; a SageMaker shard's record)
+_ROOT_TEMPORARIES = tuple(f".{name}{_TMP_MARK}" for name in ("manifest.json", "shard.json"))
+# how far below a new workspace root to look for another run's manifest.json, and how many
+# folders at most: enough for `-w nest` over `nest/inner`, bounded on a big data folder
+_NESTED_SCAN_DEPTH = 3
+_NESTED_SCAN_FOLDERS = 5000
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
-_TMP_MARK = ".uhi-tmp-"
 
 
 def _current_umask() -> int:
@@ -62,6 +71,15 @@ def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file or folder without following symlinks: a link is unlinked, its target kept."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def _now() -> str:
@@ -138,7 +156,7 @@ class Workspace:
         A crash or an exception leaves no file at ``target`` (or the previous version of it);
         temporaries carry a marker so a later run sweeps them away.
         """
-        target = Path(target)
+        target = self._contained(Path(target))
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{target.name}{_TMP_MARK}", suffix=target.suffix, dir=target.parent
@@ -160,6 +178,16 @@ class Workspace:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
+    def _contained(self, target: Path) -> Path:
+        """``target`` with its folder resolved; refuses one that a symlink leads out of the root."""
+        parent = target.parent.resolve()
+        if parent != self.root and self.root not in parent.parents:
+            raise UhiError(
+                f"refusing to write {target}: its folder resolves to {parent}, outside the "
+                f"workspace {self.root} (a symlink?); replace the link with a real folder"
+            )
+        return parent / target.name
+
     def write_bytes(self, target: Path, data: bytes) -> Path:
         """Atomically write bytes."""
         with self.atomic_path(target) as tmp:
@@ -175,15 +203,61 @@ class Workspace:
         return self.write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
     def sweep_temporaries(self) -> int:
-        """Remove temporaries left by a killed run; returns how many were removed."""
-        if not self.root.exists():
+        """Remove temporaries left by a killed run; returns how many were removed.
+
+        Only the root's own files and the folders uhi writes (``OWNED_FOLDERS``) are looked at;
+        symlinks are never followed and a folder holding another run's lock or manifest (a
+        workspace nested below this one) is skipped, so another run's files are never touched.
+        """
+        if not self.root.is_dir():
             return 0
         n = 0
-        for p in self.root.rglob(f"*{_TMP_MARK}*"):
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                p.unlink()
-                n += 1
+        for entry in os.scandir(self.root):
+            if entry.is_file(follow_symlinks=False) and entry.name.startswith(_ROOT_TEMPORARIES):
+                n += _unlink_quietly(Path(entry.path))
+        for name in OWNED_FOLDERS:
+            folder = self.root / name
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+                if dirpath != str(folder) and _holds_workspace(filenames):
+                    dirnames.clear()
+                    continue
+                for fname in filenames:
+                    if _TMP_MARK in fname:
+                        n += _unlink_quietly(Path(dirpath) / fname)
         return n
+
+    def check_location(self) -> None:
+        """Refuse a root that is ``/``, the home folder, or that holds another workspace.
+
+        Raises
+        ------
+        ConfigError
+            The message names the folder and what to choose instead.
+        """
+        root = self.root
+        if root == Path(root.anchor):
+            raise ConfigError(
+                f"refusing the filesystem root {root} as a workspace; "
+                "set workdir (or -w) to a folder of its own, e.g. ./uhi-<city>"
+            )
+        with contextlib.suppress(RuntimeError, KeyError):
+            if root == Path.home().resolve():
+                raise ConfigError(
+                    f"refusing the home folder {root} as a workspace; "
+                    "set workdir (or -w) to a folder of its own, e.g. ~/uhi-<city>"
+                )
+        if root.exists() and not root.is_dir():
+            raise ConfigError(
+                f"workspace {root} is a file, not a folder; set workdir (or -w) to a folder"
+            )
+        nested = _find_nested_manifest(root)
+        if nested is not None:
+            raise ConfigError(
+                f"workspace {root} contains another workspace ({nested}); "
+                "give each run a folder of its own, not one that holds another run's folder"
+            )
 
     # -- lock ----------------------------------------------------------------------------------
 
@@ -195,6 +269,7 @@ class Workspace:
         """
         if self._lock_fd is not None:
             return
+        self.check_location()
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / self.LOCK
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -251,7 +326,17 @@ class Workspace:
             raise UhiError(
                 f"{self.manifest_path} is corrupt; delete it to recompute every stage"
             ) from None
+        if not isinstance(data, dict):
+            raise UhiError(
+                f"{self.manifest_path} is corrupt (a JSON {type(data).__name__}, not an object); "
+                "delete it to recompute every stage"
+            )
         data.setdefault("stages", {})
+        if not isinstance(data["stages"], dict):
+            raise UhiError(
+                f"{self.manifest_path} is corrupt ('stages' is a {type(data['stages']).__name__}, "
+                "not an object); delete it to recompute every stage"
+            )
         return data
 
     def record_stage(self, stage: str, record: dict[str, Any]) -> None:
@@ -260,7 +345,59 @@ class Workspace:
         manifest["uhi_version"] = __version__
         manifest["updated"] = _now()
         manifest["stages"][stage] = record
+        _unfinished(manifest).pop(stage, None)
+        if not manifest.get("unfinished"):
+            manifest.pop("unfinished", None)
         self.write_json(self.manifest_path, manifest)
+
+    def start_stage(self, stage: str) -> None:
+        """Drop a stage's record and mark it unfinished until ``record_stage`` (one write).
+
+        A run killed inside the stage leaves the mark: the stage's folder then mixes old and
+        new files, which ``stale_stages`` reports to the commands that read it.
+        """
+        manifest = self.read_manifest()
+        manifest["stages"].pop(stage, None)
+        manifest["unfinished"] = {**_unfinished(manifest), stage: _now()}
+        self.write_json(self.manifest_path, manifest)
+
+    def stale_stages(self, stages: Sequence[str]) -> list[tuple[str, str]]:
+        """Stages among ``stages`` whose outputs do not belong with the rest, and why.
+
+        A stage is stale when its last run did not finish (killed or failed after it started),
+        or when it recorded an input checksum that differs from what an earlier stage has
+        recorded writing since (that stage ran again, this one did not). Workspaces without
+        records (built by hand, or by an older uhi) have nothing to compare and are current.
+        """
+        manifest = self.read_manifest()
+        records = {k: v for k, v in manifest["stages"].items() if isinstance(v, dict)}
+        unfinished = _unfinished(manifest)
+        stale: list[tuple[str, str]] = []
+        for i, stage in enumerate(stages):
+            if stage in unfinished:
+                stale.append((stage, f"its last run (started {unfinished[stage]}) did not finish"))
+                continue
+            inputs = (records.get(stage) or {}).get("inputs") or {}
+            for upstream in stages[:i]:
+                written = (records.get(upstream) or {}).get("output_sha256") or {}
+                if any(key in written and written[key] != digest for key, digest in inputs.items()):
+                    stale.append((stage, f"it ran before {upstream} last ran"))
+                    break
+        return stale
+
+    def require_current(self, stages: Sequence[str], reader: str) -> None:
+        """Raise StaleWorkspaceError (exit 2) naming the stale stages and the command to fix it.
+
+        Called by the commands that read several stages' outputs at once (``uhi report``,
+        ``uhi scenario``), so they never combine, say, new compute outputs with an old model.
+        """
+        stale = self.stale_stages(stages)
+        if stale:
+            detail = "; ".join(f"{stage}: {why}" for stage, why in stale)
+            raise StaleWorkspaceError(
+                f"{reader} would mix outputs of different runs in {self.root} ({detail}); "
+                f"run `uhi run CONFIG --from {stale[0][0]}` first"
+            )
 
     def forget_stage(self, stage: str) -> None:
         """Drop a stage's record, so it runs again next time."""
@@ -292,6 +429,51 @@ class Workspace:
         if not folder.exists():
             return []
         return sorted(p for p in folder.rglob("*") if p.is_file() and _TMP_MARK not in p.name)
+
+
+def _unfinished(manifest: dict[str, Any]) -> dict[str, str]:
+    marks = manifest.get("unfinished")
+    return marks if isinstance(marks, dict) else {}
+
+
+def _unlink_quietly(path: Path) -> int:
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+        path.unlink()
+        return 1
+    return 0
+
+
+def _holds_workspace(filenames: list[str]) -> bool:
+    return Workspace.MANIFEST in filenames or Workspace.LOCK in filenames
+
+
+def _find_nested_manifest(root: Path) -> Path | None:
+    """The first manifest.json of another workspace below ``root`` (bounded walk, no symlinks)."""
+    if not root.is_dir():
+        return None
+    level = [root]
+    seen = 0
+    for _ in range(_NESTED_SCAN_DEPTH):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False) or entry.name.startswith("."):
+                    continue
+                sub = Path(entry.path)
+                if sub.parent == root and entry.name == "fetch":
+                    continue  # thousands of scene folders, never a workspace
+                if (sub / Workspace.MANIFEST).is_file():
+                    return sub / Workspace.MANIFEST
+                below.append(sub)
+                seen += 1
+                if seen >= _NESTED_SCAN_FOLDERS:
+                    return None
+        level = below
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -136,3 +136,32 @@ def test_merge_refuses_shards_of_another_config(tmp_path: Path) -> None:
     config = load_processing_config(merge_layout, workdir=merge_layout.output, set_values=["time.months=[7]"])
     with pytest.raises(InputError, match="different city/time/search/fetch config"):
         merge_shards(config, dirs)
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "fetch/scenes/../../report/report.html",  # the probe: passes a prefix test
+        "fetch/scenes/./X/lwir11.tif",
+        "fetch/scenes/X/../../../manifest.json",
+        "fetch/scenes/X/deeper/lwir11.tif",
+        "/etc/passwd",
+    ],
+)
+def test_merge_refuses_a_shard_listing_a_path_that_leaves_its_scenes(tmp_path: Path, rel: str) -> None:
+    dirs = _make_shards(tmp_path, ["algo-1"])
+    # the listed file exists where the path leads, with the right checksum: only the path is wrong
+    target = (dirs[0] / rel).resolve() if not rel.startswith("/") else Path(rel)
+    if not rel.startswith("/"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("<html>planted</html>")
+    from uhi.workspace import sha256_file
+
+    record = json.loads((dirs[0] / "shard.json").read_text())
+    record["files"][rel] = sha256_file(target) if target.is_file() else "0" * 64
+    (dirs[0] / "shard.json").write_text(json.dumps(record))
+    merge_layout = _host_root(tmp_path, "merge", ["merge"])
+    config = load_processing_config(merge_layout, workdir=merge_layout.output)
+    with pytest.raises(InputError, match=r"lists a path outside its scenes: .*re-run that host"):
+        merge_shards(config, dirs)
+    assert not merge_layout.output.exists() or not any(merge_layout.output.rglob("*.html"))

@@ -31,10 +31,12 @@ def build_run_config(
 
 def run_stages(config: Any, names: Sequence[str], *, force: bool = False) -> list[Any]:
     """Run the named stages in order in the config's workspace, under its lock."""
+    from uhi.pipeline import check_run_size
     from uhi.stages import get_spec
     from uhi.stages.runner import execute
     from uhi.workspace import Workspace
 
+    check_run_size(config, names)
     ws = Workspace(config.resolved_workdir())
     outcomes = []
     with ws.locked():

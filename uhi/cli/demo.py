@@ -50,6 +50,10 @@ def _stages_available() -> tuple[list[str], str | None]:
     return ready, None
 
 
+# what `uhi demo` writes into DIR (the workspace/ folder is uhi run's, not the demo's)
+_DEMO_FILES = ("config.yaml", "truth.json", "truth_cells.parquet", "data")
+
+
 @click.command("demo")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), metavar="DIR")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of every random draw.")
@@ -77,6 +81,11 @@ def _stages_available() -> tuple[list[str], str | None]:
     help="Usable Landsat 8 scenes per summer (plus 2 fully cloudy and 1 L2SR extra).",
 )
 @click.option("--run", "run_pipeline", is_flag=True, help="Then run every available stage on it.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite the config.yaml, truth and data/ of a demo already in DIR (the workspace is kept).",
+)
 def demo(
     directory: Path,
     seed: int,
@@ -84,6 +93,7 @@ def demo(
     years: tuple[int, int],
     scenes_per_year: int,
     run_pipeline: bool,
+    force: bool,
 ) -> None:
     """Write a deterministic synthetic city near Calgary into DIR, as real Landsat C2 L2 files.
 
@@ -92,6 +102,12 @@ def demo(
     """
     from uhi.demo import DemoSpec, write_demo
 
+    present = [name for name in _DEMO_FILES if (directory / name).exists()]
+    if present and not force:
+        raise click.UsageError(
+            f"{directory} already holds {', '.join(present)}: pass --force to overwrite them "
+            "(your edits to config.yaml are lost), or choose another DIR"
+        )
     spec = DemoSpec(
         seed=seed,
         size_km=size_km,

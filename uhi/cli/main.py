@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import signal
 import sys
+import threading
+from types import FrameType
 
 import click
 
@@ -59,15 +63,62 @@ def cli(verbose: int, quiet: bool, log_json: bool) -> None:
     """Urban heat island analysis from Landsat 8/9 Collection 2 Level-2.
 
     Exit codes: 0 done, 1 runtime failure, 2 bad usage or config, 3 no data,
-    75 workspace locked by another run.
+    75 workspace locked by another run, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     from uhi.logs import configure_logging
 
     configure_logging(-1 if quiet else verbose, json_lines=log_json)
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+EXIT_TERMINATED = 143  # 128 + SIGTERM: how containers, systemd and cron's kill stop a job
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so every cleanup that runs on Ctrl-C runs too
+    (temporaries removed by ``atomic_path``, the lock released by ``Workspace.locked``)."""
+
+
+_TERMINATED_MESSAGE = (
+    "terminated (SIGTERM): temporary files removed and the workspace lock released; "
+    "run the same command again to resume"
+)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+# OSError numbers a user can act on: exit code and what to do (anything else keeps its
+# traceback: a bug to report, not a state of the machine)
+_OS_ERRORS: dict[int, tuple[int, str]] = {
+    errno.ENOSPC: (EXIT_FAILURE, "free space on that filesystem (or point workdir elsewhere) and run again"),
+    errno.EDQUOT: (EXIT_FAILURE, "free space within your quota (or point workdir elsewhere) and run again"),
+    errno.EROFS: (EXIT_FAILURE, "the filesystem is read-only: set workdir (or -w) to a writable folder"),
+    errno.EACCES: (EXIT_FAILURE, "check that path's owner and mode (a workspace: set workdir or -w to a folder you can write)"),
+    errno.EPERM: (EXIT_FAILURE, "check that path's owner and mode (a workspace: set workdir or -w to a folder you can write)"),
+    errno.ENAMETOOLONG: (EXIT_USAGE, "shorten city.name or the workdir path"),
+    errno.EEXIST: (EXIT_USAGE, "a file stands where uhi needs a folder: move it or set workdir (or -w) elsewhere"),
+    errno.ENOTDIR: (EXIT_USAGE, "a file stands where uhi needs a folder: move it or set workdir (or -w) elsewhere"),
+}
+
+
+def _os_error_message(exc: OSError) -> tuple[int, str] | None:
+    """The exit code and one-line message of an OSError from the machine, or None (a bug)."""
+    if exc.errno not in _OS_ERRORS:
+        return None
+    code, fix = _OS_ERRORS[exc.errno]
+    where = f": {exc.filename}" if exc.filename else ""
+    return code, f"{exc.strerror or exc}{where}; {fix}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the group and map errors to exit codes (ARCHITECTURE.md)."""
+    with_term = threading.current_thread() is threading.main_thread() and signal.getsignal(
+        signal.SIGTERM
+    ) in (signal.SIG_DFL, None)
+    if with_term:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         cli.main(args=argv, prog_name="uhi", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -75,20 +126,36 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns KeyboardInterrupt (and so Terminated) into Abort, keeping it as the cause
+        if isinstance(exc.__cause__, Terminated):
+            click.echo(_TERMINATED_MESSAGE, err=True)
+            sys.exit(EXIT_TERMINATED)
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except UhiError as exc:
         from uhi.redact import redact_text
 
         # a message may quote a URL with user:password@ or a signed query (search.url, hrefs)
         click.echo(f"uhi: error: {redact_text(str(exc))}", err=True)
         sys.exit(exc.exit_code)
+    except Terminated:
+        click.echo(_TERMINATED_MESSAGE, err=True)
+        sys.exit(EXIT_TERMINATED)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         sys.exit(EXIT_FAILURE)
+    except OSError as exc:
+        mapped = _os_error_message(exc)
+        if mapped is None:
+            raise
+        click.echo(f"uhi: error: {mapped[1]}", err=True)
+        sys.exit(mapped[0])
+    finally:
+        if with_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.exit(0)
 
 

@@ -609,10 +609,16 @@ def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
     -------
     Path
         The HTML file.
+
+    Raises
+    ------
+    StaleWorkspaceError
+        A stage it reads did not finish its last run, or ran before an earlier stage last ran.
     """
     from uhi import __version__
     from uhi.report.inline import cell_map_js, leaflet_css, leaflet_js
 
+    ws.require_current(("fetch", "compute", "model", "forecast"), "uhi report")
     inp = _load(config, ws)
     out_dir = ws.stage_dir("report")
     maps, extra = _maps_section(inp, ws, out_dir, basemap)

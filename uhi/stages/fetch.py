@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from uhi.raster.read import (
 )
 from uhi.redact import strip_query
 from uhi.stages.runner import StageSpec
-from uhi.workspace import Workspace
+from uhi.workspace import Workspace, remove_tree
 
 __all__ = ["SPEC", "run", "AssetTask", "fetch_asset", "plan_tasks", "crs_mismatch"]
 
@@ -222,10 +221,22 @@ def _remove_stale_scenes(ws: Workspace, keep_dirs: set[Path]) -> int:
         return 0
     removed = 0
     for folder in root.iterdir():
-        if folder.is_dir() and folder.resolve() not in keep_dirs:
-            shutil.rmtree(folder)
+        if folder.is_dir() and not folder.is_symlink() and folder.resolve() not in keep_dirs:
+            remove_tree(folder)
             removed += 1
     return removed
+
+
+def _unlink_scene_symlinks(ws: Workspace) -> None:
+    """Symlinks among the scene folders are unlinked, never followed (their targets are kept):
+    fetch writes only below the workspace, and a link would lead its writes elsewhere."""
+    root = ws.path("fetch", "scenes")
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.is_symlink():
+            log.warning("fetch: removing the symlink %s (scene folders are uhi's own)", entry)
+            remove_tree(entry)
 
 
 def run(config: Config, ws: Workspace) -> dict[str, Any]:
@@ -240,6 +251,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     aoi = load_aoi(config.city)
     collection = search_scenes(config, aoi)
     items = list(collection)
+    _unlink_scene_symlinks(ws)
     tasks = plan_tasks(config, ws, items, aoi.geometry)
     records = map_tasks(
         fetch_asset, tasks, threads=config.fetch.workers, client=active_client(), desc="fetch"

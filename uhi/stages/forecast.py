@@ -364,7 +364,7 @@ def _write_cogs(
         log.warning("forecast: cells.parquet lacks one zoom's tile_x/tile_y; no forecast COGs written")
         return []
     rows, cols, transform, shape = _tile_grid(cells)
-    folder = ws.stage_dir("forecast") / "cogs"
+    folder = ws.path("forecast", "cogs")
     written = []
     r = lst.result
     names = ["forecast", "lower", "upper"] + (["model_projection"] if projection is not None else [])

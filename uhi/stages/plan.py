@@ -176,6 +176,8 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     if p.budget is None:
         raise ConfigError("no budget: give --budget AMOUNT or set plan.budget in the config")
     budget = float(p.budget)
+    # as `uhi scenario`: never combine new compute outputs with an old model or exposure
+    ws.require_current(("fetch", "compute", "model", "exposure"), "uhi plan")
     for needed, stage in ((ws.cells, "compute"), (ws.panel, "compute"), (ws.model_summary, "model")):
         if not Path(needed).is_file():
             raise InputError(f"{ws.relative(needed)} is missing from {ws.root}; run uhi {stage} first")

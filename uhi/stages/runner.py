@@ -12,7 +12,7 @@ from typing import Any
 
 from uhi import __version__
 from uhi.config import Config
-from uhi.workspace import Workspace
+from uhi.workspace import Workspace, sha256_file
 
 __all__ = ["StageSpec", "StageOutcome", "execute", "fingerprint"]
 
@@ -73,13 +73,22 @@ def fingerprint(spec: StageSpec, config: Config, ws: Workspace) -> tuple[str, di
     return h.hexdigest(), inputs
 
 
-def _outputs_intact(ws: Workspace, record: dict[str, Any]) -> bool:
+def _changed_outputs(ws: Workspace, record: dict[str, Any]) -> list[str]:
+    """Recorded outputs that are gone or whose size or SHA-256 differs from the record.
+
+    The hash catches a same-size corruption (a flipped block in a clip) that a size check
+    misses; records written before hashes were kept are checked by size only.
+    """
     outputs = record.get("outputs") or {}
+    hashes = record.get("output_sha256") or {}
+    changed = []
     for rel, size in outputs.items():
         p = ws.root / rel
-        if not p.is_file() or p.stat().st_size != size:
-            return False
-    return True
+        if p.is_symlink() or not p.is_file() or p.stat().st_size != size:
+            changed.append(rel)
+        elif rel in hashes and sha256_file(p) != hashes[rel]:
+            changed.append(rel)
+    return changed
 
 
 def execute(spec: StageSpec, config: Config, ws: Workspace, *, force: bool = False) -> StageOutcome:
@@ -90,15 +99,29 @@ def execute(spec: StageSpec, config: Config, ws: Workspace, *, force: bool = Fal
     """
     fp, inputs = fingerprint(spec, config, ws)
     record = ws.stage_record(spec.name)
-    if not force and record and record.get("fingerprint") == fp and _outputs_intact(ws, record):
-        log.info("%s: inputs unchanged since %s, nothing to do", spec.name, record.get("finished"))
-        return StageOutcome(spec.name, True, 0.0, record.get("summary", {}), list(record["outputs"]))
-    ws.forget_stage(spec.name)
+    if not force and record and record.get("fingerprint") == fp:
+        changed = _changed_outputs(ws, record)
+        if not changed:
+            log.info("%s: inputs unchanged since %s, nothing to do", spec.name, record.get("finished"))
+            return StageOutcome(spec.name, True, 0.0, record.get("summary", {}), list(record["outputs"]))
+        # an output edited or corrupted since it was written is removed, so the stage writes
+        # it afresh (fetch would otherwise keep a same-size corrupted clip as valid)
+        log.warning(
+            "%s: %d output(s) changed since the stage wrote them (%s); running it again",
+            spec.name, len(changed), ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else ""),
+        )
+        for rel in changed:
+            stale = ws.path(*Path(rel).parent.parts) / Path(rel).name  # contained, link not followed
+            if stale.is_symlink() or stale.is_file():
+                stale.unlink()
+    ws.start_stage(spec.name)
     started = time.time()
     log.info("%s: running", spec.name)
     summary = spec.run(config, ws) or {}
     seconds = time.time() - started
-    outputs = {ws.relative(p): p.stat().st_size for p in ws.files_under(ws.stage_dir(spec.name))}
+    files = ws.files_under(ws.stage_dir(spec.name))
+    outputs = {ws.relative(p): p.stat().st_size for p in files}
+    output_sha256 = {ws.relative(p): sha256_file(p) for p in files}
     ws.record_stage(
         spec.name,
         {
@@ -106,6 +129,7 @@ def execute(spec: StageSpec, config: Config, ws: Workspace, *, force: bool = Fal
             "config_hash": config.section_hash(*spec.config_sections),
             "inputs": inputs,
             "outputs": outputs,
+            "output_sha256": output_sha256,
             "summary": summary,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
