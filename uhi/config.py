@@ -322,6 +322,12 @@ class ForecastConfig(_Section):
     )
 
 
+# columns of exposure/cells.parquet that a group column must not overwrite
+_EXPOSURE_CELL_COLUMNS = frozenset(
+    {"cell", "zone", "area_m2", "population", "lst_c", "anomaly_c", "gi_class", "ndvi", "site_coverage", "geometry"}
+)
+
+
 class ExposureConfig(_Section):
     """Who lives in the heat: population, vulnerable groups and neighbourhoods (docs/exposure.md)."""
 
@@ -351,6 +357,9 @@ class ExposureConfig(_Section):
             raise ValueError(f"exposure.groups has duplicates: {list(self.groups)}")
         if self.population_col in self.groups:
             raise ValueError(f"exposure.groups repeats the population column {self.population_col!r}")
+        clash = sorted(set(self.groups) & _EXPOSURE_CELL_COLUMNS)
+        if clash:
+            raise ValueError(f"exposure.groups {clash} clash with output columns; rename them in the layer")
         return self
 
 

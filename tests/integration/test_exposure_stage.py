@@ -267,3 +267,30 @@ def test_raster_without_crs_is_refused(base: dict, tmp_path: Path, capsys) -> No
     err = capsys.readouterr().err
     assert code == 2 and "population raster nocrs.tif has no CRS" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_zones_only_run_leaves_people_unknown_and_drops_stale_files(base: dict, tmp_path: Path) -> None:
+    cfg = _config_file(base, tmp_path, zones_path=str(base["paths"]["zones"]), zone_id_col="zone_id",
+                       population_path=str(base["paths"]["raster"]))
+    assert uhi("exposure", str(cfg)) == 0
+    out = tmp_path / "ws" / "exposure"
+    assert (out / "people_per_band.png").exists()
+    cfg = _config_file(base, tmp_path, zones_path=str(base["paths"]["zones"]), zone_id_col="zone_id")
+    assert uhi("exposure", str(cfg)) == 0
+    assert not (out / "people_per_band.png").exists()  # the previous run's chart is not left behind
+    zones = gpd.read_parquet(out / "zones.parquet")
+    assert zones["population"].isna().all() and zones["lst_mean_c"].notna().all()
+    manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
+    assert sorted(manifest["stages"]["exposure"]["outputs"]) == [
+        "exposure/cells.parquet", "exposure/exposure.xlsx", "exposure/exposure_map.png",
+        "exposure/summary.json", "exposure/zones.geojson", "exposure/zones.parquet"]
+
+
+def test_gi_from_the_geojson_when_the_model_wrote_no_parquet(base: dict, polygons_run: dict, tmp_path: Path) -> None:
+    cfg = _config_file(base, tmp_path, zones_path=str(base["paths"]["zones"]), zone_id_col="zone_id",
+                       population_path=str(base["paths"]["census"]), groups=["age65", "low_income"])
+    (tmp_path / "ws" / "model" / "hotspots.parquet").unlink()  # a workspace of an older uhi
+    assert uhi("exposure", str(cfg)) == 0
+    old = gpd.read_parquet(tmp_path / "ws" / "exposure" / "cells.parquet")
+    new = gpd.read_parquet(polygons_run["out"] / "cells.parquet")
+    pd.testing.assert_series_equal(old["gi_class"], new["gi_class"])

@@ -231,3 +231,12 @@ def test_tile_outline_is_the_boundary_of_the_union() -> None:
     union = shapely.union_all(shapely.polygons(np.concatenate([quads, quads[:, :1]], axis=1)))
     assert len(segs) == 8 + 4
     assert shapely.length(shapely.multilinestrings(segs)) == pytest.approx(union.boundary.length)
+
+
+def test_intersection_areas_ignore_lines_and_empty_parts() -> None:
+    from uhi.stats.exposure import intersection_areas
+
+    cells = _grid(2, 1, 10.0)
+    mixed = shapely.GeometryCollection([box(0, 0, 5, 10), shapely.LineString([(0, 0), (20, 10)])])
+    p, c, a = intersection_areas(_quads(cells), [mixed, shapely.Polygon(), box(5, 0, 15, 10)])
+    assert sorted(zip(p.tolist(), c.tolist(), a.tolist(), strict=True)) == [(0, 0, 50.0), (2, 0, 50.0), (2, 1, 50.0)]

@@ -453,18 +453,61 @@ _NOTES = {
 # the stage
 
 
+def _cell_table(cells: Any, values: Any, gi: np.ndarray, zones: _Zones | None, zone_idx: np.ndarray,
+                pop: _Population | None, groups: list[str]) -> Any:
+    """One row per cell: zone, people, groups and the year's values (cells.parquet's columns)."""
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "cell": cells["cell"].to_numpy(),
+        "zone": zones.frame["zone"].to_numpy()[zone_idx] if zones is not None else None,
+        "area_m2": cells["area_m2"].to_numpy(dtype=float),
+        "population": pop.per_cell[:, 0] if pop else np.nan,
+    })
+    if zones is not None:
+        table.loc[zone_idx < 0, "zone"] = None
+    for j, g in enumerate(groups):
+        table[g] = pop.per_cell[:, 1 + j] if pop is not None else np.nan
+    table["lst_c"] = values["lst_c"].to_numpy(dtype=float)
+    table["anomaly_c"] = values["anomaly_c"].to_numpy(dtype=float)
+    table["gi_class"] = gi
+    table["ndvi"] = values["ndvi"].to_numpy(dtype=float)
+    table["site_coverage"] = cells["site_coverage"].to_numpy(dtype=float)
+    return table
+
+
+def _zone_table(table: Any, zones: _Zones, zone_idx: np.ndarray, pop: _Population | None, groups: list[str],
+                e: ExposureConfig) -> Any:
+    """One row per zone: the layer's ids and names, polygon area and the figures of zone_table."""
+    import pandas as pd
+
+    from uhi.stats.exposure import zone_table
+
+    ztab = zone_table(table.assign(zone_index=zone_idx), len(zones.frame), groups=groups, threshold_c=e.threshold_c)
+    if pop is None:
+        # no population layer: people figures are unknown, not zero
+        for c in ("population", *groups, "people_no_lst", "people_hot_95", "people_hot_99",
+                  "share_people_hot_95", "share_people_hot_99", "people_above_threshold"):
+            ztab[c] = np.nan
+    head = zones.frame.drop(columns=zones.frame.geometry.name).reset_index(drop=True)
+    head["area_km2"] = zones.frame.geometry.area.to_numpy() / 1e6
+    return pd.concat([head, ztab], axis=1)
+
+
 def run(config: Config, ws: Workspace) -> dict[str, Any]:
     """Join the year's LST and Gi* classes to population, groups and zones; write exposure/ outputs."""
     import geopandas as gpd
     import pandas as pd
 
     from uhi.grid.cells import tile_outline_segments
-    from uhi.stats.exposure import assign_zones, band_counts, zone_table
+    from uhi.stats.exposure import assign_zones, band_counts
 
     t0 = time.perf_counter()
     e = config.exposure
     out_dir = ws.stage_dir("exposure")
     if e.zones_path is None and e.population_path is None:
+        for stale in ws.files_under(out_dir):
+            stale.unlink()
         ws.write_json(out_dir / "summary.json", {"configured": False,
                                                  "note": "set exposure.zones_path and/or exposure.population_path"})
         return {"configured": False}
@@ -507,35 +550,10 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     else:
         notes.append("no population layer (exposure.population_path): population figures are empty")
 
-    table = pd.DataFrame({
-        "cell": cells["cell"].to_numpy(),
-        "zone": zones.frame["zone"].to_numpy()[zone_idx] if zones is not None else None,
-        "area_m2": cells["area_m2"].to_numpy(dtype=float),
-        "population": pop.per_cell[:, 0] if pop else np.nan,
-    })
-    if zones is not None:
-        table.loc[zone_idx < 0, "zone"] = None
-    for j, g in enumerate(groups):
-        table[g] = pop.per_cell[:, 1 + j] if pop is not None else np.nan
-    table["lst_c"] = values["lst_c"].to_numpy(dtype=float)
-    table["anomaly_c"] = values["anomaly_c"].to_numpy(dtype=float)
-    table["gi_class"] = gi
-    table["ndvi"] = values["ndvi"].to_numpy(dtype=float)
-    table["site_coverage"] = cells["site_coverage"].to_numpy(dtype=float)
-
-    ztab = None
-    if zones is not None:
-        calc = table.assign(zone_index=zone_idx)
-        ztab = zone_table(calc, len(zones.frame), groups=groups, threshold_c=e.threshold_c)
-        if pop is None:
-            for c in ("population", *groups, "people_no_lst", "people_hot_95", "people_hot_99",
-                      "share_people_hot_95", "share_people_hot_99", "people_above_threshold"):
-                ztab[c] = np.nan
-        head = zones.frame.drop(columns=zones.frame.geometry.name).reset_index(drop=True)
-        head["area_km2"] = zones.frame.geometry.area.to_numpy() / 1e6
-        ztab = pd.concat([head, ztab], axis=1)
+    table = _cell_table(cells, values, gi, zones, zone_idx, pop, groups)
+    ztab = _zone_table(table, zones, zone_idx, pop, groups, e) if zones is not None else None
     summary = _city(table, ztab, pop, groups, e, year, notes)
-    summary["seconds_compute"] = round(time.perf_counter() - t0, 3)
+    summary["seconds"] = {"before_writing": round(time.perf_counter() - t0, 3)}
     bands = band_counts(table["lst_c"].to_numpy(), table["population"].to_numpy(), e.band_width_c) if pop else None
 
     # every check has passed: only now is anything written
@@ -561,11 +579,13 @@ def _write(ws: Workspace, out_dir: Path, cells: Any, zones: Any | None, summary:
     from uhi.writers.geojson import write_geojson
     from uhi.writers.parquet import write_geoparquet
 
+    written = [out_dir / "cells.parquet", out_dir / "exposure.xlsx", out_dir / "summary.json"]
     write_geoparquet(cells, out_dir / "cells.parquet")
     sheets: dict[str, Any] = {}
     if zones is not None:
         write_geoparquet(zones, out_dir / "zones.parquet")
         write_geojson(zones, out_dir / "zones.geojson")
+        written += [out_dir / "zones.parquet", out_dir / "zones.geojson"]
         sheets["zones"] = pd.DataFrame(zones.drop(columns=zones.geometry.name))
     city = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
     sheets["city"] = pd.DataFrame({"figure": list(city), "value": [str(v) if v is None else v for v in city.values()]})
@@ -580,26 +600,35 @@ def _write(ws: Workspace, out_dir: Path, cells: Any, zones: Any | None, summary:
     sheets["notes"] = pd.DataFrame({"note": summary.get("notes", [])})
     write_workbook(out_dir / "exposure.xlsx", sheets, notes=_NOTES)
     if "png" in config.outputs.formats:
-        _write_maps(out_dir, zones, bands, summary, config, crs, outline)
+        written += _write_maps(out_dir, zones, bands, summary, config, crs, outline)
     ws.write_json(out_dir / "summary.json", summary)
+    # a previous run's files this run did not write (e.g. zones, since dropped) would be
+    # recorded as its outputs: remove them
+    for stale in set(ws.files_under(out_dir)) - {p.resolve() for p in written}:
+        stale.unlink()
 
 
 def _write_maps(out_dir: Path, zones: Any | None, bands: Any | None, summary: dict[str, Any],
-                config: Config, crs: str, outline: np.ndarray) -> None:
+                config: Config, crs: str, outline: np.ndarray) -> list[Path]:
     from uhi.writers.maps import render_band_chart, render_zone_map, save_map
 
+    written = []
     year = summary["year"]
-    if zones is not None and zones["lst_pop_mean_c"].notna().any():
+    # without a population layer the zones are coloured by their area-weighted LST
+    weighted = zones is not None and bool(zones["lst_pop_mean_c"].notna().any())
+    column, what = ("lst_pop_mean_c", "population-weighted LST") if weighted else ("lst_mean_c", "mean LST")
+    if zones is not None and zones[column].notna().any():
         fig = render_zone_map(
-            zones, "lst_pop_mean_c", labels="name", overlay=outline,
-            title=f"{config.city.name}: population-weighted LST by zone, {year}",
-            label="population-weighted LST", units="degrees C", working_crs=crs,
+            zones, column, labels="name", overlay=outline,
+            title=f"{config.city.name}: {what} by zone, {year}",
+            label=what, units="degrees C", working_crs=crs,
             overlay_label=f"Gi* hot spots, 95 % and 99 % ({int(summary.get('cells_hot_95') or 0)} cells)",
         )
-        save_map(fig, out_dir / "exposure_map.png")
+        written.append(save_map(fig, out_dir / "exposure_map.png"))
     if bands is not None:
         fig = render_band_chart(bands, title=f"{config.city.name}: people per LST band, {year}")
-        save_map(fig, out_dir / "people_per_band.png")
+        written.append(save_map(fig, out_dir / "people_per_band.png"))
+    return written
 
 
 def _inputs(config: Config, ws: Workspace) -> list[Path]:
