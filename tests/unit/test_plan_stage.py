@@ -141,3 +141,12 @@ def test_people_without_exposure_and_no_model(tmp_path: Path) -> None:
     ws.model_summary.unlink()
     with pytest.raises(InputError, match="model/summary.json is missing .*run uhi model first"):
         run(_cfg(objective="area"), ws)
+
+
+def test_a_budget_above_every_change_buys_all_and_says_so(tmp_path: Path) -> None:
+    ws, _, _ = _workspace(tmp_path)
+    run(_cfg(budget=1e9), ws)
+    s = json.loads(ws.path("plan", "summary.json").read_text())
+    table = gpd.read_parquet(ws.path("plan", "cells.parquet"))
+    assert table["selected"].all() and s["total_cost"] == pytest.approx(table["cost"].sum())
+    assert any("leaves the rest unspent" in n for n in s["notes"])

@@ -224,6 +224,9 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             f"{cheapest:,.2f} {p.currency}); raise --budget"
         )
     divisible = not p.whole_cells
+    if budget > float(opts.cost.sum()):
+        notes.append(f"the budget exceeds the cost of every feasible change ({float(opts.cost.sum()):,.2f} "
+                     f"{p.currency}): the plan buys all of them and leaves the rest unspent")
     t_alloc = time.perf_counter()
     fraction, method = allocate(opts.benefit, opts.cost, budget, divisible=divisible)
     t_alloc = time.perf_counter() - t_alloc
