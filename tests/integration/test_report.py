@@ -26,6 +26,7 @@ from shapely.geometry import box
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 import test_scenario as synth  # noqa: E402  (the synthetic workspace of the scenario tests)
+from conftest import require_module, require_program  # noqa: E402
 
 from uhi.config import build_config  # noqa: E402
 from uhi.report.builder import build_report  # noqa: E402
@@ -33,7 +34,6 @@ from uhi.scenario import run_scenario  # noqa: E402
 from uhi.stages import get_spec  # noqa: E402
 from uhi.stages.runner import execute  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # XML namespace names inside Leaflet: identifiers passed to createElementNS, never fetched
 _NAMESPACES = ("http://www.w3.org/2000/svg",)
 
@@ -131,7 +131,7 @@ def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
 # -- headless Chromium over the DevTools protocol ---------------------------------------------
 
 
-async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str, Any]:
+async def _inspect(chromium: str, url: str, width: int = 1280, height: int = 2400) -> dict[str, Any]:
     """Load ``url`` in headless Chromium; collect errors, requests, a screenshot and page facts."""
     import urllib.request
 
@@ -139,7 +139,7 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str,
 
     profile = tempfile.mkdtemp(prefix="uhi-chromium-")
     proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
          f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
          "about:blank"],
@@ -233,17 +233,16 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str,
 
 
 def _run(url: str) -> dict[str, Any]:
-    pytest.importorskip("tornado", reason="the DevTools client uses tornado's websocket")
-    return asyncio.run(_inspect(url))
-
-
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (CI: apt-get install -y chromium)"
-)
+    """Inspect ``url`` in headless Chromium: skipped locally without it, a failure under CI."""
+    chromium = require_program(
+        "chromium", "chromium-browser", fix="apt-get install -y chromium (Debian's package; .ci/run installs it)"
+    )
+    # the DevTools client uses tornado's websocket
+    require_module("tornado", fix="pip install 'uhi[test]'")
+    return asyncio.run(_inspect(chromium, url))
 
 
 @pytest.mark.browser
-@needs_chromium
 def test_harness_catches_broken_pages(tmp_path: Path) -> None:
     """The browser check can fail: a missing image, a script error and a remote URL are all seen."""
     bad = tmp_path / "bad.html"
@@ -258,7 +257,6 @@ def test_harness_catches_broken_pages(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-@needs_chromium
 def test_report_renders_offline_in_chromium(report: tuple[Path, Any], tmp_path: Path) -> None:
     from PIL import Image
 

@@ -112,9 +112,7 @@ def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Pat
     assert "Land surface temperature" in page or 'id="maps"' in page
     import test_report as browser
 
-    if browser.CHROMIUM is None:
-        pytest.skip("headless Chromium not installed (CI: apt-get install -y chromium)")
-    result = browser._run(path.as_uri())
+    result = browser._run(path.as_uri())  # skipped locally without Chromium, a failure under CI
     assert result["errors"] == []
     assert all(u.startswith(("file:", "data:")) for u in result["requests"])
     n_cells = len(gpd.read_parquet(ws.cells))
