@@ -150,3 +150,27 @@ def test_a_budget_above_every_change_buys_all_and_says_so(tmp_path: Path) -> Non
     table = gpd.read_parquet(ws.path("plan", "cells.parquet"))
     assert table["selected"].all() and s["total_cost"] == pytest.approx(table["cost"].sum())
     assert any("leaves the rest unspent" in n for n in s["notes"])
+
+
+def test_water_cells_left_out_as_the_scenario_leaves_them_out(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    ws, _, pop = _workspace(tmp_path)
+    table = pq.read_table(ws.cells)
+    water = np.zeros(table.num_rows)
+    water[:30] = 0.9  # a lake along the south edge: more than model.max_water_share (0.5)
+    pq.write_table(table.append_column("water_share", pa_array(water)), ws.cells)
+    run(_cfg(), ws)
+    s = json.loads(ws.path("plan", "summary.json").read_text())
+    assert s["water_cells"]["cells_left_out_water"] == 30 and s["cells_modelled"] == 144 - 30
+    chosen = gpd.read_parquet(ws.path("plan", "cells.parquet"))
+    lake = set(pq.read_table(ws.cells, columns=["cell"]).column("cell").to_pylist()[:30])
+    assert not lake & set(chosen["cell"])
+    again = _scenario_benefit(ws, ws.path("plan", "changes.geojson"), "replay", "lag", pop)
+    assert again == pytest.approx(s["total_benefit"], rel=1e-6)
+
+
+def pa_array(values: np.ndarray):
+    import pyarrow as pa
+
+    return pa.array(values)

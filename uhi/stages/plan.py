@@ -168,7 +168,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     """Compute the plan of ``config.plan`` and write plan/ (nothing is written on bad input)."""
     import geopandas as gpd
 
-    from uhi.scenario import _baseline, _weights_matrix, _working_crs, read_scenario_model
+    from uhi.scenario import _weights_matrix, fitted_cells, modelled_cells, read_scenario_model
     from uhi.stats.plan import SpatialSolver, allocate, benefit_interval, marginal_benefits
 
     t0 = time.perf_counter()
@@ -189,15 +189,10 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             f"--intervention {p.intervention} changes {var!r}, which model {fitted.kind!r} does not use "
             f"(x: {list(fitted.x)}); add {var} to model.x and rerun `uhi model`, or pick another intervention"
         )
-    cells = gpd.read_parquet(ws.cells)
-    y = str(summary.get("y") or config.model.y)
-    # the same baseline year, cells and W as `uhi scenario`, so the two agree exactly
-    base, year = _baseline(ws, cells, fitted.x, fitted.year, y)
-    valid = base[[*fitted.x, y]].notna().all(axis=1).to_numpy()
-    if not valid.any():
-        raise NoDataError(f"no cell has all of {list(fitted.x)} in {year}; rerun uhi compute")
-    cells_v = cells.loc[valid].reset_index(drop=True)
-    base_v = base.loc[valid].reset_index(drop=True)
+    # the same cells (water rule), baseline year and W as `uhi scenario`, so the two agree exactly
+    fc = fitted_cells(config, ws, summary, fitted)
+    y, year = fc.y, fc.year
+    cells_v, base_v = modelled_cells(fc, fitted)
     area_m2 = cells_v["area_m2"].to_numpy(float)
     weights, unit, weight_note = _objective_weights(p.objective, ws, cells_v)
 
@@ -280,10 +275,11 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     )
     out = _summary(config, fitted, var, y, year, unit, weight_note, amount_unit, method, budget, total, table,
                    interval_out, naive, pop_note, notes, len(cells_v))
+    out["water_cells"] = fc.water
     out["seconds"] = {"marginal_benefits": round(t_solve, 4), "allocation": round(t_alloc, 4),
                       "total": round(time.perf_counter() - t0, 3)}
     # every check has passed: only now is anything written
-    _write(ws, config, table, curve, out, cells_v, _working_crs(ws.cells, cells))
+    _write(ws, config, table, curve, out, cells_v, fc.working_crs)
     log.info("plan: %s of %s %s on %d cells cools %.4g %s (naive hottest %.4g)", p.intervention,
              f"{out['total_cost']:,.0f}", p.currency, out["cells_selected"], total, unit, naive["hottest_cells"])
     return {"intervention": p.intervention, "objective": p.objective, "model": fitted.kind,
