@@ -30,7 +30,9 @@ __all__ = [
     "BuildingsConfig",
     "SuhiConfig",
     "ModelConfig",
+    "PlanConfig",
     "ForecastConfig",
+    "ExposureConfig",
     "OutputsConfig",
     "DaskConfig",
     "load_config",
@@ -347,6 +349,83 @@ class ForecastConfig(_Section):
     )
 
 
+# columns of exposure/cells.parquet that a group column must not overwrite
+_EXPOSURE_CELL_COLUMNS = frozenset(
+    {"cell", "zone", "area_m2", "population", "lst_c", "anomaly_c", "gi_class", "ndvi", "site_coverage", "geometry"}
+)
+
+
+class ExposureConfig(_Section):
+    """Who lives in the heat: population, vulnerable groups and neighbourhoods (docs/exposure.md)."""
+
+    zones_path: Path | None = Field(None, description="neighbourhoods, wards or census units (any OGR format, any CRS)")
+    zones_layer: str | None = Field(None, description="layer of a multi-layer zones file")
+    zone_id_col: str = Field("zone", description="unique zone identifier column")
+    zone_name_col: str | None = Field("name", description="zone name column (labels on the map)")
+    rank_col: str | None = Field(
+        None, description="zone column ranking people for the concentration index (e.g. median income)"
+    )
+    population_path: Path | None = Field(
+        None, description="population: a count raster (GeoTIFF, any CRS) or polygons with population_col"
+    )
+    population_layer: str | None = Field(None, description="layer of a multi-layer population file")
+    population_col: str = Field("population", description="count column of population polygons")
+    groups: tuple[str, ...] = Field((), description="count columns of vulnerable groups in the population polygons")
+    dasymetric: bool = Field(
+        True, description="split polygons by building floor area when compute has it (buildings.path), else by area"
+    )
+    year: int | None = Field(None, description="reference year (default: the latest year in the panel)")
+    threshold_c: float = Field(35.0, description="people in cells whose LST is above this, degC")
+    band_width_c: float = Field(1.0, gt=0, description="LST band width of the people-per-band chart, degC")
+
+    @model_validator(mode="after")
+    def _groups_need_polygons(self) -> ExposureConfig:
+        if len(set(self.groups)) != len(self.groups):
+            raise ValueError(f"exposure.groups has duplicates: {list(self.groups)}")
+        if self.population_col in self.groups:
+            raise ValueError(f"exposure.groups repeats the population column {self.population_col!r}")
+        clash = sorted(set(self.groups) & _EXPOSURE_CELL_COLUMNS)
+        if clash:
+            raise ValueError(f"exposure.groups {clash} clash with output columns; rename them in the layer")
+        return self
+
+
+class PlanConfig(_Section):
+    """Where to spend a budget on greening, trees or cool roofs (docs/plan.md).
+
+    Costs are illustrative defaults of the right order of magnitude (sources and caveats in
+    docs/plan.md); set the city's own contract prices.
+    """
+
+    budget: float | None = Field(None, gt=0, description="money to spend, in plan.currency (--budget)")
+    currency: str = Field("CAD", description="unit of budget and costs (a label only)")
+    intervention: Literal["greening", "cool_roofs", "trees"] = Field(
+        "greening", description="greening raises NDVI of open ground; trees raise NDVI per tree; cool_roofs raise albedo"
+    )
+    objective: str = Field(
+        "people", pattern=r"^(people|area|group:.+)$",
+        description="people (person-degC), area (area-weighted mean degC) or group:NAME (an exposure.groups column)",
+    )
+    model: Literal["ols", "slx", "lag", "error", "fe", "panel_fe"] | None = Field(
+        None, description="fitted model to plan with (default: model/summary.json's best model)"
+    )
+    whole_cells: bool = Field(False, description="buy each cell's change whole (0-1) instead of in part")
+    open_share: float = Field(
+        0.5, gt=0, le=1, description="share of a cell's open ground (not built, not water) that can be greened or planted"
+    )
+    greening_ndvi: float = Field(0.6, gt=-1, le=1, description="NDVI of greened ground (irrigated grass, shrubs)")
+    greening_cost_per_m2: float = Field(30.0, gt=0, description="cost per m2 greened")
+    tree_ndvi: float = Field(0.8, gt=-1, le=1, description="NDVI under a tree's crown")
+    tree_crown_m2: float = Field(30.0, gt=0, description="crown area of one planted tree, m2")
+    tree_spacing_m2: float = Field(50.0, gt=0, description="plantable ground per tree, m2")
+    tree_cost: float = Field(500.0, gt=0, description="cost per tree planted (stock, planting, establishment care)")
+    max_ndvi_increase: float = Field(0.3, gt=0, le=2, description="cap on a cell's NDVI increase")
+    roof_albedo: float = Field(0.6, gt=0, le=1, description="albedo of a cool roof")
+    cool_roof_cost_per_m2: float = Field(20.0, gt=0, description="cost per m2 of roof coated")
+    max_albedo_increase: float = Field(0.3, gt=0, le=1, description="cap on a cell's albedo increase")
+    interval: float = Field(0.95, gt=0, lt=1, description="coverage of the total benefit's interval")
+
+
 class OutputsConfig(_Section):
     """What is written for people."""
 
@@ -379,6 +458,8 @@ class Config(_Section):
     suhi: SuhiConfig = SuhiConfig()
     model: ModelConfig = ModelConfig()
     forecast: ForecastConfig = ForecastConfig()
+    exposure: ExposureConfig = ExposureConfig()
+    plan: PlanConfig = PlanConfig()
     outputs: OutputsConfig = OutputsConfig()
     dask: DaskConfig = DaskConfig()
     workdir: Path | None = Field(None, description="workspace folder (default: ./uhi-<city>)")
@@ -537,6 +618,8 @@ _PATH_KEYS = (
     ("buildings", "zones_path"),
     ("suhi", "elevation_path"),
     ("forecast", "rcp_table"),
+    ("exposure", "zones_path"),
+    ("exposure", "population_path"),
     ("workdir",),
 )
 

@@ -130,10 +130,45 @@ def _check_inputs(config: Config, v: Validation) -> None:
             v.problems.append(f"{key} {path} has no column {col!r}; set {col_key} to one of: {', '.join(fields[:20])}")
             continue
         v.checked.append(f"{key}: {path}" + (f" (column {col!r})" if col else ""))
+    _check_exposure(config, v)
     if config.suhi.elevation_path is not None:
         _check_raster(config.suhi.elevation_path, "suhi.elevation_path", v)
     if config.forecast.rcp_table is not None:
         _check_rcp_table(config.forecast.rcp_table, v)
+
+
+def _check_exposure(config: Config, v: Validation) -> None:
+    """exposure.zones_path with its id/name/rank columns; exposure.population_path as a raster
+    (.tif) or polygons with population_col and every group column."""
+    e = getattr(config, "exposure", None)
+    if e is None:
+        return
+    if e.zones_path is not None:
+        fields = _layer_fields(e.zones_path, e.zones_layer, "exposure.zones_path", v)
+        if fields is not None:
+            wanted = [("exposure.zone_id_col", e.zone_id_col), ("exposure.zone_name_col", e.zone_name_col),
+                      ("exposure.rank_col", e.rank_col)]
+            missing = [(k, c) for k, c in wanted if c and c not in fields]
+            for key, col in missing:
+                v.problems.append(f"exposure.zones_path {e.zones_path} has no column {col!r}; set {key} to one of: "
+                                  f"{', '.join(fields[:20])}")
+            if not missing:
+                v.checked.append(f"exposure.zones_path: {e.zones_path}")
+    if e.population_path is not None:
+        if e.population_path.suffix.lower() in (".tif", ".tiff", ".vrt"):
+            _check_raster(e.population_path, "exposure.population_path", v)
+            return
+        fields = _layer_fields(e.population_path, e.population_layer, "exposure.population_path", v)
+        if fields is None:
+            return
+        missing_cols = [c for c in (e.population_col, *e.groups) if c not in fields]
+        if missing_cols:
+            v.problems.append(
+                f"exposure.population_path {e.population_path} has no column(s) {', '.join(map(repr, missing_cols))}; "
+                f"set exposure.population_col / exposure.groups to its columns: {', '.join(fields[:20])}"
+            )
+        else:
+            v.checked.append(f"exposure.population_path: {e.population_path}")
 
 
 def _check_raster(path: Path, key: str, v: Validation) -> None:

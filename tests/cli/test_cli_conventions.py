@@ -199,3 +199,17 @@ def test_validate_lists_every_config_error(tmp_path: Path) -> None:
     # a run stops on the same problems, all named
     r = run("run", str(cfg), "-w", str(tmp_path / "ws"))
     assert r.returncode == 2 and "search.max_clod" in r.stderr and "search.bakend" in r.stderr and "grid.zoom" in r.stderr
+
+
+def test_validate_checks_the_exposure_layers(offline_config: Path, tmp_path: Path) -> None:
+    zones = tmp_path / "wards.geojson"
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"ward": "a", "name": "A"},
+         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}]}))
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text(offline_config.read_text() + f"exposure: {{zones_path: '{zones}', population_path: '{tmp_path / 'pop.tif'}'}}\n")
+    r = run("validate", str(cfg), "--json")
+    problems = json.loads(r.stdout)["problems"]
+    assert r.returncode == 2 and len(problems) == 2, problems
+    assert "exposure.zones_path" in problems[0] and "no column 'zone'; set exposure.zone_id_col to one of: ward, name" in problems[0]
+    assert problems[1].startswith("exposure.population_path not found")
