@@ -209,7 +209,7 @@ def test_locked_workspace_raises_exit_75(setup: tuple[Config, Path]) -> None:
 def test_cli_from_reruns_that_stage_and_the_later_ones(setup: tuple[Config, Path], tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """`uhi run --from model` runs model and forecast again although nothing changed (README);
+    """`uhi run --from model` runs model and the stages after it again although nothing changed (README);
     without --from an unchanged pipeline is skipped whole."""
     from uhi import pipeline
     from uhi.cli.main import main
@@ -225,12 +225,12 @@ def test_cli_from_reruns_that_stage_and_the_later_ones(setup: tuple[Config, Path
             main(list(args))
         return int(done.value.code or 0)
 
-    assert uhi("run", str(cfg)) == 0 and CALLS == ["fetch", "compute", "model", "forecast"]
+    assert uhi("run", str(cfg)) == 0 and CALLS == ["fetch", "compute", "model", "exposure", "forecast"]
     CALLS.clear()
     assert uhi("run", str(cfg)) == 0 and CALLS == []
     CALLS.clear()
     assert uhi("run", str(cfg), "--from", "model", "-q") == 0
-    assert CALLS == ["model", "forecast"]
+    assert CALLS == ["model", "exposure", "forecast"]
     CALLS.clear()
     # --from fetch written out is a request too: everything runs again
     assert uhi("run", str(cfg), "--from", "fetch", "--to", "compute") == 0 and CALLS == ["fetch", "compute"]
