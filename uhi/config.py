@@ -150,13 +150,33 @@ class SearchConfig(_Section):
     max_cloud_land: float | None = Field(
         None, ge=0, le=100, description="maximum landsat:cloud_cover_land, percent"
     )
-    platforms: tuple[Literal["landsat-8", "landsat-9"], ...] = ("landsat-8", "landsat-9")
+    platforms: tuple[Literal["landsat-4", "landsat-5", "landsat-7", "landsat-8", "landsat-9"], ...] = Field(
+        ("landsat-8", "landsat-9"),
+        description="Landsat platforms to keep (landsat-4, -5, -7, -8, -9), or 'all' for all five",
+    )
     require_thermal: bool = Field(True, description="keep only L2SP scenes (with surface temperature)")
     max_items: int = Field(2000, ge=1, description="stop searching after this many items")
     timeout_total_s: float = Field(
         600.0, gt=0, description="wall-clock bound on the whole search (every page and retry), seconds"
     )
     sagemaker: SageMakerConfig = SageMakerConfig()
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _all_platforms(cls, value: Any) -> Any:
+        # `platforms: all` (or [all]) is the documented one-line switch to Landsat 4-9
+        if value == "all" or (isinstance(value, (list, tuple)) and list(value) == ["all"]):
+            return ("landsat-4", "landsat-5", "landsat-7", "landsat-8", "landsat-9")
+        if isinstance(value, str):
+            return (value,)
+        return value
+
+    @field_validator("platforms")
+    @classmethod
+    def _some_platform(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("search.platforms is empty; name at least one of landsat-4/5/7/8/9 or 'all'")
+        return value
 
     @model_validator(mode="after")
     def _backend_needs(self) -> SearchConfig:
