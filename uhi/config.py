@@ -26,6 +26,7 @@ __all__ = [
     "FetchConfig",
     "MaskingConfig",
     "GridConfig",
+    "ComputeConfig",
     "IndicesConfig",
     "BuildingsConfig",
     "SuhiConfig",
@@ -242,6 +243,18 @@ class GridConfig(_Section):
     )
 
 
+class ComputeConfig(_Section):
+    """How pixels become cell values."""
+
+    min_valid_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="a cell-date whose clear share (valid_share) is below this gets NaN variables "
+        "(0: any clear pixel counts; e.g. 0.5 against Landsat 7 SLC-off stripes)",
+    )
+
+
 class IndicesConfig(_Section):
     """Spectral index variants."""
 
@@ -367,6 +380,7 @@ class Config(_Section):
     fetch: FetchConfig = FetchConfig()
     masking: MaskingConfig = MaskingConfig()
     grid: GridConfig = GridConfig()
+    compute: ComputeConfig = ComputeConfig()
     indices: IndicesConfig = IndicesConfig()
     buildings: BuildingsConfig = BuildingsConfig()
     suhi: SuhiConfig = SuhiConfig()
