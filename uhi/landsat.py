@@ -71,6 +71,7 @@ CDIST_SCALE = BandScale(scale=0.01, offset=0.0, fill=-9999)  # distance to cloud
 KELVIN_OFFSET = 273.15  # exactly, by definition of the Celsius scale
 SR_VALID_DN = (7273, 43636)  # rho in [0, 1] (LSDS-1619 Table 6-1 "valid range")
 
+
 @dataclass(frozen=True)
 class Sensor:
     """One Landsat instrument's Collection 2 Level-2 product: its band numbering and facts."""
@@ -86,10 +87,10 @@ class Sensor:
 
 # THE band table: every place that meets a band name (STAC asset keys, EarthExplorer file names,
 # SageMaker items, MTL scale groups) resolves it through ``Sensor.bands``.
-# TM and ETM+: LSDS-1618 (Landsat 4-7 C2 L2 Science Product Guide) Table 1-1 / Section 6:
+# TM and ETM+: LSDS-1618 (Landsat 4-7 C2 L2 Science Product Guide), band designations:
 # SR_B1 blue, SR_B2 green, SR_B3 red, SR_B4 NIR, SR_B5 SWIR1, SR_B7 SWIR2, ST_B6 thermal (TM 120 m,
 # ETM+ 60 m, both delivered at 30 m); QA_PIXEL bit 2 (cirrus) is unused (no cirrus band).
-# OLI/TIRS: LSDS-1619 Table 1-1: SR_B1 coastal .. SR_B7 SWIR2, ST_B10 thermal (100 m, delivered at 30 m).
+# OLI/TIRS: LSDS-1619, band designations: SR_B1 coastal .. SR_B7 SWIR2, ST_B10 thermal (100 m, delivered at 30 m).
 _TM_ETM_BANDS: dict[str, str] = {
     "blue": "SR_B1",
     "green": "SR_B2",
@@ -153,8 +154,8 @@ def is_mss(scene_id: str | None, instruments: Any = None) -> bool:
 # QA_PIXEL bit layout, LSDS-1619 Table 6-3. Bit 6 "clear" is set exactly when bits 1 (dilated
 # cloud) and 3 (cloud) are unset (on non-fill pixels; checked on the real QA in tests/data): it
 # does NOT exclude cloud shadow (4) or cirrus (2), nor by that rule snow (5), so masks test the
-# reject bits. TM and ETM+ QA_PIXEL (LSDS-1618 Table 6-3) has the same layout with bit 2 unused
-# (always 0: no cirrus band) and no terrain-occlusion meaning; Landsat 7's scan-line-corrector
+# reject bits. TM and ETM+ QA_PIXEL (LSDS-1618, pixel quality band) has the same layout with
+# bit 2 unused (always 0: no cirrus band) and cirrus confidence (14-15) unused; Landsat 7's scan-line-corrector
 # gaps (SLC-off, after 2003-05-31) are fill (bit 0 set, SR/ST DN 0), so the reject mask and the
 # fill tests drop them like any other fill.
 QA_BITS: dict[str, int] = {

@@ -27,12 +27,12 @@ from uhi.stages import compute, fetch
 from uhi.stages.runner import execute
 from uhi.workspace import Workspace
 
-# LSDS-1618 (Landsat 4-7 C2 L2 Science Product Guide) Table 6-1/6-2 and LSDS-1619 (8-9):
+# LSDS-1618 (Landsat 4-7 C2 L2 Science Product Guide) and LSDS-1619 (8-9), scaling tables:
 # SR DN x 0.0000275 - 0.2, ST DN x 0.00341802 + 149.0 K, fill 0 in both.
 SR_MULT, SR_ADD = 0.0000275, -0.2
 ST_MULT, ST_ADD = 0.00341802, 149.0
 KELVIN = 273.15
-# TM/ETM+ band files (LSDS-1618 Table 1-1): 1 blue, 2 green, 3 red, 4 NIR, 5 SWIR1, 7 SWIR2, ST_B6.
+# TM/ETM+ band files (LSDS-1618 band designations): 1 blue, 2 green, 3 red, 4 NIR, 5 SWIR1, 7 SWIR2, ST_B6.
 TM_SR = ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7")
 # OLI (LSDS-1619): 1 coastal, 2 blue, 3 green, 4 red, 5 NIR, 6 SWIR1, 7 SWIR2, ST_B10.
 OLI_SR = ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")

@@ -168,7 +168,7 @@ def test_asset_keys_become_canonical(style: str) -> None:
     assert item.properties["uhi:level"] == "L2SP"
 
 
-# OLI file band -> the TM/ETM+ file band of the same canonical key (LSDS-1618/1619 Table 1-1)
+# OLI file band -> the TM/ETM+ file band of the same canonical key (LSDS-1618/1619 band designations)
 _OLI_TO_TM = {"SR_B2": "SR_B1", "SR_B3": "SR_B2", "SR_B4": "SR_B3", "SR_B5": "SR_B4", "SR_B6": "SR_B5",
               "SR_B7": "SR_B7", "ST_B10": "ST_B6"}
 

@@ -18,8 +18,8 @@ from uhi.errors import ConfigError
 from uhi.search.normalize import SceneFilter, canonicalize_item, filter_items, merge_split_items
 
 STAC = Path(__file__).parents[1] / "data" / "stac"
-# The USGS band numbers behind each canonical key, written here from LSDS-1618 Table 1-1 (TM/ETM+)
-# and LSDS-1619 Table 1-1 (OLI/TIRS), independently of uhi.landsat.
+# The USGS band numbers behind each canonical key, written here from LSDS-1618 (TM/ETM+) and
+# LSDS-1619 (OLI/TIRS), band designations, independently of uhi.landsat.
 TM_ETM_FILES = {
     "blue": "_SR_B1.TIF", "green": "_SR_B2.TIF", "red": "_SR_B3.TIF", "nir08": "_SR_B4.TIF",
     "swir16": "_SR_B5.TIF", "swir22": "_SR_B7.TIF", "lwir11": "_ST_B6.TIF",
