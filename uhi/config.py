@@ -32,6 +32,7 @@ __all__ = [
     "SuhiConfig",
     "ModelConfig",
     "ForecastConfig",
+    "ExposureConfig",
     "OutputsConfig",
     "DaskConfig",
     "load_config",
@@ -283,16 +284,28 @@ class BuildingsConfig(_Section):
 class SuhiConfig(_Section):
     """Surface urban heat island reference."""
 
-    rural: Literal["buffer", "nonbuilt"] = Field(
-        "nonbuilt", description="rural reference: a buffer ring around the urban extent, or non-built cells"
+    rural: Literal["buffer", "ring"] = Field(
+        "buffer",
+        description="rural reference outside the urban extent: cells within buffer_m of it ('buffer'), "
+        "or the ring of equal area to it ('ring', Peng et al. 2012)",
     )
-    buffer_m: float = Field(2000.0, gt=0, description="buffer ring width, metres")
+    buffer_m: float = Field(2000.0, gt=0, description="buffer ring width around the urban extent, metres")
     urban_site_coverage: float = Field(
         0.05, ge=0, le=1, description="cells with at least this site coverage are urban"
     )
     rural_max_ndbi: float = Field(0.0, description="non-built rural cells have NDBI below this")
     elevation_path: Path | None = Field(None, description="DEM for the +-elevation filter")
     elevation_tolerance_m: float = Field(50.0, gt=0, description="Chakraborty & Lee 2019: +-50 m")
+
+    @field_validator("rural", mode="before")
+    @classmethod
+    def _rural_removed(cls, v: Any) -> Any:
+        if v == "nonbuilt":
+            raise ValueError(
+                "'nonbuilt' was removed (it counted parks inside the city as rural); use 'buffer' "
+                "(cells within suhi.buffer_m of the urban extent) or 'ring' (equal-area ring)"
+            )
+        return v
 
 
 class ModelConfig(_Section):
@@ -316,6 +329,13 @@ class ModelConfig(_Section):
     hotspot_variable: Literal["lst", "anomaly"] = "lst"
     permutations: int = Field(0, ge=0, description="Gi* permutations; 0 uses normal p-values")
     fdr: bool = Field(True, description="correct hotspot p-values for multiple tests (FDR)")
+    max_water_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="cells whose water_share (cells.parquet) is above this are left out of the "
+        "regressions, weights, Gi*, forecast and scenario",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -348,9 +368,57 @@ class ForecastConfig(_Section):
     rcp_years: tuple[int, ...] = (2050, 2085)
     rcp_region: str = Field(
         "global",
-        description="region rows of the warming table: 'global' or 'canada' in the shipped one; "
-        "any value of a user table's region column",
+        description="region rows of the warming table: 'global' or 'canada' (an upper bound) in the "
+        "shipped one; any value of a user table's region column",
     )
+    rcp_lst_per_air_k: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="K of LST change per K of the table's AIR warming: an assumption (1.0 = one for one), "
+        "see docs/forecast.md",
+    )
+
+
+# columns of exposure/cells.parquet that a group column must not overwrite
+_EXPOSURE_CELL_COLUMNS = frozenset(
+    {"cell", "zone", "area_m2", "population", "lst_c", "anomaly_c", "gi_class", "ndvi", "site_coverage", "geometry"}
+)
+
+
+class ExposureConfig(_Section):
+    """Who lives in the heat: population, vulnerable groups and neighbourhoods (docs/exposure.md)."""
+
+    zones_path: Path | None = Field(None, description="neighbourhoods, wards or census units (any OGR format, any CRS)")
+    zones_layer: str | None = Field(None, description="layer of a multi-layer zones file")
+    zone_id_col: str = Field("zone", description="unique zone identifier column")
+    zone_name_col: str | None = Field("name", description="zone name column (labels on the map)")
+    rank_col: str | None = Field(
+        None, description="zone column ranking people for the concentration index (e.g. median income)"
+    )
+    population_path: Path | None = Field(
+        None, description="population: a count raster (GeoTIFF, any CRS) or polygons with population_col"
+    )
+    population_layer: str | None = Field(None, description="layer of a multi-layer population file")
+    population_col: str = Field("population", description="count column of population polygons")
+    groups: tuple[str, ...] = Field((), description="count columns of vulnerable groups in the population polygons")
+    dasymetric: bool = Field(
+        True, description="split polygons by building floor area when compute has it (buildings.path), else by area"
+    )
+    year: int | None = Field(None, description="reference year (default: the latest year in the panel)")
+    threshold_c: float = Field(35.0, description="people in cells whose LST is above this, degC")
+    band_width_c: float = Field(1.0, gt=0, description="LST band width of the people-per-band chart, degC")
+
+    @model_validator(mode="after")
+    def _groups_need_polygons(self) -> ExposureConfig:
+        if len(set(self.groups)) != len(self.groups):
+            raise ValueError(f"exposure.groups has duplicates: {list(self.groups)}")
+        if self.population_col in self.groups:
+            raise ValueError(f"exposure.groups repeats the population column {self.population_col!r}")
+        clash = sorted(set(self.groups) & _EXPOSURE_CELL_COLUMNS)
+        if clash:
+            raise ValueError(f"exposure.groups {clash} clash with output columns; rename them in the layer")
+        return self
 
 
 class OutputsConfig(_Section):
@@ -386,6 +454,7 @@ class Config(_Section):
     suhi: SuhiConfig = SuhiConfig()
     model: ModelConfig = ModelConfig()
     forecast: ForecastConfig = ForecastConfig()
+    exposure: ExposureConfig = ExposureConfig()
     outputs: OutputsConfig = OutputsConfig()
     dask: DaskConfig = DaskConfig()
     workdir: Path | None = Field(None, description="workspace folder (default: ./uhi-<city>)")
@@ -536,6 +605,8 @@ _PATH_KEYS = (
     ("buildings", "zones_path"),
     ("suhi", "elevation_path"),
     ("forecast", "rcp_table"),
+    ("exposure", "zones_path"),
+    ("exposure", "population_path"),
     ("workdir",),
 )
 

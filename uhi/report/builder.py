@@ -429,11 +429,16 @@ def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
     sec.body.append(_table(table, digits=2))
     rcp = fsum.get("rcp85") or {}
     if rcp.get("years"):
-        key = next((k for k in rcp if k.startswith("city_")), None)
-        rows = pd.DataFrame({"year": rcp["years"], "warming added (°C)": rcp.get("warming_added_c")})
-        if key:
-            rows["city LST (°C)"] = rcp[key]
-        sec.body.append(f"<p>Long-term view under RCP8.5 ({html.escape(str(rcp.get('source', '')))}):</p>")
+        k_lst = rcp.get("lst_per_air_k", 1.0)
+        rows = pd.DataFrame({"year": rcp["years"], "air warming added (°C)": rcp.get("air_warming_added_c")})
+        rows[f"LST change added (°C, {k_lst:g} x air)"] = rcp.get("lst_change_added_c")
+        if rcp.get("city_lst_rcp85_c") is not None:
+            rows["city LST, not air (°C)"] = rcp["city_lst_rcp85_c"]
+        sec.body.append(
+            f"<p>Long-term view under RCP8.5 ({html.escape(str(rcp.get('source', '')))}). The table's "
+            f"warming is of air temperature; adding {k_lst:g} K of LST per K of air warming "
+            "(<code>forecast.rcp_lst_per_air_k</code>) is an assumption, not a measured relation.</p>"
+        )
         sec.body.append(_table(rows.set_index("year"), digits=2))
     return sec
 
