@@ -31,6 +31,7 @@ __all__ = [
     "BuildingsConfig",
     "SuhiConfig",
     "ModelConfig",
+    "PlanConfig",
     "ForecastConfig",
     "ExposureConfig",
     "OutputsConfig",
@@ -421,6 +422,42 @@ class ExposureConfig(_Section):
         return self
 
 
+class PlanConfig(_Section):
+    """Where to spend a budget on greening, trees or cool roofs (docs/plan.md).
+
+    Costs are illustrative defaults of the right order of magnitude (sources and caveats in
+    docs/plan.md); set the city's own contract prices.
+    """
+
+    budget: float | None = Field(None, gt=0, description="money to spend, in plan.currency (--budget)")
+    currency: str = Field("CAD", description="unit of budget and costs (a label only)")
+    intervention: Literal["greening", "cool_roofs", "trees"] = Field(
+        "greening", description="greening raises NDVI of open ground; trees raise NDVI per tree; cool_roofs raise albedo"
+    )
+    objective: str = Field(
+        "people", pattern=r"^(people|area|group:.+)$",
+        description="people (person-degC), area (area-weighted mean degC) or group:NAME (an exposure.groups column)",
+    )
+    model: Literal["ols", "slx", "lag", "error", "fe", "panel_fe"] | None = Field(
+        None, description="fitted model to plan with (default: model/summary.json's best model)"
+    )
+    whole_cells: bool = Field(False, description="buy each cell's change whole (0-1) instead of in part")
+    open_share: float = Field(
+        0.5, gt=0, le=1, description="share of a cell's open ground (not built, not water) that can be greened or planted"
+    )
+    greening_ndvi: float = Field(0.6, gt=-1, le=1, description="NDVI of greened ground (irrigated grass, shrubs)")
+    greening_cost_per_m2: float = Field(30.0, gt=0, description="cost per m2 greened")
+    tree_ndvi: float = Field(0.8, gt=-1, le=1, description="NDVI under a tree's crown")
+    tree_crown_m2: float = Field(30.0, gt=0, description="crown area of one planted tree, m2")
+    tree_spacing_m2: float = Field(50.0, gt=0, description="plantable ground per tree, m2")
+    tree_cost: float = Field(500.0, gt=0, description="cost per tree planted (stock, planting, establishment care)")
+    max_ndvi_increase: float = Field(0.3, gt=0, le=2, description="cap on a cell's NDVI increase")
+    roof_albedo: float = Field(0.6, gt=0, le=1, description="albedo of a cool roof")
+    cool_roof_cost_per_m2: float = Field(20.0, gt=0, description="cost per m2 of roof coated")
+    max_albedo_increase: float = Field(0.3, gt=0, le=1, description="cap on a cell's albedo increase")
+    interval: float = Field(0.95, gt=0, lt=1, description="coverage of the total benefit's interval")
+
+
 class OutputsConfig(_Section):
     """What is written for people."""
 
@@ -455,6 +492,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     forecast: ForecastConfig = ForecastConfig()
     exposure: ExposureConfig = ExposureConfig()
+    plan: PlanConfig = PlanConfig()
     outputs: OutputsConfig = OutputsConfig()
     dask: DaskConfig = DaskConfig()
     workdir: Path | None = Field(None, description="workspace folder (default: ./uhi-<city>)")

@@ -25,6 +25,7 @@ _COMMANDS = {
     "run": "Run fetch, compute, model, exposure and forecast in one workspace.",
     "demo": "Write the synthetic demo city (and optionally run the pipeline on it).",
     "scenario": "Predict the LST change of land-use changes drawn as polygons (what-if).",
+    "plan": "Where a budget of greening, trees or cool roofs cools the most people.",
     "report": "Write one self-contained HTML report: maps, model R², SUHI series, forecasts.",
     "processing": "SageMaker Processing entrypoint: shard scenes across hosts, then merge.",
 }
