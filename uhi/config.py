@@ -26,6 +26,7 @@ __all__ = [
     "FetchConfig",
     "MaskingConfig",
     "GridConfig",
+    "ComputeConfig",
     "IndicesConfig",
     "BuildingsConfig",
     "SuhiConfig",
@@ -153,13 +154,33 @@ class SearchConfig(_Section):
     max_cloud_land: float | None = Field(
         None, ge=0, le=100, description="maximum landsat:cloud_cover_land, percent"
     )
-    platforms: tuple[Literal["landsat-8", "landsat-9"], ...] = ("landsat-8", "landsat-9")
+    platforms: tuple[Literal["landsat-4", "landsat-5", "landsat-7", "landsat-8", "landsat-9"], ...] = Field(
+        ("landsat-8", "landsat-9"),
+        description="Landsat platforms to keep (landsat-4, -5, -7, -8, -9), or 'all' for all five",
+    )
     require_thermal: bool = Field(True, description="keep only L2SP scenes (with surface temperature)")
     max_items: int = Field(2000, ge=1, description="stop searching after this many items")
     timeout_total_s: float = Field(
         600.0, gt=0, description="wall-clock bound on the whole search (every page and retry), seconds"
     )
     sagemaker: SageMakerConfig = SageMakerConfig()
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _all_platforms(cls, value: Any) -> Any:
+        # `platforms: all` (or [all]) is the documented one-line switch to Landsat 4-9
+        if value == "all" or (isinstance(value, (list, tuple)) and list(value) == ["all"]):
+            return ("landsat-4", "landsat-5", "landsat-7", "landsat-8", "landsat-9")
+        if isinstance(value, str):
+            return (value,)
+        return value
+
+    @field_validator("platforms")
+    @classmethod
+    def _some_platform(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("search.platforms is empty; name at least one of landsat-4/5/7/8/9 or 'all'")
+        return value
 
     @model_validator(mode="after")
     def _backend_needs(self) -> SearchConfig:
@@ -222,6 +243,18 @@ class GridConfig(_Section):
         ge=1,
         description="refuse an AOI estimated to hold more cells than this at grid.zoom (a 30 km "
         "city is ~400,000 cells at zoom 19 and its run peaks near 5 GB)",
+    )
+
+
+class ComputeConfig(_Section):
+    """How pixels become cell values."""
+
+    min_valid_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="a cell-date whose clear share (valid_share) is below this gets NaN variables "
+        "(0: any clear pixel counts; e.g. 0.5 against Landsat 7 SLC-off stripes)",
     )
 
 
@@ -453,6 +486,7 @@ class Config(_Section):
     fetch: FetchConfig = FetchConfig()
     masking: MaskingConfig = MaskingConfig()
     grid: GridConfig = GridConfig()
+    compute: ComputeConfig = ComputeConfig()
     indices: IndicesConfig = IndicesConfig()
     buildings: BuildingsConfig = BuildingsConfig()
     suhi: SuhiConfig = SuhiConfig()

@@ -46,6 +46,8 @@ SAS_QUERY = "sv=2021-06-08&se=2099-01-01T00%3A00%3A00Z&sp=r&sr=b&sig=FAKESASSIGN
 MTL_PRESIGNED = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDFAKE&X-Amz-Signature=deadbeefcafe"
 TILES = 3  # the real 512 x 512 scene is tiled 3 x 3 into a 1536 x 1536 COG at 30 m
 PIXEL_M = 30.0
+TM_ITEM = "LT05_L2SP_010067_19860424_02_T2"
+ETM_ITEM = "LE07_L2SP_021030_20100109_02_T1"
 
 
 # -- a COG server that honours Range and counts what it serves ------------------------------------
@@ -246,6 +248,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         _item(template, "LC08_L2SP_008059_20191201_20200825_02_T1", "2019-12-01T15:20:00Z", 2.0, "L2SP",
               f"{cog_url}/scene-a", crs, transform, size),
     ]
+    # real Landsat 5 (TM) and 7 (ETM+) items of the landsat-c2-l2 collection, moved over the scene
+    # and re-dated: the default platforms (8, 9) drop the L7 one; `all` keeps both
+    for name, when in ((TM_ITEM, "2011-07-12T15:20:00Z"), (ETM_ITEM, "2019-07-18T15:20:00Z")):
+        old = json.loads((DATA / "stac" / "stactools-examples" / f"{name}.json").read_text())
+        moved = _item(template, name, when, 4.0, "L2SP", "", crs, transform, size)
+        old.update({"geometry": moved["geometry"], "bbox": moved["bbox"], "links": []})
+        old["properties"]["datetime"] = when
+        old["properties"]["eo:cloud_cover"] = 4.0
+        for asset in old["assets"].values():
+            asset["href"] = f"{cog_url}/scene-old/{asset['href'].rsplit('/', 1)[-1]}"  # never read
+        items.append(old)
     ndjson = root / "items.ndjson"
     ndjson.write_text("\n".join(json.dumps(i) for i in [*items, *real]) + "\n")
     port = _free_port()
@@ -311,12 +324,31 @@ def test_search_selects_and_logs_why_scenes_were_dropped(served: Served, tmp_pat
     collection = search_scenes(_config(served, tmp_path / "ws"))
     assert {i.id for i in collection} == SELECTED
     # rustac declares no query extension: cloud, L2SR and months are all client-side here
-    assert collection.extra_fields["uhi:dropped"] == {"cloud": 1, "L2SR (no thermal)": 1, "months": 1}
+    assert collection.extra_fields["uhi:dropped"] == {"cloud": 1, "L2SR (no thermal)": 1, "months": 1, "platform": 1}
     text = caplog.text
     assert "dropped 1 scene(s): cloud (LC08_L2SP_008059_20190726" in text
     assert "dropped 1 scene(s): L2SR (no thermal)" in text and "dropped 1 scene(s): months" in text
     # the real Planetary Computer items in the same API are elsewhere: the server's intersects dropped them
     assert all(i.properties["uhi:level"] == "L2SP" for i in collection)
+
+
+def test_search_filters_platforms_and_reads_tm_etm_items(served: Served, tmp_path: Path) -> None:
+    """Real L5/L7 items served by rustac: `platforms` selects them, and their TM/ETM+ assets
+    (`lwir` = ST_B6, SR_B1 = blue) come out under the same canonical keys as an L8 item's."""
+    only7 = search_scenes(_config(served, tmp_path / "a", search={"platforms": ["landsat-7"]}))
+    assert [i.id for i in only7] == [ETM_ITEM]
+    assert only7.extra_fields["uhi:dropped"]["platform"] == 5  # every L8 item of June-August
+    every = search_scenes(_config(served, tmp_path / "b", search={"platforms": "all"},
+                                  time={"start": "2011-01-01", "end": "2019-12-31"}))
+    ids = {i.id for i in every}
+    assert {TM_ITEM, ETM_ITEM} <= ids and SELECTED <= ids
+    l8 = next(i for i in every if i.id == "LC08_L2SP_008059_20190710_20200825_02_T1")
+    for item in (i for i in every if i.id in (TM_ITEM, ETM_ITEM)):
+        assert {"blue", "green", "red", "nir08", "swir16", "swir22", "lwir11", "qa_pixel", "qa"} <= set(item.assets)
+        assert item.assets["lwir11"].href.endswith("_ST_B6.TIF")
+        assert item.assets["blue"].href.endswith("_SR_B1.TIF")
+        assert item.assets["nir08"].href.endswith("_SR_B4.TIF")
+    assert l8.assets["blue"].href.endswith("_SR_B2.TIF")
 
 
 def test_fetch_reads_only_the_window_and_writes_exact_pixels(served: Served, tmp_path: Path) -> None:
@@ -459,7 +491,7 @@ def test_empty_result_exits_3_with_the_filters(served: Served, tmp_path: Path) -
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 3, r.stderr
     assert "no Landsat scenes for the AOI" in r.stderr and "months 1,2" in r.stderr and "cloud <= 20 %" in r.stderr
-    assert "6 months" in r.stderr  # the six nearby items were all outside January-February
+    assert "7 months" in r.stderr  # the seven nearby 2019 items (six L8, one L7) were all outside January-February
 
 
 def test_planetary_computer_hrefs_are_signed_at_read_time(monkeypatch: pytest.MonkeyPatch) -> None:

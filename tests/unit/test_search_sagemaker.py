@@ -168,6 +168,44 @@ def test_asset_keys_become_canonical(style: str) -> None:
     assert item.properties["uhi:level"] == "L2SP"
 
 
+# OLI file band -> the TM/ETM+ file band of the same canonical key (LSDS-1618/1619 band designations)
+_OLI_TO_TM = {"SR_B2": "SR_B1", "SR_B3": "SR_B2", "SR_B4": "SR_B3", "SR_B5": "SR_B4", "SR_B6": "SR_B5",
+              "SR_B7": "SR_B7", "ST_B10": "ST_B6"}
+
+
+@pytest.mark.parametrize("style", ["usgs", "short", "suffix-only"])
+@pytest.mark.parametrize(("prefix", "platform"), [("LT05", "landsat-5"), ("LE07", "landsat-7")])
+def test_tm_etm_asset_keys_become_canonical_by_their_own_numbering(style: str, prefix: str, platform: str) -> None:
+    """A SageMaker item of a TM/ETM+ scene (files ..._SR_B1.TIF = blue, ..._ST_B6.TIF): read with
+    OLI numbering, SR_B1 would be `coastal` and SR_B4 `red`."""
+    raw = _raw_item(0)
+    raw["Id"] = raw["Id"].replace("LC09", prefix)
+    raw["Properties"]["Platform"] = platform
+    hrefs: dict[str, str] = {}
+    for key, asset in list(raw["Assets"].items()):
+        band = re.search(r"_((?:SR|ST)_B\d+)\.TIF$", asset["Href"])
+        if key == "coastal" or (band and band.group(1) not in _OLI_TO_TM):
+            continue
+        href = asset["Href"].replace("LC09", prefix)
+        if band:
+            href = href.replace(f"_{band.group(1)}.TIF", f"_{_OLI_TO_TM[band.group(1)]}.TIF")
+        hrefs[key] = href
+    names = {k: re.search(r"_((?:SR|ST)_B\d+|QA_PIXEL|QA_RADSAT|SR_QA_AEROSOL)\.TIF$", h).group(1)
+             for k, h in hrefs.items()}
+    if style == "usgs":
+        raw["Assets"] = {names[k]: {"Href": h} for k, h in hrefs.items()}
+    elif style == "short":
+        raw["Assets"] = {re.sub(r"^S[RT]_(B\d+)$", r"\1", names[k]): {"Href": h} for k, h in hrefs.items()}
+    else:
+        raw["Assets"] = {f"asset{n}": {"Href": h} for n, h in enumerate(hrefs.values())}
+    item = canonicalize_item(item_from_sagemaker(raw))
+    for key in ("blue", "green", "red", "nir08", "swir16", "swir22", "lwir11", "qa_pixel"):
+        assert item.assets[key].href == hrefs[key], (style, key)
+    assert item.assets["blue"].href.endswith("_SR_B1.TIF") and item.assets["lwir11"].href.endswith("_ST_B6.TIF")
+    assert "coastal" not in item.assets
+    assert item.properties["platform"] == platform
+
+
 # -- one round trip through botocore's real HTTP stack --------------------------------------------
 
 
