@@ -117,8 +117,11 @@ def _load(config: Any, ws: Any) -> _Inputs:
 # -- sections ----------------------------------------------------------------------------------
 
 
-def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[ReportSection, dict[str, Any]]:
-    """PNG maps of LST, anomaly, hotspots, residuals, forecast, scenario; also the layer data."""
+def _maps_section(
+    inp: _Inputs, ws: Any, out_dir: Path, basemap: bool, save_png: bool = True
+) -> tuple[ReportSection, dict[str, Any]]:
+    """PNG maps of LST, anomaly, hotspots, residuals, forecast, scenario; also the layer data.
+    The maps are always inlined in the page; ``save_png`` also writes them as ``maps/*.png``."""
     from uhi.writers.maps import render_hotspot_map, render_value_map
 
     sec = ReportSection("maps", f"Maps ({inp.year})")
@@ -167,7 +170,8 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
             cmap="RdBu_r", diverging=True, outlines=polygons, **common),
             f"Predicted change in LST for scenario {name}; black outlines are the changed areas."))
         extra.setdefault("scenarios", []).append((name, g.set_index("cell")["dlst_c"]))
-    tags = [_figure_tag(fig, caption, caption, save_to=maps_dir / f"{key}.png", ws=ws) for key, fig, caption in figs]
+    tags = [_figure_tag(fig, caption, caption, save_to=maps_dir / f"{key}.png" if save_png else None, ws=ws)
+            for key, fig, caption in figs]
     sec.body.append('<div class="maps">' + "\n".join(tags) + "</div>" if tags else _missing("no map could be drawn"))
     return sec, extra
 
@@ -598,7 +602,8 @@ def _embed_json(obj: Any) -> str:
 
 
 def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
-    """Write ``report/report.html`` (and ``report/maps/*.png``) from the workspace's artifacts.
+    """Write ``report/report.html`` (and, when ``outputs.formats`` has ``png``,
+    ``report/maps/*.png``) from the workspace's artifacts.
 
     Parameters
     ----------
@@ -626,7 +631,12 @@ def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
     ws.require_current(("fetch", "compute", "model", "forecast"), "uhi report")
     inp = _load(config, ws)
     out_dir = ws.stage_dir("report")
-    maps, extra = _maps_section(inp, ws, out_dir, basemap)
+    save_png = "png" in config.outputs.formats
+    if not save_png and (out_dir / "maps").is_dir():
+        from uhi.workspace import remove_tree
+
+        remove_tree(out_dir / "maps")  # maps of an earlier run would pass for this one's
+    maps, extra = _maps_section(inp, ws, out_dir, basemap, save_png)
     sections = [maps, _models_section(inp), _suhi_section(inp, ws), _forecast_section(inp, ws, config.forecast.interval)]
     scen = _scenario_section(ws)
     if scen is not None:
