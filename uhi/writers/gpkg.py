@@ -25,16 +25,27 @@ _FIXED_DATE = "2000-01-01T00:00:00.000Z"
 _DATASET_OPTIONS = {"VERSION": "1.2"}
 
 
+# SQLite's own journal and syncs protect a file edited in place; uhi writes a temporary file
+# that atomic_path fsyncs and renames as a whole, so they only cost time (400k cells: about 1 s
+# of 4 s on 2 cores)
+_WRITE_OPTIONS = {
+    "OGR_CURRENT_DATE": _FIXED_DATE,
+    "OGR_SQLITE_SYNCHRONOUS": "OFF",
+    "OGR_SQLITE_JOURNAL": "OFF",
+}
+
+
 @contextlib.contextmanager
 def _fixed_change_date() -> Iterator[None]:
+    """GDAL options for writing a temporary GeoPackage: fixed change date, no SQLite journal."""
     import pyogrio
 
-    before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": _FIXED_DATE})
+    before = {key: pyogrio.get_gdal_config_option(key) for key in _WRITE_OPTIONS}
+    pyogrio.set_gdal_config_options(_WRITE_OPTIONS)
     try:
         yield
     finally:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": before})
+        pyogrio.set_gdal_config_options(before)
 
 
 def _prepared(frame: Any) -> Any:
