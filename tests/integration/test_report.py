@@ -131,8 +131,13 @@ def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
 # -- headless Chromium over the DevTools protocol ---------------------------------------------
 
 
-async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str, Any]:
-    """Load ``url`` in headless Chromium; collect errors, requests, a screenshot and page facts."""
+# paper sizes in inches, as Page.printToPDF takes them
+PAPERS = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}
+
+
+async def _inspect(url: str, width: int = 1280, height: int = 2400, *, mobile: bool = False,
+                   papers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load ``url`` in headless Chromium; collect errors, requests, a screenshot, page facts and PDFs."""
     import urllib.request
 
     from tornado.websocket import websocket_connect
@@ -173,7 +178,7 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str,
 
         for domain in ("Runtime", "Log", "Network", "Page"):
             await call(f"{domain}.enable")
-        await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=mobile)
         await call("Page.navigate", url=url)
         while not any(e.get("method") == "Page.loadEventFired" for e in events):
             events.append(json.loads(await asyncio.wait_for(conn.read_message(), 30)))
@@ -183,7 +188,12 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str,
             cells: document.getElementById('cell-map') ? document.getElementById('cell-map').dataset.cells : null,
             images: document.images.length,
             brokenImages: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length,
-            leaflet: typeof L !== 'undefined' ? L.version : null
+            leaflet: typeof L !== 'undefined' ? L.version : null,
+            scrollWidth: document.documentElement.scrollWidth,
+            clientWidth: document.documentElement.clientWidth,
+            wideElements: Array.from(document.querySelectorAll('body *')).filter(
+                e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+                     && !e.closest('.table-wrap') && !e.closest('.leaflet-container')).length
         })""")
         interaction: dict[str, Any] = {}
         rect = (await call("Runtime.evaluate", returnByValue=True, expression="""(() => {
@@ -206,6 +216,12 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str,
                 return {popup: popup ? popup.textContent : null, legends: legends}; })()"""))["result"]["value"]
             await call("Runtime.evaluate", expression="window.scrollTo(0, 0)")
         shot = await call("Page.captureScreenshot", format="png")
+        pdfs = {}
+        for paper in papers:
+            w_in, h_in = PAPERS[paper]
+            printed = await call("Page.printToPDF", paperWidth=w_in, paperHeight=h_in, printBackground=True,
+                                 displayHeaderFooter=False)
+            pdfs[paper] = base64.b64decode(printed["data"])
         conn.close()
     finally:
         proc.terminate()
@@ -229,12 +245,40 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400) -> dict[str,
         elif method == "Network.requestWillBeSent":
             requests.append(params["request"]["url"])
     return {"errors": errors, "requests": requests, "facts": facts["result"]["value"], "interaction": interaction,
-            "screenshot": base64.b64decode(shot["data"])}
+            "screenshot": base64.b64decode(shot["data"]), "pdfs": pdfs}
 
 
-def _run(url: str) -> dict[str, Any]:
+def _run(url: str, **kwargs: Any) -> dict[str, Any]:
     pytest.importorskip("tornado", reason="the DevTools client uses tornado's websocket")
-    return asyncio.run(_inspect(url))
+    return asyncio.run(_inspect(url, **kwargs))
+
+
+def _print_to_pdf(url: str, target: Path) -> bytes:
+    """The page printed by ``chromium --headless --print-to-pdf`` (its default paper, no header/footer)."""
+    profile = tempfile.mkdtemp(prefix="uhi-chromium-")
+    try:
+        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}",
+                        "--no-pdf-header-footer", "--virtual-time-budget=3000", f"--print-to-pdf={target}", url],
+                       check=True, capture_output=True, timeout=120)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return target.read_bytes()
+
+
+def pdf_page_fill(pdf: bytes) -> list[float]:
+    """Per page, how far down its content reaches: the lowest non-white row / the page height.
+
+    Pages are rendered at 40 dpi with pypdfium2; a pixel darker than 245 of 255 is content.
+    """
+    pdfium = pytest.importorskip("pypdfium2", reason="pypdfium2 renders the PDF pages (test extra)")
+    doc = pdfium.PdfDocument(pdf)
+    fills = []
+    for page in doc:
+        img = np.asarray(page.render(scale=40 / 72).to_pil().convert("L"), dtype=np.uint8)
+        rows = np.flatnonzero((img < 245).any(axis=1))
+        fills.append(float((rows[-1] + 1) / img.shape[0]) if rows.size else 0.0)
+    return fills
 
 
 needs_chromium = pytest.mark.skipif(

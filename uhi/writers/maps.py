@@ -15,11 +15,13 @@ import numpy as np
 __all__ = [
     "CREDIT_LANDSAT",
     "CREDIT_OSM",
+    "CREDIT_SYNTHETIC",
     "HOTSPOT_CLASSES",
     "render_value_map",
     "render_class_map",
     "render_hotspot_map",
     "nice_scale_length_m",
+    "map_scale_factor",
     "figure_png_bytes",
     "save_map",
 ]
@@ -28,6 +30,7 @@ log = logging.getLogger("uhi.maps")
 
 CREDIT_LANDSAT = "Landsat data: USGS"
 CREDIT_OSM = "Buildings: (c) OpenStreetMap contributors"
+CREDIT_SYNTHETIC = "SYNTHETIC data (uhi demo): not Landsat observations"
 
 # ArcGIS Hot Spot Analysis bins (Gi_Bin): +-3 at 99 %, +-2 at 95 %, +-1 at 90 % confidence
 HOTSPOT_CLASSES: dict[int, tuple[str, str]] = {
@@ -112,14 +115,28 @@ def _draw_cells(ax: Any, geoms: Any, zorder: int, **style: Any) -> Any:
     return coll
 
 
-def _add_scale_bar(ax: Any) -> None:
-    """Alternating black/white bar in the lower left, length computed in the projected CRS."""
+def map_scale_factor(crs: Any, x: float, y: float) -> float:
+    """Map units per ground metre at (x, y) of a projected CRS (its point scale factor k).
+
+    Web Mercator stretches ground lengths by 1 / cos(latitude) (k = 1.47 at 47 degrees N);
+    UTM by 0.9996 to 1.001. A scale bar drawn ``k * L`` map units long spans ``L`` metres.
+    """
+    from pyproj import CRS, Proj, Transformer
+
+    crs = CRS.from_user_input(crs)
+    lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(x, y)
+    # conformal projections: the meridional and parallel scales are equal
+    return float(Proj(crs).get_factors(lon, lat).meridional_scale)
+
+
+def _add_scale_bar(ax: Any, units_per_m: float = 1.0) -> None:
+    """Alternating black/white bar in the lower left; ``units_per_m`` converts ground metres to map units."""
     from matplotlib.patches import Rectangle
 
     x0, x1 = ax.get_xlim()
     y0, y1 = ax.get_ylim()
     width, height = x1 - x0, y1 - y0
-    length = nice_scale_length_m(width)
+    length = nice_scale_length_m(width / units_per_m) * units_per_m
     bar_h = height * 0.012
     left, bottom = x0 + width * 0.05, y0 + height * 0.05
     ax.add_patch(
@@ -143,15 +160,16 @@ def _add_scale_bar(ax: Any) -> None:
             )
         )
     ax.text(
-        left + length / 2, bottom + bar_h * 1.6, _format_length(length), ha="center", va="bottom",
+        left + length / 2, bottom + bar_h * 1.6, _format_length(round(length / units_per_m, 6)), ha="center", va="bottom",
         fontsize=9, zorder=5, gid="scale-bar-label",
         bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
     )
 
 
 def _add_north_arrow(ax: Any) -> None:
-    # The map is drawn in a UTM-like working CRS whose grid north differs from true north by
-    # the meridian convergence (under ~2 degrees near a zone's centre): north-up is grid-up.
+    # The report draws in EPSG:3857, where north is straight up everywhere (and the cells,
+    # web-mercator tiles, are axis-aligned). In a UTM working CRS grid north differs from true
+    # north by the meridian convergence (under ~2 degrees near a zone's centre).
     ax.annotate(
         "N", xy=(0.94, 0.95), xytext=(0.94, 0.85), xycoords="axes fraction",
         ha="center", va="center", fontsize=12, fontweight="bold", zorder=6, gid="north-arrow",
@@ -225,7 +243,7 @@ def _finish(fig: Any, ax: Any, proj: Any, credits: Sequence[str], basemap: bool,
         extra = _add_basemap(ax, proj.crs)
         if extra:
             all_credits.append(extra)
-    _add_scale_bar(ax)
+    _add_scale_bar(ax, map_scale_factor(proj.crs, (xmin + xmax) / 2, (ymin + ymax) / 2) if proj.crs.is_projected else 1.0)
     _add_north_arrow(ax)
     _add_credits(fig, all_credits)
     return fig
