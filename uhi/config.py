@@ -197,7 +197,9 @@ class MaskingConfig(_Section):
         None, ge=0, description="reject pixels closer to cloud than this (ST_CDIST), km"
     )
     clip_reflectance: bool = Field(
-        True, description="clip reflectance to [0, 1] (True) or mask values outside it (False)"
+        False,
+        description="clip reflectance outside the valid range [0, 1] into it (True) instead of "
+        "masking it (False, default); the water test always reads unclipped values",
     )
 
     @field_validator("reject_bits")

@@ -7,6 +7,7 @@ USGS landsatlook (shared/data/stac). See docs/science.md.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ __all__ = [
     "product_level",
     "is_l2sp",
     "reflectance",
+    "apply_valid_range",
+    "dn_bound",
     "lst_celsius",
     "qa_reject_mask",
     "qa_bit_set",
@@ -59,8 +62,10 @@ CDIST_SCALE = BandScale(scale=0.01, offset=0.0, fill=-9999)  # distance to cloud
 KELVIN_OFFSET = 273.15  # exactly, by definition of the Celsius scale
 SR_VALID_DN = (7273, 43636)  # rho in [0, 1] (LSDS-1619 Table 6-1 "valid range")
 
-# QA_PIXEL bit layout, LSDS-1619 Table 6-3. Bit 6 "clear" is set only when bits 3 and 4 are
-# unset: it does NOT exclude cirrus (2) or dilated cloud (1), so masks test the reject bits.
+# QA_PIXEL bit layout, LSDS-1619 Table 6-3. Bit 6 "clear" is set exactly when bits 1 (dilated
+# cloud) and 3 (cloud) are unset (on non-fill pixels; checked on the real QA in tests/data): it
+# does NOT exclude cloud shadow (4) or cirrus (2), nor by that rule snow (5), so masks test the
+# reject bits.
 QA_BITS: dict[str, int] = {
     "fill": 0,
     "dilated_cloud": 1,
@@ -238,21 +243,57 @@ def is_l2sp(item_or_props: Mapping[str, Any], scene_id: str | None = None) -> bo
     return product_level(item_or_props, scene_id) == "L2SP"
 
 
-def reflectance(dn: np.ndarray, scale: BandScale = SR_SCALE, *, clip: bool = True) -> np.ndarray:
+def reflectance(dn: np.ndarray, scale: BandScale = SR_SCALE, *, out_of_range: str = "mask") -> np.ndarray:
     """Surface reflectance (float32) from SR DNs; fill becomes NaN.
 
-    With ``clip`` small negative values (water, shadow) are clipped to 0 and values above 1 to
-    1; otherwise they become NaN. Never compute indices from DNs: the -0.2 offset changes them.
+    Parameters
+    ----------
+    dn
+        Raw SR DNs.
+    scale
+        Scale/offset/fill of the band.
+    out_of_range
+        What becomes of values outside the valid range [0, 1] (LSDS-1619 Table 6-1: DN
+        7273..43636): ``"mask"`` (NaN, the default), ``"clip"`` (into [0, 1]) or ``"keep"``
+        (unchanged: what a water test needs, since water is often slightly negative in NIR
+        and SWIR after atmospheric correction).
+
+    Never compute indices from DNs: the -0.2 offset changes them.
     """
+    if out_of_range not in ("mask", "clip", "keep"):
+        raise ValueError(f"out_of_range must be 'mask', 'clip' or 'keep', not {out_of_range!r}")
     dn = np.asarray(dn)
     rho = dn.astype(np.float32) * np.float32(scale.scale) + np.float32(scale.offset)
     if scale.fill is not None:
         rho[dn == scale.fill] = np.nan
-    if clip:
-        np.clip(rho, 0.0, 1.0, out=rho)
-    else:
-        rho[(rho < 0) | (rho > 1)] = np.nan
-    return rho
+    return apply_valid_range(rho, out_of_range)
+
+
+def apply_valid_range(rho: np.ndarray, out_of_range: str) -> np.ndarray:
+    """``rho`` (float32, not modified) with values outside [0, 1] masked, clipped or kept
+    (``out_of_range`` as in :func:`reflectance`)."""
+    out = np.array(rho, dtype=np.float32, copy=True)
+    if out_of_range == "clip":
+        np.clip(out, 0.0, 1.0, out=out)
+    elif out_of_range == "mask":
+        with np.errstate(invalid="ignore"):
+            out[(out < 0) | (out > 1)] = np.nan
+    return out
+
+
+def dn_bound(value: float, scale: BandScale, *, upper: bool) -> int:
+    """The integer DN bound of a physical threshold on a scaled band (scale > 0).
+
+    ``DN * scale + offset <= value`` holds exactly for ``DN <= dn_bound(value, upper=True)``,
+    and ``>= value`` for ``DN >= dn_bound(value, upper=False)``. A quotient within 1e-9 of an
+    integer counts as that integer, so a pixel exactly at the threshold (200 x 0.01 K against
+    2.0 K) is kept whichever way the decimal constants round in binary.
+    """
+    q = (float(value) - scale.offset) / scale.scale
+    nearest = round(q)
+    if math.isclose(q, nearest, rel_tol=1e-9, abs_tol=1e-9):
+        return int(nearest)
+    return int(math.floor(q)) if upper else int(math.ceil(q))
 
 
 def lst_celsius(dn: np.ndarray, scale: BandScale = ST_SCALE) -> np.ndarray:

@@ -35,7 +35,8 @@ CLOUDY100 = "fullbands-LC08-017036-cloudy100"
 
 PANEL_COLUMNS = [
     "cell", "date", "year", "scene_id", "lst_c", "ndvi", "ndbi", "mndwi", "albedo",
-    "lst_c_std", "lst_c_min", "lst_c_max", "valid_share", "anomaly_c",
+    "lst_c_std", "lst_c_min", "lst_c_max", "valid_share", "water_share", "water_lst_c",
+    "lst_uncertainty_k", "anomaly_c",
 ]
 
 
@@ -123,35 +124,94 @@ def test_liverpool_writes_the_contract_tables(liverpool_run):
     assert (cells["water_share"] > 0.5).mean() > 0.5
 
 
-def test_liverpool_cell_means_equal_exactextract_on_raw_dn_lst(liverpool_run, data_dir, tmp_path):
-    ws, cfg, sid, _ = liverpool_run
-    clip = data_dir / "landsat" / LIVERPOOL
-    mtl = next(clip.glob("*_MTL.txt")).read_text()
-    st = mtl.split("GROUP = LEVEL2_SURFACE_TEMPERATURE_PARAMETERS")[1]
-    mult = float(st.split("TEMPERATURE_MULT_BAND_ST_B10 =")[1].split()[0])
-    add = float(st.split("TEMPERATURE_ADD_BAND_ST_B10 =")[1].split()[0])
+def _read_band(clip: Path, suffix: str) -> np.ndarray:
+    with rasterio.open(next(clip.glob(f"*_{suffix}.TIF"))) as src:
+        return src.read(1)
+
+
+def _exactextract_means(values: np.ndarray, clip: Path, cells: gpd.GeoDataFrame, tmp: Path) -> np.ndarray:
+    """exactextract's coverage-weighted mean per cell of a float64 raster on the clip's grid."""
     with rasterio.open(next(clip.glob("*_ST_B10.TIF"))) as src:
-        dn = src.read(1).astype(np.float64)
         profile = src.profile | {"dtype": "float64", "nodata": np.nan}
         crs = src.crs
-    lst = np.where(dn == 0, np.nan, dn * mult + add - 273.15)
-    raster = tmp_path / "lst.tif"
+    raster = tmp / f"r{len(list(tmp.iterdir()))}.tif"
     with rasterio.open(raster, "w", **profile) as dst:
-        dst.write(lst, 1)
-    cells = gpd.read_parquet(ws.cells)
+        dst.write(values, 1)
     # the same quadrilaterals uhi uses: the tile corners projected to the scene CRS
     tr = Transformer.from_crs(4326, crs, always_xy=True)
     rings = np.array([np.array(g.exterior.coords) for g in cells.geometry])
     x, y = tr.transform(rings[:, :, 0], rings[:, :, 1])
     polys = shapely.polygons(np.stack([x, y], axis=2))
     frame = gpd.GeoDataFrame({"cell": cells["cell"]}, geometry=polys, crs=crs)
-    ref = exact_extract(str(raster), frame, ["mean"], output="pandas")
+    return exact_extract(str(raster), frame, ["mean"], output="pandas")["mean"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def liverpool_decoded(data_dir):
+    """LST and the water mask of the Liverpool clip decoded here, independently of uhi.
+
+    Constants written out: LSDS-1619 ST_B10 scale 0.00341802, offset 149.0 K, fill 0; SR scale
+    0.0000275, offset -0.2, fill 0. The clip has no QA_PIXEL, so water is MNDWI = (B3 - B6) /
+    (B3 + B6) > 0 on the unclipped reflectance (Xu 2006); B3 + B6 > 0 on every pixel here, so
+    that is B3 > B6, as uhi tests it.
+    """
+    clip = data_dir / "landsat" / LIVERPOOL
+    st = _read_band(clip, "ST_B10").astype(np.float64)
+    lst = np.where(st == 0, np.nan, st * 0.00341802 + 149.0 - 273.15)
+    green_dn = _read_band(clip, "SR_B3").astype(np.float64)
+    swir_dn = _read_band(clip, "SR_B6").astype(np.float64)
+    green = np.where(green_dn == 0, np.nan, green_dn * 0.0000275 - 0.2)
+    swir = np.where(swir_dn == 0, np.nan, swir_dn * 0.0000275 - 0.2)
+    assert (green + swir > 0).all()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        water = (green - swir) / (green + swir) > 0
+    clear = ~np.isnan(lst)
+    return clip, lst, clear & ~water, clear & water
+
+
+def test_liverpool_shoreline_cells_equal_exactextract_over_land_pixels(liverpool_run, liverpool_decoded, tmp_path):
+    """Must show (issue 12): a shoreline cell's LST is the mean of its land pixels only."""
+    ws, _, _, _ = liverpool_run
+    clip, lst, land, water = liverpool_decoded
+    cells = gpd.read_parquet(ws.cells)
     panel = pd.read_parquet(ws.panel).set_index("cell").loc[cells["cell"]]
+    ref_land = _exactextract_means(np.where(land, lst, np.nan), clip, cells, tmp_path)
+    ref_water = _exactextract_means(np.where(water, lst, np.nan), clip, cells, tmp_path)
+    ref_share = _exactextract_means(np.where(land | water, water.astype(np.float64), np.nan), clip, cells, tmp_path)
+    got = panel["lst_c"].to_numpy()
+    share = panel["water_share"].to_numpy()
+    # exactextract keeps coverage fractions in float32: 1e-6 of the value range, as for LST
+    np.testing.assert_allclose(share, ref_share, rtol=0, atol=1e-6, equal_nan=True)
+    shore = (share > 0) & (share < 1)
+    assert shore.sum() >= 50  # the docks and the Mersey's banks
+    # the water pixels change these cells' means by whole degrees: the test can tell
+    all_px = _exactextract_means(lst, clip, cells, tmp_path)
+    assert np.nanmax(np.abs(all_px[shore] - ref_land[shore])) > 1.0
     value_range = np.nanmax(lst) - np.nanmin(lst)
-    diff = np.abs(panel["lst_c"].to_numpy() - ref["mean"].to_numpy())
-    assert np.nanmax(diff) <= 1e-6 * value_range
-    # float32 per-pixel LST: ~2e-6 C relative to the float64 reference at most
-    assert np.isnan(panel["lst_c"]).sum() == np.isnan(ref["mean"]).sum()
+    # float32 per-pixel LST: ~2e-6 C relative to the float64 reference at most (<< 0.01 C)
+    np.testing.assert_allclose(got[shore], ref_land[shore], rtol=0, atol=1e-6 * value_range)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref_land))
+    np.testing.assert_allclose(got, ref_land, rtol=0, atol=1e-6 * value_range, equal_nan=True)
+    np.testing.assert_allclose(panel["water_lst_c"], ref_water, rtol=0, atol=1e-6 * value_range, equal_nan=True)
+    # cells.parquet's all-dates share equals the one date's share here
+    np.testing.assert_allclose(cells["water_share"], share, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_liverpool_all_water_cell_has_no_land_temperature(liverpool_run):
+    ws, _, _, _ = liverpool_run
+    panel = pd.read_parquet(ws.panel)
+    sea = panel[panel["water_share"] == 1.0]
+    assert len(sea) > 100  # Liverpool Bay
+    for var in ("lst_c", "ndvi", "ndbi", "mndwi", "albedo", "lst_c_std", "lst_c_min", "lst_c_max", "anomaly_c"):
+        assert sea[var].isna().all(), var
+    assert np.isfinite(sea["water_lst_c"]).all()
+    assert (sea["valid_share"] > 0).all()
+    land = panel[panel["water_share"] == 0.0]
+    assert len(land) > 10
+    assert np.isfinite(land["lst_c"]).all() and land["water_lst_c"].isna().all()
+    # no ST_QA in this clip: no uncertainty, never a made-up one
+    assert panel["lst_uncertainty_k"].isna().all()
+    assert liverpool_run[3].summary["lst_uncertainty_k"] is None
 
 
 def test_liverpool_scene_cogs_equal_raw_dn_arithmetic(liverpool_run, data_dir):
@@ -169,15 +229,21 @@ def test_liverpool_scene_cogs_equal_raw_dn_arithmetic(liverpool_run, data_dir):
     with rasterio.open(next(clip.glob("*_ST_B10.TIF"))) as src:
         dn = src.read(1).astype(np.float64)
     with rasterio.open(next(clip.glob("*_SR_B4.TIF"))) as src:
-        red = np.clip(src.read(1) * 2.75e-5 - 0.2, 0, 1)
+        red = src.read(1) * 2.75e-5 - 0.2
     with rasterio.open(next(clip.glob("*_SR_B5.TIF"))) as src:
-        nir = np.clip(src.read(1) * 2.75e-5 - 0.2, 0, 1)
+        nir = src.read(1) * 2.75e-5 - 0.2
+    # reflectance outside [0, 1] is masked, never clipped into NDVI = -1 (issue 12)
+    out_of_range = (red < 0) | (red > 1) | (nir < 0) | (nir > 1)
+    assert out_of_range.sum() > 40000  # water NIR below 0 (44,783 pixels by the old clip count)
+    red = np.where(out_of_range, np.nan, red)
+    nir = np.where(out_of_range, np.nan, nir)
     expected = dn * 0.00341802 + 149.0 - 273.15
     assert np.nanmean(lst) == pytest.approx(expected.mean(), abs=1e-4)
     assert np.nanstd(lst) == pytest.approx(expected.std(), abs=1e-4)
     with np.errstate(invalid="ignore", divide="ignore"):
         nd = (nir - red) / (nir + red)
     nd[np.abs(nir + red) <= 1e-6] = np.nan
+    np.testing.assert_array_equal(np.isnan(ndvi), np.isnan(nd))
     assert np.nanmean(ndvi) == pytest.approx(np.nanmean(nd), abs=1e-5)
     assert np.nanmin(ndvi) >= -1 and np.nanmax(ndvi) <= 1
 
@@ -188,7 +254,8 @@ def test_liverpool_outputs_for_people(liverpool_run):
     gj = json.loads((out / "testcity_outputs_2020-09-27.geojson").read_text())
     assert len(gj["features"]) == len(pd.read_parquet(ws.cells))
     props = gj["features"][0]["properties"]
-    for key in ("cell", "date", "lst_c", "ndvi", "ndbi", "mndwi", "albedo", "site_coverage", "anomaly_c"):
+    for key in ("cell", "date", "lst_c", "ndvi", "ndbi", "mndwi", "albedo", "site_coverage", "anomaly_c",
+                "water_share", "water_lst_c", "lst_uncertainty_k"):
         assert key in props
     xl = pd.read_excel(out / "testcity_summary.xlsx", sheet_name=None)
     assert {"city_by_date", "suhi", "about"} <= set(xl)
@@ -202,6 +269,49 @@ def test_liverpool_outputs_for_people(liverpool_run):
     with rasterio.open(ws.path("compute", "scenes", LIVERPOOL_ID, "lst_c.tif")) as src:
         np.testing.assert_array_equal(comp, src.read(1))  # one scene: the mean is the scene
     assert outcome.summary["scenes_used"] == 1
+
+
+CLOUDY81 = "fullbands-LC08-008059-cloudy81"
+
+
+def test_cloudy81_land_means_and_uncertainty_equal_exactextract_on_real_qa(tmp_path, data_dir):
+    """With real QA_PIXEL and ST_QA: land pixels by QA bits written here, LST and ST_QA decoded here."""
+    clip = data_dir / "landsat" / CLOUDY81
+    ws = Workspace(tmp_path / "ws")
+    _, bounds = place_scene(ws, clip)
+    cfg = _config(tmp_path, inner_bbox(bounds, 0.3), grid={"zoom": 13}, outputs={"formats": []})
+    outcome = execute(SPEC, cfg, ws)
+    qa = _read_band(clip, "QA_PIXEL").astype(np.int64)
+    st = _read_band(clip, "ST_B10").astype(np.float64)
+    st_qa = _read_band(clip, "ST_QA").astype(np.float64)
+    # LSDS-1619 Table 6-3: reject fill (0), dilated cloud (1), cirrus (2), cloud (3), shadow (4),
+    # snow (5); water is bit 7. ST_B10: x 0.00341802 + 149.0 K, fill 0; ST_QA: x 0.01 K, fill -9999
+    rejected = (qa & 0b111111) != 0
+    clear = ~rejected & (st != 0)
+    water = clear & (((qa >> 7) & 1) == 1)
+    land = clear & ~water
+    assert water.sum() > 0 and land.sum() > 1000
+    lst = st * 0.00341802 + 149.0 - 273.15
+    unc = np.where(st_qa == -9999, np.nan, st_qa * 0.01)
+    cells = gpd.read_parquet(ws.cells)
+    panel = pd.read_parquet(ws.panel).set_index("cell").loc[cells["cell"]]
+    ref_lst = _exactextract_means(np.where(land, lst, np.nan), clip, cells, tmp_path)
+    ref_unc = _exactextract_means(np.where(land, unc, np.nan), clip, cells, tmp_path)
+    ref_water = _exactextract_means(np.where(water, lst, np.nan), clip, cells, tmp_path)
+    value_range = np.nanmax(lst[clear]) - np.nanmin(lst[clear])
+    np.testing.assert_array_equal(np.isnan(panel["lst_c"]), np.isnan(ref_lst))
+    np.testing.assert_allclose(panel["lst_c"], ref_lst, rtol=0, atol=1e-6 * value_range, equal_nan=True)
+    np.testing.assert_allclose(panel["water_lst_c"], ref_water, rtol=0, atol=1e-6 * value_range, equal_nan=True)
+    unc_range = np.nanmax(unc[land]) - np.nanmin(unc[land])
+    np.testing.assert_array_equal(np.isnan(panel["lst_uncertainty_k"]), np.isnan(ref_unc))
+    np.testing.assert_allclose(panel["lst_uncertainty_k"], ref_unc, rtol=0, atol=1e-6 * unc_range, equal_nan=True)
+    # the city summary: median and 90th percentile of the cell-date uncertainties
+    finite = ref_unc[np.isfinite(ref_unc)]
+    summary = outcome.summary["lst_uncertainty_k"]
+    assert summary["cell_dates"] == finite.size > 100
+    assert summary["median"] == pytest.approx(np.median(finite), abs=1e-4)
+    assert summary["p90"] == pytest.approx(np.percentile(finite, 90), abs=1e-4)
+    assert 0.1 < summary["median"] < summary["p90"] < 20
 
 
 def test_rerun_with_same_inputs_is_skipped(liverpool_run):
@@ -282,7 +392,11 @@ def test_scene_without_thermal_keeps_indices(tmp_path, data_dir, caplog):
     assert any("no surface temperature" in r.message for r in caplog.records)
     panel = pd.read_parquet(ws.panel)
     assert panel["lst_c"].isna().all()
-    assert panel["ndvi"].notna().mean() > 0.9
+    # the Rio Negro's cells are all water: no land NDVI there, every other cell has one
+    river = panel["water_share"] == 1.0
+    assert 0.05 < river.mean() < 0.5
+    assert panel.loc[river, "ndvi"].isna().all()
+    assert panel.loc[~river, "ndvi"].notna().all()
     assert panel["valid_share"].mean() > 0.9
 
 

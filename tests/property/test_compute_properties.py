@@ -131,5 +131,70 @@ def test_fused_kernel_equals_the_numpy_reference(seed, with_qa, with_lst, clip, 
     ref = compute_block_numpy(dns, masking, albedo_variant=variant)
     for var, arr in ref.variables.items():
         np.testing.assert_array_equal(fast.variables[var], arr, err_msg=var)
-    for name in ("valid", "water", "clear"):
+    for name in ("valid", "water", "clear", "st_uncertainty_k"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
+
+
+def _write_scene(folder, dns: dict[str, np.ndarray], transform) -> dict:
+    import rasterio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key, arr in dns.items():
+        paths[key] = folder / f"{key}.tif"
+        with rasterio.open(
+            paths[key], "w", driver="GTiff", height=arr.shape[0], width=arr.shape[1], count=1,
+            dtype=arr.dtype, crs="EPSG:32630", transform=transform,
+        ) as dst:
+            dst.write(arr, 1)
+    return paths
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), with_qa=st.booleans())
+def test_water_pixels_never_change_a_land_mean(tmp_path_factory, seed, with_qa):
+    """Rewriting every water pixel's LST and reflectance leaves every land variable of every
+    cell unchanged, and moves the water LST (issue 12: water is its own class)."""
+    import datetime as dt
+
+    from uhi.raster.indices import SceneTask, process_scene
+    from uhi.raster.scene import Scene
+
+    rng = np.random.default_rng(seed)
+    shape = (12, 14)
+    transform = Affine(30.0, 0.0, 0.0, 0.0, -30.0, shape[0] * 30.0)
+    water = rng.random(shape) < 0.4
+    land_dn = {k: rng.integers(9000, 30000, shape).astype(np.uint16) for k in REFLECTANCE_KEYS}
+    dns = dict(land_dn)
+    if not with_qa:
+        # water by MNDWI: green above SWIR1 there, below it on land
+        dns["green"] = np.where(water, 20000, 9000).astype(np.uint16)
+        dns["swir16"] = np.where(water, 8000, 20000).astype(np.uint16)
+    else:
+        dns["qa_pixel"] = np.where(water, 21952, 21824).astype(np.uint16)  # bit 7 or not
+    dns["lwir11"] = rng.integers(42000, 46000, shape).astype(np.uint16)
+    dns["qa"] = rng.integers(100, 600, shape).astype(np.int16)
+    other = {k: v.copy() for k, v in dns.items()}
+    other["lwir11"][water] = 48000  # a warm lake
+    other["qa"][water] = 1500
+    for k in ("blue", "red", "nir08", "swir22"):
+        other[k][water] = 7000  # slightly negative reflectance over water
+    quads = _tiling_quads(6, 5, -7.0, -9.0, 75.0, 0.02)
+    cov = build_coverage(quads, transform, shape)
+    root = tmp_path_factory.mktemp("water")
+    results = []
+    for name, bands in (("a", dns), ("b", other)):
+        assets = _write_scene(root / name, bands, transform)
+        scene = Scene("LC08_L2SP_204023_20200927_20201006_02_T1", dt.date(2020, 9, 27), "L2SP", assets, {})
+        results.append(process_scene(SceneTask(scene, MaskingConfig(), coverage=cov)))
+    a, b = results
+    assert a.water.result()["weight"].sum() > 0
+    for var, acc in a.accumulators.items():
+        ra, rb = acc.result(), b.accumulators[var].result()
+        for key in ("mean", "std", "min", "max", "weight"):
+            np.testing.assert_array_equal(ra[key], rb[key], err_msg=f"{var} {key}")
+    np.testing.assert_array_equal(a.uncertainty.result()["mean"], b.uncertainty.result()["mean"])
+    np.testing.assert_array_equal(a.water.result()["mean"], b.water.result()["mean"])
+    wa, wb = a.water_lst.result()["mean"], b.water_lst.result()["mean"]
+    seen = np.isfinite(wa)
+    assert seen.any() and (wb[seen] > wa[seen]).all()

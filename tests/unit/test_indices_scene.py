@@ -59,13 +59,18 @@ def test_scene_statistics_equal_zonal_stats_of_its_own_raster(cloudy81, tmp_path
     res = process_scene(SceneTask(scene, MaskingConfig(), coverage=cov, out_dir=tmp_path / "c", rows_per_block=100))
     with rasterio.open(res.cogs["lst_c"]) as src:
         lst = src.read(1).astype(np.float64)
-    ref = zonal_stats(cov, lst)
-    got = res.accumulators["lst_c"].result()
-    np.testing.assert_allclose(got["mean"], ref["mean"], rtol=1e-9, equal_nan=True)
-    # the valid raster agrees with the LST mask
     with rasterio.open(res.cogs["valid"]) as src:
         valid = src.read(1)
+    # the valid raster agrees with the LST mask; the COG keeps water pixels' LST
     np.testing.assert_array_equal(valid > 0, ~np.isnan(lst))
+    assert (valid == 2).sum() > 0 and (valid == 1).sum() > 0
+    # cell means over land pixels only (valid == 1), water's LST apart (valid == 2)
+    land_ref = zonal_stats(cov, np.where(valid == 1, lst, np.nan))
+    water_ref = zonal_stats(cov, np.where(valid == 2, lst, np.nan))
+    got = res.accumulators["lst_c"].result()
+    np.testing.assert_allclose(got["mean"], land_ref["mean"], rtol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(res.water_lst.result()["mean"], water_ref["mean"], rtol=1e-9, equal_nan=True)
+    assert np.isfinite(res.water_lst.result()["mean"]).any()
     assert res.has_thermal
 
 

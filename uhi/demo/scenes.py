@@ -274,13 +274,16 @@ def write_scene(
 
         cover, cover_land = REGIONAL_SCENE_CLOUD, REGIONAL_SCENE_CLOUD + 1.0
 
-    # what a pipeline should find for this scene: the mean over AOI cells that are at least
-    # half clear (by pixel centre) of planted LST + the scene's offset
+    # what a pipeline should find for this scene: the mean over AOI land cells that are at
+    # least half clear (by pixel centre) of planted LST + the scene's offset (water cells have
+    # no land LST: uhi keeps water apart, issue 12)
     n_cells = land.grid.n
     clear_px = valid & ~cloud & ~dilated & ~shadow
     per_cell = np.bincount(grid.cell.ravel(), minlength=n_cells)
     clear_cell = np.bincount(grid.cell.ravel(), weights=clear_px.ravel(), minlength=n_cells)
-    ok_cells = land.grid.in_aoi & (per_cell > 0) & (clear_cell >= 0.5 * np.maximum(per_cell, 1))
+    ok_cells = (
+        land.grid.in_aoi & ~land.water & (per_cell > 0) & (clear_cell >= 0.5 * np.maximum(per_cell, 1))
+    )
     expected = (
         round(float(lst_cell_c[ok_cells].mean() + plan.offset_c), 4)
         if plan.has_thermal and ok_cells.any()

@@ -17,6 +17,8 @@ from uhi.landsat import (
     ST_QA_SCALE,
     ST_SCALE,
     BandScale,
+    apply_valid_range,
+    dn_bound,
     lst_celsius,
     qa_bit_set,
     qa_reject_mask,
@@ -103,8 +105,14 @@ class BlockResult:
 
     variables: dict[str, np.ndarray]
     valid: np.ndarray  # uint8: 0 masked, VALID_LAND, VALID_WATER
-    water: np.ndarray  # bool: water pixel (QA bit 7, else MNDWI > 0)
-    clear: np.ndarray  # bool: passed the cloud/fill mask (LST or reflectance usable)
+    water: np.ndarray  # bool: clear water pixel (QA bit 7, else MNDWI > 0 on unclipped reflectance)
+    clear: np.ndarray  # bool: passed the cloud/fill mask (LST usable; reflectance without thermal)
+    st_uncertainty_k: np.ndarray  # float32 ST_QA x 0.01 K of clear pixels, NaN without ST_QA / fill
+
+    @property
+    def land(self) -> np.ndarray:
+        """Clear pixels that are not water: the only pixels the cell means are taken over."""
+        return self.valid == VALID_LAND
 
 
 def _scale(scales: Mapping[str, BandScale], key: str, default: BandScale) -> BandScale:
@@ -139,7 +147,10 @@ def compute_block(
     -------
     BlockResult
         Variables with NaN wherever a pixel is fill, rejected by QA, out of the configured
-        ST_QA / ST_CDIST limits, or (reflectance) outside [0, 1] when not clipping.
+        ST_QA / ST_CDIST limits, or (indices and albedo) uses a reflectance outside the valid
+        range [0, 1] (clipped into it instead with ``masking.clip_reflectance``). Water is
+        flagged by QA_PIXEL bit 7, else by MNDWI > 0 on the unclipped reflectance (green >
+        SWIR1, the sign of MNDWI's numerator).
     """
     if albedo_variant not in ("liang", "smith"):
         raise ValueError(f"unknown albedo variant {albedo_variant!r}; use 'liang' or 'smith'")
@@ -162,10 +173,12 @@ def compute_block(
     sr_fill = np.array([-1 if s.fill is None else int(s.fill) for s in sr], dtype=np.int64)
     st = _scale(scales, "lwir11", ST_SCALE)
     reject = np.uint16(sum(1 << b for b in masking.reject_bits) | 1)  # fill bit always
+    max_unc_dn, min_cd_dn = _threshold_dns(masking)
     out = {v: np.empty(flat, dtype=np.float32) for v in VARIABLES}
     valid = np.empty(flat, dtype=np.uint8)
     water = np.empty(flat, dtype=np.bool_)
     clear = np.empty(flat, dtype=np.bool_)
+    unc = np.empty(flat, dtype=np.float32)
     _indices_kernel(  # type: ignore[call-arg]
         *refl,
         band("lwir11", np.uint16),
@@ -175,17 +188,37 @@ def compute_block(
         sr_scale, sr_offset, sr_fill,
         float(st.scale), float(st.offset), -1 if st.fill is None else int(st.fill),
         reject, bool(masking.water_bit), bool(masking.clip_reflectance),
-        np.nan if masking.max_st_uncertainty_k is None else float(masking.max_st_uncertainty_k),
-        np.nan if masking.min_cloud_distance_km is None else float(masking.min_cloud_distance_km),
+        max_unc_dn, min_cd_dn,
         albedo_variant == "smith",
-        out["lst_c"], out["ndvi"], out["ndbi"], out["mndwi"], out["albedo"], valid, water, clear,
+        out["lst_c"], out["ndvi"], out["ndbi"], out["mndwi"], out["albedo"], valid, water, clear, unc,
     )
     return BlockResult(
         variables={k: v.reshape(shape) for k, v in out.items()},
         valid=valid.reshape(shape),
         water=water.reshape(shape),
         clear=clear.reshape(shape),
+        st_uncertainty_k=unc.reshape(shape),
     )
+
+
+# no ST_QA / ST_CDIST limit: DN bounds no int16 reaches
+_NO_MAX_DN = np.iinfo(np.int64).max
+_NO_MIN_DN = np.iinfo(np.int64).min
+
+
+def _threshold_dns(masking: MaskingConfig) -> tuple[int, int]:
+    """The ST_QA and ST_CDIST thresholds as integer DN bounds (inclusive).
+
+    Comparing DNs keeps a pixel exactly at the threshold: in float32, 200 x 0.01 K reads
+    2.0000000298 K and a 2.0 K limit rejected it (issue 12).
+    """
+    max_unc = _NO_MAX_DN
+    if masking.max_st_uncertainty_k is not None:
+        max_unc = dn_bound(masking.max_st_uncertainty_k, ST_QA_SCALE, upper=True)
+    min_cd = _NO_MIN_DN
+    if masking.min_cloud_distance_km is not None:
+        min_cd = dn_bound(masking.min_cloud_distance_km, CDIST_SCALE, upper=False)
+    return max_unc, min_cd
 
 
 _EPS32 = np.float32(_DENOMINATOR_EPS)
@@ -200,10 +233,16 @@ def _nd(a: np.float32, b: np.float32) -> np.float32:
 
 
 @numba.njit(cache=True, inline="always")
-def _refl(dn: np.uint16, scale: np.float32, offset: np.float32, fill: np.int64, rejected: bool, clip: bool) -> np.float32:
+def _raw_refl(dn: np.uint16, scale: np.float32, offset: np.float32, fill: np.int64, rejected: bool) -> np.float32:
+    """Unclipped reflectance (NaN for fill or a rejected pixel): what the water test reads."""
     if rejected or np.int64(dn) == fill:
         return np.float32(np.nan)
-    r = np.float32(dn) * scale + offset
+    return np.float32(dn) * scale + offset
+
+
+@numba.njit(cache=True, inline="always")
+def _in_range(r: np.float32, clip: bool) -> np.float32:
+    """Reflectance inside [0, 1] (LSDS-1619 valid range), clipped into it or NaN outside it."""
     if clip:
         if r < np.float32(0.0):
             return np.float32(0.0)
@@ -222,16 +261,17 @@ def _refl(dn: np.uint16, scale: np.float32, offset: np.float32, fill: np.int64, 
 def _indices_kernel(
     blue, green, red, nir, swir1, swir2, lwir, qa_pixel, st_qa, cdist,
     sr_scale, sr_offset, sr_fill, st_scale, st_offset, st_fill,
-    reject, water_bit, clip, max_unc_k, min_cd_km, smith,
-    lst_out, ndvi_out, ndbi_out, mndwi_out, albedo_out, valid_out, water_out, clear_out,
+    reject, water_bit, clip, max_unc_dn, min_cd_dn, smith,
+    lst_out, ndvi_out, ndbi_out, mndwi_out, albedo_out, valid_out, water_out, clear_out, unc_out,
 ):  # pragma: no cover - compiled
     n = red.shape[0]
     has_qa = qa_pixel.shape[0] == n
     has_lst = lwir.shape[0] == n
-    use_unc = st_qa.shape[0] == n and max_unc_k == max_unc_k
-    use_cd = cdist.shape[0] == n and min_cd_km == min_cd_km
+    has_unc = st_qa.shape[0] == n
+    has_cd = cdist.shape[0] == n
+    use_unc = has_unc and max_unc_dn != _NO_MAX_DN
+    use_cd = has_cd and min_cd_dn != _NO_MIN_DN
     nan32 = np.float32(np.nan)
-    zero32 = np.float32(0.0)
     c_blue = np.float32(0.356)
     c_red = np.float32(0.130)
     c_nir = np.float32(0.373)
@@ -239,7 +279,6 @@ def _indices_kernel(
     c_sw2 = np.float32(0.072)
     a0 = np.float32(-0.0018)
     smith_div = np.float32(1.016)
-    unc_scale = np.float32(0.01)
     for i in range(np.uint64(n)):  # unsigned: no negative-index wraparound test per access
         rejected = False
         water = False
@@ -247,17 +286,28 @@ def _indices_kernel(
             q = qa_pixel[i]
             rejected = (q & reject) != 0
             water = water_bit and ((q >> 7) & 1) == 1
-        b_ = _refl(blue[i], sr_scale[0], sr_offset[0], sr_fill[0], rejected, clip)
-        g_ = _refl(green[i], sr_scale[1], sr_offset[1], sr_fill[1], rejected, clip)
-        rd = _refl(red[i], sr_scale[2], sr_offset[2], sr_fill[2], rejected, clip)
-        nr = _refl(nir[i], sr_scale[3], sr_offset[3], sr_fill[3], rejected, clip)
-        s1 = _refl(swir1[i], sr_scale[4], sr_offset[4], sr_fill[4], rejected, clip)
-        s2 = _refl(swir2[i], sr_scale[5], sr_offset[5], sr_fill[5], rejected, clip)
+        b_ = _raw_refl(blue[i], sr_scale[0], sr_offset[0], sr_fill[0], rejected)
+        g_ = _raw_refl(green[i], sr_scale[1], sr_offset[1], sr_fill[1], rejected)
+        rd = _raw_refl(red[i], sr_scale[2], sr_offset[2], sr_fill[2], rejected)
+        nr = _raw_refl(nir[i], sr_scale[3], sr_offset[3], sr_fill[3], rejected)
+        s1 = _raw_refl(swir1[i], sr_scale[4], sr_offset[4], sr_fill[4], rejected)
+        s2 = _raw_refl(swir2[i], sr_scale[5], sr_offset[5], sr_fill[5], rejected)
+        no_fill = b_ == b_ and g_ == g_ and rd == rd and nr == nr and s1 == s1 and s2 == s2
+        if not has_qa:
+            # MNDWI > 0 (Xu 2006) on the unclipped values, as its numerator's sign: green >
+            # SWIR1. The ratio's sign flips when both are slightly negative (dark water after
+            # atmospheric correction); clipping them to 0 would decide on made-up numbers.
+            water = water_bit and g_ > s1
+        b_ = _in_range(b_, clip)
+        g_ = _in_range(g_, clip)
+        rd = _in_range(rd, clip)
+        nr = _in_range(nr, clip)
+        s1 = _in_range(s1, clip)
+        s2 = _in_range(s2, clip)
         ok_all = b_ == b_ and g_ == g_ and rd == rd and nr == nr and s1 == s1 and s2 == s2
         ndvi_out[i] = _nd(nr, rd)
         ndbi_out[i] = _nd(s1, nr)
-        mndwi = _nd(g_, s1)
-        mndwi_out[i] = mndwi
+        mndwi_out[i] = _nd(g_, s1)
         if ok_all:
             al = a0
             al += c_blue * b_
@@ -270,8 +320,11 @@ def _indices_kernel(
             albedo_out[i] = al
         else:
             albedo_out[i] = nan32
-        if not has_qa:
-            water = water_bit and mndwi > zero32
+        u_k = nan32
+        if has_unc:
+            u = st_qa[i]
+            if u != -9999:
+                u_k = np.float32(np.float64(u) * 0.01)  # ST_QA scale, LSDS-1619 (ST_QA_SCALE)
         if has_lst:
             dn_t = lwir[i]
             if rejected or np.int64(dn_t) == st_fill:
@@ -280,20 +333,22 @@ def _indices_kernel(
                 t = np.float32(np.float64(dn_t) * st_scale + st_offset - 273.15)
             if use_unc:
                 u = st_qa[i]
-                if u == -9999 or np.float64(np.float32(u) * unc_scale) > max_unc_k:
+                # integer DNs: a pixel exactly at the limit is kept
+                if u == -9999 or np.int64(u) > max_unc_dn:
                     t = nan32
             if use_cd:
                 c = cdist[i]
-                if c == -9999 or np.float64(np.float32(c) * unc_scale) < min_cd_km:
+                if c == -9999 or np.int64(c) < min_cd_dn:
                     t = nan32
             lst_out[i] = t
             is_clear = t == t
         else:
             lst_out[i] = nan32
-            is_clear = ok_all
+            is_clear = no_fill
         clear_out[i] = is_clear
         water_out[i] = water and is_clear
         valid_out[i] = (VALID_WATER if water else VALID_LAND) if is_clear else 0
+        unc_out[i] = u_k if is_clear else nan32
 
 
 def compute_block_numpy(
@@ -322,8 +377,7 @@ def compute_block_numpy(
     Returns
     -------
     BlockResult
-        Variables with NaN wherever a pixel is fill, rejected by QA, out of the configured
-        ST_QA / ST_CDIST limits, or (reflectance) outside [0, 1] when not clipping.
+        As :func:`compute_block`.
     """
     scales = scales or {}
     missing = [k for k in REFLECTANCE_KEYS if k not in dns]
@@ -340,11 +394,23 @@ def compute_block_numpy(
     else:
         water = None
 
-    rho: dict[str, np.ndarray] = {}
+    raw: dict[str, np.ndarray] = {}
     for key in REFLECTANCE_KEYS:
-        r = reflectance(dns[key], _scale(scales, key, SR_SCALE), clip=masking.clip_reflectance)
+        r = reflectance(dns[key], _scale(scales, key, SR_SCALE), out_of_range="keep")
         r[rejected] = np.nan
-        rho[key] = r
+        raw[key] = r
+    no_fill = np.ones(shape, dtype=bool)
+    for r in raw.values():
+        no_fill &= ~np.isnan(r)
+    if water is None:
+        # without QA_PIXEL, open water by MNDWI > 0 (Xu 2006) on the unclipped reflectance,
+        # taken as green > SWIR1 (the numerator's sign: it holds when both are below 0)
+        with np.errstate(invalid="ignore"):
+            water = raw["green"] > raw["swir16"]
+        if not masking.water_bit:
+            water = np.zeros(shape, dtype=bool)
+    mode = "clip" if masking.clip_reflectance else "mask"
+    rho = {k: apply_valid_range(r, mode) for k, r in raw.items()}
     refl_ok = np.ones(shape, dtype=bool)
     for r in rho.values():
         refl_ok &= ~np.isnan(r)
@@ -356,32 +422,35 @@ def compute_block_numpy(
         "albedo": albedo(rho, albedo_variant),
     }
     variables["albedo"][~refl_ok] = np.nan
-    if water is None:
-        # without QA_PIXEL, open water by MNDWI > 0 (Xu 2006)
-        water = np.nan_to_num(variables["mndwi"], nan=-1.0) > 0
-        if not masking.water_bit:
-            water = np.zeros(shape, dtype=bool)
 
+    unc_k = np.full(shape, np.nan, dtype=np.float32)
+    if "qa" in dns:
+        st_qa = np.asarray(dns["qa"])
+        has = st_qa != ST_QA_SCALE.fill
+        unc_k[has] = (st_qa[has].astype(np.float64) * ST_QA_SCALE.scale).astype(np.float32)
     if "lwir11" in dns:
         lst = lst_celsius(dns["lwir11"], _scale(scales, "lwir11", ST_SCALE))
         lst[rejected] = np.nan
         if masking.max_st_uncertainty_k is not None and "qa" in dns:
-            st_qa = np.asarray(dns["qa"])
-            unc_k = st_qa.astype(np.float32) * np.float32(ST_QA_SCALE.scale)
-            lst[(st_qa == ST_QA_SCALE.fill) | (unc_k > masking.max_st_uncertainty_k)] = np.nan
+            st_qa = np.asarray(dns["qa"]).astype(np.int64)
+            limit = dn_bound(masking.max_st_uncertainty_k, ST_QA_SCALE, upper=True)
+            lst[(st_qa == ST_QA_SCALE.fill) | (st_qa > limit)] = np.nan
         if masking.min_cloud_distance_km is not None and "cdist" in dns:
-            cd = np.asarray(dns["cdist"])
-            dist_km = cd.astype(np.float32) * np.float32(CDIST_SCALE.scale)
-            lst[(cd == CDIST_SCALE.fill) | (dist_km < masking.min_cloud_distance_km)] = np.nan
+            cd = np.asarray(dns["cdist"]).astype(np.int64)
+            limit = dn_bound(masking.min_cloud_distance_km, CDIST_SCALE, upper=False)
+            lst[(cd == CDIST_SCALE.fill) | (cd < limit)] = np.nan
         variables["lst_c"] = lst
         clear = ~np.isnan(lst)
     else:
         variables["lst_c"] = np.full(shape, np.nan, dtype=np.float32)
-        clear = refl_ok
+        clear = no_fill
+    unc_k[~clear] = np.nan
     valid = np.zeros(shape, dtype=np.uint8)
     valid[clear & ~water] = VALID_LAND
     valid[clear & water] = VALID_WATER
-    return BlockResult(variables=variables, valid=valid, water=water & clear, clear=clear)
+    return BlockResult(
+        variables=variables, valid=valid, water=water & clear, clear=clear, st_uncertainty_k=unc_k
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,8 +495,10 @@ class SceneStats:
     """Per-cell accumulators of one scene (or a merged solar day) and its pixel counts."""
 
     scene_ids: list[str]
-    accumulators: dict[str, Any]
-    water: Any  # accumulator of the water indicator (1/0) over clear pixels
+    accumulators: dict[str, Any]  # per variable, over clear land pixels
+    water: Any  # accumulator of the water indicator (1/0) over clear pixels (land and water)
+    water_lst: Any  # LST over clear water pixels
+    uncertainty: Any  # ST_QA uncertainty (K) over clear land pixels
     cell_area_px: np.ndarray
     clear_px: int
     total_px: int
@@ -436,8 +507,8 @@ class SceneStats:
 
     @property
     def clear_weight(self) -> np.ndarray:
-        """Per cell, the covered area (pixel units) of clear pixels: LST, else NDVI, valid."""
-        return self.accumulators["lst_c" if self.has_thermal else "ndvi"].sum_w
+        """Per cell, the covered area (pixel units) of clear pixels, land and water."""
+        return self.water.sum_w
 
     def merge(self, other: SceneStats) -> None:
         """Combine a same-day scene of the same cells (adjacent rows of one path).
@@ -455,6 +526,8 @@ class SceneStats:
         for key, acc in other.accumulators.items():
             self.accumulators[key].take(acc, better)
         self.water.take(other.water, better)
+        self.water_lst.take(other.water_lst, better)
+        self.uncertainty.take(other.uncertainty, better)
         self.scene_ids += other.scene_ids
         self.clear_px += other.clear_px
         self.total_px += other.total_px
@@ -534,6 +607,8 @@ def _process_scene(task: SceneTask) -> SceneStats:
     n_cells = task.coverage.n_cells if task.coverage is not None else 0
     accs = {v: ZonalAccumulator(n_cells, _SHIFTS[v]) for v in VARIABLES}
     water_acc = ZonalAccumulator(n_cells)
+    water_lst_acc = ZonalAccumulator(n_cells, _SHIFTS["lst_c"])
+    unc_acc = ZonalAccumulator(n_cells, 1.0)
     blocks = task.coverage.row_blocks(task.rows_per_block) if task.coverage is not None else None
     writers = _CogSet(task.out_dir, crs, transform, shape) if task.out_dir is not None else None
     clear_px = 0
@@ -546,9 +621,13 @@ def _process_scene(task: SceneTask) -> SceneStats:
             clear_px += int(res.clear.sum())
             if blocks is not None:
                 _, _, wb = blocks[bi]
+                # cell means over clear land pixels only: water is its own class (issue 12)
+                land = res.land
                 for v in VARIABLES:
-                    accs[v].add(wb, res.variables[v])
+                    accs[v].add(wb, np.where(land, res.variables[v], np.nan))
                 water_acc.add(wb, np.where(res.clear, res.water.astype(np.float64), np.nan))
+                water_lst_acc.add(wb, np.where(res.water, res.variables["lst_c"], np.nan))
+                unc_acc.add(wb, np.where(land, res.st_uncertainty_k, np.nan))
             if writers is not None:
                 writers.write(res, win)
         cogs = writers.finish() if writers is not None else {}
@@ -562,6 +641,8 @@ def _process_scene(task: SceneTask) -> SceneStats:
         scene_ids=[scene.scene_id],
         accumulators=accs,
         water=water_acc,
+        water_lst=water_lst_acc,
+        uncertainty=unc_acc,
         cell_area_px=area,
         clear_px=clear_px,
         total_px=rows * cols,

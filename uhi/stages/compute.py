@@ -28,7 +28,7 @@ VARIABLE_NOTES = {
     "cell": "quadkey of the web-mercator tile (zoom in the zoom column)",
     "date": "local solar day of the acquisition (same-day scenes merged)",
     "scene_id": "STAC item id(s) behind the row, '+'-joined when merged",
-    "lst_c": "land surface temperature, degrees C: coverage-weighted mean of USGS ST_B10 (DN x 0.00341802 + 149 - 273.15)",
+    "lst_c": "land surface temperature, degrees C: coverage-weighted mean over the cell's clear land pixels (water excluded) of USGS ST_B10 (DN x 0.00341802 + 149 - 273.15)",
     "lst_c_std": "coverage-weighted standard deviation of LST within the cell, degrees C",
     "lst_c_min": "minimum LST of the valid pixels touching the cell, degrees C",
     "lst_c_max": "maximum LST of the valid pixels touching the cell, degrees C",
@@ -36,10 +36,12 @@ VARIABLE_NOTES = {
     "ndbi": "NDBI (B6 - B5) / (B6 + B5) (Zha et al. 2003)",
     "mndwi": "MNDWI (B3 - B6) / (B3 + B6) (Xu 2006)",
     "albedo": "broadband albedo, Liang 2001 (or Smith 2010 when indices.albedo = smith)",
-    "valid_share": "share of the cell area covered by valid (clear, unmasked) pixels, 0..1",
+    "valid_share": "share of the cell area covered by clear (unmasked) pixels, land or water, 0..1",
+    "water_lst_c": "coverage-weighted mean LST of the cell's clear water pixels that date, degrees C (never in lst_c)",
+    "lst_uncertainty_k": "coverage-weighted mean USGS ST_QA uncertainty of the clear land pixels behind lst_c, kelvin (DN x 0.01; NaN without ST_QA)",
     "anomaly_c": "LST minus the rural reference mean of the same date, degrees C",
     "area_m2": "geodesic cell area on the WGS 84 ellipsoid, m2",
-    "water_share": "share of the cell's clear pixels flagged water (QA_PIXEL bit 7, else MNDWI > 0)",
+    "water_share": "share of the cell's clear pixels flagged water (QA_PIXEL bit 7, else MNDWI > 0 on unclipped reflectance): per date in the panel, over all dates in cells.parquet",
     "urban": "cell counted as urban for the SUHI (see the suhi sheet for the rule)",
     "building_count": "buildings whose representative point lies in the cell",
     "footprint_area_m2": "built ground inside the cell: area of the union of clipped footprints (overlaps once), m2",
@@ -116,7 +118,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     log.info("compute: %d pixel grid(s), coverage built once each", len(coverages))
 
     # Scenes are processed a chunk of solar days at a time and each day is reduced to its panel
-    # columns at once: a scene's accumulators take 6 x 5 float64 per cell (93 MB at 389k
+    # columns at once: a scene's accumulators take 8 x 5 float64 per cell (124 MB at 389k
     # cells), so holding all 45 of a city-scale run cost 4 GB of the compute peak.
     by_day = group_by_solar_day(scenes)
     position = {id(s): i for i, s in enumerate(scenes)}
@@ -207,6 +209,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "pixel_grids": len(coverages),
         "rows": len(panel),
         "suhi_method": classes.method,
+        "lst_uncertainty_k": _uncertainty_summary(panel["lst_uncertainty_k"].to_numpy(dtype=np.float64)),
         "outputs": outputs,
     }
     if report is not None:
@@ -230,17 +233,40 @@ def _suhi_records(suhi_table: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _uncertainty_summary(values: np.ndarray) -> dict[str, Any] | None:
+    """Median and 90th percentile of the cell-date LST uncertainties (K); None without ST_QA.
+
+    USGS ST_QA per pixel (Laraby & Schott 2018), averaged per cell: a statement of precision,
+    not of the known summer warm bias (docs/science.md), which uhi does not correct.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    return {
+        "median": round(float(np.median(finite)), 4),
+        "p90": round(float(np.percentile(finite, 90)), 4),
+        "cell_dates": int(finite.size),
+    }
+
+
 def _day_columns(stats: Any) -> dict[str, np.ndarray]:
-    """One solar day's panel columns (float64, one value per cell) from its accumulators."""
+    """One solar day's panel columns (float64, one value per cell) from its accumulators.
+
+    The variables are means over the cell's clear land pixels; ``water_share`` and
+    ``valid_share`` count land and water alike.
+    """
     lst = stats.accumulators["lst_c"].result()
     cols = {var: lst["mean"] if var == "lst_c" else stats.accumulators[var].result()["mean"] for var in PANEL_VARIABLES}
     cols["lst_c_std"] = lst["std"]
     cols["lst_c_min"] = lst["min"]
     cols["lst_c_max"] = lst["max"]
-    key = "lst_c" if stats.has_thermal else "ndvi"
+    water = stats.water.result()
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = stats.accumulators[key].sum_w / stats.cell_area_px
+        share = water["weight"] / stats.cell_area_px
     cols["valid_share"] = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
+    cols["water_share"] = water["mean"]
+    cols["water_lst_c"] = stats.water_lst.result()["mean"]
+    cols["lst_uncertainty_k"] = stats.uncertainty.result()["mean"]
     return cols
 
 
@@ -343,9 +369,13 @@ def _write_outputs(
     formats = set(config.outputs.formats)
     written: list[str] = []
     city = config.city.name
-    static = [c for c in cells.columns if c not in ("tile_x", "tile_y", "zoom", "x_m", "y_m")]
+    # the per-date water share replaces the all-dates one in a date's file
+    static = [c for c in cells.columns if c not in ("tile_x", "tile_y", "zoom", "x_m", "y_m", "water_share")]
     if "geojson" in formats:
-        per_date = ["cell", *PANEL_VARIABLES, "valid_share", "anomaly_c", "scene_id"]
+        per_date = [
+            "cell", *PANEL_VARIABLES, "valid_share", "water_share", "water_lst_c", "lst_uncertainty_k",
+            "anomaly_c", "scene_id",
+        ]
         # the panel is date-major, n cells per date in cell order (see _panel): slices, not a
         # groupby, whose iteration takes a sorted copy of the whole panel
         n = len(cells)
@@ -373,6 +403,9 @@ def _write_outputs(
                 "mndwi_mean": g["mndwi"].mean(),
                 "albedo_mean": g["albedo"].mean(),
                 "valid_share_mean": g["valid_share"].mean(),
+                "water_share_mean": g["water_share"].mean(),
+                "water_lst_c_mean": g["water_lst_c"].mean(),
+                "lst_uncertainty_k_median": g["lst_uncertainty_k"].median(),
             }
         ).reset_index()
         suhi = suhi_table.copy()
