@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ def test_no_op_on_the_demo_is_exactly_zero(demo: tuple[Any, Any, dict[str, Any]]
 
 
 def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Path) -> None:
+    from scipy import stats
+
     from uhi.report.builder import build_report
 
     cfg, ws, _ = demo
@@ -109,13 +112,59 @@ def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Pat
     page = path.read_text(encoding="utf-8")
     maps = sorted(p.stem for p in (ws.root / "report" / "maps").iterdir())
     assert {"lst", "anomaly", "hotspots", "residuals", "forecast"} <= set(maps)
-    assert "Land surface temperature" in page or 'id="maps"' in page
     import test_report as browser
 
+    # one set of numbers: the data block is the artifacts, field for field
+    data = browser.report_data(page)
+    compute = ws.stage_record("compute")["summary"]
+    fsum = json.loads((ws.root / "forecast" / "summary.json").read_text())
+    msum = json.loads(ws.model_summary.read_text())
+    assert data["suhi"] == compute["suhi_series"] and len(data["suhi"]) == compute["dates"]
+    assert data["city"] == fsum["city"]["lst_c"] and data["rcp85"] == fsum["rcp85"]
+    assert data["models"]["best_model"] == msum["best_model"]
+    for name, entry in msum["models"].items():
+        assert data["models"]["models"][name]["r2"] == {p: fit["r2"] for p, fit in entry["years"].items()}
+    assert sum(r["scenes"] for r in data["scenes_per_year"]) == len(
+        json.loads(ws.scenes_index.read_text())["features"])
+    # the headline figures, against independent computations on those artifacts
+    head = data["headline"]
+    suhi = [r["suhi_c"] for r in compute["suhi_series"] if r["suhi_c"] is not None]
+    assert head["suhi"]["mean_c"] == pytest.approx(float(np.mean(suhi)), abs=1e-12)
+    observed = fsum["city"]["lst_c"]["observed"]
+    ref = stats.linregress([int(y) for y in observed], list(observed.values()))
+    half = stats.t.ppf(0.975, len(observed) - 2) * ref.stderr
+    assert head["trend"]["per_decade_c"] == pytest.approx(10 * ref.slope, rel=1e-9)
+    assert head["trend"]["per_decade_c"] == pytest.approx(10 * fsum["city"]["lst_c"]["trend_per_step"]["ols_slope"], rel=1e-9)
+    assert head["trend"]["low_c"] == pytest.approx(10 * (ref.slope - half), rel=1e-9)
+    findings = page[page.index('id="key-findings"'):page.index("</section>", page.index('id="key-findings"'))]
+    assert f"{head['suhi']['mean_c']:.1f} °C warmer" in findings
+    for anchor in ("#suhi", "#forecast", "#maps"):
+        assert f'href="{anchor}"' in findings
+    # synthetic data said in the header, on every map and in the caveats; no USGS credit
+    text = browser.visible_text(page)
+    assert data["synthetic"] is True
+    header = text[text.index("<header>"):text.index("</header>")]
+    assert "SYNTHETIC" in header
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page[page.index('id="maps"'):])
+    assert captions and all("Synthetic data." in c for c in captions[: len(maps)])
+    assert "USGS" not in text
     if browser.CHROMIUM is None:
         pytest.skip("headless Chromium not installed (CI: apt-get install -y chromium)")
-    result = browser._run(path.as_uri())
-    assert result["errors"] == []
-    assert all(u.startswith(("file:", "data:")) for u in result["requests"])
     n_cells = len(gpd.read_parquet(ws.cells))
-    assert result["facts"]["cells"] == str(n_cells) and result["facts"]["brokenImages"] == 0
+    wide = browser._run(path.as_uri(), width=1400, papers=("A4", "Letter"))
+    phone = browser._run(path.as_uri(), width=390, height=844, mobile=True)
+    for result in (wide, phone):
+        assert result["errors"] == []
+        assert all(u.startswith(("file:", "data:")) for u in result["requests"])
+        facts = result["facts"]
+        assert facts["cells"] == str(n_cells) and facts["brokenImages"] == 0
+        assert facts["scrollWidth"] <= facts["clientWidth"] and facts["wideElements"] == 0, facts
+    (tmp_path / "report-1400.png").write_bytes(wide["screenshot"])
+    (tmp_path / "report-390.png").write_bytes(phone["screenshot"])
+    # printed: few pages, none left half empty before the last (the cell map is left out of print)
+    pdfs = dict(wide["pdfs"], cli=browser._print_to_pdf(path.as_uri(), tmp_path / "report.pdf"))
+    for paper, pdf in pdfs.items():
+        fills = browser.pdf_page_fill(pdf)
+        print(paper, len(fills), "pages; content reaches", [round(f, 2) for f in fills])
+        assert 3 <= len(fills) <= 8, (paper, fills)
+        assert min(fills[:-1]) >= 0.55, (paper, fills)

@@ -11,7 +11,10 @@ from uhi.demo.scenes import SceneRecord
 from uhi.demo.spec import UTM_EPSG, WRS_ROW
 from uhi.landsat import SR_SCALE, ST_QA_SCALE, ST_SCALE
 
-__all__ = ["write_catalog", "STAC_EXTENSIONS"]
+__all__ = ["write_catalog", "STAC_EXTENSIONS", "SYNTHETIC_PROPERTY"]
+
+# item property (and catalog field) marking planted data, so outputs can say "synthetic"
+SYNTHETIC_PROPERTY = "uhi:synthetic"
 
 # the extension set of Planetary Computer's landsat-c2-l2 items (tests/data/stac), with the
 # projection extension at v2.0.0 because the items carry proj:code (proj:epsg kept for readers
@@ -175,6 +178,8 @@ def _item(rec: SceneRecord) -> Any:
         "platform": "landsat-8",
         "instruments": ["oli", "tirs"],
         "description": "SYNTHETIC Landsat Collection 2 Level-2 (uhi demo city)",
+        # machine-readable: these pixels were planted by `uhi demo`, not imaged by Landsat
+        SYNTHETIC_PROPERTY: True,
         "gsd": 30,
         "eo:cloud_cover": rec.cloud_cover,
         "landsat:cloud_cover_land": rec.cloud_cover_land,
