@@ -133,7 +133,7 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
     extra: dict[str, Any] = {}
     # EPSG:3857: the cells are web-mercator tiles, so they stay axis-aligned under a north-up
     # arrow (in UTM they turn by the meridian convergence); the scale bar corrects for the stretch
-    common = {"working_crs": "EPSG:3857", "basemap": basemap, "credits": inp.credits}
+    common: dict[str, Any] = {"working_crs": "EPSG:3857", "basemap": basemap, "credits": inp.credits}
     maps_dir = out_dir / "maps"
     figs = []
     if "lst_c" in cells:
@@ -238,6 +238,19 @@ def _properties(path: Path) -> Any:
 _READ_CACHE: dict[Path, Any] = {}
 
 
+def _has_table(path: Path) -> bool:
+    """Whether a stage output exists as the GeoJSON, its Parquet twin or a layer of the stage's GeoPackage."""
+    path = Path(path)
+    if path.is_file() or path.with_suffix(".parquet").is_file():
+        return True
+    gpkg = path.parent / f"{path.parent.name}.gpkg"
+    if not gpkg.is_file():
+        return False
+    import pyogrio
+
+    return path.stem in {str(name) for name, _ in pyogrio.list_layers(gpkg)}
+
+
 def _id_column(frame: Any) -> str | None:
     return next((c for c in ("cell", "unit") if c in frame.columns), None)
 
@@ -254,7 +267,7 @@ def _latest_period_column(columns: Any, stem: str) -> tuple[str, str | None] | N
 def _hotspots(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] | None:
     """Gi* classes (-3..3) of the latest period from model/hotspots.geojson, keyed by cell."""
     path = ws.path("model", "hotspots.geojson")
-    if not path.is_file():
+    if not _has_table(path):
         return None
     frame = _properties(path)
     ident = _id_column(frame)
@@ -272,7 +285,7 @@ def _hotspots(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] |
 def _residuals(ws: Any, summary: dict[str, Any] | None) -> tuple[Any, str, str] | None:
     """Residuals of the best model in the latest period from model/predictions.geojson."""
     path = ws.path("model", "predictions.geojson")
-    if not path.is_file():
+    if not _has_table(path):
         return None
     frame = _properties(path)
     ident = _id_column(frame)
@@ -295,7 +308,7 @@ def _forecast_columns(columns: Any, var: str = "lst_c") -> list[str]:
 def _forecast_cells(ws: Any) -> tuple[Any, str, str] | None:
     """The last forecast step's per-cell LST, from forecast/forecast.geojson."""
     path = ws.path("forecast", "forecast.geojson")
-    if not path.is_file():
+    if not _has_table(path):
         return None
     frame = _properties(path)
     labels = _forecast_columns(frame.columns)
@@ -456,7 +469,7 @@ def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
 
     sec = ReportSection("forecast", "Where the temperature is heading: forecast")
     path = ws.path("forecast", "forecast.geojson")
-    if not path.is_file():
+    if not _has_table(path):
         sec.body.append(_missing("no forecast yet: run uhi forecast"))
         return sec
     spath = ws.path("forecast", "summary.json")

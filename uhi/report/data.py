@@ -68,7 +68,8 @@ def _models(summary: dict[str, Any] | None) -> dict[str, Any] | None:
     for name, entry in (summary.get("models") or {}).items():
         if not isinstance(entry, dict):
             continue
-        years = entry.get("years") if isinstance(entry.get("years"), dict) else {}
+        found = entry.get("years")
+        years: dict[str, Any] = found if isinstance(found, dict) else {}
         table[name] = {
             "r2": {str(p): fit.get("r2") for p, fit in years.items() if isinstance(fit, dict) and "r2" in fit},
             "mean_r2": entry.get("mean_r2"),
