@@ -67,8 +67,14 @@ def test_value_map_structure_and_png(tmp_path: Path) -> None:
     bar = _by_gid(fig, "scale-bar")
     label = _by_gid(fig, "scale-bar-label")[0].get_text()
     assert label == "200 m"  # 20 cells x 50 m = 1000 m (+ padding) -> a quarter rounds to 200 m
-    assert sum(p.get_width() for p in bar) == pytest.approx(200.0)
+    # 200 ground metres are 200 k map metres, k the UTM point scale factor at the centre:
+    # k = k0 (1 + x^2 / (2 k0^2 R^2)), x the distance from the central meridian (Snyder 1987, eq. 8-11
+    # to first order), k0 = 0.9996, R = 6371 km; ~1.0000936 at 200.5 km east of it
     ax = fig.axes[0]
+    x = (ax.get_xlim()[0] + ax.get_xlim()[1]) / 2 - 500000
+    k = 0.9996 * (1 + x**2 / (2 * 0.9996**2 * 6_371_000**2))
+    assert sum(p.get_width() for p in bar) == pytest.approx(200.0 * k, rel=1e-5)
+    assert abs(k - 1) > 5e-5  # the correction is larger than the tolerance: leaving it out fails
     assert 1000 < ax.get_xlim()[1] - ax.get_xlim()[0] < 1100  # metres, not degrees
     path = save_map(fig, tmp_path / "lst.png", dpi=100)
     img = np.asarray(Image.open(path).convert("RGB"))
@@ -150,3 +156,23 @@ def test_tile_probe_on_loopback(caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level(logging.INFO, logger="uhi.maps"):
             assert not _tiles_reachable(f"http://127.0.0.1:{dead}/0/0/0.png")
     assert "is unreachable" in caplog.text
+
+
+def test_web_mercator_map_keeps_tiles_square_and_the_scale_bar_true() -> None:
+    """In EPSG:3857 a ground metre is 1 / cos(latitude) map units: the bar is stretched by that."""
+    from pyproj import Transformer
+
+    cells = _cells()
+    fig = render_value_map(cells, "lst_c", title="LST", label="LST", units="°C", working_crs="EPSG:3857")
+    ax = fig.axes[0]
+    label = _by_gid(fig, "scale-bar-label")[0].get_text()
+    width = sum(p.get_width() for p in _by_gid(fig, "scale-bar"))
+    cx, cy = (ax.get_xlim()[0] + ax.get_xlim()[1]) / 2, (ax.get_ylim()[0] + ax.get_ylim()[1]) / 2
+    lat = Transformer.from_crs(3857, 4326, always_xy=True).transform(cx, cy)[1]
+    stretch = 1 / np.cos(np.radians(lat))  # Web Mercator's scale factor (spherical, as EPSG:3857 is)
+    assert stretch > 1.5  # ~51 degrees N
+    metres = float(label.removesuffix(" m").removesuffix(" km")) * (1000 if label.endswith("km") else 1)
+    assert width == pytest.approx(metres * stretch, rel=1e-9)
+    # about a quarter of the map's ground width, whatever the stretch
+    ground_width = (ax.get_xlim()[1] - ax.get_xlim()[0]) / stretch
+    assert 0.1 * ground_width < metres <= 0.25 * ground_width
