@@ -1,12 +1,51 @@
-"""Shared fixtures: paths to the real test data shipped in tests/data."""
+"""Shared fixtures: paths to the real test data shipped in tests/data, and honest skips."""
 
 from __future__ import annotations
 
+import importlib
+import os
+import shutil
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+
+def under_ci() -> bool:
+    """Whether the run is CI's (``CI=true``, as GitHub Actions, GitLab and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def missing(what: str, fix: str) -> NoReturn:
+    """A test cannot run without ``what``: skip it locally, fail it under CI.
+
+    Every test that needs an optional tool goes through here (tests import it with
+    ``from conftest import ...``), so a CI run never passes by silently skipping what it was
+    meant to check. ``fix`` says how to install the tool.
+    """
+    if under_ci():
+        pytest.fail(f"{what} is missing under CI (CI=true), so this test cannot run: {fix}", pytrace=False)
+    pytest.skip(f"{what} is missing: {fix}")
+
+
+def require_module(name: str, fix: str) -> ModuleType:
+    """The imported module ``name``; :func:`missing` when it cannot be imported."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"the Python module {name!r}", fix)
+
+
+def require_program(*names: str, fix: str) -> str:
+    """Path of the first of ``names`` found on PATH; :func:`missing` when none is."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    missing(f"the program {' or '.join(repr(n) for n in names)}", fix)
 
 
 @pytest.fixture(scope="session")
@@ -18,8 +57,6 @@ def data_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _no_uhi_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never inherit UHI_* settings from the developer's shell."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("UHI_"):
             monkeypatch.delenv(name, raising=False)

@@ -33,9 +33,15 @@ MORPHOLOGY_COLUMNS = (
 
 @dataclass(frozen=True)
 class MorphologyReport:
-    """What the footprints layer held: counts behind the per-cell columns (for the log/summary)."""
+    """What the footprints layer held: counts behind the per-cell columns (for the log/summary).
+
+    ``buildings`` counts the distinct buildings touching the cells; ``parts`` the footprints
+    there lying inside another one (OSM ``building:part`` polygons, duplicated outlines), which
+    are not buildings of their own. ``repaired`` and ``dropped`` are over the whole layer.
+    """
 
     buildings: int
+    parts: int
     repaired: int
     dropped: int
     with_height: int
@@ -73,13 +79,14 @@ def polygons_only(gdf: Any) -> tuple[Any, int, int]:
         geoms = geoms.copy()
         geoms[invalid] = shapely.make_valid(geoms[invalid])
     # a repaired polygon may become a collection with lines or points: keep only areas
-    parts = [
-        shapely.union_all([p for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon")])
-        if g is not None and g.geom_type == "GeometryCollection"
-        else g
-        for g in geoms
-    ]
-    out = gdf.set_geometry(np.asarray(parts, dtype=object), crs=gdf.crs)
+    # (only the collections are walked in Python; the rest stay as they are)
+    collections = np.flatnonzero(shapely.get_type_id(geoms) == 7)
+    if len(collections):
+        geoms = np.array(geoms, dtype=object)
+        for k in collections:
+            parts = shapely.get_parts(geoms[k])
+            geoms[k] = shapely.union_all(parts[np.isin(shapely.get_type_id(parts), (3, 6))])
+    out = gdf.set_geometry(np.asarray(geoms, dtype=object), crs=gdf.crs)
     keep = ~out.geometry.is_empty & out.geometry.notna() & out.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
     return out[keep].reset_index(drop=True), repaired, int((~keep).sum())
 
@@ -143,18 +150,27 @@ def cell_morphology(cell_polygons: np.ndarray, cfg: BuildingsConfig, working_crs
             log.warning("buildings: %d invalid geometries repaired, %d without area dropped", repaired, dropped)
         height = _numeric(bld, cfg.height_col)
         floors = _numeric(bld, cfg.floors_col)
-        report = MorphologyReport(
-            buildings=len(bld), repaired=repaired, dropped=dropped,
-            with_height=int((~np.isnan(height)).sum()), with_floors=int((~np.isnan(floors)).sum()),
-        )
         # floors from the column, else height / storey height; height likewise from floors
         floors_eff = np.where(np.isnan(floors), height / cfg.storey_height_m, floors)
         height_eff = np.where(np.isnan(height), floors * cfg.storey_height_m, height)
-        geoms = bld.geometry.values
-        ci, bi, area = _overlay(cell_polygons, np.asarray(geoms))
-        fp = _union_area(cell_polygons, np.asarray(geoms), ci, bi, area, n)
+        geoms = np.asarray(bld.geometry.values)
+        # only footprints touching a cell matter (scenario asks for a few cells); a part
+        # touching a cell has its outline touching it too, so counts are unaffected
+        near = np.unique(shapely.STRtree(geoms).query(cell_polygons, predicate="intersects")[1])
+        geoms, floors_eff, height_eff = geoms[near], floors_eff[near], height_eff[near]
+        pairs = _overlapping_pairs(geoms)
+        counted = _distinct_buildings(geoms, *pairs)
+        report = MorphologyReport(
+            buildings=int(counted.sum()), parts=int(len(near) - counted.sum()),
+            repaired=repaired, dropped=dropped,
+            with_height=int((~np.isnan(height)).sum()), with_floors=int((~np.isnan(floors)).sum()),
+        )
+        # disjoint pieces, each with the tallest storeys and height of the footprints over it
+        pieces, floors_eff, height_eff = _flatten(geoms, floors_eff, height_eff, *pairs)
+        ci, bi, area = _overlay(cell_polygons, pieces)
+        fp = np.bincount(ci, weights=area, minlength=n)  # pieces are disjoint: this is the union
         # a building counts once, in the cell holding its representative point
-        pts = shapely.point_on_surface(np.asarray(geoms))
+        pts = shapely.point_on_surface(geoms[counted])
         cell_of = shapely.STRtree(cell_polygons).query(pts, predicate="within")
         count = np.bincount(cell_of[1], minlength=n).astype(np.float64)
         cols["building_count"] = count
@@ -176,7 +192,7 @@ def cell_morphology(cell_polygons: np.ndarray, cfg: BuildingsConfig, working_crs
             cols["floors_mean"] = np.where(
                 w_f > 0, np.bincount(ci[has_f], weights=area[has_f] * f[has_f], minlength=n) / w_f, np.nan
             )
-            # a footprint of unknown height is at least one storey: floor area is a lower bound
+            # ground of unknown height is at least one storey: floor area is a lower bound
             cols["floor_area_m2"] = np.bincount(ci, weights=area * np.where(has_f, f, 1.0), minlength=n)
             cols["far"] = cols["floor_area_m2"] / cell_area
         if cfg.blocks_path is not None:
@@ -195,29 +211,98 @@ def cell_morphology(cell_polygons: np.ndarray, cfg: BuildingsConfig, working_crs
     return frame, report
 
 
-def _union_area(
-    cells: np.ndarray, geoms: np.ndarray, ci: np.ndarray, bi: np.ndarray, area: np.ndarray, n: int
-) -> np.ndarray:
-    """Built ground per cell: the area of the union of clipped footprints, so overlapping
-    polygons (OSM building parts drawn over their building) count once and coverage <= 1."""
+# A footprint at least this share inside another one is a part of it (an OSM building:part,
+# or a duplicate); 1 % absorbs digitising slivers where a part's edge misses its outline's by
+# centimetres (the Helsinki Sokos part lies 99.998 % inside its outline).
+CONTAINED_SHARE = 0.99
+
+
+def _overlapping_pairs(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, overlap polygon) for every pair i < j of footprints whose interiors overlap.
+
+    Buildings sharing only a wall (touching) are not pairs; they need no union.
+    """
     import shapely
 
-    out = np.bincount(ci, weights=area, minlength=n)
-    counts = np.bincount(ci, minlength=n)
-    multi = np.flatnonzero(counts > 1)
-    if len(multi) == 0:
-        return out
-    sel = np.isin(ci, multi)
-    order = np.argsort(ci[sel], kind="stable")
-    c_sel, b_sel = ci[sel][order], bi[sel][order]
-    starts = np.flatnonzero(np.r_[True, c_sel[1:] != c_sel[:-1]])
-    ends = np.r_[starts[1:], len(c_sel)]
-    for s, e in zip(starts, ends, strict=True):
-        c = c_sel[s]
-        pieces = shapely.intersection(cells[c], geoms[b_sel[s:e]])
-        merged = shapely.union_all(pieces)
-        out[c] = shapely.area(merged)
-    return out
+    i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    keep = i < j
+    i, j = i[keep], j[keep]
+    keep = ~shapely.touches(geoms[i], geoms[j])
+    i, j = i[keep], j[keep]
+    shared = shapely.intersection(geoms[i], geoms[j])
+    keep = shapely.area(shared) > 0
+    return i[keep], j[keep], shared[keep]
+
+
+def _distinct_buildings(geoms: np.ndarray, i: np.ndarray, j: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    """Mask of the footprints that are buildings of their own.
+
+    A footprint lying (:data:`CONTAINED_SHARE`) inside a larger one is a part of it; of two
+    footprints inside each other (duplicates) the first one in the layer is kept.
+    """
+    import shapely
+
+    area = shapely.area(geoms)
+    shared_area = shapely.area(shared)
+    i_in_j = shared_area >= CONTAINED_SHARE * area[i]
+    j_in_i = shared_area >= CONTAINED_SHARE * area[j]
+    counted = np.ones(len(geoms), dtype=bool)
+    counted[i[i_in_j & ~j_in_i]] = False
+    counted[j[j_in_i]] = False  # j > i: a duplicate drops the later one
+    return counted
+
+
+def _flatten(
+    geoms: np.ndarray, floors: np.ndarray, height: np.ndarray, i: np.ndarray, j: np.ndarray, shared: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Footprints made disjoint: overlapping ones are cut into the faces of their overlay.
+
+    Each face takes the largest storeys and the largest height (NaN-ignoring) of the footprints
+    covering it, so floor area = sum of face area x storeys is the area under the tallest
+    storey count and a building part drawn over its outline is not counted twice. Footprints
+    that overlap nothing are returned unchanged. Pairs overlapping nothing else (an outline and
+    its one part, a duplicate) are cut with vectorised differences; larger groups (a church
+    and its parts) are noded together and polygonized. Measured on the 30 km demo's 263k
+    footprints plus 10 % duplicated and 10 % with a part inside: finding the pairs ~1.2 s and
+    this cut ~1.8 s of CPU; on the plain footprints (no overlap) the whole morphology takes
+    4.8 s instead of the 8.4 s it took with the per-cell union loop this replaces.
+    """
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(i) == 0:
+        return geoms, floors, height
+    n = len(geoms)
+    _, label = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
+    size = np.bincount(label)
+    involved = size[label] > 1
+    in_pair = size[label[i]] == 2  # the pair is the whole group
+    a, b, ab = i[in_pair], j[in_pair], shared[in_pair]
+    a_only, b_only = shapely.difference(geoms[a], geoms[b]), shapely.difference(geoms[b], geoms[a])
+    faces = [geoms[~involved], ab, a_only, b_only]
+    f_faces = [floors[~involved], np.fmax(floors[a], floors[b]), floors[a], floors[b]]
+    h_faces = [height[~involved], np.fmax(height[a], height[b]), height[a], height[b]]
+    group = involved & (size[label] > 2)
+    if group.any():
+        sub = geoms[group]
+        # node every ring once and take the faces (holes and courtyards become faces that no
+        # footprint covers and are dropped)
+        edges = shapely.union_all(shapely.boundary(sub))
+        cut = shapely.get_parts(shapely.polygonize(shapely.get_parts(edges)))
+        face_i, bld_i = shapely.STRtree(sub).query(shapely.point_on_surface(cut), predicate="within")
+        f_cut = np.full(len(cut), np.nan)
+        h_cut = np.full(len(cut), np.nan)
+        np.fmax.at(f_cut, face_i, floors[group][bld_i])
+        np.fmax.at(h_cut, face_i, height[group][bld_i])
+        covered = np.zeros(len(cut), dtype=bool)
+        covered[face_i] = True
+        faces.append(cut[covered])
+        f_faces.append(f_cut[covered])
+        h_faces.append(h_cut[covered])
+    out = np.concatenate(faces)
+    keep = ~shapely.is_empty(out)
+    return out[keep], np.concatenate(f_faces)[keep], np.concatenate(h_faces)[keep]
 
 
 def _landuse_entropy(cells: np.ndarray, cfg: BuildingsConfig, crs: str) -> np.ndarray:

@@ -85,6 +85,52 @@ def test_bad_general_options_exit_2(tmp_path: Path, args: list[str], message: st
     assert message in r.stderr
 
 
+def test_epoch_second_times_exit_2_naming_the_fix(tmp_path: Path) -> None:
+    # integer Unix seconds 30 days apart: read as steps they asked for a 23 M-step grid per series
+    secs = 1_600_000_000 + 2_592_000 * np.arange(10)
+    table = tmp_path / "epoch.csv"
+    pd.DataFrame({"id": np.repeat(["a", "b"], 10), "t": np.tile(secs, 2), "v": np.arange(20.0)}).to_csv(table, index=False)
+    r = run("forecast", "--input", str(table), "--id-col", "id", "--time-col", "t", "--value-col", "v",
+            "--horizon", "2", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "23,328,001 index steps" in r.stderr and "Unix epoch times" in r.stderr and "to_datetime" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_overflowing_series_fail_and_infinite_values_are_counted(tmp_path: Path) -> None:
+    years = np.arange(2000, 2012)
+    clean = 20 + 0.1 * (years - 2000) + np.sin(years)
+    huge = np.where(years % 2, 1e308, -1e308)  # its sums of squares overflow float64
+    spiky = clean + 1.0
+    spiky_inf = spiky.copy()
+    spiky_inf[[3, 5]] = np.inf
+    frame = pd.DataFrame({"id": np.repeat(["a", "b", "c"], 12), "t": np.tile(years, 3),
+                          "v": np.concatenate([clean, huge, spiky_inf])})
+    table = tmp_path / "t.csv"
+    frame.to_csv(table, index=False)
+    r = general_table(table, tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    assert "failed 1" in r.stdout and "2 infinite value(s) of 'v'" in r.stderr
+    per_id = pd.read_csv(tmp_path / "o" / "forecast.csv").set_index("id")
+    assert per_id["v_status"].to_dict() == {"a": "ok", "b": "failed", "c": "ok"}
+    assert per_id.loc["b", ["v_h1", "v_h1_lo", "v_h1_hi", "v_rmse"]].isna().all()
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["status"]["v"] == {"ok": 2, "too_few_points": 0, "no_data": 0, "failed": 1}
+    assert summary["input_report"]["infinite_values_dropped"] == {"v": 2}
+    # dropping the two inf rows is exactly what happened to c: the same forecast without them
+    without = frame[np.isfinite(frame["v"])]
+    without.to_csv(tmp_path / "w.csv", index=False)
+    assert general_table(tmp_path / "w.csv", tmp_path / "w").returncode == 0
+    ref = pd.read_csv(tmp_path / "w" / "forecast.csv").set_index("id")
+    assert ref.loc["c", "v_steps_observed"] == per_id.loc["c", "v_steps_observed"] == 10
+    assert per_id.loc["c", "v_h1"] == ref.loc["c", "v_h1"]
+
+
+def general_table(table: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return run("forecast", "--input", str(table), "--id-col", "id", "--time-col", "t", "--value-col", "v",
+               "--horizon", "2", "--out", str(out))
+
+
 def test_modes_do_not_mix(tmp_path: Path) -> None:
     r = run("forecast", "--id-col", "x")
     assert r.returncode == 2 and "--id-col need(s) --input TABLE" in r.stderr

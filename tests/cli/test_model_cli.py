@@ -120,6 +120,72 @@ def test_single_row_is_refused(columbus, tmp_path: Path, capsys) -> None:
     assert code == 3 and "enough complete rows" in err
 
 
+@pytest.mark.parametrize("value", [0.0, 7.3])
+def test_constant_y_exits_2_without_traceback(columbus, tmp_path: Path, capsys, value: float) -> None:
+    # y = 0 everywhere made lm_tests divide by a zero residual variance (ZeroDivisionError)
+    import geopandas as gpd
+
+    gdf = gpd.read_file(columbus[0])
+    gdf["CRIME"] = value
+    path = tmp_path / "const.gpkg"
+    gdf.to_file(path)
+    code = uhi("model", "--input", str(path), "--y", "CRIME", "--x", "INC", "--out", str(tmp_path / "o"))
+    err = capsys.readouterr().err
+    assert code == 2 and "'CRIME' has the same value" in err and "49 rows" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_a_year_with_constant_y_is_skipped_and_said(tmp_path: Path, capsys) -> None:
+    import geopandas as gpd
+    import pandas as pd
+    from shapely.geometry import box
+
+    rng = np.random.default_rng(5)
+    polys = [box(i * 50, j * 50, (i + 1) * 50, (j + 1) * 50) for j in range(8) for i in range(8)]
+    a = rng.normal(size=64)
+    frames = [
+        gpd.GeoDataFrame({"year": 2020, "a": a, "y": 2 * a + rng.normal(size=64)}, geometry=polys, crs=32611),
+        gpd.GeoDataFrame({"year": 2021, "a": a, "y": 30.0}, geometry=polys, crs=32611),  # a saturated sensor
+    ]
+    path = tmp_path / "long.parquet"
+    pd.concat(frames, ignore_index=True).to_parquet(path)
+    out = tmp_path / "o"
+    assert uhi("model", "--input", str(path), "--y", "y", "--x", "a", "--year-col", "year", "--models", "ols,lag",
+               "--out", str(out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["models"]["ols"]["years"]) == ["2020"]
+    assert summary["skipped"]["period 2021"] == "y 'y' is constant (30) in its 64 rows"
+    assert "2021: y 'y' is the same in every row" in capsys.readouterr().err
+
+
+def test_rows_at_one_point_are_refused(columbus, tmp_path: Path, capsys) -> None:
+    # every row at the same point: a KNN picks its 8 "nearest" among 48 ties arbitrarily
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    gdf = gpd.read_file(columbus[0])
+    gdf["geometry"] = [Point(3.0, 4.0)] * len(gdf)
+    path = tmp_path / "one.gpkg"
+    gdf.to_file(path)
+    code = uhi("model", "--input", str(path), "--y", "CRIME", "--x", "INC", "--out", str(tmp_path / "o"))
+    err = capsys.readouterr().err
+    assert code == 2 and "all 49 units" in err and "one point (3, 4)" in err and "Traceback" not in err
+
+
+def test_colocated_rows_are_warned_and_noted(columbus, tmp_path: Path, capsys) -> None:
+    import geopandas as gpd
+
+    gdf = gpd.read_file(columbus[0])
+    gdf.loc[[1, 2, 3], "geometry"] = gdf.geometry.iloc[0]  # three tracts drawn over the first
+    path = tmp_path / "dup.gpkg"
+    gdf.to_file(path)
+    out = tmp_path / "o"
+    assert uhi("model", "--input", str(path), "--y", "CRIME", "--x", "INC", "--models", "ols", "--out", str(out)) == 0
+    assert json.loads((out / "summary.json").read_text())["notes"]["colocated_units"] == 3
+    err = capsys.readouterr().err
+    assert "3 of 49 units" in err and "broken arbitrarily" in err
+
+
 def test_disconnected_weights_reported(columbus, tmp_path: Path) -> None:
     out = tmp_path / "o"
     # a 0.5-unit band leaves the outlying tracts without neighbours

@@ -17,6 +17,7 @@ import pystac
 import pytest
 import rasterio
 import shapely
+from conftest import require_module
 from exactextract import exact_extract
 from pyproj import Transformer
 from rasterio.warp import transform_bounds
@@ -413,7 +414,7 @@ def test_momotombo_lava_survives_the_stage(tmp_path, data_dir):
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_panel(tmp_path, data_dir):
     """The stage runs unchanged on Dask (one task per scene): the same panel as on threads."""
-    pytest.importorskip("distributed")
+    require_module("distributed", "pip install 'uhi[dask]' (the test extra pulls it in)")
     clip = data_dir / "landsat" / LIVERPOOL
     results = {}
     for mode, dask in (("threads", {}), ("dask", {"workers": 1})):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+from conftest import missing
 from pyproj import Transformer
 from rasterio.transform import Affine
 
@@ -213,7 +214,7 @@ def _item(template: dict[str, Any], item_id: str, when: str, cloud: float, level
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     if not RUSTAC.exists():
-        pytest.skip("rustac is not installed (pip install 'uhi[test]')")
+        missing(f"rustac's server ({RUSTAC})", "pip install 'uhi[test]'")
     root = tmp_path_factory.mktemp("cogs")
     crs, transform = _make_scene_cogs(root / "master")
     # each item reads its own URL paths, so bytes are counted per scene

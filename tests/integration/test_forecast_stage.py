@@ -120,7 +120,7 @@ def test_bad_cells_reported_not_dropped(done: tuple[Workspace, dict]) -> None:
     ws, d = done
     status = d["summary"]["status"]["lst_c"]
     n = 9 * 7
-    assert status == {"ok": n - 3, "too_few_points": 1, "no_data": 2}
+    assert status == {"ok": n - 3, "too_few_points": 1, "no_data": 2, "failed": 0}
     report = d["summary"]["input_report"]
     assert report["duplicate_rows"] == 2 and report["rows_outside_months"] == 1
     gj = json.loads((ws.stage_dir("forecast") / "forecast.geojson").read_text())

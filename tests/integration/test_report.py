@@ -26,6 +26,7 @@ from shapely.geometry import box
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 import test_scenario as synth  # noqa: E402  (the synthetic workspace of the scenario tests)
+from conftest import require_module, require_program  # noqa: E402
 
 from uhi.config import build_config  # noqa: E402
 from uhi.report.builder import build_report  # noqa: E402
@@ -33,7 +34,6 @@ from uhi.scenario import run_scenario  # noqa: E402
 from uhi.stages import get_spec  # noqa: E402
 from uhi.stages.runner import execute  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # XML namespace names inside Leaflet: identifiers passed to createElementNS, never fetched
 _NAMESPACES = ("http://www.w3.org/2000/svg",)
 
@@ -273,7 +273,7 @@ def test_headline_names_places_by_coordinates_without_zones(report: tuple[Path, 
 PAPERS = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}
 
 
-async def _inspect(url: str, width: int = 1280, height: int = 2400, *, mobile: bool = False,
+async def _inspect(chromium: str, url: str, width: int = 1280, height: int = 2400, *, mobile: bool = False,
                    papers: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load ``url`` in headless Chromium; collect errors, requests, a screenshot, page facts and PDFs."""
     import urllib.request
@@ -282,7 +282,7 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400, *, mobile: b
 
     profile = tempfile.mkdtemp(prefix="uhi-chromium-")
     proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
          f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
          "about:blank"],
@@ -386,16 +386,27 @@ async def _inspect(url: str, width: int = 1280, height: int = 2400, *, mobile: b
             "screenshot": base64.b64decode(shot["data"]), "pdfs": pdfs}
 
 
+def _chromium() -> str:
+    """Chromium's path: skipped locally without it, a failure under CI."""
+    return require_program(
+        "chromium", "chromium-browser", fix="apt-get install -y chromium (Debian's package; .ci/run installs it)"
+    )
+
+
 def _run(url: str, **kwargs: Any) -> dict[str, Any]:
-    pytest.importorskip("tornado", reason="the DevTools client uses tornado's websocket")
-    return asyncio.run(_inspect(url, **kwargs))
+    """Inspect ``url`` in headless Chromium: skipped locally without it, a failure under CI."""
+    chromium = _chromium()
+    # the DevTools client uses tornado's websocket
+    require_module("tornado", fix="pip install 'uhi[test]'")
+    return asyncio.run(_inspect(chromium, url, **kwargs))
 
 
 def _print_to_pdf(url: str, target: Path) -> bytes:
     """The page printed by ``chromium --headless --print-to-pdf`` (its default paper, no header/footer)."""
+    chromium = _chromium()
     profile = tempfile.mkdtemp(prefix="uhi-chromium-")
     try:
-        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                         "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}",
                         "--no-pdf-header-footer", "--virtual-time-budget=3000", f"--print-to-pdf={target}", url],
                        check=True, capture_output=True, timeout=120)
@@ -409,7 +420,7 @@ def pdf_page_fill(pdf: bytes) -> list[float]:
 
     Pages are rendered at 40 dpi with pypdfium2; a pixel darker than 245 of 255 is content.
     """
-    pdfium = pytest.importorskip("pypdfium2", reason="pypdfium2 renders the PDF pages (test extra)")
+    pdfium = require_module("pypdfium2", fix="pip install 'uhi[test]'")
     doc = pdfium.PdfDocument(pdf)
     fills = []
     for page in doc:
@@ -419,13 +430,7 @@ def pdf_page_fill(pdf: bytes) -> list[float]:
     return fills
 
 
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (CI: apt-get install -y chromium)"
-)
-
-
 @pytest.mark.browser
-@needs_chromium
 def test_harness_catches_broken_pages(tmp_path: Path) -> None:
     """The browser check can fail: a missing image, a script error and a remote URL are all seen."""
     bad = tmp_path / "bad.html"
@@ -440,7 +445,6 @@ def test_harness_catches_broken_pages(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-@needs_chromium
 def test_report_renders_offline_in_chromium(report: tuple[Path, Any], tmp_path: Path) -> None:
     from PIL import Image
 

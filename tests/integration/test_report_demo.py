@@ -148,8 +148,6 @@ def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Pat
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", page[page.index('id="maps"'):])
     assert captions and all("Synthetic data." in c for c in captions[: len(maps)])
     assert "USGS" not in text
-    if browser.CHROMIUM is None:
-        pytest.skip("headless Chromium not installed (CI: apt-get install -y chromium)")
     n_cells = len(gpd.read_parquet(ws.cells))
     wide = browser._run(path.as_uri(), width=1400, papers=("A4", "Letter"))
     phone = browser._run(path.as_uri(), width=390, height=844, mobile=True)

@@ -117,3 +117,13 @@ def test_holdout_rmse_is_the_rmse_of_the_holdout_forecasts() -> None:
     train = fit_ets(y[:, :16], ("simple",))
     expect = np.sqrt(np.mean((y[:, 16:] - train.level[:, None]) ** 2, axis=1))
     np.testing.assert_allclose(res.rmse, expect, rtol=1e-12)
+
+
+def test_overflowing_series_fail_instead_of_reporting_ok(caplog) -> None:
+    # +-1e308 alternating: every sum of squares overflows float64; the fit cannot be trusted
+    y = np.vstack([np.linspace(20, 25, 10), np.where(np.arange(10) % 2, 1e308, -1e308)])
+    res = forecast_series(y, 2, holdout=2, min_points=4)
+    assert res.status.tolist() == ["ok", "failed"]
+    assert np.isfinite(res.mean[0]).all() and np.isnan(res.mean[1]).all()
+    assert np.isnan(res.lower[1]).all() and np.isnan(res.upper[1]).all() and np.isnan(res.rmse[1])
+    assert "1 series could not be fitted" in caplog.text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from uhi.errors import InputError
-from uhi.stats.diagnostics import lm_tests, moran_residuals
+from uhi.stats.diagnostics import lm_tests, moran_residuals, moran_value
 from uhi.stats.regression import fit_fe, fit_ols, fit_slx
 
 NAMES = ["INC", "HOVAL"]
@@ -121,3 +121,20 @@ def test_fe_refuses_x_constant_within_zones() -> None:
     x = np.column_stack([rng.normal(size=30), np.repeat([1.0, 2.0, 3.0], 10)])
     with pytest.raises(InputError, match=r"\['zonal'\] is constant within every zone"):
         fit_fe(rng.normal(size=30), x, ["a", "zonal"], zones)
+
+
+def test_diagnostics_of_a_perfect_fit_are_nan(columbus) -> None:
+    # residuals all zero (constant y, or y exactly linear in x): every statistic divides by
+    # e'e and is undefined; NaN, never ZeroDivisionError
+    import scipy.sparse as sp
+
+    gdf, w = columbus
+    xc = np.column_stack([np.ones(len(gdf)), gdf[NAMES].to_numpy()])
+    y = xc @ np.array([1.0, 2.0, -0.5])
+    e = np.zeros(len(y))
+    ws = sp.csr_matrix(w.sparse)
+    lm = lm_tests(y, xc, e, ws)
+    assert set(lm) == {f"{t}{p}" for t in ("lm_lag", "lm_error", "rlm_lag", "rlm_error") for p in ("", "_p")}
+    assert all(np.isnan(v) for v in lm.values())
+    assert all(np.isnan(v) for v in moran_residuals(e, xc, ws).values())
+    assert np.isnan(moran_value(e, ws))

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from uhi.errors import InputError
-from uhi.stats.series import infer_step, regularise, step_labels
+from uhi.stats.series import MAX_STEPS, infer_step, regularise, step_labels
 
 
 def _panel() -> pd.DataFrame:
@@ -69,3 +69,29 @@ def test_infer_step() -> None:
     assert infer_step(pd.Series([1871, 1872])) == "index"
     assert infer_step(pd.Series(pd.date_range("2000-01-01", periods=24, freq="MS"))) == "month"
     assert infer_step(pd.Series(pd.to_datetime(["2014-07-01", "2015-07-03", "2016-06-30"]))) == "year"
+
+
+def test_infinite_values_are_dropped_counted_and_warned(caplog) -> None:
+    t = pd.DataFrame({"id": ["x"] * 4, "t": [1, 2, 3, 4], "v": [1.0, np.inf, -np.inf, 4.0], "w": [1.0, 2.0, 3.0, np.nan]})
+    rs = regularise(t, ["v", "w"], id_col="id", time_col="t", step="index")
+    np.testing.assert_array_equal(rs.values["v"][0], [1.0, np.nan, np.nan, 4.0])
+    assert rs.counts["v"][0].tolist() == [1, 0, 0, 1]
+    # NaN is a missing value, not an infinite one: only v is reported
+    assert rs.report["infinite_values_dropped"] == {"v": 2}
+    assert "2 infinite value(s) of 'v'" in caplog.text
+
+
+def test_a_grid_longer_than_max_steps_is_refused_before_allocation() -> None:
+    # Unix seconds 30 days apart: as index steps the grid would be 9 x 2,592,000 + 1 long
+    secs = 1_600_000_000 + 2_592_000 * np.arange(10)
+    t = pd.DataFrame({"id": ["x"] * 10, "t": secs, "v": np.arange(10.0)})
+    with pytest.raises(InputError, match=r"spans 23,328,001 index steps.*look like Unix epoch times"):
+        regularise(t, ["v"], id_col="id", time_col="t", step="index")
+    with pytest.raises(InputError, match="look like Unix epoch times"):
+        regularise(t, ["v"], id_col="id", time_col="t", step="year")  # integers read as years
+    # small integers far apart are not epoch times, and MAX_STEPS itself is allowed
+    far = pd.DataFrame({"id": ["x", "x"], "t": [0, MAX_STEPS], "v": [1.0, 2.0]})
+    with pytest.raises(InputError, match="give consecutive step numbers"):
+        regularise(far, ["v"], id_col="id", time_col="t", step="index")
+    edge = regularise(far.assign(t=[1, MAX_STEPS]), ["v"], id_col="id", time_col="t", step="index")
+    assert edge.n_steps == MAX_STEPS

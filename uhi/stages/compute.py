@@ -215,6 +215,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     if report is not None:
         summary["buildings"] = report.buildings
         summary["buildings_repaired"] = report.repaired
+        summary["building_parts"] = report.parts
     # the per-date SUHI of the workbook's "suhi" sheet, so the report reads it, never recomputes it
     summary["suhi_series"] = _suhi_records(suhi_table)
     return summary

@@ -162,6 +162,7 @@ def validation_frame(forecasts: list[VariableForecast]) -> Any:
                 "fitted": int(np.sum(r.status == "ok")),
                 "too_few_points": int(np.sum(r.status == "too_few_points")),
                 "no_data": int(np.sum(r.status == "no_data")),
+                "failed": int(np.sum(r.status == "failed")),
                 "validated": int(ok.sum()),
                 "rmse_mean": float(np.mean(r.rmse[ok])) if ok.any() else float("nan"),
                 "rmse_median": float(np.median(r.rmse[ok])) if ok.any() else float("nan"),
@@ -534,7 +535,9 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     if "cog" in formats:
         written += _write_cogs(ws, cells, aligned[y], labels, projection)
 
-    status_counts = {v: {s: int(np.sum(aligned[v].result.status == s)) for s in ("ok", "too_few_points", "no_data")}
+    from uhi.stats.ets import STATUSES
+
+    status_counts = {v: {s: int(np.sum(aligned[v].result.status == s)) for s in STATUSES}
                      for v in dynamic}
     summary = {
         "step": rs.step,
@@ -573,6 +576,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "cells_forecast": lst_status["ok"],
         "cells_too_few_points": lst_status["too_few_points"],
         "cells_no_data": lst_status["no_data"],
+        "cells_failed": lst_status["failed"],
         "horizon": fc.horizon,
         "model_projection": model_info["status"],
     }
@@ -585,7 +589,8 @@ def _notes(config: Config, step: str, rcp_source: str) -> dict[str, str]:
         "methods": "simple, Holt linear and damped-trend exponential smoothing (statsmodels parametrisation: alpha, beta = smoothing_trend, phi); parameters and initial states by least squares over [0, 1]; the method with the smallest AICc per cell",
         "intervals": f"{int(fc.interval * 100)} % prediction intervals from the ETS(A,N,N), (A,A,N), (A,Ad,N) variance formulas (Hyndman et al. 2008, Table 6.1)",
         "validation": f"the last {fc.holdout} steps held out, forecast from a fit on the steps before them; RMSE per cell",
-        "status": "ok; too_few_points (fewer observed steps than forecast.min_points, not fitted); no_data (no valid value)",
+        "status": "ok; too_few_points (fewer observed steps than forecast.min_points, not fitted); no_data (no valid value); "
+        "failed (fitted but non-finite, e.g. values near the float64 limit)",
         "model projection": "current LST level + change implied by the fitted model (model/summary.json) from the forecast covariates",
         "rcp85": f"current LST level + warming between the last observed year and the target year: {rcp_source}",
     }
@@ -636,6 +641,7 @@ def run_table(
         'auto' (integers -> each value a step; dates -> month or year by spacing), or one of
         'index', 'year', 'month', 'summer'.
     """
+    from uhi.stats.ets import STATUSES
     from uhi.stats.series import infer_step
 
     table = read_table(input_path)
@@ -666,7 +672,7 @@ def run_table(
         "interval": coverage,
         "series": int(len(rs.ids)),
         "input_report": rs.report,
-        "status": {vf.name: {s: int(np.sum(vf.result.status == s)) for s in ("ok", "too_few_points", "no_data")}
+        "status": {vf.name: {s: int(np.sum(vf.result.status == s)) for s in STATUSES}
                    for vf in forecasts},
         "validation": validation.to_dict(orient="records"),
         "outputs": ["forecast.csv", "validation.csv", "summary.json"],

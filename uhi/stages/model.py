@@ -237,7 +237,28 @@ def vector_data(
     units.index = unit_ids[first]
     units = _project(units)
     notes = {"crs": units.attrs.get("uhi_crs_note", ""), "input": str(path)}
+    _check_locations(units, where, notes)
     return ModelData(table=table, units=units, period_name=year_col, notes=notes)
+
+
+def _check_locations(units: Any, where: str, notes: dict[str, Any]) -> None:
+    """Refuse units that all sit at one point; warn (and note) when some share a location.
+
+    Spatial weights tell neighbours apart by distance: at one point every unit is every other's
+    nearest neighbour, and which k of them a KNN keeps is an arbitrary tie-break.
+    """
+    xy = units[["x_m", "y_m"]].to_numpy(dtype=float)
+    distinct = len(np.unique(xy, axis=0))
+    if len(xy) > 1 and distinct == 1:
+        raise InputError(
+            f"all {len(xy)} units of {where} lie at one point ({xy[0, 0]:g}, {xy[0, 1]:g}): spatial "
+            "weights cannot tell neighbours apart; give each row its own geometry"
+        )
+    shared = len(xy) - distinct
+    if shared:
+        log.warning("model: %d of %d units of %s share their centroid with another; ties among "
+                    "their neighbours are broken arbitrarily", shared, len(xy), where)
+        notes["colocated_units"] = shared
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,6 +391,13 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
             f"column(s) {empty} have no values at all; give y and at least one x with data "
             "(e.g. provide buildings.path for site_coverage)"
         )
+    y_all = table[req.y].to_numpy(dtype=float)
+    y_all = y_all[np.isfinite(y_all)]
+    if y_all.size > 1 and y_all.min() == y_all.max():
+        raise InputError(
+            f"y column {req.y!r} has the same value ({y_all[0]:g}) in all {y_all.size} rows: a "
+            "regression has nothing to explain; choose a y that varies"
+        )
     if empty:
         # e.g. site_coverage without a buildings layer: compute writes NaN, never zeros; the
         # models go on without it rather than failing a whole cron run
@@ -400,6 +428,10 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
         if n_ok < len(names) + 3:
             res.skipped[f"period {period}"] = f"{n_ok} complete rows for {len(names) + 1} coefficients"
             continue
+        if np.ptp(values[ok, 0]) == 0:
+            res.skipped[f"period {period}"] = f"y {req.y!r} is constant ({values[ok, 0][0]:g}) in its {n_ok} rows"
+            log.warning("model: %s %s: y %r is the same in every row; period not fitted", data.period_name or "data", period, req.y)
+            continue
         total_used += n_ok
         ids = rows["unit"].to_numpy()[ok]
         sw = cache.get(ids)
@@ -423,8 +455,9 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
                 hs = cache.get(hids)
                 res.hotspots[period] = (hids, hotspots(hv[hok], hs.binary, permutations=req.permutations, fdr=req.fdr))
     if total_used == 0:
+        why = "; ".join(f"{k}: {v}" for k, v in res.skipped.items() if k.startswith("period "))
         raise NoDataError(
-            f"no period has enough complete rows of {cols} to fit a model; check the input for NaN"
+            f"no period has enough complete rows of {cols} to fit a model ({why}); check the input for NaN"
         )
     if req.hotspot_col is not None and len(periods) > 1:
         comp = table.groupby("unit")[req.hotspot_col].mean()

@@ -19,6 +19,8 @@ def _trace_product(a: sp.csr_matrix, b: sp.csr_matrix) -> float:
 def moran_value(e: np.ndarray, w: sp.csr_matrix) -> float:
     """Moran's I of a vector: (n / S0) e'We / e'e (e centred first)."""
     e = np.asarray(e, dtype=float) - float(np.mean(e))
+    if not float(e @ e) > 0:  # constant residuals: no spatial pattern to measure
+        return float("nan")
     s0 = float(w.sum())
     return float(len(e) / s0 * (e @ (w @ e)) / (e @ e))
 
@@ -41,6 +43,8 @@ def moran_residuals(e: np.ndarray, x: np.ndarray, w: sp.csr_matrix) -> dict[str,
         Weights matrix (row-standardised in regressions).
     """
     n, k = x.shape
+    if not float(e @ e) > 0:  # a perfect fit: I = e'We / e'e is undefined
+        return dict.fromkeys(("moran_i", "moran_mean", "moran_var", "moran_z", "moran_p"), float("nan"))
     s0 = float(w.sum())
     g = np.linalg.inv(x.T @ x)
     wx = np.asarray(w @ x)
@@ -83,6 +87,10 @@ def lm_tests(y: np.ndarray, x: np.ndarray, e: np.ndarray, w: sp.csr_matrix) -> d
     """
     n = len(y)
     sig2 = float(e @ e) / n
+    if not sig2 > 0:
+        # a perfect fit (constant y, or y an exact combination of x): the statistics divide by
+        # the residual variance and are undefined
+        return {f"{name}{p}": float("nan") for name in ("lm_lag", "lm_error", "rlm_lag", "rlm_error") for p in ("", "_p")}
     wt = w.T.tocsr()
     t = _trace_product(wt, w) + _trace_product(w, w)
     g = np.linalg.inv(x.T @ x)

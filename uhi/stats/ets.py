@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from uhi.errors import ConfigError
 
 __all__ = [
     "METHODS",
+    "STATUSES",
     "EtsFit",
     "fit_ets",
     "smooth_fixed",
@@ -26,6 +28,10 @@ __all__ = [
 ]
 
 METHODS = ("simple", "holt", "damped")
+# per-series outcome of forecast_series, in the order outputs count them
+STATUSES = ("ok", "too_few_points", "no_data", "failed")
+
+log = logging.getLogger("uhi.stats.ets")
 
 # Parameters counted by the likelihood, as in Hyndman et al. (2008) sec. 7.1 and R's
 # forecast::ets: smoothing parameters + initial states + the error variance.
@@ -740,7 +746,9 @@ class SeriesForecast:
         Per series RMSE of the hold-out forecasts (the last ``holdout`` steps forecast by a
         fit on the steps before them); NaN when not validated.
     status
-        'ok', 'too_few_points' (fewer observed steps than ``min_points``) or 'no_data'.
+        'ok', 'too_few_points' (fewer observed steps than ``min_points``), 'no_data', or
+        'failed' (fitted, but the forecasts came out non-finite: values so large that the sums
+        of squares overflow float64, e.g. 1e308; the forecasts are then NaN).
     horizon, holdout, coverage
         What was asked.
     """
@@ -805,7 +813,17 @@ def forecast_series(
     fit = fit_ets(arr, methods, min_obs=min_points)
     mean, lower, upper = prediction_interval(fit, horizon, coverage=coverage)
     n_obs = fit.n_obs
-    status = np.where(n_obs == 0, "no_data", np.where(n_obs < min_points, "too_few_points", "ok"))
+    bounds_ok = np.isfinite(mean).all(axis=1) & np.isfinite(lower).all(axis=1) & np.isfinite(upper).all(axis=1)
+    failed = (n_obs >= min_points) & ~bounds_ok
+    status = np.where(
+        n_obs == 0, "no_data", np.where(n_obs < min_points, "too_few_points", np.where(failed, "failed", "ok"))
+    )
+    if failed.any():
+        log.warning(
+            "%d series could not be fitted (non-finite forecasts: values too large for float64 "
+            "sums of squares?); their status is 'failed'", int(failed.sum())
+        )
+        mean, lower, upper = (np.where(failed[:, None], np.nan, a) for a in (mean, lower, upper))
     rmse = np.full(arr.shape[0], np.nan)
     if holdout > 0:
         train = arr[:, : n_steps - holdout]
@@ -826,4 +844,5 @@ def forecast_series(
                 np.sqrt(np.nansum(err2, axis=1) / np.maximum(n_err, 1)),
                 np.nan,
             )
+    rmse = np.where(failed, np.nan, rmse)
     return SeriesForecast(fit, mean, lower, upper, rmse, status, horizon, holdout, coverage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,16 @@ import pandas as pd
 
 from uhi.errors import InputError
 
-__all__ = ["RegularSeries", "Step", "STEPS", "regularise", "step_labels", "infer_step"]
+__all__ = ["MAX_STEPS", "RegularSeries", "Step", "STEPS", "regularise", "step_labels", "infer_step"]
+
+log = logging.getLogger("uhi.stats.series")
+
+# A regular grid longer than this is refused before it is allocated: daily steps over 270 years
+# fit, while integer epoch seconds (1.6e9 ... spanning 1e8 steps, 51.7 GiB for a small table
+# before this check) do not.
+MAX_STEPS = 100_000
+# Integers from here up read as Unix epoch times (1e8 s is 1973-03-03), not years or step numbers
+_EPOCH_LIKE = 100_000_000
 
 Step = Literal["summer", "year", "month", "index"]
 STEPS: tuple[str, ...] = ("summer", "year", "month", "index")
@@ -37,7 +47,7 @@ class RegularSeries:
         Variable -> (n_ids x n_steps) int array: observations (distinct times) behind each value.
     report
         What was done to the input: rows read, rows outside the months kept, duplicate
-        (id, time) rows averaged, rows without a time.
+        (id, time) rows averaged, rows without a time, infinite values dropped per variable.
     last_step
         With ``align="end"``: each series' own last step ordinal (its columns are then steps
         relative to it, ``steps`` running from -(n_steps - 1) to 0); None for a common grid.
@@ -188,27 +198,57 @@ def regularise(
         first, last = int(ordinal.min()), int(ordinal.max())
     else:
         first, last = 0, -1
+    _check_grid(frame[time_col], first, last, n_ids, len(variables), time_col, step)
     steps = np.arange(first, last + 1)
     n_steps = steps.shape[0]
     flat = id_codes.astype(np.int64) * max(n_steps, 1) + (ordinal.astype(np.int64) - first)
     values: dict[str, np.ndarray] = {}
     counts: dict[str, np.ndarray] = {}
     size = n_ids * n_steps
+    infinite: dict[str, int] = {}
     for var in variables:
         v = frame[var].to_numpy(dtype=float)
         ok = np.isfinite(v)
+        n_inf = int(np.isinf(v).sum())
+        if n_inf:
+            infinite[var] = n_inf
+            log.warning("%d infinite value(s) of %r are not observations and were dropped", n_inf, var)
         total = np.bincount(flat[ok], weights=v[ok], minlength=size)
         count = np.bincount(flat[ok], minlength=size)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         values[var] = mean.reshape(n_ids, n_steps)
         counts[var] = count.reshape(n_ids, n_steps).astype(np.int64)
+    report["infinite_values_dropped"] = infinite
     report["ids"] = int(n_ids)
     report["steps"] = int(n_steps)
     return RegularSeries(
         ids=np.asarray(ids_all), steps=steps, step=step, values=values, counts=counts, report=report,
         last_step=last_step,
     )
+
+
+def _check_grid(
+    times: pd.Series, first: int, last: int, n_ids: int, n_vars: int, time_col: str, step: str
+) -> None:
+    """Refuse a step grid longer than :data:`MAX_STEPS` before allocating it, naming the likely cause."""
+    n_steps = last - first + 1
+    if n_steps <= MAX_STEPS:
+        return
+    gib = 2 * n_vars * n_ids * n_steps * 8 / 2**30  # step means and counts, float64 / int64
+    msg = (
+        f"{time_col!r} spans {n_steps:,} {step} steps, more than {MAX_STEPS:,}; the regular grid "
+        f"for {n_ids:,} series would take {gib:,.1f} GiB"
+    )
+    numbers = pd.to_numeric(times, errors="coerce") if not pd.api.types.is_datetime64_any_dtype(times) else None
+    if numbers is not None and numbers.notna().any() and float(numbers.abs().min()) >= _EPOCH_LIKE:
+        msg += (
+            f": its integers ({int(numbers.min())} ...) look like Unix epoch times; convert them to "
+            "dates first (e.g. pandas.to_datetime(t, unit='s')) and pass --step month or year"
+        )
+    else:
+        msg += "; give consecutive step numbers or dates with --step month or year"
+    raise InputError(msg)
 
 
 def infer_step(times: pd.Series) -> str:
