@@ -129,7 +129,9 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
     from uhi.writers.maps import render_hotspot_map, render_value_map
 
     sec = ReportSection("maps", f"Maps ({inp.year})")
-    cells = inp.cells[["cell", "geometry"]].merge(inp.per_cell, left_on="cell", right_index=True, how="left")
+    # projected once; tile ids let the maps draw cells as image pixels (uhi.writers.maps._tile_raster)
+    base = inp.cells[[c for c in ("cell", "tile_x", "tile_y", "zoom", "geometry") if c in inp.cells]].to_crs(3857)
+    cells = base.merge(inp.per_cell, left_on="cell", right_index=True, how="left")
     extra: dict[str, Any] = {}
     # EPSG:3857: the cells are web-mercator tiles, so they stay axis-aligned under a north-up
     # arrow (in UTM they turn by the meridian convergence); the scale bar corrects for the stretch
@@ -152,14 +154,14 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
     hot = _hotspots(ws, inp.summary)
     if hot is not None:
         frame, column, variable = hot
-        g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
+        g = base.merge(frame, on="cell", how="left")
         figs.append(("hotspots", render_hotspot_map(g, column, variable=variable, **common),
                      f"Getis-Ord Gi* classes of {variable} at 90/95/99 % confidence."))
         extra["gi_bin"] = g.set_index("cell")[column]
     res = _residuals(ws, inp.summary)
     if res is not None:
         frame, column, model = res
-        g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
+        g = base.merge(frame, on="cell", how="left")
         figs.append(("residuals", render_value_map(g, column, title=f"Residuals of the {model}",
                                                    label="observed minus fitted LST", units="°C",
                                                    cmap="PuOr_r", diverging=True, **common),
@@ -168,13 +170,13 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
     fc = _forecast_cells(ws)
     if fc is not None:
         frame, column, year = fc
-        g = inp.cells[["cell", "geometry"]].merge(frame, on="cell", how="left")
+        g = base.merge(frame, on="cell", how="left")
         figs.append(("forecast", render_value_map(g, column, title=f"Forecast LST, {year}",
                                                   label="forecast LST", units="°C", cmap="inferno", **common),
                      f"Per-cell exponential-smoothing forecast of LST for {year}."))
         extra["forecast"] = (g.set_index("cell")[column], year)
     for name, frame, polygons in _scenarios(ws):
-        g = inp.cells[["cell", "geometry"]].merge(frame[["cell", "dlst_c"]], on="cell", how="left")
+        g = base.merge(frame[["cell", "dlst_c"]], on="cell", how="left")
         figs.append((f"scenario_{name}", render_value_map(
             g, "dlst_c", title=f"Scenario {name}: change in LST", label="ΔLST", units="°C",
             cmap="RdBu_r", diverging=True, outlines=polygons, **common),

@@ -129,6 +129,49 @@ def map_scale_factor(crs: Any, x: float, y: float) -> float:
     return float(Proj(crs).get_factors(lon, lat).meridional_scale)
 
 
+# Web Mercator's half circumference (m): tile x of zoom z spans 2 * this / 2^z metres of EPSG:3857
+_MERC_HALF_M = 20037508.342789244
+_MAX_RASTER_PX = 4096 * 4096
+# no-data cells drawn as pixels (no hatching): darker than "not significant" (#e0e0e0)
+_NO_DATA_PIXEL = "#a6a6a6"
+
+
+def _tile_raster(proj: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]] | None:
+    """Row/column of each cell in a north-up image of its tiles, the image shape and extent.
+
+    Only for web-mercator tiles (``tile_x``, ``tile_y``, one ``zoom``) drawn in EPSG:3857, where a
+    tile is exactly one axis-aligned image pixel: ``imshow`` then draws 400k cells in about a
+    second and a few MB, where polygons take minutes and GBs (bench/bench_report.py).
+    """
+    if not {"tile_x", "tile_y", "zoom"} <= set(proj.columns) or proj.crs is None or proj.crs.to_epsg() != 3857:
+        return None
+    zoom = proj["zoom"].to_numpy()
+    if len(zoom) == 0 or (zoom != zoom[0]).any():
+        return None
+    tx, ty = proj["tile_x"].to_numpy(np.int64), proj["tile_y"].to_numpy(np.int64)
+    x0, y0 = int(tx.min()), int(ty.min())
+    width, height = int(tx.max()) - x0 + 1, int(ty.max()) - y0 + 1
+    if width * height > _MAX_RASTER_PX:
+        return None
+    size = 2 * _MERC_HALF_M / 2.0 ** int(zoom[0])
+    extent = (-_MERC_HALF_M + x0 * size, -_MERC_HALF_M + (x0 + width) * size,
+              _MERC_HALF_M - (y0 + height) * size, _MERC_HALF_M - y0 * size)
+    return ty - y0, tx - x0, (height, width, *extent)  # type: ignore[return-value]
+
+
+def _imshow_cells(ax: Any, raster: Any, values: np.ndarray, zorder: int, **style: Any) -> Any:
+    """Draw per-cell values (floats, or RGBA rows) as one image; pixels without a cell stay clear."""
+    rows, cols, (height, width, *extent) = raster
+    if values.ndim == 1:
+        img = np.full((int(height), int(width)), np.nan)
+        img[rows, cols] = values
+        img = np.ma.masked_invalid(img)
+    else:
+        img = np.zeros((int(height), int(width), 4))
+        img[rows, cols] = values
+    return ax.imshow(img, extent=extent, origin="upper", interpolation="nearest", zorder=zorder, **style)
+
+
 def _add_scale_bar(ax: Any, units_per_m: float = 1.0) -> None:
     """Alternating black/white bar in the lower left; ``units_per_m`` converts ground metres to map units."""
     from matplotlib.patches import Rectangle
@@ -315,11 +358,20 @@ def render_value_map(
     norm = Normalize(vmin=vmin, vmax=vmax)
     fig, ax = _new_axes(title)
     has = np.isfinite(values)
-    geoms = proj.geometry.to_numpy()
-    if (~has).any():
-        _draw_cells(ax, geoms[~has], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
-    if has.any():
-        _draw_cells(ax, geoms[has], 3, array=values[has], cmap=cmap, norm=norm, edgecolor="face", linewidth=0.3)
+    raster = _tile_raster(proj)
+    if raster is not None:
+        from matplotlib.colors import to_rgba
+
+        if (~has).any():
+            _imshow_cells(ax, raster, np.where(has[:, None], 0.0, np.array(to_rgba(_NO_DATA_PIXEL))), 2)
+        if has.any():
+            _imshow_cells(ax, raster, np.where(has, values, np.nan), 3, cmap=cmap, norm=norm)
+    else:
+        geoms = proj.geometry.to_numpy()
+        if (~has).any():
+            _draw_cells(ax, geoms[~has], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
+        if has.any():
+            _draw_cells(ax, geoms[has], 3, array=values[has], cmap=cmap, norm=norm, edgecolor="face", linewidth=0.3)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, extend="both")
     bar.set_label(f"{label} ({units})")
     bar.ax.set_gid("colorbar")
@@ -348,19 +400,29 @@ def render_class_map(
         raise ValueError(f"column {column!r} is not in the cells; have {list(cells.columns)}")
     proj = _projected(cells, working_crs)
     fig, ax = _new_axes(title)
+    from matplotlib.colors import to_rgba
+
     handles = []
     values = proj[column]
-    geoms = proj.geometry.to_numpy()
+    raster = _tile_raster(proj)
+    geoms = proj.geometry.to_numpy() if raster is None else None
+    rgba = np.zeros((len(proj), 4))
     for value, (label, colour) in classes.items():
         mask = (values == value).to_numpy()
-        if mask.any():
+        if mask.any() and geoms is not None:
             # edges in the face colour close the hairline gaps antialiasing leaves between cells
             _draw_cells(ax, geoms[mask], 3, facecolor=colour, edgecolor=colour, linewidth=0.3)
+        rgba[mask] = to_rgba(colour)
         handles.append(Patch(facecolor=colour, edgecolor="#666666", label=f"{label} ({int(mask.sum())})"))
     other = ~values.isin(list(classes)).to_numpy()
     if other.any():
-        _draw_cells(ax, geoms[other], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
-        handles.append(Patch(facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", label=f"no data ({int(other.sum())})"))
+        if geoms is not None:
+            _draw_cells(ax, geoms[other], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
+        rgba[other] = to_rgba(_NO_DATA_PIXEL)
+        handles.append(Patch(facecolor=_NO_DATA_PIXEL if geoms is None else "#f0f0f0", edgecolor="#bbbbbb",
+                             hatch=None if geoms is None else "///", label=f"no data ({int(other.sum())})"))
+    if raster is not None:
+        _imshow_cells(ax, raster, rgba, 3)
     legend = ax.legend(handles=handles, title=legend_title, loc="lower right", fontsize=8, title_fontsize=9, framealpha=0.85)
     legend.set_gid("legend")
     legend.set_zorder(7)
