@@ -124,7 +124,36 @@ def _load(config: Any, ws: Any) -> _Inputs:
 # -- sections ----------------------------------------------------------------------------------
 
 
-def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[ReportSection, dict[str, Any]]:
+def _context_layers(config: Any, ws: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """Vector context for maps without a basemap: the AOI outline and the exposure zones, in EPSG:3857."""
+    import geopandas as gpd
+
+    from uhi.errors import UhiError
+
+    layers: list[tuple[Any, dict[str, Any]]] = []
+    zones = ws.path("exposure", "zones.parquet")
+    if zones.is_file():
+        try:
+            layers.append((gpd.read_parquet(zones, columns=["geometry"]).to_crs(3857),
+                           {"color": "#333333", "linewidth": 0.6, "alpha": 0.8}))
+        except (ValueError, OSError) as exc:  # a zones table without geometry
+            log.info("report: zones not drawn on the maps (%s)", exc)
+    try:
+        from uhi.aoi import load_aoi
+
+        aoi = gpd.GeoSeries([load_aoi(config.city).geometry], crs=4326).to_crs(3857)
+        layers.append((aoi, {"color": "black", "linewidth": 1.0, "linestyle": "--"}))
+    except UhiError as exc:
+        log.info("report: AOI outline left out (%s)", exc)
+    return layers
+
+
+def _draw_context(ax: Any, layers: list[tuple[Any, dict[str, Any]]]) -> None:
+    for frame, style in layers:
+        frame.boundary.plot(ax=ax, zorder=4, **style)
+
+
+def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool, config: Any) -> tuple[ReportSection, dict[str, Any]]:
     """PNG maps of LST, anomaly, hotspots, residuals, forecast, scenario; also the layer data."""
     from uhi.writers.maps import render_hotspot_map, render_value_map
 
@@ -182,6 +211,10 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool) -> tuple[
             cmap="RdBu_r", diverging=True, outlines=polygons, **common),
             f"Predicted change in LST for scenario {name}; black outlines are the changed areas."))
         extra.setdefault("scenarios", []).append((name, g.set_index("cell")["dlst_c"]))
+    context = _context_layers(config, ws)
+    for key, fig, _ in figs:
+        if not key.startswith("scenario_"):
+            _draw_context(fig.axes[0], context)
     if inp.synthetic:
         for _, fig, _ in figs:
             for ax in fig.axes[:1]:
@@ -742,7 +775,7 @@ def _build(config: Any, ws: Any, basemap: bool) -> Path:
     out_dir = ws.stage_dir("report")
     inp.data.setdefault("headline", {})["hottest"] = _hottest_places(inp, ws)
     headline = _headline_section(inp)
-    maps, extra = _maps_section(inp, ws, out_dir, basemap)
+    maps, extra = _maps_section(inp, ws, out_dir, basemap, config)
     sections = [headline, _suhi_section(inp, ws), maps]
     sections += [s for s in (_exposure_section(inp), _plan_section(inp)) if s is not None]
     sections += [_models_section(inp), _forecast_section(inp, ws, config.forecast.interval)]
