@@ -151,6 +151,8 @@ def _context_layers(config: Any, ws: Any) -> list[tuple[Any, dict[str, Any]]]:
 def _draw_context(ax: Any, layers: list[tuple[Any, dict[str, Any]]]) -> None:
     for frame, style in layers:
         frame.boundary.plot(ax=ax, zorder=4, **style)
+    ax.set_xlabel("")  # geopandas labels projected axes; the scale bar says it better
+    ax.set_ylabel("")
 
 
 def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool, config: Any) -> tuple[ReportSection, dict[str, Any]]:
