@@ -99,7 +99,8 @@ def build_workspace(root: Path) -> int:
         "step": "summer", "interval": 0.9, "forecast_steps": list(city["forecast"]),
         "city": {"lst_c": {"method": "holt", **city, "observed": observed,
                            "trend_per_step": {"ols_slope": 0.1, "holt_trend": 0.1}}},
-        "rcp85": {"source": "IPCC AR5", "years": [2050, 2085], "warming_added_c": [1.0, 2.6]}}))
+        "rcp85": {"source": "IPCC AR5", "years": [2050, 2085], "air_warming_added_c": [1.0, 2.6],
+                  "lst_per_air_k": 1.0, "lst_change_added_c": [1.0, 2.6]}}))
     return n
 
 

@@ -10,11 +10,16 @@ import numpy as np
 
 from uhi.errors import InputError
 
-__all__ = ["WarmingTable", "load_warming_table", "SHIPPED_SOURCE"]
+__all__ = ["WarmingTable", "load_warming_table", "SHIPPED_SOURCE", "SHIPPED_SOURCE_CANADA"]
 
 SHIPPED_SOURCE = (
-    "IPCC AR5 WG1 SPM (2013) Table SPM.2, RCP8.5 global mean change vs 1986-2005; "
-    "canada rows x2 after Canada's Changing Climate Report (2019)"
+    "IPCC AR5 WG1 SPM (2013) Table SPM.2, RCP8.5 annual global mean surface air temperature change "
+    "vs 1986-2005"
+)
+SHIPPED_SOURCE_CANADA = (
+    "UPPER BOUND, not a regional projection: IPCC AR5 WG1 SPM (2013) Table SPM.2 global RCP8.5 "
+    "air temperature change x 2 (Canada's annual warming is about twice the global, Canada's "
+    "Changing Climate Report 2019, ch. 4; less in summer in the south)"
 )
 
 
@@ -117,7 +122,8 @@ def _parse(text: str, origin: str, region: str | None) -> WarmingTable:
 
 def load_warming_table(path: Path | str | None = None, *, region: str | None = None) -> WarmingTable:
     """Read a warming table: the user's CSV (year, delta_c[, delta_low_c, delta_high_c]) or the
-    shipped RCP8.5 table (IPCC AR5 WG1 SPM Table SPM.2; ``region`` 'global' or 'canada').
+    shipped RCP8.5 table (IPCC AR5 WG1 SPM Table SPM.2; ``region`` 'global' or 'canada', the
+    latter global x 2: an upper bound for summer in southern Canada, not a projection).
 
     Raises
     ------
@@ -127,7 +133,8 @@ def load_warming_table(path: Path | str | None = None, *, region: str | None = N
     if path is None:
         text = importlib.resources.files("uhi").joinpath("data", "rcp85.csv").read_text(encoding="utf-8")
         table = _parse(text, "shipped rcp85.csv", region)
-        return WarmingTable(table.years, table.delta_c, table.low_c, table.high_c, SHIPPED_SOURCE)
+        source = SHIPPED_SOURCE_CANADA if region == "canada" else SHIPPED_SOURCE
+        return WarmingTable(table.years, table.delta_c, table.low_c, table.high_c, source)
     p = Path(path)
     if not p.is_file():
         raise InputError(f"warming table not found: {p}; set forecast.rcp_table to a CSV of year,delta_c")

@@ -250,16 +250,28 @@ class BuildingsConfig(_Section):
 class SuhiConfig(_Section):
     """Surface urban heat island reference."""
 
-    rural: Literal["buffer", "nonbuilt"] = Field(
-        "nonbuilt", description="rural reference: a buffer ring around the urban extent, or non-built cells"
+    rural: Literal["buffer", "ring"] = Field(
+        "buffer",
+        description="rural reference outside the urban extent: cells within buffer_m of it ('buffer'), "
+        "or the ring of equal area to it ('ring', Peng et al. 2012)",
     )
-    buffer_m: float = Field(2000.0, gt=0, description="buffer ring width, metres")
+    buffer_m: float = Field(2000.0, gt=0, description="buffer ring width around the urban extent, metres")
     urban_site_coverage: float = Field(
         0.05, ge=0, le=1, description="cells with at least this site coverage are urban"
     )
     rural_max_ndbi: float = Field(0.0, description="non-built rural cells have NDBI below this")
     elevation_path: Path | None = Field(None, description="DEM for the +-elevation filter")
     elevation_tolerance_m: float = Field(50.0, gt=0, description="Chakraborty & Lee 2019: +-50 m")
+
+    @field_validator("rural", mode="before")
+    @classmethod
+    def _rural_removed(cls, v: Any) -> Any:
+        if v == "nonbuilt":
+            raise ValueError(
+                "'nonbuilt' was removed (it counted parks inside the city as rural); use 'buffer' "
+                "(cells within suhi.buffer_m of the urban extent) or 'ring' (equal-area ring)"
+            )
+        return v
 
 
 class ModelConfig(_Section):
@@ -283,6 +295,13 @@ class ModelConfig(_Section):
     hotspot_variable: Literal["lst", "anomaly"] = "lst"
     permutations: int = Field(0, ge=0, description="Gi* permutations; 0 uses normal p-values")
     fdr: bool = Field(True, description="correct hotspot p-values for multiple tests (FDR)")
+    max_water_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="cells whose water_share (cells.parquet) is above this are left out of the "
+        "regressions, weights, Gi*, forecast and scenario",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -315,8 +334,15 @@ class ForecastConfig(_Section):
     rcp_years: tuple[int, ...] = (2050, 2085)
     rcp_region: str = Field(
         "global",
-        description="region rows of the warming table: 'global' or 'canada' in the shipped one; "
-        "any value of a user table's region column",
+        description="region rows of the warming table: 'global' or 'canada' (an upper bound) in the "
+        "shipped one; any value of a user table's region column",
+    )
+    rcp_lst_per_air_k: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="K of LST change per K of the table's AIR warming: an assumption (1.0 = one for one), "
+        "see docs/forecast.md",
     )
 
 

@@ -618,8 +618,16 @@ def run_scenario(
             raise InputError(f"{ws.relative(needed)} is missing from {ws.root}; run uhi {stage} first")
     summary = json.loads(Path(ws.model_summary).read_text(encoding="utf-8"))
     fitted = read_scenario_model(summary, model, year)
-    cells = gpd.read_parquet(ws.cells)
-    working_crs = _working_crs(ws.cells, cells)
+    from uhi.water_cells import exclude_water_cells
+
+    all_cells = gpd.read_parquet(ws.cells)
+    working_crs = _working_crs(ws.cells, all_cells)
+    # the cells the model was fitted on: the same water rule (its value recorded by the model
+    # stage, else model.max_water_share)
+    model_water = (summary.get("notes") or {}).get("water") or {}
+    max_water = float(model_water.get("max_water_share", config.model.max_water_share))
+    cells, water = exclude_water_cells(all_cells, max_water)
+    del all_cells
     y = str(summary.get("y") or config.model.y)
     base, chosen_year = _baseline(ws, cells, fitted.x, year if year is not None else fitted.year, y)
 
@@ -686,6 +694,7 @@ def run_scenario(
         "rho": fitted.rho,
         "weights": fitted.weights if needs_w else None,
         "partial_cells": "coverage-share weighted: v + share * delta (add), v + share * (value - v) (set)",
+        "water_cells": water,
         "city": city,
         "polygons": polys,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,9 @@ __all__ = [
     "WATER_SHARE_MAX",
     "SuhiClasses",
     "classify_cells",
+    "urban_extent",
+    "MIN_RURAL_CELLS",
+    "MIN_RURAL_SHARE",
     "suhi_series",
     "describe_method",
     "sample_elevation",
@@ -25,12 +28,35 @@ WATER_SHARE_MAX = 0.5
 
 @dataclass(frozen=True)
 class SuhiClasses:
-    """Boolean masks over the cells and a sentence that says how they were chosen."""
+    """Boolean masks over the cells, a sentence on how they were chosen, and the rural figures.
+
+    Attributes
+    ----------
+    urban, rural, water
+        Per-cell masks: urban cells, rural reference cells, cells more than half water.
+    extent
+        The urban extent: urban cells with one-cell gaps closed and enclosed holes (parks,
+        ponds inside the city) filled. No rural cell lies in it.
+    method
+        One sentence stating the urban and rural definitions (written into the outputs).
+    rural_report
+        ``rural_cells``, ``rural_area_m2``, ``urban_cells``, ``extent_cells``,
+        ``extent_area_m2``, ``band_m`` [nearest, farthest rural cell centre from the nearest
+        extent cell centre], ``ring_width_m`` (the distance limit used) and ``warning``.
+    """
 
     urban: np.ndarray
     rural: np.ndarray
     water: np.ndarray
     method: str
+    extent: np.ndarray | None = None
+    rural_report: dict[str, Any] = field(default_factory=dict)
+
+
+# Too few rural cells make the rural mean a few pixels' temperature: warn below 30 cells or
+# below 5 % of the urban count (issue 12; a rule of thumb, not a published threshold).
+MIN_RURAL_CELLS = 30
+MIN_RURAL_SHARE = 0.05
 
 
 def describe_method(cfg: SuhiConfig, *, have_buildings: bool, have_elevation: bool) -> str:
@@ -40,18 +66,72 @@ def describe_method(cfg: SuhiConfig, *, have_buildings: bool, have_elevation: bo
         if have_buildings
         else f"urban = mean NDBI > {cfg.rural_max_ndbi:g} (no buildings layer)"
     )
+    extent = "urban extent = urban cells with one-cell gaps closed and enclosed parks and ponds filled"
     if cfg.rural == "buffer":
-        rural = f"rural = non-urban cells within a {cfg.buffer_m:g} m ring around the urban cells"
+        rural = f"rural = non-urban cells outside the urban extent within {cfg.buffer_m:g} m of it"
     else:
-        rural = f"rural = non-built cells (mean NDBI < {cfg.rural_max_ndbi:g}" + (
-            ", site coverage 0)" if have_buildings else ")"
-        )
+        rural = ("rural = non-urban cells in the ring around the urban extent whose area equals the "
+                 "extent's (Peng et al. 2012)")
     elev = (
         f"; rural cells within +-{cfg.elevation_tolerance_m:g} m of the urban median elevation"
         if have_elevation
         else ""
     )
-    return f"{urban}; {rural}{elev}; cells > {WATER_SHARE_MAX:g} water excluded"
+    return f"{urban}; {extent}; {rural}{elev}; cells > {WATER_SHARE_MAX:g} water excluded"
+
+
+def _grid_positions(
+    x_m: np.ndarray, y_m: np.ndarray, tile_xy: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Row/col of each cell on its regular grid and the cell side in metres.
+
+    uhi's cells are web-mercator tiles: ``tile_xy`` places them exactly. Without it the
+    centroids are snapped to a grid of the median nearest-neighbour spacing (hand-made grids).
+    """
+    from scipy.spatial import cKDTree
+
+    pts = np.column_stack([x_m, y_m])
+    if len(pts) < 2:
+        size = 1.0
+    else:
+        dist, _ = cKDTree(pts).query(pts, k=2)
+        size = float(np.median(dist[:, 1]))
+    if tile_xy is not None:
+        tx = np.asarray(tile_xy[0], dtype=np.int64)
+        ty = np.asarray(tile_xy[1], dtype=np.int64)
+        return ty - ty.min(), tx - tx.min(), size
+    col = np.rint((x_m - x_m.min()) / size).astype(np.int64)
+    row = np.rint((y_m.max() - y_m) / size).astype(np.int64)
+    return row, col, size
+
+
+def urban_extent(row: np.ndarray, col: np.ndarray, urban: np.ndarray) -> np.ndarray:
+    """Cells of the urban extent: urban cells, one-cell gaps closed, enclosed holes filled.
+
+    A morphological closing with a 3 x 3 square bridges single non-urban cells between urban
+    ones (a street of trees, a cell misclassified); filling holes puts every park, cemetery
+    or pond enclosed by the city inside the extent, so it can never be the rural reference.
+    """
+    from scipy import ndimage
+
+    pad = 2
+    shape = (int(row.max()) + 1 + 2 * pad, int(col.max()) + 1 + 2 * pad)
+    grid = np.zeros(shape, dtype=bool)
+    grid[row[urban] + pad, col[urban] + pad] = True
+    closed = ndimage.binary_closing(grid, structure=np.ones((3, 3), dtype=bool))
+    filled = ndimage.binary_fill_holes(closed | grid)
+    return np.asarray(filled[row + pad, col + pad], dtype=bool)
+
+
+def _distance_to_extent(row: np.ndarray, col: np.ndarray, extent: np.ndarray, size_m: float) -> np.ndarray:
+    """Distance (m) from each cell centre to the nearest extent cell centre (0 inside)."""
+    from scipy import ndimage
+
+    shape = (int(row.max()) + 1, int(col.max()) + 1)
+    outside = np.ones(shape, dtype=bool)
+    outside[row[extent], col[extent]] = False
+    dist = ndimage.distance_transform_edt(outside, sampling=(size_m, size_m))
+    return np.asarray(dist[row, col], dtype=np.float64)
 
 
 def classify_cells(
@@ -63,8 +143,10 @@ def classify_cells(
     cfg: SuhiConfig,
     *,
     elevation_m: np.ndarray | None = None,
+    tile_xy: tuple[np.ndarray, np.ndarray] | None = None,
+    area_m2: np.ndarray | None = None,
 ) -> SuhiClasses:
-    """Urban and rural reference cells.
+    """Urban and rural reference cells; rural cells lie outside the urban extent.
 
     Parameters
     ----------
@@ -77,10 +159,25 @@ def classify_cells(
     site_coverage
         Building footprint area / cell area, or None without a buildings layer.
     cfg
-        The ``suhi`` config section.
+        The ``suhi`` config section: ``rural`` = ``buffer`` (non-urban cells within
+        ``buffer_m`` of the urban extent) or ``ring`` (the ring around the extent whose area
+        equals the extent's, Peng et al. 2012, Environ. Sci. Technol. 46, 696-703).
     elevation_m
         Cell elevations for the +-tolerance filter (Chakraborty & Lee 2019), or None.
+    tile_xy
+        The cells' tile column and row (uhi's grid); None snaps the centroids to a grid.
+    area_m2
+        Cell areas for the report (None: the grid spacing squared).
+
+    Raises
+    ------
+    NoDataError
+        No land cell (an AOI that is all water), or urban cells but no rural cell (an AOI that
+        is all city): the SUHI would be NaN. Land without any urban cell is not an error: the
+        masks are empty and ``rural_report['warning']`` says why there is no SUHI.
     """
+    from uhi.errors import NoDataError
+
     water = np.nan_to_num(water_share, nan=0.0) > WATER_SHARE_MAX
     observed = ~np.isnan(ndbi_mean)
     if site_coverage is not None:
@@ -88,27 +185,91 @@ def classify_cells(
         urban = (sc >= cfg.urban_site_coverage) & ~water
     else:
         urban = observed & (np.nan_to_num(ndbi_mean, nan=-np.inf) > cfg.rural_max_ndbi) & ~water
-    candidates = observed & ~urban & ~water
-    if cfg.rural == "buffer":
-        from scipy.spatial import cKDTree
-
-        rural = np.zeros_like(urban)
-        if urban.any():
-            tree = cKDTree(np.column_stack([x_m[urban], y_m[urban]]))
-            dist, _ = tree.query(np.column_stack([x_m, y_m]), k=1)
-            rural = candidates & (dist <= cfg.buffer_m)
-    else:
-        nonbuilt = np.nan_to_num(ndbi_mean, nan=np.inf) < cfg.rural_max_ndbi
-        if site_coverage is not None:
-            nonbuilt &= np.nan_to_num(site_coverage, nan=0.0) == 0
-        rural = candidates & nonbuilt
-    if elevation_m is not None and urban.any():
-        median = np.nanmedian(elevation_m[urban])
-        rural &= np.abs(elevation_m - median) <= cfg.elevation_tolerance_m
+    n = len(urban)
     method = describe_method(
         cfg, have_buildings=site_coverage is not None, have_elevation=elevation_m is not None
     )
-    return SuhiClasses(urban=urban, rural=rural, water=water, method=method)
+    if not urban.any():
+        fix = ("check city.aoi / city.bbox covers built-up land (and suhi.urban_site_coverage / "
+               "suhi.rural_max_ndbi)")
+        if (water | ~observed).all():
+            raise NoDataError(
+                f"no urban cell among {n} cells (every observed cell is more than half water); "
+                f"the SUHI needs a city: {fix}"
+            )
+        # land without a city (a forest, farmland): the panel is still worth writing, so the
+        # SUHI is left out with a stated warning rather than stopping the run
+        none = np.zeros(n, dtype=bool)
+        warning = f"no urban cell among {n} cells: no SUHI (suhi_c and anomaly_c are NaN); {fix}"
+        return SuhiClasses(urban=none, rural=none.copy(), water=water, method=f"{method}; no urban cell: no SUHI",
+                           extent=none.copy(), rural_report={"rural_cells": 0, "urban_cells": 0, "warning": warning})
+    row, col, size = _grid_positions(np.asarray(x_m, float), np.asarray(y_m, float), tile_xy)
+    cell_area = np.asarray(area_m2, dtype=np.float64) if area_m2 is not None else np.full(n, size * size)
+    extent = urban_extent(row, col, urban)
+    dist = _distance_to_extent(row, col, extent, size)
+    outside = ~extent
+    truncated = False
+    if cfg.rural == "buffer":
+        ring = outside & (dist <= cfg.buffer_m)
+        width = float(cfg.buffer_m)
+    else:
+        # the nearest outside cells, in order of distance (ties by position), until their area
+        # equals the extent's: the ring's area matches the urban extent's within one cell
+        target = float(cell_area[extent].sum())
+        cand = np.flatnonzero(outside)
+        order = cand[np.lexsort((cand, dist[cand]))]
+        cum = np.cumsum(cell_area[order])
+        take = int(np.searchsorted(cum, target - 0.5 * float(np.median(cell_area)))) + 1
+        truncated = bool(cum.size == 0 or cum[-1] < target - 0.5 * float(np.median(cell_area)))
+        ring = np.zeros(n, dtype=bool)
+        ring[order[:take]] = True
+        width = float(dist[order[:take]].max()) if take and order.size else 0.0
+    candidates = observed & ~urban & ~water
+    rural = candidates & ring
+    if elevation_m is not None:
+        median = np.nanmedian(elevation_m[urban])
+        rural &= np.abs(elevation_m - median) <= cfg.elevation_tolerance_m
+    if not rural.any():
+        raise NoDataError(
+            f"no rural reference cell: all {int((~water).sum())} land cells are inside the urban "
+            f"extent or left out ({method}); enlarge city.aoi / city.bbox so it includes rural "
+            "land around the city"
+        )
+    report: dict[str, Any] = {
+        "rural_cells": int(rural.sum()),
+        "rural_area_m2": float(cell_area[rural].sum()),
+        "urban_cells": int(urban.sum()),
+        "extent_cells": int(extent.sum()),
+        "extent_area_m2": float(cell_area[extent].sum()),
+        "ring_cells": int(ring.sum()),
+        "ring_area_m2": float(cell_area[ring].sum()),
+        "ring_width_m": width,
+        "band_m": [float(dist[rural].min()), float(dist[rural].max())],
+        "warning": None,
+    }
+    n_rural, n_urban = report["rural_cells"], report["urban_cells"]
+    problems: list[str] = []
+    if truncated:
+        problems.append(
+            f"the AOI holds only {report['ring_area_m2'] / 1e6:.2f} km2 outside the urban extent, less "
+            f"than the extent's {report['extent_area_m2'] / 1e6:.2f} km2: the equal-area ring is cut by "
+            "the AOI; enlarge city.aoi / city.bbox around the city"
+        )
+    if n_rural < MIN_RURAL_CELLS or n_rural < MIN_RURAL_SHARE * n_urban:
+        problems.append(
+            f"only {n_rural} rural reference cells for {n_urban} urban cells (fewer than "
+            f"{MIN_RURAL_CELLS} or {MIN_RURAL_SHARE:.0%} of the urban count): the SUHI rests on few "
+            "cells; enlarge city.aoi / city.bbox around the city"
+            + (" or raise suhi.buffer_m" if cfg.rural == "buffer" else "")
+        )
+    report["warning"] = "; ".join(problems) or None
+    # the figures travel with the sentence into every output that states the method
+    method += (
+        f"; rural reference: {n_rural} cells, {report['rural_area_m2'] / 1e6:.2f} km2, "
+        f"{report['band_m'][0]:.0f}-{report['band_m'][1]:.0f} m from the urban extent"
+    )
+    return SuhiClasses(urban=urban, rural=rural, water=water, method=method, extent=extent,
+                       rural_report=report)
 
 
 def suhi_series(panel: Any, cell_index: np.ndarray, classes: SuhiClasses) -> tuple[Any, np.ndarray]:

@@ -145,9 +145,14 @@ def test_model_projection_and_rcp(done: tuple[Workspace, dict]) -> None:
     rcp = d["summary"]["rcp85"]
     # shipped AR5 table: 0 at 1995.5, 2.0 at 2055.5, 3.7 at 2090.5; baseline 2020
     base = 2.0 * (2020 - 1995.5) / 60
-    assert rcp["warming_added_c"][0] == pytest.approx(2.0 * (2050 - 1995.5) / 60 - base, abs=1e-12)
-    assert rcp["warming_added_c"][1] == pytest.approx(2.0 + 1.7 * (2085 - 2055.5) / 35 - base, abs=1e-12)
-    assert p["lst_c_rcp85_2085"] == pytest.approx(p["lst_c_level"] + rcp["warming_added_c"][1], abs=1e-9)
+    assert rcp["air_warming_added_c"][0] == pytest.approx(2.0 * (2050 - 1995.5) / 60 - base, abs=1e-12)
+    assert rcp["air_warming_added_c"][1] == pytest.approx(2.0 + 1.7 * (2085 - 2055.5) / 35 - base, abs=1e-12)
+    assert rcp["lst_per_air_k"] == 1.0 and rcp["lst_change_added_c"] == rcp["air_warming_added_c"]
+    assert "assumption" in rcp["assumption"] and "AIR temperature" in rcp["assumption"]
+    # the column says LST (not air) and its unit; its description is in the summary
+    assert p["lst_rcp85_2085_c"] == pytest.approx(p["lst_c_level"] + rcp["lst_change_added_c"][1], abs=1e-9)
+    assert "not air temperature" in rcp["columns"]["lst_rcp85_2085_c"]
+    assert not any(k.startswith("lst_c_rcp85") for k in p)
 
 
 def test_cog_grid_matches_cells(done: tuple[Workspace, dict]) -> None:
@@ -201,6 +206,49 @@ def test_rcp_region_canada_doubles_the_added_warming(tmp_path: Path) -> None:
             assert not execute(SPEC, cfg, ws).skipped  # the region is part of the fingerprint
         rcp = json.loads((ws.stage_dir("forecast") / "summary.json").read_text())["rcp85"]
         assert rcp["region"] == region
-        added[region] = np.array(rcp["warming_added_c"])
+        added[region] = np.array(rcp["lst_change_added_c"])
+        if region == "canada":
+            assert rcp["source"].startswith("UPPER BOUND")
     assert np.all(added["global"] > 0)
     np.testing.assert_allclose(added["canada"], 2 * added["global"], rtol=1e-12)
+
+
+def test_lst_per_air_warming_scales_the_added_change(tmp_path: Path) -> None:
+    from uhi.stages.forecast import SPEC
+
+    ws = build_workspace(tmp_path, nx=3, ny=2, model=False)
+    cfg = build_config({"workdir": str(ws.root), "outputs": {"formats": ["geojson"]},
+                        "forecast": {"rcp_lst_per_air_k": 1.5}})
+    with ws.locked():
+        execute(SPEC, cfg, ws)
+    rcp = json.loads((ws.stage_dir("forecast") / "summary.json").read_text())["rcp85"]
+    assert rcp["lst_per_air_k"] == 1.5
+    np.testing.assert_allclose(rcp["lst_change_added_c"], 1.5 * np.array(rcp["air_warming_added_c"]), rtol=1e-12)
+    gj = json.loads((ws.stage_dir("forecast") / "forecast.geojson").read_text())
+    p = next(f["properties"] for f in gj["features"] if f["properties"]["lst_c_status"] == "ok")
+    assert p["lst_rcp85_2050_c"] == pytest.approx(p["lst_c_level"] + 1.5 * rcp["air_warming_added_c"][0], abs=1e-9)
+
+
+def test_water_cells_are_left_out_and_counted(tmp_path: Path) -> None:
+    import geopandas as gpd
+
+    from uhi.stages.forecast import SPEC
+
+    ws = build_workspace(tmp_path / "ws", model=False)
+    cells = gpd.read_parquet(ws.cells)
+    water = cells["cell"].iloc[[10, 11, 20]].tolist()  # three cells a lake covers
+    cells["water_share"] = np.where(cells["cell"].isin(water), 0.9, 0.1)
+    cells.loc[12, "water_share"] = 0.5  # exactly at the limit: kept (above it is left out)
+    cells.to_parquet(ws.cells)
+    cfg = build_config({"workdir": str(ws.root), "outputs": {"formats": ["geojson"]}})
+    with ws.locked():
+        outcome = execute(SPEC, cfg, ws)
+    summary = json.loads((ws.stage_dir("forecast") / "summary.json").read_text())
+    assert outcome.summary["cells_left_out_water"] == 3
+    assert summary["water_cells"]["cells_left_out_water"] == 3
+    assert "model.max_water_share" in summary["water_cells"]["reason"]
+    assert summary["cells"] == len(cells) - 3
+    assert summary["input_report"]["rows_of_unknown_cells"] == 0  # not mistaken for orphans
+    out = gpd.read_file(ws.stage_dir("forecast") / "forecast.geojson")
+    assert not set(water) & set(out["cell"])
+    assert cells["cell"].iloc[12] in set(out["cell"])

@@ -82,7 +82,8 @@ def _forecast_outputs(ws: Any) -> None:
         "city": {"lst_c": {"method": "holt", **city, "observed": observed,
                            "trend_per_step": {"ols_slope": 0.1, "holt_trend": 0.1}}},
         "rcp85": {"source": "IPCC AR5 WG1 SPM Table SPM.2", "years": [2050, 2085],
-                  "warming_added_c": [1.0, 2.6], "city_lst_c": [30.0, 31.6]},
+                  "air_warming_added_c": [1.0, 2.6], "lst_per_air_k": 1.0,
+                  "lst_change_added_c": [1.0, 2.6], "city_lst_rcp85_c": [30.0, 31.6]},
     })
 
 

@@ -18,8 +18,10 @@ def test_shipped_table_holds_ar5_spm2_values() -> None:
     assert t.low_c is not None and t.high_c is not None
     assert t.low_c.tolist() == [0.0, 1.4, 2.6] and t.high_c.tolist() == [0.0, 2.6, 4.8]
     assert "SPM.2" in t.source
+    assert "air temperature" in t.source
     canada = load_warming_table(region="canada")
     assert canada.at(2090.5) == pytest.approx(2 * 3.7)
+    assert canada.source.startswith("UPPER BOUND, not a regional projection")
 
 
 def test_interpolation_and_baseline() -> None:

@@ -292,3 +292,27 @@ def test_new_buildings_recompute_site_coverage(tmp_path: Path) -> None:
     bad = _changes(tmp_path, [_feature(half, {"change": "building", "ndvi": 0.1})])
     with pytest.raises(InputError, match="takes only height"):
         read_changes(bad, UTM)
+
+
+def test_water_cells_are_left_out_with_the_models_limit(tmp_path: Path) -> None:
+    ws, g = _workspace(tmp_path)
+    import pyarrow.parquet as pq
+
+    cells = gpd.read_parquet(ws.cells)
+    lake = ["c0505", "c0000"]
+    cells["water_share"] = np.where(cells["cell"].isin(lake), 0.8, 0.0)
+    cells.to_parquet(ws.cells)
+    table = pq.read_table(ws.cells)
+    meta = {**(table.schema.metadata or {}), b"uhi:working_crs": UTM.encode()}
+    pq.write_table(table.replace_schema_metadata(meta), ws.cells)
+    summary = json.loads(ws.model_summary.read_text())
+    summary["notes"] = {"water": {"max_water_share": 0.7}}  # the model stage's record wins
+    ws.write_json(ws.model_summary, summary)
+    park = box(X0 + 5 * CELL_M, Y0 + 5 * CELL_M, X0 + 7 * CELL_M, Y0 + 7 * CELL_M)
+    path = _changes(tmp_path, [_feature(park.buffer(-0.01), {"name": "park", "ndvi": 0.2})])
+    rec = run_scenario(build_config({"model": {"max_water_share": 0.9}}), ws, path, model="ols", name="w")
+    assert rec["water_cells"]["cells_left_out_water"] == 2
+    assert rec["water_cells"]["max_water_share"] == 0.7
+    out = gpd.read_file(ws.root / "scenario" / "w.geojson")
+    assert not set(lake) & set(out["cell"])
+    assert len(out) == len(g) - 2

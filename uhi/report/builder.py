@@ -566,14 +566,16 @@ def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
     sec.body.append(_table(table, digits=1))
     rcp = fsum.get("rcp85") or {}
     if rcp.get("years"):
-        key = next((k for k in rcp if k.startswith("city_")), None)
-        rows = pd.DataFrame({"year": rcp["years"], "warming added (°C)": rcp.get("warming_added_c")})
-        if key:
-            rows["city LST (°C)"] = rcp[key]
-        sec.body.append(f"<p>Long-term outlook under RCP8.5 ({html.escape(str(rcp.get('source', '')))}). Caveat: the "
-                        "warming added is <b>air</b>-temperature warming from the climate scenario, added to the "
-                        "surface temperature under the stated assumption <code>forecast.rcp_lst_per_air_k</code> "
-                        "(degrees of LST per degree of air warming).</p>")
+        k_lst = rcp.get("lst_per_air_k", 1.0)
+        rows = pd.DataFrame({"year": rcp["years"], "air warming added (°C)": rcp.get("air_warming_added_c")})
+        rows[f"LST change added (°C, {k_lst:g} x air)"] = rcp.get("lst_change_added_c")
+        if rcp.get("city_lst_rcp85_c") is not None:
+            rows["city LST, not air (°C)"] = rcp["city_lst_rcp85_c"]
+        sec.body.append(
+            f"<p>Long-term view under RCP8.5 ({html.escape(str(rcp.get('source', '')))}). The table's "
+            f"warming is of air temperature; adding {k_lst:g} K of LST per K of air warming "
+            "(<code>forecast.rcp_lst_per_air_k</code>) is an assumption, not a measured relation.</p>"
+        )
         sec.body.append(_table(rows.set_index("year"), digits=1))
     return sec
 
@@ -989,11 +991,13 @@ def _headline_section(inp: _Inputs) -> ReportSection:
                      f"({interval:.0%} interval {_deg(city['lower'][last])} to {_deg(city['upper'][last])}). "
                      '<a href="#forecast">Forecast</a>')
     rcp = data.get("rcp85") or {}
-    if rcp.get("years"):
-        added = rcp.get("warming_added_c") or []
+    added = rcp.get("air_warming_added_c") or rcp.get("warming_added_c") or []
+    if rcp.get("years") and added:
+        k_lst = rcp.get("lst_per_air_k", 1.0)
         items.append(f"Long-term outlook: by {rcp['years'][-1]}, the RCP8.5 climate scenario adds "
-                     f"<b>{_deg(added[-1], signed=True)}</b> of <i>air</i>-temperature warming, which the report adds to "
-                     "surface temperature as an assumption (see the caveat). <a href=\"#forecast\">Outlook</a>")
+                     f"<b>{_deg(added[-1], signed=True)}</b> of <i>air</i>-temperature warming; the report adds "
+                     f"{k_lst:g} °C of surface temperature per °C of air warming, an assumption "
+                     "(<code>forecast.rcp_lst_per_air_k</code>), not a measurement. <a href=\"#forecast\">Outlook</a>")
     plan = data.get("plan")
     if plan:
         items.append(f"Best plan: {html.escape(str(plan.get('intervention', '')))} on {plan.get('cells_selected', 0)} cells for "

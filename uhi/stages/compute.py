@@ -209,6 +209,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "pixel_grids": len(coverages),
         "rows": len(panel),
         "suhi_method": classes.method,
+        "suhi_reference": classes.rural_report,
         "lst_uncertainty_k": _uncertainty_summary(panel["lst_uncertainty_k"].to_numpy(dtype=np.float64)),
         "outputs": outputs,
     }
@@ -318,7 +319,11 @@ def _suhi(config: Config, cells: Any, panel: Any, crs: str) -> tuple[Any, tuple[
         cells["site_coverage"].to_numpy(dtype=np.float64) if have_buildings else None,
         config.suhi,
         elevation_m=elevation,
+        tile_xy=(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy()),
+        area_m2=cells["area_m2"].to_numpy(dtype=np.float64),
     )
+    if classes.rural_report.get("warning"):
+        log.warning("compute: %s", classes.rural_report["warning"])
     return classes, suhi_series(panel, cell_pos, classes)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from uhi.config import Config
-from uhi.errors import InputError
+from uhi.errors import InputError, NoDataError
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace
 
@@ -189,22 +189,38 @@ def _jsonable(value: Any) -> Any:
 # the workspace stage
 
 
-def _read_inputs(ws: Workspace, wanted: list[str]) -> tuple[Any, Any, list[str]]:
-    """The cells, and the panel's id, date, clear-share and ``wanted`` columns (uhi/panel.py).
+def _read_inputs(
+    ws: Workspace, wanted: list[str], max_water_share: float
+) -> tuple[Any, Any, list[str], dict[str, Any]]:
+    """The land cells, and their panel's id, date, clear-share and ``wanted`` columns (uhi/panel.py).
 
-    Returns the panel, the cells and the wanted names the panel holds.
+    Cells more than ``max_water_share`` water (model.max_water_share) and their panel rows are
+    left out, as in the model stage. Returns the panel, the cells, the wanted names the panel
+    holds and the record of the water cells left out.
     """
     import geopandas as gpd
 
     from uhi.panel import read_panel
+    from uhi.water_cells import exclude_water_cells
 
     for needed in (ws.panel, ws.cells):
         if not needed.is_file():
             raise InputError(f"{ws.relative(needed)} is missing in {ws.root}; run uhi compute first")
     panel = read_panel(ws.panel, ["cell", "date", "valid_share", *wanted])  # those it has
     dynamic = [v for v in wanted if v in panel.columns]
-    cells = gpd.read_parquet(ws.cells)
-    return panel, cells, dynamic
+    all_cells = gpd.read_parquet(ws.cells)
+    cells, water = exclude_water_cells(all_cells, max_water_share)
+    if water["cells_left_out_water"]:
+        if water["cells_left_out_water"] == water["cells"]:
+            raise NoDataError(
+                f"all {water['cells']} cells are more than {max_water_share:g} water: nothing to forecast; "
+                "raise model.max_water_share or choose an AOI with land"
+            )
+        left_out = set(all_cells["cell"]) - set(cells["cell"])
+        panel = panel[~panel["cell"].isin(left_out)]
+        log.info("forecast: %d water cells left out (model.max_water_share %g)",
+                 water["cells_left_out_water"], max_water_share)
+    return panel, cells, dynamic, water
 
 
 # A scene enters the city series only when at least this share of the cells is clear in it:
@@ -401,7 +417,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     fc = config.forecast
     y = config.model.y
     wanted = list(dict.fromkeys([y, *fc.variables]))
-    panel, cells, dynamic = _read_inputs(ws, wanted)
+    panel, cells, dynamic, water = _read_inputs(ws, wanted, config.model.max_water_share)
     static = [v for v in wanted if v not in dynamic and v in cells.columns]
     unknown = [v for v in wanted if v not in dynamic and v not in cells.columns]
     if y not in dynamic:
@@ -454,11 +470,13 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
     projection, model_info = _model_projection(ws, config, cells, aligned, fc.horizon)
 
-    # long term: RCP8.5 warming added to each cell's current LST level
+    # long term: the table's RCP8.5 AIR warming, scaled to LST by the stated assumption
+    # forecast.rcp_lst_per_air_k, added to each cell's current LST level
     table = load_warming_table(fc.rcp_table, region=fc.rcp_region)
     base_year = float(_step_year(np.array([last]), rs.step)[0])
     rcp_years = np.array(sorted(fc.rcp_years), dtype=float)
-    added = table.added(base_year, rcp_years)
+    air_added = table.added(base_year, rcp_years)
+    added = fc.rcp_lst_per_air_k * air_added
     lst_level = aligned[y].result.fit.level
 
     per_cell = per_id_frame(rs_cells, fit_list, "cell")
@@ -466,7 +484,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         for h, label in enumerate(labels):
             per_cell[f"{y}_model_{label}"] = projection[:, h]
     for yr, dc in zip(rcp_years, added, strict=True):
-        per_cell[f"{y}_rcp85_{int(yr)}"] = lst_level + dc
+        per_cell[rcp_column(int(yr))] = lst_level + dc
     for v in static:
         per_cell[v] = cells[v].to_numpy()
 
@@ -499,13 +517,15 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     city_frame = pd.DataFrame(city_rows)
     city_level = float(np.nanmean(lst_level)) if np.isfinite(lst_level).any() else float("nan")
     rng = table.range_added(base_year, rcp_years)
+    k_lst = fc.rcp_lst_per_air_k
     rcp_frame = pd.DataFrame(
         {
             "year": rcp_years.astype(int),
-            "warming_added_c": added,
-            "warming_added_low_c": rng[0] if rng else np.nan,
-            "warming_added_high_c": rng[1] if rng else np.nan,
-            f"city_{y}": city_level + added,
+            "air_warming_added_c": air_added,
+            "air_warming_added_low_c": rng[0] if rng else np.nan,
+            "air_warming_added_high_c": rng[1] if rng else np.nan,
+            "lst_change_added_c": added,
+            "city_lst_rcp85_c": city_level + added,
         }
     )
     validation = validation_frame(fit_list)
@@ -552,6 +572,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "static_variables": static,
         "skipped_variables": unknown,
         "cells": int(len(cells)),
+        "water_cells": water,
         "status": status_counts,
         "input_report": {**rs.report, "rows_of_unknown_cells": orphan_rows},
         "validation": validation.to_dict(orient="records"),
@@ -562,9 +583,14 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             "region": fc.rcp_region,
             "baseline_year": base_year,
             "years": rcp_years.astype(int).tolist(),
-            "warming_added_c": added.tolist(),
-            f"city_{y}": (city_level + added).tolist(),
-            "method": "each cell's current smoothed LST level + (delta(year) - delta(baseline year))",
+            "air_warming_added_c": air_added.tolist(),
+            "lst_per_air_k": k_lst,
+            "lst_change_added_c": added.tolist(),
+            "city_lst_rcp85_c": (city_level + added).tolist(),
+            "columns": {rcp_column(int(yr)): RCP_COLUMN_DESCRIPTION for yr in rcp_years},
+            "method": "each cell's current smoothed LST level + lst_per_air_k x (delta(year) - delta(baseline "
+                      "year)), delta the table's air temperature change",
+            "assumption": RCP_ASSUMPTION,
         },
         "cog_grid": "EPSG:3857 at the cell (tile) resolution; bands forecast, lower, upper[, model_projection]",
         "outputs": written,
@@ -573,6 +599,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     lst_status = status_counts[y]
     return {
         "cells": int(len(cells)),
+        "cells_left_out_water": water["cells_left_out_water"],
         "cells_forecast": lst_status["ok"],
         "cells_too_few_points": lst_status["too_few_points"],
         "cells_no_data": lst_status["no_data"],
@@ -580,6 +607,27 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "horizon": fc.horizon,
         "model_projection": model_info["status"],
     }
+
+
+# RCP tables give changes of near-surface AIR temperature; how much a city's clear-sky summer
+# LST changes per degree of air warming is not known in general (issue 12). The factor is
+# therefore an explicit, stated assumption, never silent.
+RCP_ASSUMPTION = (
+    "RCP8.5 warming is a change of near-surface AIR temperature (IPCC AR5 WG1 SPM Table SPM.2; "
+    "regional tables likewise); adding it to LST scaled by forecast.rcp_lst_per_air_k "
+    "(default 1.0, one for one) is an assumption of uhi, not a published relation: surface and "
+    "air temperature differ most on clear summer afternoons, when Landsat passes"
+)
+RCP_COLUMN_DESCRIPTION = (
+    "land surface temperature (LST, not air temperature) in that year under RCP8.5: the cell's "
+    "current LST level plus the table's air warming since the last observed year times "
+    "forecast.rcp_lst_per_air_k, degrees C"
+)
+
+
+def rcp_column(year: int) -> str:
+    """Name of the per-cell RCP8.5 LST column of a target year (says LST, and the unit)."""
+    return f"lst_rcp85_{year}_c"
 
 
 def _notes(config: Config, step: str, rcp_source: str) -> dict[str, str]:
@@ -592,7 +640,9 @@ def _notes(config: Config, step: str, rcp_source: str) -> dict[str, str]:
         "status": "ok; too_few_points (fewer observed steps than forecast.min_points, not fitted); no_data (no valid value); "
         "failed (fitted but non-finite, e.g. values near the float64 limit)",
         "model projection": "current LST level + change implied by the fitted model (model/summary.json) from the forecast covariates",
-        "rcp85": f"current LST level + warming between the last observed year and the target year: {rcp_source}",
+        "rcp85": f"current LST level + forecast.rcp_lst_per_air_k ({fc.rcp_lst_per_air_k:g}) x the AIR warming "
+                 f"between the last observed year and the target year ({rcp_source}); {RCP_ASSUMPTION}",
+        "lst_rcp85_<year>_c": RCP_COLUMN_DESCRIPTION,
     }
 
 

@@ -126,8 +126,18 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     for p in (ws.cells, ws.panel):
         if not p.is_file():
             raise InputError(f"missing {p}; run `uhi compute` first")
+    from uhi.water_cells import exclude_water_cells
+
     m = config.model
-    cells = gpd.read_parquet(ws.cells)
+    cells, water = exclude_water_cells(gpd.read_parquet(ws.cells), m.max_water_share)
+    if water["cells_left_out_water"]:
+        log.info("model: %d of %d cells are more than %g water and left out", water["cells_left_out_water"],
+                 water["cells"], m.max_water_share)
+    if water["cells_left_out_water"] == water["cells"]:
+        raise NoDataError(
+            f"all {water['cells']} cells are more than {m.max_water_share:g} water: nothing to model; "
+            "raise model.max_water_share or choose an AOI with land"
+        )
     panel_cols = panel_columns(ws.panel)
     hot = "anomaly_c" if m.hotspot_variable == "anomaly" else "lst_c"
     needed = [m.y, *m.x]
@@ -143,6 +153,7 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     yearly = panel.groupby(["cell", "year"], sort=True, observed=True)[from_panel].mean().reset_index()
     del panel
     yearly["cell"] = yearly["cell"].astype(object)
+    # the inner join below drops the panel rows of the water cells left out above
     keep_cells = ["cell", *from_cells]
     zone_col = m.zone_col if m.zone_col in cells.columns else None
     if zone_col and zone_col not in keep_cells:
@@ -167,7 +178,7 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
         fdr=m.fdr,
         lag_estimator=m.lag_estimator,
     )
-    notes = {"hotspot_variable": hot, "months": list(config.time.months)}
+    notes = {"hotspot_variable": hot, "months": list(config.time.months), "water": water}
     if "fe" in m.models and zone_col is None:
         notes["fe_skipped"] = f"no zone column {m.zone_col!r} in cells.parquet (set buildings.zones_path)"
     return ModelData(table=table, units=units, period_name="year", notes=notes), req
@@ -688,6 +699,9 @@ def write_outputs(data: ModelData, req: ModelRequest, res: _Fitted, out_dir: Pat
 
 def _stage_summary(summary: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"best_model": summary.get("best_model") or "", "models": len(summary["models"])}
+    water = summary.get("notes", {}).get("water")
+    if water:
+        out["cells_left_out_water"] = water["cells_left_out_water"]
     for m, v in summary["models"].items():
         out[f"{m}_mean_r2"] = round(v["mean_r2"], 4)
     return out

@@ -39,6 +39,7 @@ def fit_panel_fe_lag(
     *,
     logdet: LogDeterminant | None = None,
     time_effects: bool = False,
+    bias_correction: bool = True,
 ) -> ModelFit:
     """Fixed-effects spatial lag panel y_t = rho W y_t + X_t b + mu + e_t by ML.
 
@@ -62,6 +63,16 @@ def fit_panel_fe_lag(
         Also sweep out period effects (two-way FE, Elhorst 2014 sec. 3.2), which absorb a
         common trend such as warming; the demeaning commutes with W because its rows sum to
         one (exact without islands). False reproduces spreg ``Panel_FE_Lag``.
+    bias_correction
+        Lee & Yu (2010, J. Econometrics 154, 165-185) correction of the incidental-parameter
+        bias: the within transform leaves N(T-1) degrees of freedom, so the ML sigma^2 =
+        SSR / NT is (T-1)/T of the true one (6/7 at T = 7: standard errors ~7 % too small).
+        sigma^2 = SSR / (N(T-1)) = T/(T-1) x the ML value, and the information matrix takes
+        N(T-1) observations and T-1 periods (their transformation approach, whose rho and b
+        equal the direct ML ones with cell effects). With ``time_effects`` the divisor is
+        (N-1)(T-1); their further O(1/N) correction of rho for time effects is not applied
+        (negligible at the thousands of cells uhi fits). False reproduces spreg
+        ``Panel_FE_Lag`` (no correction).
     """
     y = np.asarray(y, dtype=float)
     x = np.asarray(x, dtype=float)
@@ -91,8 +102,15 @@ def fit_panel_fe_lag(
         return np.asarray(w @ v.reshape(t, n_cells).T).T.reshape(-1)
 
     rho, b, u, xtx, nll_min = concentrated_lag(yd, xd, lag(yd), lambda r: t * ld(r))
-    s2 = float(u @ u) / nt
+    s2_ml = float(u @ u) / nt
     loglik = float(-nll_min - 0.5 * nt * (_LN2PI + 1.0))
+    if bias_correction:
+        # Lee & Yu (2010): degrees of freedom left by the effects
+        n_eff = (n_cells - 1) * (t - 1) if time_effects else n_cells * (t - 1)
+        t_eff = float(t - 1)
+    else:
+        n_eff, t_eff = nt, float(t)
+    s2 = float(u @ u) / n_eff
     xb = (xd @ b).reshape(t, n_cells).T  # N x T, one column per period
     tr1, tr2, tr3, aixb = _variance_traces(w, rho, ld, xb)
     wpy = np.asarray(w @ aixb).T.reshape(-1)
@@ -100,9 +118,9 @@ def fit_panel_fe_lag(
     info = np.zeros((k + 2, k + 2))
     info[:k, :k] = xtx / s2
     info[:k, k] = info[k, :k] = xtwpy / s2
-    info[k, k] = t * (tr2 + tr3) + float(wpy @ wpy) / s2
-    info[k, k + 1] = info[k + 1, k] = t * tr1 / s2
-    info[k + 1, k + 1] = nt / (2.0 * s2 * s2)
+    info[k, k] = t_eff * (tr2 + tr3) + float(wpy @ wpy) / s2
+    info[k, k + 1] = info[k + 1, k] = t_eff * tr1 / s2
+    info[k + 1, k + 1] = n_eff / (2.0 * s2 * s2)
     vm = np.linalg.inv(info)
     se = np.sqrt(np.diag(vm)[: k + 1])
     p = 2.0 * stats.norm.sf(np.abs(np.append(b, rho) / se))
@@ -133,5 +151,8 @@ def fit_panel_fe_lag(
             "periods": t,
             "r2_within": r2_within,
             "time_effects": time_effects,
+            "sigma2_ml": s2_ml,
+            "sigma2_correction": (f"Lee & Yu (2010): SSR / {n_eff} (= {nt / n_eff:.4f} x the ML SSR / NT)"
+                                  if bias_correction else "none (ML SSR / NT, as spreg)"),
         },
     )

@@ -47,6 +47,8 @@ def power_traces(
     exact because they dominate the log-determinant at moderate rho. The probe products run
     in float32: W is row-stochastic, so the iterates stay bounded and single precision
     (1e-7) is far below the Monte Carlo error, at half the memory traffic (1.7x faster).
+    With ``probes >= n`` the probes are the identity's columns and every trace is exact
+    (float64; n x n memory: for checks at moderate n).
     """
     n = w.shape[0]
     t = np.zeros(order + 1)
@@ -55,7 +57,13 @@ def power_traces(
         t[1] = float(w.diagonal().sum())
     if order >= 2:
         t[2] = float(w.multiply(w.T.tocsr()).sum())
-    if order >= 3:
+    if order >= 3 and probes >= n:
+        power = np.eye(n)
+        for k in range(1, order + 1):
+            power = np.asarray(w @ power)
+            if k >= 3:
+                t[k] = float(np.trace(power))
+    elif order >= 3:
         rng = np.random.default_rng(seed)
         z = (rng.integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
         w32 = w.astype(np.float32)
@@ -103,7 +111,8 @@ class LogDeterminant:
     order
         Number of series terms for the traces method.
     probes
-        Random probe vectors for the traces (default: more at small n, where each is cheap).
+        Random probe vectors for the traces (default: more at small n, where each is cheap);
+        ``probes >= n`` gives exact traces (the identity's columns; n x n memory, for checks).
     seed
         Seed of the probes (results are reproducible).
     """
