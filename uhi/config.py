@@ -31,6 +31,7 @@ __all__ = [
     "SuhiConfig",
     "ModelConfig",
     "ForecastConfig",
+    "ExposureConfig",
     "OutputsConfig",
     "DaskConfig",
     "load_config",
@@ -346,6 +347,47 @@ class ForecastConfig(_Section):
     )
 
 
+# columns of exposure/cells.parquet that a group column must not overwrite
+_EXPOSURE_CELL_COLUMNS = frozenset(
+    {"cell", "zone", "area_m2", "population", "lst_c", "anomaly_c", "gi_class", "ndvi", "site_coverage", "geometry"}
+)
+
+
+class ExposureConfig(_Section):
+    """Who lives in the heat: population, vulnerable groups and neighbourhoods (docs/exposure.md)."""
+
+    zones_path: Path | None = Field(None, description="neighbourhoods, wards or census units (any OGR format, any CRS)")
+    zones_layer: str | None = Field(None, description="layer of a multi-layer zones file")
+    zone_id_col: str = Field("zone", description="unique zone identifier column")
+    zone_name_col: str | None = Field("name", description="zone name column (labels on the map)")
+    rank_col: str | None = Field(
+        None, description="zone column ranking people for the concentration index (e.g. median income)"
+    )
+    population_path: Path | None = Field(
+        None, description="population: a count raster (GeoTIFF, any CRS) or polygons with population_col"
+    )
+    population_layer: str | None = Field(None, description="layer of a multi-layer population file")
+    population_col: str = Field("population", description="count column of population polygons")
+    groups: tuple[str, ...] = Field((), description="count columns of vulnerable groups in the population polygons")
+    dasymetric: bool = Field(
+        True, description="split polygons by building floor area when compute has it (buildings.path), else by area"
+    )
+    year: int | None = Field(None, description="reference year (default: the latest year in the panel)")
+    threshold_c: float = Field(35.0, description="people in cells whose LST is above this, degC")
+    band_width_c: float = Field(1.0, gt=0, description="LST band width of the people-per-band chart, degC")
+
+    @model_validator(mode="after")
+    def _groups_need_polygons(self) -> ExposureConfig:
+        if len(set(self.groups)) != len(self.groups):
+            raise ValueError(f"exposure.groups has duplicates: {list(self.groups)}")
+        if self.population_col in self.groups:
+            raise ValueError(f"exposure.groups repeats the population column {self.population_col!r}")
+        clash = sorted(set(self.groups) & _EXPOSURE_CELL_COLUMNS)
+        if clash:
+            raise ValueError(f"exposure.groups {clash} clash with output columns; rename them in the layer")
+        return self
+
+
 class OutputsConfig(_Section):
     """What is written for people."""
 
@@ -378,6 +420,7 @@ class Config(_Section):
     suhi: SuhiConfig = SuhiConfig()
     model: ModelConfig = ModelConfig()
     forecast: ForecastConfig = ForecastConfig()
+    exposure: ExposureConfig = ExposureConfig()
     outputs: OutputsConfig = OutputsConfig()
     dask: DaskConfig = DaskConfig()
     workdir: Path | None = Field(None, description="workspace folder (default: ./uhi-<city>)")
@@ -528,6 +571,8 @@ _PATH_KEYS = (
     ("buildings", "zones_path"),
     ("suhi", "elevation_path"),
     ("forecast", "rcp_table"),
+    ("exposure", "zones_path"),
+    ("exposure", "population_path"),
     ("workdir",),
 )
 

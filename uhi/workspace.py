@@ -22,7 +22,7 @@ from uhi.errors import ConfigError, StaleWorkspaceError, UhiError, WorkspaceLock
 
 __all__ = ["Workspace", "safe_component", "sha256_file", "remove_tree", "STAGES", "OWNED_FOLDERS"]
 
-STAGES = ("fetch", "compute", "model", "forecast")
+STAGES = ("fetch", "compute", "model", "exposure", "forecast")
 _TMP_MARK = ".uhi-tmp-"
 # every folder uhi writes below a workspace root: the only places the temporary sweep looks
 OWNED_FOLDERS = (*STAGES, "report", "scenario")

@@ -73,7 +73,7 @@ def test_incremental_nothing_new_then_one_new_scene(demo: Path, clean: Path, tmp
     latest_id, original = _hide_latest_item(catalog)
     try:
         first = run_ok(demo, ws, "--incremental")
-        assert not first["nothing_new"] and [s["skipped"] for s in first["stages"]] == [False] * 4
+        assert not first["nothing_new"] and [s["skipped"] for s in first["stages"]] == [False] * 5
         assert latest_id not in first["new_scenes"]
 
         quiet = uhi("--log-json", "run", str(demo), "--workdir", str(ws), "--incremental")
@@ -94,7 +94,7 @@ def test_incremental_nothing_new_then_one_new_scene(demo: Path, clean: Path, tmp
     new_files = list((ws / "fetch" / "scenes").glob(f"{latest_id}*/*.tif"))
     assert new_files and fetch["summary"]["assets_fetched"] == len(new_files)
     assert fetch["summary"]["assets_reused"] > 0  # earlier scenes were not read again
-    assert [s["skipped"] for s in newer["stages"][1:]] == [False] * 3
+    assert [s["skipped"] for s in newer["stages"][1:]] == [False] * 4
     # the incremental result is the full run's result
     compare_workspaces(clean, ws)
 

@@ -63,6 +63,12 @@ def _model(config: Config, ws: Workspace) -> dict[str, Any]:
     return {}
 
 
+def _exposure(config: Config, ws: Workspace) -> dict[str, Any]:
+    CALLS.append("exposure")
+    ws.write_json(ws.path("exposure", "summary.json"), {"from": json.loads(ws.model_summary.read_text())})
+    return {}
+
+
 def _forecast(config: Config, ws: Workspace) -> dict[str, Any]:
     CALLS.append("forecast")
     ws.write_text(ws.path("forecast", "forecast.geojson"), "{}\n")
@@ -76,6 +82,7 @@ SPECS = {
         lambda c, w: [w.scenes_index, *w.files_under(w.path("fetch", "scenes"))], _compute,
     ),
     "model": StageSpec("model", ("model",), lambda c, w: [w.path("compute", "total.json")], _model),
+    "exposure": StageSpec("exposure", ("exposure",), lambda c, w: [w.model_summary], _exposure),
     "forecast": StageSpec("forecast", ("forecast",), lambda c, w: [w.model_summary], _forecast),
 }
 
@@ -105,7 +112,7 @@ def setup(tmp_path: Path) -> tuple[Config, Path]:
 
 
 def test_stage_range_orders_and_rejects_reversed() -> None:
-    assert stage_range() == ["fetch", "compute", "model", "forecast"]
+    assert stage_range() == ["fetch", "compute", "model", "exposure", "forecast"]
     assert stage_range("compute", "model") == ["compute", "model"]
     with pytest.raises(ConfigError, match="--to fetch comes before --from model"):
         stage_range("model", "fetch")
@@ -114,15 +121,15 @@ def test_stage_range_orders_and_rejects_reversed() -> None:
 def test_second_run_skips_every_stage_and_summary_reads_artifacts(setup: tuple[Config, Path]) -> None:
     config, _ = setup
     first = run_pipeline(config, specs=SPECS.__getitem__)
-    assert [o.skipped for o in first.outcomes] == [False] * 4
-    assert CALLS == ["fetch", "compute", "model", "forecast"]
+    assert [o.skipped for o in first.outcomes] == [False] * 5
+    assert CALLS == ["fetch", "compute", "model", "exposure", "forecast"]
     assert first.summary["scenes_fetched"] == 2
     assert first.summary["models"] == ["ols"]
     assert "forecast/forecast.geojson" in first.summary["outputs"]
-    assert set(first.summary["seconds_per_stage"]) == {"fetch", "compute", "model", "forecast"}
+    assert set(first.summary["seconds_per_stage"]) == {"fetch", "compute", "model", "exposure", "forecast"}
     CALLS.clear()
     second = run_pipeline(config, specs=SPECS.__getitem__)
-    assert [o.skipped for o in second.outcomes] == [True] * 4 and CALLS == []
+    assert [o.skipped for o in second.outcomes] == [True] * 5 and CALLS == []
     assert second.summary["scenes_fetched"] == 2
 
 
@@ -141,14 +148,14 @@ def test_changed_input_reruns_only_downstream(setup: tuple[Config, Path]) -> Non
     ws = Workspace(config.resolved_workdir())
     ws.write_text(ws.scene_asset("S1", "lwir11"), "S1:10.0\n")  # fetch output edited
     report = run_pipeline(config, stage_range("compute"), specs=SPECS.__getitem__)
-    assert CALLS == ["compute", "model", "forecast"]
+    assert CALLS == ["compute", "model", "exposure", "forecast"]
     assert report.outcomes[0].summary["total"] == 12.5
 
 
 def test_incremental_nothing_new_then_one_new_scene(setup: tuple[Config, Path]) -> None:
     config, catalog = setup
     first = run_incremental(config, specs=SPECS.__getitem__, search=_search)
-    assert not first.nothing_new and CALLS == ["fetch", "compute", "model", "forecast"]
+    assert not first.nothing_new and CALLS == ["fetch", "compute", "model", "exposure", "forecast"]
     ws = Workspace(config.resolved_workdir())
     assert known_scene_days(ws) == {"S1": dt.date(2020, 6, 1), "S2": dt.date(2020, 7, 3)}
 
@@ -168,7 +175,7 @@ def test_incremental_nothing_new_then_one_new_scene(setup: tuple[Config, Path]) 
     catalog.write_text(json.dumps([*items, {"id": "S3", "day": "2021-06-20", "value": 4.0}]))
     newer = run_incremental(config, specs=SPECS.__getitem__, search=_search)
     assert newer.new_scenes == ["S3"] and not newer.nothing_new
-    assert CALLS == ["fetch", "compute", "model", "forecast"]
+    assert CALLS == ["fetch", "compute", "model", "exposure", "forecast"]
     assert ws.scene_asset("S1", "lwir11").stat().st_mtime_ns == s1_mtime  # not fetched again
     assert json.loads(ws.path("compute", "total.json").read_text()) == {"total": 8.0, "n": 3}
 
@@ -178,7 +185,7 @@ def test_incremental_finishes_a_run_killed_before_its_last_stage(setup: tuple[Co
     run_pipeline(config, stage_range("fetch", "model"), specs=SPECS.__getitem__)
     CALLS.clear()
     report = run_incremental(config, specs=SPECS.__getitem__, search=_search)
-    assert not report.nothing_new and CALLS == ["forecast"]
+    assert not report.nothing_new and CALLS == ["exposure", "forecast"]
 
 
 def test_incremental_with_nothing_new_still_applies_a_config_change(setup: tuple[Config, Path]) -> None:

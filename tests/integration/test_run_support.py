@@ -18,7 +18,7 @@ NOT_COMPARED = {"manifest.json", ".uhi.lock", "shard.json"}
 # artifacts equal only in content between two runs: the xlsx writers stamp the creation time
 # into docProps/core.xml, and model/summary.json records each model's fitting seconds
 CONTENT_ONLY = {"model/model.xlsx", "model/summary.json", "forecast/forecast.xlsx",
-                "compute/outputs/demo_summary.xlsx"}
+                "compute/outputs/demo_summary.xlsx", "exposure/exposure.xlsx", "exposure/summary.json"}
 
 
 def uhi(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -72,7 +72,7 @@ def run_ok(config: Path, workdir: Path, *extra: str) -> dict[str, Any]:
 def result_files(root: Path) -> dict[str, Path]:
     """Every stage artifact of a workspace, by relative path."""
     out = {}
-    for stage in ("fetch", "compute", "model", "forecast"):
+    for stage in ("fetch", "compute", "model", "exposure", "forecast"):
         for p in sorted((root / stage).rglob("*")):
             if p.is_file() and p.name not in NOT_COMPARED:
                 out[p.relative_to(root).as_posix()] = p

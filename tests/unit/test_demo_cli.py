@@ -55,6 +55,6 @@ def test_too_many_scenes_per_year_exit_2(tmp_path: Path) -> None:
 def test_run_stops_at_the_first_missing_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     from uhi.cli.demo import _stages_available
 
-    assert _stages_available() == (["fetch", "compute", "model", "forecast"], None)
+    assert _stages_available() == (["fetch", "compute", "model", "exposure", "forecast"], None)
     monkeypatch.setitem(sys.modules, "uhi.stages.model", None)  # import fails as if absent
     assert _stages_available() == (["fetch", "compute"], "model")

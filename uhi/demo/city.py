@@ -426,11 +426,14 @@ def write_demo(root: Path, spec: DemoSpec, *, threads: int = 2) -> DemoResult:
     log.info("demo: scenes and catalog written; writing layers and truth")
     _write_layers(root, spec, land, bld)
     _write_truth_cells(root, spec, land, planted)
+    from uhi.demo.population import exposure_config_text, write_population
+
+    people = write_population(root, spec, land, planted.lst_c, planted.site_coverage)
     ws = Workspace(root)
     truth = root / "truth.json"
-    ws.write_json(truth, _truth(spec, land, bld, planted, records, grids))
+    ws.write_json(truth, {**_truth(spec, land, bld, planted, records, grids), "exposure": people.as_dict()})
     config = root / "config.yaml"
-    ws.write_text(config, _config_text(spec))
+    ws.write_text(config, _config_text(spec) + exposure_config_text())
     return DemoResult(
         root, config, catalog, truth, len(records), land.grid.n, int(land.grid.in_aoi.sum())
     )

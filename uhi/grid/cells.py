@@ -16,6 +16,7 @@ __all__ = [
     "cell_quads",
     "geodesic_areas_m2",
     "build_cells",
+    "tile_outline_segments",
 ]
 
 # the sphere radius of EPSG:3857 (and of every web-mercator tile scheme)
@@ -176,3 +177,35 @@ def _quad_centroids(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cx = ((x0 + x1) * cross).sum(axis=1) / (6 * a)
     cy = ((y0 + y1) * cross).sum(axis=1) / (6 * a)
     return cx + ref_x[:, 0], cy + ref_y[:, 0]
+
+
+def tile_outline_segments(x: np.ndarray, y: np.ndarray, quads: np.ndarray) -> np.ndarray:
+    """Outline of a set of tiles: the sides they do not share with another tile of the set.
+
+    Parameters
+    ----------
+    x, y
+        Tile columns and rows of the set (one zoom).
+    quads
+        (n, 4, 2) corners of those tiles as ``cell_quads`` returns them (lower left, lower
+        right, upper right, upper left).
+
+    Returns
+    -------
+    numpy.ndarray
+        (m, 2, 2) line segments. The tiles are a grid, so this is exact and linear in n; a
+        polygon union of the same tiles (GEOS) took ~100 s for 60k scattered tiles.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    y = np.asarray(y, dtype=np.int64)
+    key = (x << 32) | y
+    have = np.sort(key)
+    # side (corner a, corner b) and the tile beyond it; tile rows grow southwards
+    sides = (((0, 1), 0, 1), ((1, 2), 1, 0), ((2, 3), 0, -1), ((3, 0), -1, 0))
+    out = []
+    for (a, b), dx, dy in sides:
+        nb = ((x + dx) << 32) | (y + dy)
+        pos = np.clip(np.searchsorted(have, nb), 0, max(len(have) - 1, 0))
+        alone = have[pos] != nb if len(have) else np.ones(len(x), bool)
+        out.append(np.stack([quads[alone, a], quads[alone, b]], axis=1))
+    return np.concatenate(out) if out else np.empty((0, 2, 2))

@@ -20,6 +20,8 @@ __all__ = [
     "render_value_map",
     "render_class_map",
     "render_hotspot_map",
+    "render_zone_map",
+    "render_band_chart",
     "nice_scale_length_m",
     "map_scale_factor",
     "figure_png_bytes",
@@ -439,6 +441,88 @@ def render_hotspot_map(cells: Any, column: str = "gi_bin", *, variable: str = "L
         legend_title=kwargs.pop("legend_title", "Gi* class (cells)"),
         **kwargs,
     )
+
+
+def render_zone_map(
+    zones: Any,
+    column: str,
+    *,
+    labels: str | None,
+    overlay: np.ndarray | None,
+    overlay_label: str,
+    title: str,
+    label: str,
+    units: str,
+    cmap: str = "inferno",
+    credits: Sequence[str] = (CREDIT_LANDSAT,),
+    working_crs: Any | None = None,
+    basemap: bool = False,
+) -> Any:
+    """Zones coloured by ``column`` with their names, and an outline (e.g. of hot spots) on top.
+
+    The zone map of the exposure stage: a value map of zone polygons (colour bar, scale bar,
+    north arrow, credits as every uhi map), each zone labelled at a point inside it, and
+    ``overlay`` line segments ((m, 2, 2), in ``working_crs``; e.g. the outline of Gi* hot-spot
+    cells from ``uhi.grid.cells.tile_outline_segments``) listed in a legend.
+    """
+    import shapely
+    from matplotlib.patches import Patch
+
+    fig = render_value_map(
+        zones, column, title=title, label=label, units=units, cmap=cmap, credits=credits,
+        working_crs=working_crs, basemap=basemap,
+    )
+    ax = fig.axes[0]
+    proj = _projected(zones, working_crs)
+    # zone borders over the fill so neighbouring zones of similar values stay apart
+    _draw_cells(ax, proj.geometry.to_numpy(), 4, facecolor="none", edgecolor="white", linewidth=0.8)
+    handles = []
+    if overlay is not None and len(overlay):
+        from matplotlib.patches import PathPatch
+        from matplotlib.path import Path as MplPath
+
+        # one path of move-to/line-to pairs: a LineCollection builds a Path per segment (4 s
+        # for 200k segments) and hatching each cell took ~100 s per map at 400k cells
+        segs = np.asarray(overlay, dtype=float).reshape(-1, 2)
+        codes = np.tile(np.array([MplPath.MOVETO, MplPath.LINETO], dtype=np.uint8), len(segs) // 2)
+        patch = PathPatch(MplPath(segs, codes), facecolor="none", edgecolor="#00e5ff", linewidth=1.0,
+                          zorder=5, gid="overlay", transform=ax.transData)
+        # add_artist, not add_patch: the map's limits are set, and add_patch walks every
+        # segment to update them (30 s for 200k segments)
+        ax.add_artist(patch)
+        handles.append(Patch(facecolor="none", edgecolor="#00e5ff", label=overlay_label))
+    if labels is not None and labels in proj.columns and len(proj) <= 200:
+        # more than ~200 names would cover the map; the zone table carries them all
+        points = shapely.point_on_surface(proj.geometry.to_numpy())
+        for pt, name in zip(points, proj[labels].astype(str), strict=True):
+            ax.text(pt.x, pt.y, name, ha="center", va="center", fontsize=7, zorder=6, gid="zone-label",
+                    bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 0.8})
+    if handles:
+        legend = ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
+        legend.set_gid("legend")
+        legend.set_zorder(7)
+    return fig
+
+
+def render_band_chart(bands: Any, *, title: str) -> Any:
+    """A bar chart of people per LST band (``label``, ``population`` rows; the last may be 'no land temperature')."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.0, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    labels = bands["label"].astype(str).tolist()
+    values = bands["population"].to_numpy(dtype=float)
+    colours = ["#bbbbbb" if np.isnan(lo) else "#d6604d" for lo in bands["band_low_c"].to_numpy(dtype=float)]
+    ax.bar(range(len(values)), values, color=colours, edgecolor="#444444", linewidth=0.5, gid="bars")
+    ax.set_xticks(range(len(values)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_xlabel("land surface temperature band (degrees C)")
+    ax.set_ylabel("people")
+    ax.set_title(title, fontsize=12)
+    ax.grid(axis="y", alpha=0.3)
+    _add_credits(fig, (CREDIT_LANDSAT,))
+    return fig
 
 
 def figure_png_bytes(fig: Any, *, dpi: int = 110) -> bytes:
