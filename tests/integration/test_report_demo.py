@@ -29,7 +29,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, dict[str, 
     root = tmp_path_factory.mktemp("demo-scenario") / "city"
     result = write_demo(root, DemoSpec(size_km=1.5, scenes_per_year=2))
     cfg = build_run_config(result.config, set_values=["model.models=[ols, lag]"])
-    run_stages(cfg, ["fetch", "compute", "model", "forecast"])
+    run_stages(cfg, ["fetch", "compute", "model", "forecast", "exposure"])
     return cfg, Workspace(cfg.resolved_workdir()), json.loads(result.truth.read_text())
 
 
@@ -124,6 +124,14 @@ def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Pat
     assert data["models"]["best_model"] == msum["best_model"]
     for name, entry in msum["models"].items():
         assert data["models"]["models"][name]["r2"] == {p: fit["r2"] for p, fit in entry["years"].items()}
+    # the exposure stage ran: its summary verbatim, its neighbourhoods named with their residents
+    assert data["exposure"] == json.loads((ws.root / "exposure" / "summary.json").read_text())
+    zones = gpd.read_parquet(ws.root / "exposure" / "zones.parquet")
+    top = zones.dropna(subset=["lst_pop_mean_c"]).sort_values("lst_pop_mean_c", ascending=False).head(3)
+    hottest = data["headline"]["hottest"]
+    assert hottest["kind"] == "zones" and [p["name"] for p in hottest["places"]] == top["name"].tolist()
+    assert [p["population"] for p in hottest["places"]] == top["population"].tolist()
+    assert 'id="exposure"' in page and data["plan"] is None and 'id="plan"' not in page
     assert sum(r["scenes"] for r in data["scenes_per_year"]) == len(
         json.loads(ws.scenes_index.read_text())["features"])
     # the headline figures, against independent computations on those artifacts
@@ -138,7 +146,8 @@ def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Pat
     assert head["trend"]["low_c"] == pytest.approx(10 * (ref.slope - half), rel=1e-9)
     findings = page[page.index('id="key-findings"'):page.index("</section>", page.index('id="key-findings"'))]
     assert f"{head['suhi']['mean_c']:.1f} °C warmer" in findings
-    for anchor in ("#suhi", "#forecast", "#maps"):
+    assert f"{hottest['places'][0]['name']} ({hottest['places'][0]['lst_c']:.1f} °C" in findings
+    for anchor in ("#suhi", "#forecast", "#exposure"):
         assert f'href="{anchor}"' in findings
     # synthetic data said in the header, on every map and in the caveats; no USGS credit
     text = browser.visible_text(page)

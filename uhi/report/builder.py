@@ -763,7 +763,7 @@ def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
     StaleWorkspaceError
         A stage it reads did not finish its last run, or ran before an earlier stage last ran.
     """
-    ws.require_current(("fetch", "compute", "model", "forecast"), "uhi report")
+    ws.require_current(("fetch", "compute", "model", "forecast", "exposure", "plan"), "uhi report")
     _READ_CACHE.clear()
     try:
         return _build(config, ws, basemap)
@@ -781,7 +781,7 @@ def _build(config: Any, ws: Any, basemap: bool) -> Path:
     headline = _headline_section(inp)
     maps, extra = _maps_section(inp, ws, out_dir, basemap, config)
     sections = [headline, _suhi_section(inp, ws), maps]
-    sections += [s for s in (_exposure_section(inp), _plan_section(inp)) if s is not None]
+    sections += [s for s in (_exposure_section(inp, ws), _plan_section(inp)) if s is not None]
     sections += [_models_section(inp), _forecast_section(inp, ws, config.forecast.interval)]
     scen = _scenario_section(ws)
     if scen is not None:
@@ -1046,7 +1046,9 @@ def _glossary_section() -> ReportSection:
     return sec
 
 
-def _exposure_section(inp: _Inputs) -> ReportSection | None:
+def _exposure_section(inp: _Inputs, ws: Any) -> ReportSection | None:
+    from uhi.report.inline import data_uri
+
     ex = inp.data.get("exposure")
     if not ex:
         return None
@@ -1067,8 +1069,13 @@ def _exposure_section(inp: _Inputs) -> ReportSection | None:
                     + "</table>")
     places = (inp.data.get("headline") or {}).get("hottest") or {}
     if places.get("kind") == "zones":
-        sec.body.append("<p>Hottest zones by population-weighted LST: " + ", ".join(
+        sec.body.append(f"<p>Hottest zones ({places['measure']}): " + ", ".join(
             f"{html.escape(p['name'])} ({_deg(p['lst_c'])})" for p in places["places"]) + ".</p>")
+    png = ws.path("exposure", "exposure_map.png")
+    if png.is_file():  # the exposure stage's own map: zones by population-weighted LST, hot spots outlined
+        caption = "Zones coloured by the mean LST where people live; Gi* hot spots outlined (exposure stage)."
+        sec.body.append(f'<figure><img alt="{html.escape(caption)}" src="{data_uri(png.read_bytes(), "image/png")}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     return sec
 
 
