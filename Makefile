@@ -20,6 +20,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/uhi demo $(DEMO) --run --force
 	$(VENV)/bin/uhi scenario $(DEMO)/config.yaml --changes configs/demo-greening.geojson
+	$(VENV)/bin/uhi plan $(DEMO)/config.yaml --budget 250000
 	$(VENV)/bin/uhi report $(DEMO)/config.yaml --no-basemap
 	@echo
 	@echo "demo outputs: $(DEMO)/workspace (open $(DEMO)/workspace/report/report.html in a browser)"

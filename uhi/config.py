@@ -26,10 +26,12 @@ __all__ = [
     "FetchConfig",
     "MaskingConfig",
     "GridConfig",
+    "ComputeConfig",
     "IndicesConfig",
     "BuildingsConfig",
     "SuhiConfig",
     "ModelConfig",
+    "PlanConfig",
     "ForecastConfig",
     "ExposureConfig",
     "OutputsConfig",
@@ -142,7 +144,8 @@ class SearchConfig(_Section):
 
     backend: Literal["stac", "sagemaker", "local"] = "stac"
     preset: Literal["earth-search", "planetary-computer", "usgs"] | None = Field(
-        "earth-search", description="STAC API preset; ignored when url is set"
+        "planetary-computer",
+        description="STAC API preset (planetary-computer needs no account; `uhi presets`); ignored when url is set",
     )
     url: str | None = Field(None, description="any STAC API root URL (overrides preset)")
     collection: str | None = Field(None, description="STAC collection id (preset default if unset)")
@@ -151,13 +154,33 @@ class SearchConfig(_Section):
     max_cloud_land: float | None = Field(
         None, ge=0, le=100, description="maximum landsat:cloud_cover_land, percent"
     )
-    platforms: tuple[Literal["landsat-8", "landsat-9"], ...] = ("landsat-8", "landsat-9")
+    platforms: tuple[Literal["landsat-4", "landsat-5", "landsat-7", "landsat-8", "landsat-9"], ...] = Field(
+        ("landsat-8", "landsat-9"),
+        description="Landsat platforms to keep (landsat-4, -5, -7, -8, -9), or 'all' for all five",
+    )
     require_thermal: bool = Field(True, description="keep only L2SP scenes (with surface temperature)")
     max_items: int = Field(2000, ge=1, description="stop searching after this many items")
     timeout_total_s: float = Field(
         600.0, gt=0, description="wall-clock bound on the whole search (every page and retry), seconds"
     )
     sagemaker: SageMakerConfig = SageMakerConfig()
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _all_platforms(cls, value: Any) -> Any:
+        # `platforms: all` (or [all]) is the documented one-line switch to Landsat 4-9
+        if value == "all" or (isinstance(value, (list, tuple)) and list(value) == ["all"]):
+            return ("landsat-4", "landsat-5", "landsat-7", "landsat-8", "landsat-9")
+        if isinstance(value, str):
+            return (value,)
+        return value
+
+    @field_validator("platforms")
+    @classmethod
+    def _some_platform(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("search.platforms is empty; name at least one of landsat-4/5/7/8/9 or 'all'")
+        return value
 
     @model_validator(mode="after")
     def _backend_needs(self) -> SearchConfig:
@@ -220,6 +243,18 @@ class GridConfig(_Section):
         ge=1,
         description="refuse an AOI estimated to hold more cells than this at grid.zoom (a 30 km "
         "city is ~400,000 cells at zoom 19 and its run peaks near 5 GB)",
+    )
+
+
+class ComputeConfig(_Section):
+    """How pixels become cell values."""
+
+    min_valid_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="a cell-date whose clear share (valid_share) is below this gets NaN variables "
+        "(0: any clear pixel counts; e.g. 0.5 against Landsat 7 SLC-off stripes)",
     )
 
 
@@ -388,6 +423,42 @@ class ExposureConfig(_Section):
         return self
 
 
+class PlanConfig(_Section):
+    """Where to spend a budget on greening, trees or cool roofs (docs/plan.md).
+
+    Costs are illustrative defaults of the right order of magnitude (sources and caveats in
+    docs/plan.md); set the city's own contract prices.
+    """
+
+    budget: float | None = Field(None, gt=0, description="money to spend, in plan.currency (--budget)")
+    currency: str = Field("CAD", description="unit of budget and costs (a label only)")
+    intervention: Literal["greening", "cool_roofs", "trees"] = Field(
+        "greening", description="greening raises NDVI of open ground; trees raise NDVI per tree; cool_roofs raise albedo"
+    )
+    objective: str = Field(
+        "people", pattern=r"^(people|area|group:.+)$",
+        description="people (person-degC), area (area-weighted mean degC) or group:NAME (an exposure.groups column)",
+    )
+    model: Literal["ols", "slx", "lag", "error", "fe", "panel_fe"] | None = Field(
+        None, description="fitted model to plan with (default: model/summary.json's best model)"
+    )
+    whole_cells: bool = Field(False, description="buy each cell's change whole (0-1) instead of in part")
+    open_share: float = Field(
+        0.5, gt=0, le=1, description="share of a cell's open ground (not built, not water) that can be greened or planted"
+    )
+    greening_ndvi: float = Field(0.6, gt=-1, le=1, description="NDVI of greened ground (irrigated grass, shrubs)")
+    greening_cost_per_m2: float = Field(30.0, gt=0, description="cost per m2 greened")
+    tree_ndvi: float = Field(0.8, gt=-1, le=1, description="NDVI under a tree's crown")
+    tree_crown_m2: float = Field(30.0, gt=0, description="crown area of one planted tree, m2")
+    tree_spacing_m2: float = Field(50.0, gt=0, description="plantable ground per tree, m2")
+    tree_cost: float = Field(500.0, gt=0, description="cost per tree planted (stock, planting, establishment care)")
+    max_ndvi_increase: float = Field(0.3, gt=0, le=2, description="cap on a cell's NDVI increase")
+    roof_albedo: float = Field(0.6, gt=0, le=1, description="albedo of a cool roof")
+    cool_roof_cost_per_m2: float = Field(20.0, gt=0, description="cost per m2 of roof coated")
+    max_albedo_increase: float = Field(0.3, gt=0, le=1, description="cap on a cell's albedo increase")
+    interval: float = Field(0.95, gt=0, lt=1, description="coverage of the total benefit's interval")
+
+
 class OutputsConfig(_Section):
     """What is written for people."""
 
@@ -415,12 +486,14 @@ class Config(_Section):
     fetch: FetchConfig = FetchConfig()
     masking: MaskingConfig = MaskingConfig()
     grid: GridConfig = GridConfig()
+    compute: ComputeConfig = ComputeConfig()
     indices: IndicesConfig = IndicesConfig()
     buildings: BuildingsConfig = BuildingsConfig()
     suhi: SuhiConfig = SuhiConfig()
     model: ModelConfig = ModelConfig()
     forecast: ForecastConfig = ForecastConfig()
     exposure: ExposureConfig = ExposureConfig()
+    plan: PlanConfig = PlanConfig()
     outputs: OutputsConfig = OutputsConfig()
     dask: DaskConfig = DaskConfig()
     workdir: Path | None = Field(None, description="workspace folder (default: ./uhi-<city>)")
@@ -451,27 +524,35 @@ def _suggest(key: str, options: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _check_unknown(data: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> None:
-    """Reject unknown keys by their dotted name before pydantic sees them."""
+def _unknown_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> list[str]:
+    """One message per unknown key, by its dotted name, with a suggestion."""
     fields = _section_keys(model)
+    problems: list[str] = []
     for key, value in data.items():
         dotted = f"{prefix}{_SHORT.repr(str(key))[1:-1]}"
         if key not in fields:
             allowed = ", ".join(sorted(fields))
-            raise ConfigError(
+            problems.append(
                 f"unknown config key '{dotted}'{_suggest(str(key), list(fields))}; "
                 f"allowed here: {allowed}"
             )
+            continue
         annotation = fields[key].annotation
         if isinstance(value, Mapping) and isinstance(annotation, type) and issubclass(
             annotation, BaseModel
         ):
-            _check_unknown(value, annotation, prefix=f"{dotted}.")
+            problems.extend(_unknown_keys(value, annotation, prefix=f"{dotted}."))
+    return problems
 
 
-def _format_validation(err: ValidationError) -> str:
+def _format_validation(err: ValidationError, *, skip_extra: bool = False) -> str:
     parts = []
-    for e in err.errors(include_url=False, include_context=False, include_input=True)[:10]:
+    errors = err.errors(include_url=False, include_context=False, include_input=True)
+    if skip_extra:  # unknown keys are reported by _unknown_keys, with a suggestion
+        errors = [e for e in errors if e["type"] != "extra_forbidden"]
+    if not errors:
+        return ""
+    for e in errors[:10]:
         loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "config"
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
@@ -642,11 +723,16 @@ def build_config(
             _set_dotted(flag_data, dotted, value)
     _resolve_paths(flag_data, Path.cwd())
     merged = _merge(merged, flag_data)
-    _check_unknown(merged, Config)
+    # every problem at once (uhi validate lists them): unknown keys, one per line, then the values
+    problems = _unknown_keys(merged, Config)
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc)) from None
+        values = _format_validation(exc, skip_extra=True)
+        raise ConfigError("\n".join([*problems, values] if values else problems)) from None
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
 
 
 def load_config(

@@ -1,8 +1,9 @@
-"""Landsat 8/9 Collection 2 Level-2 facts: asset keys, scale/offset, fill, QA bits, L2SP check.
+"""Landsat 4-9 Collection 2 Level-2 facts: sensors and band numbering, asset keys, scales, QA bits.
 
-Sources: USGS Landsat 8-9 Collection 2 Level-2 Science Product Guide (LSDS-1619, v4+), the
+Sources: USGS Landsat 4-7 Collection 2 Level-2 Science Product Guide (LSDS-1618) for TM and
+ETM+, Landsat 8-9 Collection 2 Level-2 Science Product Guide (LSDS-1619, v4+) for OLI/TIRS, the
 Data Format Control Book (LSDS-1328), and the STAC items of Earth Search, Planetary Computer and
-USGS landsatlook (shared/data/stac). See docs/science.md.
+USGS landsatlook (tests/data/stac). See docs/science.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "Sensor",
+    "TM",
+    "ETM_PLUS",
+    "OLI_TIRS",
+    "SENSORS",
+    "PLATFORMS",
+    "sensor_for",
+    "is_mss",
     "BandScale",
     "SR_SCALE",
     "ST_SCALE",
@@ -62,10 +71,93 @@ CDIST_SCALE = BandScale(scale=0.01, offset=0.0, fill=-9999)  # distance to cloud
 KELVIN_OFFSET = 273.15  # exactly, by definition of the Celsius scale
 SR_VALID_DN = (7273, 43636)  # rho in [0, 1] (LSDS-1619 Table 6-1 "valid range")
 
+
+@dataclass(frozen=True)
+class Sensor:
+    """One Landsat instrument's Collection 2 Level-2 product: its band numbering and facts."""
+
+    name: str  # "TM", "ETM+", "OLI/TIRS"
+    platforms: tuple[str, ...]  # STAC ``platform`` values (landsat-5, ...)
+    id_prefixes: tuple[str, ...]  # product id prefixes (LT05, ...)
+    bands: Mapping[str, str]  # canonical asset key -> USGS band name in the file name (SR_B1, ST_B6)
+    thermal_native_m: int  # thermal band's native resolution; the L2 product is resampled to 30 m
+    guide: str  # the USGS product guide the table follows
+    qa_unused_bits: tuple[int, ...] = ()  # QA_PIXEL bits the guide leaves unused for the sensor
+
+
+# THE band table: every place that meets a band name (STAC asset keys, EarthExplorer file names,
+# SageMaker items, MTL scale groups) resolves it through ``Sensor.bands``.
+# TM and ETM+: LSDS-1618 (Landsat 4-7 C2 L2 Science Product Guide), band designations:
+# SR_B1 blue, SR_B2 green, SR_B3 red, SR_B4 NIR, SR_B5 SWIR1, SR_B7 SWIR2, ST_B6 thermal (TM 120 m,
+# ETM+ 60 m, both delivered at 30 m); QA_PIXEL bit 2 (cirrus) is unused (no cirrus band).
+# OLI/TIRS: LSDS-1619, band designations: SR_B1 coastal .. SR_B7 SWIR2, ST_B10 thermal (100 m, delivered at 30 m).
+_TM_ETM_BANDS: dict[str, str] = {
+    "blue": "SR_B1",
+    "green": "SR_B2",
+    "red": "SR_B3",
+    "nir08": "SR_B4",
+    "swir16": "SR_B5",
+    "swir22": "SR_B7",
+    "lwir11": "ST_B6",
+}
+TM = Sensor("TM", ("landsat-4", "landsat-5"), ("LT04", "LT05"), _TM_ETM_BANDS, 120, "LSDS-1618", (2,))
+ETM_PLUS = Sensor("ETM+", ("landsat-7",), ("LE07",), _TM_ETM_BANDS, 60, "LSDS-1618", (2,))
+OLI_TIRS = Sensor(
+    "OLI/TIRS",
+    ("landsat-8", "landsat-9"),
+    ("LC08", "LC09", "LO08", "LO09", "LT08", "LT09"),
+    {
+        "coastal": "SR_B1",
+        "blue": "SR_B2",
+        "green": "SR_B3",
+        "red": "SR_B4",
+        "nir08": "SR_B5",
+        "swir16": "SR_B6",
+        "swir22": "SR_B7",
+        "lwir11": "ST_B10",
+    },
+    100,
+    "LSDS-1619",
+)
+SENSORS: tuple[Sensor, ...] = (TM, ETM_PLUS, OLI_TIRS)
+PLATFORMS: tuple[str, ...] = ("landsat-4", "landsat-5", "landsat-7", "landsat-8", "landsat-9")
+# Multispectral Scanner products (LM01..LM05) have no Level-2 (LSDS-1618 covers TM/ETM+ only)
+_MSS_PREFIX = re.compile(r"^LM0\d_", re.I)
+
+
+def sensor_for(platform: str | None = None, scene_id: str | None = None) -> Sensor | None:
+    """The sensor of a product id (LT05_..., read first: it also tells TM from MSS on Landsat 4/5)
+    or else of a normalised ``platform`` (landsat-7); None for anything else (MSS included)."""
+    if scene_id:
+        name = scene_id.strip().rsplit("/", 1)[-1].upper()
+        if _MSS_PREFIX.match(name):
+            return None
+        for sensor in SENSORS:
+            if name[:4] in sensor.id_prefixes:
+                return sensor
+    if platform:
+        for sensor in SENSORS:
+            if platform in sensor.platforms:
+                return sensor
+    return None
+
+
+def is_mss(scene_id: str | None, instruments: Any = None) -> bool:
+    """True for a Multispectral Scanner product (id LM0x_ or ``instruments`` ["mss"]): no L2 exists."""
+    if isinstance(scene_id, str) and _MSS_PREFIX.match(scene_id.strip().rsplit("/", 1)[-1]):
+        return True
+    if isinstance(instruments, (list, tuple)):
+        return any(isinstance(i, str) and i.lower() == "mss" for i in instruments)
+    return False
+
+
 # QA_PIXEL bit layout, LSDS-1619 Table 6-3. Bit 6 "clear" is set exactly when bits 1 (dilated
 # cloud) and 3 (cloud) are unset (on non-fill pixels; checked on the real QA in tests/data): it
 # does NOT exclude cloud shadow (4) or cirrus (2), nor by that rule snow (5), so masks test the
-# reject bits.
+# reject bits. TM and ETM+ QA_PIXEL (LSDS-1618, pixel quality band) has the same layout with
+# bit 2 unused (always 0: no cirrus band) and cirrus confidence (14-15) unused; Landsat 7's scan-line-corrector
+# gaps (SLC-off, after 2003-05-31) are fill (bit 0 set, SR/ST DN 0), so the reject mask and the
+# fill tests drop them like any other fill.
 QA_BITS: dict[str, int] = {
     "fill": 0,
     "dilated_cloud": 1,
@@ -77,17 +169,20 @@ QA_BITS: dict[str, int] = {
     "water": 7,
 }
 
-# canonical asset key -> (aliases and USGS file suffixes). Canonical keys follow the STAC
-# landsat-c2-l2 collection used by Earth Search, Planetary Computer and landsatlook.
+# canonical asset key -> sensor-independent aliases and USGS file suffixes. Canonical keys follow
+# the STAC landsat-c2-l2 collection used by Earth Search, Planetary Computer and landsatlook; the
+# numbered band names (SR_B4, B4, ST_B6) depend on the sensor and come from ``Sensor.bands``.
+# ``lwir`` is the TM/ETM+ thermal key of those collections, ``lwir11`` the TIRS one: both are
+# the canonical ``lwir11`` ("the thermal band") whatever the sensor.
 CANONICAL_ASSETS: dict[str, tuple[str, ...]] = {
-    "coastal": ("SR_B1", "B1", "coastal_aerosol"),
-    "blue": ("SR_B2", "B2"),
-    "green": ("SR_B3", "B3"),
-    "red": ("SR_B4", "B4"),
-    "nir08": ("SR_B5", "B5", "nir"),
-    "swir16": ("SR_B6", "B6", "swir1", "swir_1"),
-    "swir22": ("SR_B7", "B7", "swir2", "swir_2"),
-    "lwir11": ("ST_B10", "B10", "lwir", "thermal", "surface_temperature"),
+    "coastal": ("coastal_aerosol",),
+    "blue": (),
+    "green": (),
+    "red": (),
+    "nir08": ("nir",),
+    "swir16": ("swir1", "swir_1"),
+    "swir22": ("swir2", "swir_2"),
+    "lwir11": ("lwir", "thermal", "surface_temperature"),
     "qa_pixel": ("QA_PIXEL", "pixel_qa", "qa_pixel"),
     "qa_radsat": ("QA_RADSAT",),
     "qa_aerosol": ("SR_QA_AEROSOL",),
@@ -108,25 +203,48 @@ _ALIAS = {k.lower(): k for k in CANONICAL_ASSETS}
 for _key, _aliases in CANONICAL_ASSETS.items():
     for _alias in _aliases:
         _ALIAS.setdefault(_alias.lower(), _key)
+
+
+def _band_aliases(sensor: Sensor) -> dict[str, str]:
+    """'sr_b1' and 'b1' -> canonical key, per the sensor's band numbering."""
+    out: dict[str, str] = {}
+    for key, band in sensor.bands.items():
+        out[band.lower()] = key
+        out[band.split("_", 1)[1].lower()] = key
+    return out
+
+
+_SENSOR_ALIAS = {sensor.name: _band_aliases(sensor) for sensor in SENSORS}
 # old USGS sidecars use keys such as "SR_B4.TIF"
 _SUFFIX = re.compile(r"_((?:SR|ST)_(?:B\d+|QA|CDIST|EMIS|EMSD|ATRAN|DRAD|URAD|TRAD|QA_AEROSOL)|QA_PIXEL|QA_RADSAT|MTL)\.(tif|txt|json|xml)$", re.I)
 
 
-def canonical_asset_key(key: str, href: str | None = None) -> str | None:
+def _file_name(href: str) -> str:
+    return href.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+def canonical_asset_key(key: str, href: str | None = None, sensor: Sensor | None = None) -> str | None:
     """Map an asset key ('red', 'SR_B4', 'B4', 'SR_B4.TIF') or its href's file name to a
-    canonical key, or None when it is not a Landsat band uhi knows."""
-    k = key.strip()
-    hit = _ALIAS.get(k.lower()) or _ALIAS.get(re.sub(r"\.(tif|tiff)$", "", k, flags=re.I).lower())
+    canonical key, or None when it is not a Landsat band uhi knows.
+
+    Numbered band names are read with ``sensor``'s numbering (SR_B1 is blue on TM/ETM+, coastal
+    on OLI); without one, the sensor of the href's product id (LT05_...), else OLI/TIRS.
+    """
+    if sensor is None:
+        sensor = (sensor_for(scene_id=_file_name(href)) if href else None) or OLI_TIRS
+    numbered = _SENSOR_ALIAS[sensor.name]
+    k = key.strip().lower()
+    stem = re.sub(r"\.(tif|tiff)$", "", k)
+    hit = _ALIAS.get(k) or _ALIAS.get(stem) or numbered.get(stem)
     if hit:
         return hit
     if href:
-        name = href.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        m = _SUFFIX.search(name)
+        m = _SUFFIX.search(_file_name(href))
         if m:
-            stem, ext = m.group(1).upper(), m.group(2).lower()
-            if stem == "MTL":
+            band, ext = m.group(1).lower(), m.group(2).lower()
+            if band == "mtl":
                 return f"mtl.{ext}"
-            return _ALIAS.get(stem.lower())
+            return _ALIAS.get(band) or numbered.get(band)
     return None
 
 
@@ -179,27 +297,47 @@ def parse_mtl(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def scales_from_mtl(mtl: Mapping[str, Mapping[str, str]]) -> dict[str, BandScale]:
-    """Scale/offset per canonical key from the MTL's LEVEL2_SURFACE_*_PARAMETERS groups."""
+def scales_from_mtl(mtl: Mapping[str, Mapping[str, str]], sensor: Sensor | None = None) -> dict[str, BandScale]:
+    """Scale/offset per canonical key from the MTL's LEVEL2_SURFACE_*_PARAMETERS groups.
+
+    The band numbers are read with ``sensor``'s numbering; without one, the sensor of the MTL's
+    product id or spacecraft (REFLECTANCE_MULT_BAND_1 is blue on TM/ETM+, coastal on OLI).
+    """
+    if sensor is None:
+        contents = mtl.get("PRODUCT_CONTENTS", {})
+        attrs = mtl.get("IMAGE_ATTRIBUTES", {})
+        platform = attrs.get("SPACECRAFT_ID")
+        sensor = sensor_for(
+            platform=_platform_name(platform) if platform else None,
+            scene_id=contents.get("LANDSAT_PRODUCT_ID"),
+        ) or OLI_TIRS
     out: dict[str, BandScale] = {}
     refl = mtl.get("LEVEL2_SURFACE_REFLECTANCE_PARAMETERS", {})
-    for band, key in ((1, "coastal"), (2, "blue"), (3, "green"), (4, "red"), (5, "nir08"), (6, "swir16"), (7, "swir22")):
-        mult, add = refl.get(f"REFLECTANCE_MULT_BAND_{band}"), refl.get(f"REFLECTANCE_ADD_BAND_{band}")
+    temp = mtl.get("LEVEL2_SURFACE_TEMPERATURE_PARAMETERS", {})
+    for key, band in sensor.bands.items():
+        kind, number = band.split("_", 1)
+        if kind == "SR":
+            mult = refl.get(f"REFLECTANCE_MULT_BAND_{number[1:]}")
+            add = refl.get(f"REFLECTANCE_ADD_BAND_{number[1:]}")
+        else:
+            mult, add = temp.get(f"TEMPERATURE_MULT_BAND_{band}"), temp.get(f"TEMPERATURE_ADD_BAND_{band}")
         if mult is not None and add is not None:
             out[key] = BandScale(float(mult), float(add), 0)
-    temp = mtl.get("LEVEL2_SURFACE_TEMPERATURE_PARAMETERS", {})
-    mult, add = temp.get("TEMPERATURE_MULT_BAND_ST_B10"), temp.get("TEMPERATURE_ADD_BAND_ST_B10")
-    if mult is not None and add is not None:
-        out["lwir11"] = BandScale(float(mult), float(add), 0)
     return out
+
+
+def _platform_name(value: str) -> str:
+    """'LANDSAT_7' -> 'landsat-7'."""
+    m = re.search(r"(\d+)\s*$", value.strip().strip('"'))
+    return f"landsat-{int(m.group(1))}" if m else value.strip().lower()
 
 
 @dataclass(frozen=True)
 class SceneId:
     """The parts of a Landsat product id, e.g. LC08_L2SP_204023_20200927_20201006_02_T1."""
 
-    sensor: str  # LC08 / LC09
-    level: str  # L2SP / L2SR
+    sensor: str  # LT04 LT05 LE07 LC08 LC09 (LM0x: MSS, which has no Level-2)
+    level: str  # L2SP / L2SR (L1xx for MSS and Level-1 ids)
     path: int
     row: int
     acquired: str  # YYYYMMDD
@@ -208,13 +346,11 @@ class SceneId:
 
     @property
     def platform(self) -> str:
-        return {"LC08": "landsat-8", "LC09": "landsat-9", "LO08": "landsat-8", "LO09": "landsat-9"}.get(
-            self.sensor, self.sensor.lower()
-        )
+        return f"landsat-{int(self.sensor[2:])}"
 
 
 _ID_RE = re.compile(
-    r"^(L[COTE]0[89])_(L2SP|L2SR)_(\d{3})(\d{3})_(\d{8})(?:_(\d{8}))?_(\d{2})_(T1|T2|RT)"
+    r"^(L[COTEM]0[1-9])_(L2SP|L2SR|L1[A-Z]{2})_(\d{3})(\d{3})_(\d{8})(?:_(\d{8}))?_(\d{2})_(T1|T2|RT)"
 )
 
 
@@ -235,7 +371,7 @@ def product_level(item_or_props: Mapping[str, Any], scene_id: str | None = None)
         return corr.upper()
     sid = scene_id or item_or_props.get("id") or props.get("landsat:scene_id")
     parsed = parse_scene_id(sid) if isinstance(sid, str) else None
-    return parsed.level if parsed else None
+    return parsed.level if parsed and parsed.level in ("L2SP", "L2SR") else None
 
 
 def is_l2sp(item_or_props: Mapping[str, Any], scene_id: str | None = None) -> bool:

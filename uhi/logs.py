@@ -47,7 +47,10 @@ class RedactingFilter(logging.Filter):
 
 def configure_logging(verbosity: int = 0, *, json_lines: bool = False) -> None:
     """Route uhi's logs to stderr. verbosity: -1 quiet (warnings), 0 info, 1+ debug."""
+    from uhi.progress import set_enabled
+
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    set_enabled(verbosity >= 0 and not json_lines)  # no bars under -q or between JSON lines
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     if json_lines:

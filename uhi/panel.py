@@ -78,7 +78,7 @@ def read_panel(
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
-    f = pq.ParquetFile(path, read_dictionary=[c for c in ("cell", "scene_id") if c in names])
+    f = pq.ParquetFile(path, read_dictionary=[c for c in ("cell", "scene_id", "platform") if c in names])
     wanted = [c for c in dict.fromkeys(columns) if c in names]
     filter_cols = []
     if months is not None and "date" in names:
@@ -107,7 +107,7 @@ def read_panel(
     del parts
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     del table
-    for col in ("cell", "scene_id"):
+    for col in ("cell", "scene_id", "platform"):
         if col in frame.columns and isinstance(frame[col].dtype, pd.CategoricalDtype):
             cats = frame[col].cat.categories
             if not cats.is_monotonic_increasing:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from uhi.progress import progress
+from uhi.progress import StageBar, progress
 
 __all__ = ["map_tasks", "dask_client", "active_client"]
 
@@ -64,7 +64,7 @@ def dask_client(
         from uhi.errors import ConfigError
 
         raise ConfigError(
-            "dask.address / dask.workers need the dask extra: pip install 'uhi[dask]'"
+            "dask.address / dask.workers need the dask extra: pip install 'uhi-landsat[dask]'"
         ) from None
     with contextlib.ExitStack() as stack:
         if address:
@@ -102,6 +102,7 @@ def map_tasks(
     threads: int = 1,
     client: Any = None,
     desc: str = "",
+    bar: StageBar | None = None,
 ) -> list[R]:
     """Apply ``fn`` to every item and return results in input order.
 
@@ -117,6 +118,8 @@ def map_tasks(
         A ``distributed.Client``; when given, tasks run there with ``client.map``.
     desc
         Label of the progress bar (shown on a terminal only).
+    bar
+        A stage-wide bar each finished item advances (instead of a bar of its own).
 
     Returns
     -------
@@ -129,13 +132,13 @@ def map_tasks(
         from distributed import as_completed
 
         try:
-            for _ in progress(as_completed(futures), total=len(futures), desc=desc):
+            for _ in progress(as_completed(futures), total=len(futures), desc=desc, bar=bar):
                 pass
             return list(client.gather(futures))
         finally:
             # a failed task must not leave its siblings running on a shared cluster
             client.cancel(futures)
     if threads <= 1 or len(items) <= 1:
-        return [fn(item) for item in progress(items, total=len(items), desc=desc)]
+        return [fn(item) for item in progress(items, total=len(items), desc=desc, bar=bar)]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(progress(pool.map(fn, items), total=len(items), desc=desc))
+        return list(progress(pool.map(fn, items), total=len(items), desc=desc, bar=bar))

@@ -183,6 +183,8 @@ def run_pipeline(
     ws = Workspace(config.resolved_workdir())
     with ws.locked():
         outcomes = _execute_stages(config, ws, stages, force=force, specs=specs or _default_specs)
+        if specs is None:
+            _report_if_asked(config, ws, stages, outcomes)
     report = RunReport(ws.root, outcomes)
     report.seconds_total = time.perf_counter() - started
     report.peak_rss_mb = _peak_rss_mb()
@@ -294,11 +296,26 @@ def run_incremental(
             outcomes = _execute_stages(
                 config, ws, stages, force=False, specs=lookup, force_stages=("fetch",) if new else ()
             )
+            if specs is None:
+                _report_if_asked(config, ws, stages, outcomes)
             report = RunReport(ws.root, outcomes, new_scenes=new or [])
     report.seconds_total = time.perf_counter() - started
     report.peak_rss_mb = _peak_rss_mb()
     report.summary = run_summary(ws)
     return report
+
+
+def _report_if_asked(config: Config, ws: Workspace, stages: Sequence[str], outcomes: Sequence[Any]) -> None:
+    """``outputs.formats`` with ``html``: a run that ends with forecast also writes
+    ``report/report.html`` (as ``uhi report`` would, without web tiles), when a stage ran or the
+    page is missing. The report's PNG maps follow ``png`` (``uhi.report.builder``)."""
+    if "html" not in config.outputs.formats or not stages or stages[-1] != "forecast":
+        return
+    if all(o.skipped for o in outcomes) and ws.path("report", "report.html").is_file():
+        return
+    from uhi.report.builder import build_report
+
+    build_report(config, ws, basemap=False)
 
 
 def _all_current(config: Config, ws: Workspace, stages: Sequence[str], specs: SpecLookup) -> bool:
@@ -375,8 +392,11 @@ def run_summary(ws: Workspace) -> dict[str, Any]:
         if isinstance(rec, Mapping) and name in STAGES
     }
     outputs: list[str] = []
-    for name in STAGES:
-        for p in ws.files_under(ws.stage_dir(name)):
+    for name in (*STAGES, "report"):
+        folder = ws.path(name)
+        if not folder.is_dir():
+            continue
+        for p in ws.files_under(folder):
             rel = ws.relative(p)
             # per-scene intermediates (fetch/scenes, compute/scenes) are not what people open
             if p.suffix in _OUTPUT_SUFFIXES and "/scenes/" not in f"/{rel}":

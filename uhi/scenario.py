@@ -25,6 +25,9 @@ __all__ = [
     "predict_lst_change",
     "read_scenario_model",
     "run_scenario",
+    "FittedCells",
+    "fitted_cells",
+    "modelled_cells",
     "BOUNDS",
     "SPATIAL_LAG_MODELS",
 ]
@@ -585,6 +588,71 @@ def _summaries(
     return city, polys
 
 
+@dataclass(frozen=True)
+class FittedCells:
+    """The cells a scenario (or plan) predicts on, before the all-variables-known filter.
+
+    Attributes
+    ----------
+    cells
+        GeoDataFrame of ``compute/cells.parquet`` without the water cells the model left out.
+    base
+        Per-cell covariates and ``y`` of the baseline year (same rows as ``cells``).
+    year
+        The baseline year.
+    y
+        The modelled variable.
+    working_crs
+        The cells' projected working CRS.
+    water
+        Record of the water cells left out (``uhi.water_cells.exclude_water_cells``).
+    """
+
+    cells: Any
+    base: Any
+    year: int
+    y: str
+    working_crs: Any
+    water: dict[str, Any]
+
+
+def fitted_cells(config: Any, ws: Any, summary: dict[str, Any], fitted: ScenarioModel, year: int | None = None
+                 ) -> FittedCells:
+    """The cells and baseline the model was fitted on: the model's water rule and year."""
+    import geopandas as gpd
+
+    from uhi.water_cells import exclude_water_cells
+
+    all_cells = gpd.read_parquet(ws.cells)
+    working_crs = _working_crs(ws.cells, all_cells)
+    # the cells the model was fitted on: the same water rule (its value recorded by the model
+    # stage, else model.max_water_share)
+    model_water = (summary.get("notes") or {}).get("water") or {}
+    max_water = float(model_water.get("max_water_share", config.model.max_water_share))
+    cells, water = exclude_water_cells(all_cells, max_water)
+    del all_cells
+    y = str(summary.get("y") or config.model.y)
+    base, chosen_year = _baseline(ws, cells, fitted.x, year if year is not None else fitted.year, y)
+    return FittedCells(cells, base, chosen_year, y, working_crs, water)
+
+
+def modelled_cells(fc: FittedCells, fitted: ScenarioModel) -> tuple[Any, Any]:
+    """Cells (and their baseline) whose y and every x are known in the baseline year.
+
+    The model stage fits (and builds W on) these cells, so a prediction on them uses the
+    fitted W.
+
+    Raises
+    ------
+    NoDataError
+        No cell has every variable.
+    """
+    valid = fc.base[[*fitted.x, fc.y]].notna().all(axis=1).to_numpy()
+    if not valid.any():
+        raise NoDataError(f"no cell has all of {list(fitted.x)} in {fc.year}; rerun uhi compute")
+    return fc.cells.loc[valid].reset_index(drop=True), fc.base.loc[valid].reset_index(drop=True)
+
+
 def run_scenario(
     config: Any,
     ws: Any,
@@ -618,18 +686,8 @@ def run_scenario(
             raise InputError(f"{ws.relative(needed)} is missing from {ws.root}; run uhi {stage} first")
     summary = json.loads(Path(ws.model_summary).read_text(encoding="utf-8"))
     fitted = read_scenario_model(summary, model, year)
-    from uhi.water_cells import exclude_water_cells
-
-    all_cells = gpd.read_parquet(ws.cells)
-    working_crs = _working_crs(ws.cells, all_cells)
-    # the cells the model was fitted on: the same water rule (its value recorded by the model
-    # stage, else model.max_water_share)
-    model_water = (summary.get("notes") or {}).get("water") or {}
-    max_water = float(model_water.get("max_water_share", config.model.max_water_share))
-    cells, water = exclude_water_cells(all_cells, max_water)
-    del all_cells
-    y = str(summary.get("y") or config.model.y)
-    base, chosen_year = _baseline(ws, cells, fitted.x, year if year is not None else fitted.year, y)
+    fc = fitted_cells(config, ws, summary, fitted, year)
+    chosen_year, y, working_crs, water = fc.year, fc.y, fc.working_crs, fc.water
 
     changes = read_changes(changes_path, working_crs)
     unknown = [v for v in changes.variables if v not in fitted.x]
@@ -643,13 +701,7 @@ def run_scenario(
             "new building footprints change none of model %s's variables (%s): their effect is zero",
             fitted.kind, ", ".join(fitted.x),
         )
-    # the model stage fits (and builds W on) the cells whose y and x are all known that year;
-    # the scenario uses the same set so its W is the fitted one
-    valid = base[[*fitted.x, y]].notna().all(axis=1).to_numpy()
-    if not valid.any():
-        raise NoDataError(f"no cell has all of {list(fitted.x)} in {chosen_year}; rerun uhi compute")
-    cells_v = cells.loc[valid].reset_index(drop=True)
-    base_v = base.loc[valid].reset_index(drop=True)
+    cells_v, base_v = modelled_cells(fc, fitted)
     cells_proj = cells_v.to_crs(working_crs)
     shares = coverage_shares(cells_proj, changes.frame)
     if shares.nnz == 0:

@@ -25,7 +25,7 @@ __all__ = ["Workspace", "safe_component", "sha256_file", "remove_tree", "STAGES"
 STAGES = ("fetch", "compute", "model", "exposure", "forecast")
 _TMP_MARK = ".uhi-tmp-"
 # every folder uhi writes below a workspace root: the only places the temporary sweep looks
-OWNED_FOLDERS = (*STAGES, "report", "scenario")
+OWNED_FOLDERS = (*STAGES, "report", "scenario", "plan")
 # and the files it writes in the root itself (the manifest; a SageMaker shard's record)
 _ROOT_TEMPORARIES = tuple(f".{name}{_TMP_MARK}" for name in ("manifest.json", "shard.json"))
 # how far below a new workspace root to look for another run's manifest.json, and how many

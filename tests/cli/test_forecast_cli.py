@@ -48,7 +48,7 @@ def test_general_mode_parquet_and_dates(tmp_path: Path) -> None:
     table = tmp_path / "t.parquet"
     df.to_parquet(table)
     r = run("forecast", "--input", str(table), "--id-col", "id", "--time-col", "when", "--value-col", "y",
-            "--horizon", "6", "--out", str(tmp_path / "o"), "--methods", "simple,holt")
+            "--horizon", "6", "--out", str(tmp_path / "o"), "--methods", "simple", "--methods", "holt")
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["step"] == "month" and summary["input_report"]["duplicate_rows"] == 2
@@ -68,7 +68,8 @@ def test_horizon_over_half_exits_2(tmp_path: Path) -> None:
     "args, message",
     [
         (["--id-col", "nope"], "--id-col 'nope' is not a column"),
-        (["--methods", "arima"], "unknown method(s) arima"),
+        (["--methods", "arima"], "unknown value(s) arima; choose from simple, holt, damped"),
+        (["--methods", "simple,holt"], "--methods simple --methods holt"),
         (["--interval", "90"], "must be between 0 and 1"),
     ],
 )

@@ -150,7 +150,7 @@ def test_a_year_with_constant_y_is_skipped_and_said(tmp_path: Path, capsys) -> N
     path = tmp_path / "long.parquet"
     pd.concat(frames, ignore_index=True).to_parquet(path)
     out = tmp_path / "o"
-    assert uhi("model", "--input", str(path), "--y", "y", "--x", "a", "--year-col", "year", "--models", "ols,lag",
+    assert uhi("model", "--input", str(path), "--y", "y", "--x", "a", "--year-col", "year", "--models", "ols", "--models", "lag",
                "--out", str(out)) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["models"]["ols"]["years"]) == ["2020"]
@@ -190,7 +190,7 @@ def test_disconnected_weights_reported(columbus, tmp_path: Path) -> None:
     out = tmp_path / "o"
     # a 0.5-unit band leaves the outlying tracts without neighbours
     assert uhi("model", "--input", str(columbus[0]), "--y", "CRIME", "--x", "INC", "--weights", "distance:0.5",
-               "--models", "ols,lag", "--out", str(out)) == 0
+               "--models", "ols", "--models", "lag", "--out", str(out)) == 0
     info = json.loads((out / "summary.json").read_text())["weights_info"]["all"]
     assert info["islands"] > 0 and info["components"] > 1
 
@@ -224,7 +224,8 @@ def test_panel_from_a_long_geoparquet(tmp_path: Path) -> None:
     ("args", "needle"),
     [
         (["--weights", "knn:0"], "--weights"),
-        (["--models", "ols,probit"], "probit"),
+        (["--models", "ols", "--models", "probit"], "probit"),
+        (["--models", "ols,lag"], "--models ols --models lag"),
         (["--models", "fe"], "--zone-col"),
     ],
 )
@@ -246,7 +247,7 @@ def test_workspace_mode_without_compute_exits_2(tmp_path: Path, capsys) -> None:
 
 
 def test_workspace_mode_runs_with_flag_overrides(tmp_path: Path, capsys) -> None:
-    """`uhi model --workdir WS --weights queen --models ols,lag` on a minimal compute output."""
+    """`uhi model --workdir WS --weights queen --models ols --models lag` on a minimal compute output."""
     import geopandas as gpd
     import pandas as pd
     from shapely.geometry import box
@@ -270,12 +271,12 @@ def test_workspace_mode_runs_with_flag_overrides(tmp_path: Path, capsys) -> None
     (ws / "compute").mkdir(parents=True)
     cells.to_parquet(ws / "compute" / "cells.parquet")
     pd.concat(frames).to_parquet(ws / "compute" / "panel.parquet")
-    code = uhi("model", "--workdir", str(ws), "--weights", "queen", "--models", "ols,lag")
+    code = uhi("model", "--workdir", str(ws), "--weights", "queen", "--models", "ols", "--models", "lag")
     assert code == 0, capsys.readouterr().err
     summary = json.loads((ws / "model" / "summary.json").read_text())
     assert summary["weights"] == "queen" and set(summary["models"]) == {"ols", "lag"}
     assert summary["weights_info"]["2019"] == {"islands": 0, "components": 1, "n": n}
-    assert uhi("model", "--workdir", str(ws), "--weights", "queen", "--models", "ols,lag") == 0
+    assert uhi("model", "--workdir", str(ws), "--weights", "queen", "--models", "ols", "--models", "lag") == 0
     assert "unchanged, skipped" in capsys.readouterr().out
 
 

@@ -42,9 +42,9 @@ def test_lst_ndvi_slope_matches_the_planted_one(demo_run):
     # water cell's few land pixels carry its neighbours' values, not its planted water ones
     both = both[~both["water"].astype(bool)]
     # the same least-squares line through uhi's cells and through the planted cell values: the
-    # overall LST response to NDVI, held to truth.json's end-to-end tolerance on the total NDVI
-    # impact (docs/demo.md: 30 m pixels blurring ~48 m cells)
-    rel = truth["tolerances"]["end_to_end"]["total_impact_rel"]["ndvi"]
+    # overall LST response to NDVI (~-25 degC per unit), within truth.json's lst_ndvi_slope_rel
+    # (measured <= 1.6 % over 4 seeds, docs/demo.md)
+    rel = truth["tolerances"]["end_to_end"]["lst_ndvi_slope_rel"]
     for year, d in both.groupby("year"):
         measured = np.polyfit(d["ndvi"], d["lst_c"], 1)[0]
         planted = np.polyfit(d["ndvi_true"], d["lst_c_true"], 1)[0]

@@ -35,7 +35,7 @@ LIVERPOOL_ID = "LC08_L2SP_204023_20200927_20201006_02_T1"
 CLOUDY100 = "fullbands-LC08-017036-cloudy100"
 
 PANEL_COLUMNS = [
-    "cell", "date", "year", "scene_id", "lst_c", "ndvi", "ndbi", "mndwi", "albedo",
+    "cell", "date", "year", "scene_id", "platform", "lst_c", "ndvi", "ndbi", "mndwi", "albedo",
     "lst_c_std", "lst_c_min", "lst_c_max", "valid_share", "water_share", "water_lst_c",
     "lst_uncertainty_k", "anomaly_c",
 ]
@@ -111,6 +111,7 @@ def test_liverpool_writes_the_contract_tables(liverpool_run):
     assert panel["date"].dtype == "datetime64[ns]"
     assert (panel["date"] == pd.Timestamp("2020-09-27")).all()
     assert (panel["scene_id"] == sid).all()
+    assert (panel["platform"] == "landsat-8").all()
     cells = gpd.read_parquet(ws.cells)
     for col in ("cell", "tile_x", "tile_y", "zoom", "x_m", "y_m", "area_m2", "urban", "water_share",
                 "building_count", "site_coverage", "far"):
@@ -414,7 +415,7 @@ def test_momotombo_lava_survives_the_stage(tmp_path, data_dir):
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_panel(tmp_path, data_dir):
     """The stage runs unchanged on Dask (one task per scene): the same panel as on threads."""
-    require_module("distributed", "pip install 'uhi[dask]' (the test extra pulls it in)")
+    require_module("distributed", "pip install 'uhi-landsat[dask]' (the test extra pulls it in)")
     clip = data_dir / "landsat" / LIVERPOOL
     results = {}
     for mode, dask in (("threads", {}), ("dask", {"workers": 1})):

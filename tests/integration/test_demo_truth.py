@@ -84,3 +84,74 @@ def test_scene_and_summer_means_match_the_expected(computed: tuple[Path, dict[st
         )
     slope = np.polyfit(summer.index.to_numpy(float), summer.to_numpy(), 1)[0]
     assert abs(slope - truth["expected_trend_c_per_year"]) < tol["trend_c_per_year_abs"]
+
+
+def _classes(ws: Path, truth: dict[str, Any]) -> tuple[Any, Any]:
+    """The urban/rural sets uhi's compute used, rebuilt from its own cells.parquet and config."""
+    import geopandas as gpd
+
+    from uhi.config import load_config
+    from uhi.suhi import classify_cells
+
+    cells = gpd.read_parquet(ws / "compute" / "cells.parquet")
+    panel = pd.read_parquet(ws / "compute" / "panel.parquet", columns=["cell", "ndbi"])
+    ndbi = panel.groupby("cell")["ndbi"].mean().reindex(cells["cell"]).to_numpy()
+    cfg = load_config(ws.parent / "config.yaml", environ={})
+    classes = classify_cells(
+        cells["x_m"].to_numpy(), cells["y_m"].to_numpy(), ndbi,
+        cells["water_share"].to_numpy(dtype=np.float64), cells["site_coverage"].to_numpy(),
+        cfg.suhi, tile_xy=(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy()),
+        area_m2=cells["area_m2"].to_numpy(dtype=np.float64),
+    )
+    return cells, classes
+
+
+def test_suhi_is_the_planted_urban_minus_rural_difference(
+    computed: tuple[Path, dict[str, Any]],
+) -> None:
+    """Per date, uhi's SUHI equals the planted urban-minus-rural difference over the cells
+    clear that date (truth.json scenes[].expected_suhi_c), and its rural set is the plant's:
+    the fields outside the city, never the named park cell."""
+    ws, truth = computed
+    tol = truth["tolerances"]["end_to_end"]["suhi_c_abs"]
+    manifest = json.loads((ws / "manifest.json").read_text())
+    ref = manifest["stages"]["compute"]["summary"]["suhi_reference"]
+    assert ref["extent_cells"] == truth["suhi"]["extent_cells"]
+    assert ref["urban_cells"] == truth["suhi"]["urban_cells"]
+    assert ref["rural_cells"] == truth["suhi"]["rural_cells"] and ref["warning"] is None
+    cells, classes = _classes(ws, truth)
+    assert int(classes.rural.sum()) == ref["rural_cells"]  # the set compute used
+    park = truth["suhi"]["park_cell"]
+    row = np.flatnonzero(cells["cell"].to_numpy() == park)
+    assert len(row) == 1 and not classes.rural[row[0]] and not classes.urban[row[0]]
+    series = pd.read_excel(ws / "compute" / "outputs" / "demo_summary.xlsx", sheet_name="suhi")
+    by_date = {s["date"]: s for s in truth["scenes"]}
+    checked = 0
+    for _, rec in series.iterrows():
+        scene = by_date[str(rec["date"])[:10]]
+        if scene["clear_aoi_cells"] < 0.1 * truth["cells"]["aoi"]:
+            continue  # a handful of cells at a cloud deck's edge
+        assert abs(rec["suhi_c"] - scene["expected_suhi_c"]) < tol, (scene["date"], rec["suhi_c"])
+        checked += 1
+    assert checked >= 10
+
+
+def test_river_and_lake_are_colder_than_every_land_class(
+    computed: tuple[Path, dict[str, Any]],
+) -> None:
+    """On every date, uhi's water temperature (water_lst_c) over the river and the lake is
+    below the mean land LST of every planted land class, and lst_c of water cells is NaN."""
+    ws, truth = computed
+    planted = pd.read_parquet(ws.parent / "truth_cells.parquet")
+    planted = planted[planted["year"] == truth["years"][0]][["cell", "land_class"]]
+    panel = pd.read_parquet(ws / "compute" / "panel.parquet").merge(planted, on="cell")
+    land = panel[panel["water_share"] <= 0.5].groupby(["date", "land_class"])["lst_c"].mean()
+    water = panel[panel["land_class"].isin(["river", "lake"]) & (panel["water_share"] > 0.5)]
+    assert water.loc[water["water_share"] == 1.0, "lst_c"].isna().all()  # no land pixel
+    water = water.groupby(["date", "land_class"])["water_lst_c"].mean().unstack()
+    land = land.unstack()[["core", "suburb", "industrial", "park", "field"]]
+    both = water.join(land, how="inner").dropna(subset=["river"])
+    assert len(both) >= 10
+    for date, rec in both.iterrows():
+        coldest_land = rec[["core", "suburb", "industrial", "park", "field"]].min()
+        assert rec[["river", "lake"]].max() < coldest_land - 3.0, (date, rec.to_dict())

@@ -46,6 +46,8 @@ SAS_QUERY = "sv=2021-06-08&se=2099-01-01T00%3A00%3A00Z&sp=r&sr=b&sig=FAKESASSIGN
 MTL_PRESIGNED = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDFAKE&X-Amz-Signature=deadbeefcafe"
 TILES = 3  # the real 512 x 512 scene is tiled 3 x 3 into a 1536 x 1536 COG at 30 m
 PIXEL_M = 30.0
+TM_ITEM = "LT05_L2SP_010067_19860424_02_T2"
+ETM_ITEM = "LE07_L2SP_021030_20100109_02_T1"
 
 
 # -- a COG server that honours Range and counts what it serves ------------------------------------
@@ -214,7 +216,7 @@ def _item(template: dict[str, Any], item_id: str, when: str, cloud: float, level
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     if not RUSTAC.exists():
-        missing(f"rustac's server ({RUSTAC})", "pip install 'uhi[test]'")
+        missing(f"rustac's server ({RUSTAC})", "pip install 'uhi-landsat[test]'")
     root = tmp_path_factory.mktemp("cogs")
     crs, transform = _make_scene_cogs(root / "master")
     # each item reads its own URL paths, so bytes are counted per scene
@@ -246,6 +248,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         _item(template, "LC08_L2SP_008059_20191201_20200825_02_T1", "2019-12-01T15:20:00Z", 2.0, "L2SP",
               f"{cog_url}/scene-a", crs, transform, size),
     ]
+    # real Landsat 5 (TM) and 7 (ETM+) items of the landsat-c2-l2 collection, moved over the scene
+    # and re-dated: the default platforms (8, 9) drop the L7 one; `all` keeps both
+    for name, when in ((TM_ITEM, "2011-07-12T15:20:00Z"), (ETM_ITEM, "2019-07-18T15:20:00Z")):
+        old = json.loads((DATA / "stac" / "stactools-examples" / f"{name}.json").read_text())
+        moved = _item(template, name, when, 4.0, "L2SP", "", crs, transform, size)
+        old.update({"geometry": moved["geometry"], "bbox": moved["bbox"], "links": []})
+        old["properties"]["datetime"] = when
+        old["properties"]["eo:cloud_cover"] = 4.0
+        for asset in old["assets"].values():
+            asset["href"] = f"{cog_url}/scene-old/{asset['href'].rsplit('/', 1)[-1]}"  # never read
+        items.append(old)
     ndjson = root / "items.ndjson"
     ndjson.write_text("\n".join(json.dumps(i) for i in [*items, *real]) + "\n")
     port = _free_port()
@@ -311,12 +324,31 @@ def test_search_selects_and_logs_why_scenes_were_dropped(served: Served, tmp_pat
     collection = search_scenes(_config(served, tmp_path / "ws"))
     assert {i.id for i in collection} == SELECTED
     # rustac declares no query extension: cloud, L2SR and months are all client-side here
-    assert collection.extra_fields["uhi:dropped"] == {"cloud": 1, "L2SR (no thermal)": 1, "months": 1}
+    assert collection.extra_fields["uhi:dropped"] == {"cloud": 1, "L2SR (no thermal)": 1, "months": 1, "platform": 1}
     text = caplog.text
     assert "dropped 1 scene(s): cloud (LC08_L2SP_008059_20190726" in text
     assert "dropped 1 scene(s): L2SR (no thermal)" in text and "dropped 1 scene(s): months" in text
     # the real Planetary Computer items in the same API are elsewhere: the server's intersects dropped them
     assert all(i.properties["uhi:level"] == "L2SP" for i in collection)
+
+
+def test_search_filters_platforms_and_reads_tm_etm_items(served: Served, tmp_path: Path) -> None:
+    """Real L5/L7 items served by rustac: `platforms` selects them, and their TM/ETM+ assets
+    (`lwir` = ST_B6, SR_B1 = blue) come out under the same canonical keys as an L8 item's."""
+    only7 = search_scenes(_config(served, tmp_path / "a", search={"platforms": ["landsat-7"]}))
+    assert [i.id for i in only7] == [ETM_ITEM]
+    assert only7.extra_fields["uhi:dropped"]["platform"] == 5  # every L8 item of June-August
+    every = search_scenes(_config(served, tmp_path / "b", search={"platforms": "all"},
+                                  time={"start": "2011-01-01", "end": "2019-12-31"}))
+    ids = {i.id for i in every}
+    assert {TM_ITEM, ETM_ITEM} <= ids and SELECTED <= ids
+    l8 = next(i for i in every if i.id == "LC08_L2SP_008059_20190710_20200825_02_T1")
+    for item in (i for i in every if i.id in (TM_ITEM, ETM_ITEM)):
+        assert {"blue", "green", "red", "nir08", "swir16", "swir22", "lwir11", "qa_pixel", "qa"} <= set(item.assets)
+        assert item.assets["lwir11"].href.endswith("_ST_B6.TIF")
+        assert item.assets["blue"].href.endswith("_SR_B1.TIF")
+        assert item.assets["nir08"].href.endswith("_SR_B4.TIF")
+    assert l8.assets["blue"].href.endswith("_SR_B2.TIF")
 
 
 def test_fetch_reads_only_the_window_and_writes_exact_pixels(served: Served, tmp_path: Path) -> None:
@@ -459,7 +491,7 @@ def test_empty_result_exits_3_with_the_filters(served: Served, tmp_path: Path) -
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 3, r.stderr
     assert "no Landsat scenes for the AOI" in r.stderr and "months 1,2" in r.stderr and "cloud <= 20 %" in r.stderr
-    assert "6 months" in r.stderr  # the six nearby items were all outside January-February
+    assert "7 months" in r.stderr  # the seven nearby 2019 items (six L8, one L7) were all outside January-February
 
 
 def test_planetary_computer_hrefs_are_signed_at_read_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -584,3 +616,90 @@ def test_no_secret_reaches_stderr_or_the_workspace(served: Served, tmp_path: Pat
         served.log.fail = False
     assert r.returncode == 1 and "cannot read" in r.stderr, r.stderr
     assert "FAKESASSIGNATURE" not in r.stderr and "deadbeefcafe" not in r.stderr
+
+
+# -- check before you run: fetch --dry-run and validate against the same servers -------------------
+
+
+def _yaml(served: Served, path: Path, extra: str = "", collection: str = "landsat-c2-l2") -> Path:
+    w, s, e, n = served.aoi_bbox
+    path.write_text(
+        f"city: {{name: dry, bbox: [{w}, {s}, {e}, {n}]}}\n"
+        "time: {start: 2019-01-01, end: 2019-12-31, months: [6, 7, 8]}\n"
+        f"search: {{backend: stac, url: '{served.stac_url}', collection: {collection}, max_cloud: 20}}\n"
+        "fetch: {retries: 1, timeout_s: 10, margin_m: 300}\n" + extra
+    )
+    return path
+
+
+def _uhi(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "uhi.cli.main", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_dry_run_reads_no_pixel_and_estimates_the_windows(served: Served, tmp_path: Path) -> None:
+    served.log.reset()
+    cfg_path = _yaml(served, tmp_path / "c.yaml")
+    r = _uhi("fetch", str(cfg_path), "--workdir", str(tmp_path / "ws"), "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    # not one request reached the COG server: no header, no tile, no HEAD
+    assert sum(served.log.requests_by_path.values()) == 0 and sum(served.log.bytes_by_path.values()) == 0
+    assert not (tmp_path / "ws").exists()  # nothing written
+    plan = json.loads(r.stdout)
+    assert {s["id"] for s in plan["kept"]} == SELECTED
+    assert plan["dropped"] == {"cloud": 1, "L2SR (no thermal)": 1, "months": 1}
+    assert plan["found"] == 6 and plan["assets"] == 27 and plan["assets_unknown_size"] == 0
+    # the estimate equals the windows the real fetch then reads: 2 bytes per pixel (uint16/int16)
+    ws, _ = _run_fetch(_config(served, tmp_path / "ws2"))
+    fetched = 0
+    for scene in plan["kept"]:
+        for key in BAND_FILES:
+            with rasterio.open(ws.scene_asset(scene["id"], key)) as clip:
+                fetched += clip.width * clip.height * 2
+    assert plan["bytes"] == fetched
+    text = _uhi("fetch", str(cfg_path), "--dry-run")
+    assert text.returncode == 0 and "scenes: 6 found, 3 kept" in text.stdout and "dropped 1: cloud" in text.stdout
+
+
+def test_aoi_that_overlaps_no_scene_says_so(served: Served, tmp_path: Path) -> None:
+    cfg = tmp_path / "far.yaml"
+    cfg.write_text(
+        "city: {name: far, bbox: [10.0, 45.0, 10.05, 45.05]}\n"  # northern Italy: no scene of this catalogue
+        "time: {start: 2019-01-01, end: 2019-12-31}\n"
+        f"search: {{backend: stac, url: '{served.stac_url}', collection: landsat-c2-l2}}\n"
+    )
+    r = _uhi("fetch", str(cfg), "--dry-run")
+    assert r.returncode == 3
+    assert "found no scene overlapping the AOI (lon 10.0..10.05, lat 45.0..45.05)" in r.stderr
+    assert "check city.aoi/city.bbox" in r.stderr
+
+
+def test_validate_against_the_stac_server(served: Served, tmp_path: Path) -> None:
+    good = _yaml(served, tmp_path / "good.yaml")
+    r = _uhi("validate", str(good))
+    assert r.returncode == 0, r.stderr
+    assert f"ok: search: STAC API {served.stac_url} answers, collection(s) landsat-c2-l2" in r.stdout
+    served.log.reset()
+    # three independent problems: all are listed, not only the first
+    (tmp_path / "zones.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"district": "a"},
+         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}]}))
+    bad = _yaml(served, tmp_path / "bad.yaml", collection="no-such-collection",
+                extra=f"buildings: {{path: {tmp_path / 'missing.gpkg'}, zones_path: {tmp_path / 'zones.geojson'}}}\n")
+    r = _uhi("validate", str(bad), "--json")
+    assert r.returncode == 2
+    report = json.loads(r.stdout)
+    assert not report["ok"] and len(report["problems"]) == 3, report
+    joined = "\n".join(report["problems"])
+    assert "buildings.path not found" in joined and "missing.gpkg" in joined
+    assert "has no column 'zone'; set buildings.zone_col to one of: district" in joined
+    assert "has no collection 'no-such-collection'" in joined
+    assert sum(served.log.requests_by_path.values()) == 0  # validate reads no pixel either
+
+
+def test_validate_offline_does_not_contact_the_server(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens here
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"city: {{bbox: [-75.5, 1.0, -75.4, 1.1]}}\nsearch: {{backend: stac, url: '{url}'}}\nfetch: {{timeout_s: 2}}\n")
+    assert _uhi("validate", str(cfg), "--offline").returncode == 0
+    r = _uhi("validate", str(cfg))
+    assert r.returncode == 2 and f"STAC API {url} is not reachable" in r.stderr

@@ -252,3 +252,41 @@ def test_water_cells_are_left_out_and_counted(tmp_path: Path) -> None:
     out = gpd.read_file(ws.stage_dir("forecast") / "forecast.geojson")
     assert not set(water) & set(out["cell"])
     assert cells["cell"].iloc[12] in set(out["cell"])
+
+
+def test_sensor_overlap_years_report_the_step_at_the_transition(tmp_path: Path) -> None:
+    """Landsat 7 to 8 in 2013-2014 with a planted +2 C OLI step: the summary compares the two
+    sensors' scene city means in each overlap year, equal to the means taken here by hand."""
+    from uhi.stages.forecast import SPEC
+
+    ws = build_workspace(tmp_path / "ws", model=False)
+    panel = pd.read_parquet(ws.panel)
+    panel = panel[panel["date"].dt.month.between(6, 8)].copy()
+    dates = sorted(panel["date"].unique())
+    first_of_year = {y: min(d for d in dates if d.year == y) for y in (2013, 2014)}
+    second_2013 = sorted(d for d in dates if d.year == 2013)[1]
+
+    def platform(d: pd.Timestamp) -> str:
+        if d.year < 2013 or d in (first_of_year[2013], second_2013, first_of_year[2014]):
+            return "landsat-7"
+        return "landsat-8"
+
+    panel["platform"] = panel["date"].map(platform)
+    panel.loc[panel["platform"] == "landsat-8", "lst_c"] += 2.0
+    panel["platform"] = panel["platform"].astype(str)
+    panel.to_parquet(ws.panel)
+    cfg = build_config({"workdir": str(ws.root), "forecast": {"horizon": 3, "holdout": 2}})
+    with ws.locked():
+        execute(SPEC, cfg, ws)
+    summary = json.loads((ws.stage_dir("forecast") / "summary.json").read_text())
+    rows = summary["city"]["lst_c"]["sensor_overlap"]
+    assert [(r["year"], r["older"], r["newer"], r["n_older"], r["n_newer"]) for r in rows] == [
+        (2013, "ETM+", "OLI/TIRS", 2, 1), (2014, "ETM+", "OLI/TIRS", 1, 2)
+    ]
+    scene_means = panel.groupby("date")["lst_c"].mean()
+    for r in rows:
+        in_year = scene_means[scene_means.index.year == r["year"]]
+        sensor = panel.groupby("date")["platform"].first()[in_year.index]
+        expected = in_year[sensor == "landsat-8"].mean() - in_year[sensor == "landsat-7"].mean()
+        assert r["difference"] == pytest.approx(expected, abs=1e-9)
+        assert r["difference"] > 1.0  # the planted +2 C shows through the weather

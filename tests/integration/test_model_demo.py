@@ -30,6 +30,7 @@ def test_estimator_recovers_planted_coefficients_and_rho(demo: tuple[Path, dict]
     model = truth["lst_model"]
     tol = truth["tolerances"]["estimator"]
     cells = pd.read_parquet(root / "truth_cells.parquet")
+    cells = cells[~cells["water"]]  # the SAR covers the land cells (water is its own class)
     for year, rows in cells.groupby("year"):
         w = build_weights(rows[["x_m", "y_m"]].to_numpy(), model["weights"]).row_standardised()
         fit = fit_lag_ml(rows["lst_c"].to_numpy(), rows[X].to_numpy(), X, w)
@@ -47,6 +48,7 @@ def test_stage_models_on_truth_cells(demo: tuple[Path, dict]) -> None:
     model = truth["lst_model"]
     tol = truth["tolerances"]["estimator"]
     cells = pd.read_parquet(root / "truth_cells.parquet")
+    cells = cells[~cells["water"]]
     first = cells[cells["year"] == cells["year"].min()].set_index("cell")
     units = gpd.GeoDataFrame(first[["x_m", "y_m"]], geometry=gpd.points_from_xy(first["x_m"], first["y_m"]), crs=32612)
     table = cells.rename(columns={"cell": "unit", "year": "period"})[["unit", "period", "lst_c", *X]]
@@ -68,13 +70,31 @@ def test_stage_models_on_truth_cells(demo: tuple[Path, dict]) -> None:
     assert abs(panel.rho - model["rho"]) <= tol["rho_abs"]
 
 
+def _oracle(root: Path, truth: dict, years: list[str]) -> dict[str, dict[str, float]]:
+    """spreg's ML lag fit on the planted AOI land cells of each year (kNN-8 from libpysal): what
+    the pipeline should reproduce, an implementation independent of uhi's."""
+    import libpysal
+    import spreg
+
+    cells = pd.read_parquet(root / "truth_cells.parquet")
+    out = {}
+    for year in years:
+        d = cells[(cells["year"] == int(year)) & cells["in_aoi"] & ~cells["water"]]
+        w = libpysal.weights.KNN.from_array(d[["x_m", "y_m"]].to_numpy(), k=8)
+        w.transform = "r"
+        fit = spreg.ML_Lag(d[["lst_c"]].to_numpy(), d[X].to_numpy(), w=w, method="full")
+        out[year] = dict(zip(["const", *X, "rho"], fit.betas.ravel().tolist(), strict=True))
+    return out
+
+
 @pytest.mark.slow
 def test_end_to_end_fetch_compute_model(demo: tuple[Path, dict]) -> None:
     """fetch -> compute -> model on the demo's Landsat files: truth.json's end-to-end tolerances.
 
-    30 m pixels averaged onto ~48 m cells blur both X and y (errors in variables bias slopes
-    toward zero and move rho), and cloud gaps punch holes into the neighbourhoods; hence the
-    year-mean of the lag estimates is compared, with the looser end-to-end tolerances.
+    The pixels are unmixed (each land cell's coverage-weighted mean is its planted value), so
+    the pipeline reproduces the lag fit on the planted cells (the oracle) closely; that fit
+    itself is within its sampling error of the planted b and rho. The R-squared of the
+    stage's OLS lies in truth.json's band and in the realistic 0.4-0.8. Year means are compared.
     """
     from uhi.config import load_config
     from uhi.stages import get_spec
@@ -92,18 +112,21 @@ def test_end_to_end_fetch_compute_model(demo: tuple[Path, dict]) -> None:
     summary = json.loads(ws.model_summary.read_text())
     years = summary["models"]["lag"]["years"]
     assert sorted(years) == ["2019", "2020"]
+    oracle = _oracle(root, truth, sorted(years))
     for name, planted in model["coefficients"].items():
         mean = float(np.mean([rec["coefficients"][name] for rec in years.values()]))
-        assert abs(mean - planted) <= tol["lag_coefficient_rel"][name] * abs(planted), (name, mean)
-        # total impacts b / (1 - rho) are what the blur distorts least for ndvi
-        total = float(np.mean([rec["impacts"][name]["total"] for rec in years.values()]))
-        want = tol["total_impact"][name]
-        assert abs(total - want) <= tol["total_impact_rel"][name] * abs(want), (name, total, want)
+        want = float(np.mean([oracle[y][name] for y in years]))
+        assert abs(mean - want) <= tol["oracle_coefficient_abs"][name], (name, mean, want)
+        assert abs(mean - planted) <= tol["lag_coefficient_abs"][name], (name, mean, planted)
     rho = float(np.mean([rec["rho"] for rec in years.values()]))
-    assert abs(rho - model["rho"]) <= tol["lag_rho_abs"]
+    assert abs(rho - float(np.mean([oracle[y]["rho"] for y in years]))) <= tol["oracle_rho_abs"]
+    assert abs(rho - model["rho"]) <= tol["lag_rho_abs"], rho
+    lo, hi = truth["r_squared"]["realistic_range"]
     for year in years:
-        ols = summary["models"]["ols"]["years"][year]["aic"]
-        assert summary["models"]["lag"]["years"][year]["aic"] < ols
-        assert summary["models"]["error"]["years"][year]["aic"] < ols
+        ols = summary["models"]["ols"]["years"][year]
+        band = truth["r_squared"]["expected_band"][year]
+        assert lo <= ols["r2"] <= hi and band[0] <= ols["r2"] <= band[1], (year, ols["r2"], band)
+        assert summary["models"]["lag"]["years"][year]["aic"] < ols["aic"]
+        assert summary["models"]["error"]["years"][year]["aic"] < ols["aic"]
     assert summary["best_model"] in ("lag", "error", "slx")
     assert summary["models"]["fe"]["years"]["2019"]["diagnostics"]["zones"] == len(truth["zones"])

@@ -398,7 +398,7 @@ def _run(url: str, **kwargs: Any) -> dict[str, Any]:
     """Inspect ``url`` in headless Chromium: skipped locally without it, a failure under CI."""
     chromium = _chromium()
     # the DevTools client uses tornado's websocket
-    require_module("tornado", fix="pip install 'uhi[test]'")
+    require_module("tornado", fix="pip install 'uhi-landsat[test]'")
     return asyncio.run(_inspect(chromium, url, **kwargs))
 
 
@@ -421,7 +421,7 @@ def pdf_page_fill(pdf: bytes) -> list[float]:
 
     Pages are rendered at 40 dpi with pypdfium2; a pixel darker than 245 of 255 is content.
     """
-    pdfium = require_module("pypdfium2", fix="pip install 'uhi[test]'")
+    pdfium = require_module("pypdfium2", fix="pip install 'uhi-landsat[test]'")
     doc = pdfium.PdfDocument(pdf)
     fills = []
     for page in doc:
@@ -498,3 +498,36 @@ def test_large_cities_get_merged_tiles_on_the_cell_map(report: tuple[Path, Any],
     parent = next(f for f in features if f["properties"]["cell"] == quadkeys([2], [3], 18)[0])
     assert len(kids) == 4
     assert parent["properties"]["lst_c"] == pytest.approx(float(pd.Series(lst[kids]).mean()), abs=1e-9)
+
+
+def test_outputs_formats_without_png_writes_no_map_files(report: tuple[Path, Any]) -> None:
+    """`outputs.formats` decides the PNG files: the page keeps its inlined maps either way."""
+    path, ws = report
+    maps = path.parent / "maps"
+    assert sorted(p.name for p in maps.glob("*.png"))  # the default formats have png
+    cfg = build_config(overrides={"model": {"models": ["ols", "lag", "panel_fe"]}, "forecast": {"horizon": 2},
+                                  "outputs": {"formats": ["geojson", "html"]}})
+    try:
+        again = build_report(cfg, ws)
+        assert not maps.exists()
+        assert again.read_text(encoding="utf-8").count('src="data:image/png;base64,') >= 3
+    finally:
+        build_report(build_config(overrides={"model": {"models": ["ols", "lag", "panel_fe"]},
+                                             "forecast": {"horizon": 2}}), ws)
+    assert sorted(p.name for p in maps.glob("*.png"))
+
+
+def test_a_run_ending_with_forecast_writes_the_report_when_html_is_asked(report: tuple[Path, Any]) -> None:
+    from uhi.pipeline import _report_if_asked
+    from uhi.stages.runner import StageOutcome
+
+    path, ws = report
+    overrides: dict[str, Any] = {"model": {"models": ["ols", "lag", "panel_fe"]}, "forecast": {"horizon": 2}}
+    ran = [StageOutcome("forecast", skipped=False, seconds=0.0)]
+    before = path.stat().st_mtime_ns
+    _report_if_asked(build_config(overrides=overrides), ws, ["model", "forecast"], ran)  # no html
+    _report_if_asked(build_config(overrides={**overrides, "outputs": {"formats": ["html", "png"]}}), ws, ["model"], ran)
+    assert path.stat().st_mtime_ns == before  # html not asked, or the run stopped before forecast
+    _report_if_asked(build_config(overrides={**overrides, "outputs": {"formats": ["html", "png"]}}), ws,
+                     ["model", "forecast"], ran)
+    assert path.stat().st_mtime_ns > before and "<html" in path.read_text(encoding="utf-8").lower()

@@ -73,10 +73,12 @@ def test_greening_matches_the_planted_model(demo: tuple[Any, Any, dict[str, Any]
     ours_in, ref_in = out.loc[inside, "dlst_c"].mean(), ref[inside].mean()
     assert ours_in < -1.0
     print(f"in-park change: predicted {ours_in:.3f} C, planted model {ref_in:.3f} C")
-    # the park's own change is the NDVI total impact (b / (1 - rho)) at work: held to the
-    # truth's end-to-end tolerance of that impact
-    tolerance = truth["tolerances"]["end_to_end"]["total_impact_rel"]["ndvi"]
-    assert abs(ours_in - ref_in) / abs(ref_in) < tolerance
+    # the park's own change is the NDVI total impact (b / (1 - rho)) at work: the fitted b can
+    # be off the planted one by its sampling error (R-squared ~0.65 on ~1,000 cells), so the
+    # relative tolerance is truth.json's 3-SE tolerance on b_ndvi over |b_ndvi|
+    tol = truth["tolerances"]["end_to_end"]["lag_coefficient_abs"]["ndvi"]
+    tolerance = tol / abs(planted["coefficients"]["ndvi"])
+    assert abs(ours_in - ref_in) / abs(ref_in) < tolerance, (ours_in, ref_in, tolerance)
     # spill-over: a ring just outside the park cools a little, far cells hardly at all
     ring = (dist_m > HALF_M + 30) & (dist_m < HALF_M + 120)
     far = dist_m > HALF_M + 400

@@ -204,3 +204,34 @@ def test_locked_workspace_raises_exit_75(setup: tuple[Config, Path]) -> None:
         with pytest.raises(WorkspaceLockedError) as err:
             run_incremental(config, specs=SPECS.__getitem__, search=_search)
     assert err.value.exit_code == 75 and CALLS == []
+
+
+def test_cli_from_reruns_that_stage_and_the_later_ones(setup: tuple[Config, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`uhi run --from model` runs model and the stages after it again although nothing changed (README);
+    without --from an unchanged pipeline is skipped whole."""
+    from uhi import pipeline
+    from uhi.cli.main import main
+
+    _, catalog = setup
+    monkeypatch.setattr(pipeline, "_default_specs", SPECS.__getitem__)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"search: {{backend: local, path: '{catalog}'}}\ntime: {{start: 2020-01-01, end: 2021-12-31}}\n"
+                   f"workdir: '{tmp_path / 'ws'}'\n")
+
+    def uhi(*args: str) -> int:
+        with pytest.raises(SystemExit) as done:
+            main(list(args))
+        return int(done.value.code or 0)
+
+    assert uhi("run", str(cfg)) == 0 and CALLS == ["fetch", "compute", "model", "exposure", "forecast"]
+    CALLS.clear()
+    assert uhi("run", str(cfg)) == 0 and CALLS == []
+    CALLS.clear()
+    assert uhi("run", str(cfg), "--from", "model", "-q") == 0
+    assert CALLS == ["model", "exposure", "forecast"]
+    CALLS.clear()
+    # --from fetch written out is a request too: everything runs again
+    assert uhi("run", str(cfg), "--from", "fetch", "--to", "compute") == 0 and CALLS == ["fetch", "compute"]
+    capsys.readouterr()

@@ -168,6 +168,44 @@ def test_asset_keys_become_canonical(style: str) -> None:
     assert item.properties["uhi:level"] == "L2SP"
 
 
+# OLI file band -> the TM/ETM+ file band of the same canonical key (LSDS-1618/1619 band designations)
+_OLI_TO_TM = {"SR_B2": "SR_B1", "SR_B3": "SR_B2", "SR_B4": "SR_B3", "SR_B5": "SR_B4", "SR_B6": "SR_B5",
+              "SR_B7": "SR_B7", "ST_B10": "ST_B6"}
+
+
+@pytest.mark.parametrize("style", ["usgs", "short", "suffix-only"])
+@pytest.mark.parametrize(("prefix", "platform"), [("LT05", "landsat-5"), ("LE07", "landsat-7")])
+def test_tm_etm_asset_keys_become_canonical_by_their_own_numbering(style: str, prefix: str, platform: str) -> None:
+    """A SageMaker item of a TM/ETM+ scene (files ..._SR_B1.TIF = blue, ..._ST_B6.TIF): read with
+    OLI numbering, SR_B1 would be `coastal` and SR_B4 `red`."""
+    raw = _raw_item(0)
+    raw["Id"] = raw["Id"].replace("LC09", prefix)
+    raw["Properties"]["Platform"] = platform
+    hrefs: dict[str, str] = {}
+    for key, asset in list(raw["Assets"].items()):
+        band = re.search(r"_((?:SR|ST)_B\d+)\.TIF$", asset["Href"])
+        if key == "coastal" or (band and band.group(1) not in _OLI_TO_TM):
+            continue
+        href = asset["Href"].replace("LC09", prefix)
+        if band:
+            href = href.replace(f"_{band.group(1)}.TIF", f"_{_OLI_TO_TM[band.group(1)]}.TIF")
+        hrefs[key] = href
+    names = {k: re.search(r"_((?:SR|ST)_B\d+|QA_PIXEL|QA_RADSAT|SR_QA_AEROSOL)\.TIF$", h).group(1)
+             for k, h in hrefs.items()}
+    if style == "usgs":
+        raw["Assets"] = {names[k]: {"Href": h} for k, h in hrefs.items()}
+    elif style == "short":
+        raw["Assets"] = {re.sub(r"^S[RT]_(B\d+)$", r"\1", names[k]): {"Href": h} for k, h in hrefs.items()}
+    else:
+        raw["Assets"] = {f"asset{n}": {"Href": h} for n, h in enumerate(hrefs.values())}
+    item = canonicalize_item(item_from_sagemaker(raw))
+    for key in ("blue", "green", "red", "nir08", "swir16", "swir22", "lwir11", "qa_pixel"):
+        assert item.assets[key].href == hrefs[key], (style, key)
+    assert item.assets["blue"].href.endswith("_SR_B1.TIF") and item.assets["lwir11"].href.endswith("_ST_B6.TIF")
+    assert "coastal" not in item.assets
+    assert item.properties["platform"] == platform
+
+
 # -- one round trip through botocore's real HTTP stack --------------------------------------------
 
 
@@ -365,3 +403,57 @@ def test_item_without_id_is_a_remote_error(paging_endpoint: Any) -> None:
     _PagingGeospatial.mode = "no-id"
     with pytest.raises(RemoteError, match="returned an invalid item \\(KeyError: 'Id'\\)"):
         search_sagemaker(_config(sagemaker={"collection_arn": LANDSAT_ARN}), AOI)
+
+
+# -- uhi validate against the same real HTTP stack -------------------------------------------------
+
+
+class _DeniedGeospatial(_FakeGeospatial):
+    def do_GET(self) -> None:
+        self.requests.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization", "")})
+        self.send_response(403)
+        data = json.dumps({"message": "User is not authorized"}).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("x-amzn-ErrorType", "AccessDeniedException")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.mark.parametrize("handler", [_FakeGeospatial, _DeniedGeospatial])
+def test_validate_calls_the_endpoint_with_credentials(monkeypatch: pytest.MonkeyPatch, handler: Any) -> None:
+    from uhi.validate import validate_config
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    handler.requests = []
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_GEOSPATIAL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        # no credentials: a problem, and the endpoint is not called
+        missing = validate_config(_config())
+        assert missing.problems == [
+            "search.backend 'sagemaker' needs AWS credentials (none found in the standard AWS chain); "
+            "set AWS_PROFILE or search.sagemaker.profile"
+        ]
+        assert handler.requests == []
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKE")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
+        result = validate_config(_config())
+    finally:
+        server.shutdown()
+        server.server_close()
+    # one signed ListRasterDataCollections request, never a search
+    assert [r["method"] for r in handler.requests] == ["GET"]
+    assert handler.requests[0]["auth"].startswith("AWS4-HMAC-SHA256 Credential=AKIDFAKE/")
+    if handler is _FakeGeospatial:
+        assert result.ok, result.problems
+        assert result.checked[-1] == f"search: SageMaker geospatial at http://127.0.0.1:{server.server_port} answers"
+    else:
+        assert len(result.problems) == 1
+        assert "refused ListRasterDataCollections (AccessDeniedException: User is not authorized)" in result.problems[0]

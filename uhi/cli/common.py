@@ -31,6 +31,7 @@ def build_run_config(
 
 def run_stages(config: Any, names: Sequence[str], *, force: bool = False) -> list[Any]:
     """Run the named stages in order in the config's workspace, under its lock."""
+    from uhi.parallel import dask_client
     from uhi.pipeline import check_run_size
     from uhi.stages import get_spec
     from uhi.stages.runner import execute
@@ -39,15 +40,30 @@ def run_stages(config: Any, names: Sequence[str], *, force: bool = False) -> lis
     check_run_size(config, names)
     ws = Workspace(config.resolved_workdir())
     outcomes = []
-    with ws.locked():
+    # one client for the command when --dask-address/--dask-workers ask for it (stages share it)
+    with ws.locked(), dask_client(config.dask.address, config.dask.workers):
         for name in names:
             outcomes.append(execute(get_spec(name), config, ws, force=force))
     return outcomes
 
 
-def print_outcomes(outcomes: Sequence[Any], root: Path) -> None:
-    """The final summary on stdout: per stage, skipped or seconds, and what it wrote."""
+def print_outcomes(outcomes: Sequence[Any], root: Path, *, as_json: bool = False) -> None:
+    """The final summary on stdout: per stage, skipped or seconds, and what it wrote; with
+    ``as_json`` one JSON document ``{"stages": [{name, skipped, seconds, summary}], "workspace"}``."""
     import click
+
+    if as_json:
+        import json
+
+        doc = {
+            "stages": [
+                {"name": o.name, "skipped": o.skipped, "seconds": round(o.seconds, 3), "summary": o.summary}
+                for o in outcomes
+            ],
+            "workspace": str(root),
+        }
+        click.echo(json.dumps(doc, indent=2, default=str))
+        return
 
     for o in outcomes:
         state = "unchanged, skipped" if o.skipped else f"{o.seconds:.1f} s"

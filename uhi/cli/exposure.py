@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from uhi.cli.options import config_arg, force_opt, set_opt, workdir_opt
+from uhi.cli.options import config_arg, force_opt, json_opt, set_opt, workdir_opt
 
 __all__ = ["exposure"]
 
@@ -16,8 +16,11 @@ __all__ = ["exposure"]
 @workdir_opt
 @set_opt
 @force_opt
+@json_opt
 @click.option("--year", type=int, default=None, help="Reference year [default: exposure.year, else the panel's latest].")
-def exposure(config: Path, workdir: Path | None, set_values: tuple[str, ...], force: bool, year: int | None) -> None:
+def exposure(
+    config: Path, workdir: Path | None, set_values: tuple[str, ...], force: bool, as_json: bool, year: int | None
+) -> None:
     """Join the year's LST and Gi* hot spots to population, vulnerable groups and zones.
 
     Reads compute/ and model/ of the workspace and the layers named under `exposure:` in
@@ -28,4 +31,4 @@ def exposure(config: Path, workdir: Path | None, set_values: tuple[str, ...], fo
 
     cfg = build_run_config(config, workdir=workdir, set_values=set_values, extra={"exposure.year": year})
     outcomes = run_stages(cfg, ["exposure"], force=force)
-    print_outcomes(outcomes, cfg.resolved_workdir())
+    print_outcomes(outcomes, cfg.resolved_workdir(), as_json=as_json)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from uhi.cli.options import config_opt_arg, force_opt, set_opt, workdir_opt
+from uhi.cli.options import config_opt_arg, force_opt, json_opt, list_opt, set_opt, workdir_opt
 
 __all__ = ["forecast"]
 
@@ -25,12 +25,13 @@ def _interval_handler(ctx: click.Context, param: click.Parameter, value: float |
 @workdir_opt
 @set_opt
 @force_opt
+@json_opt
 @click.option("--input", "input_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="General mode: a long table (.csv or .parquet) instead of a workspace.")
 @click.option("--id-col", default=None, metavar="COL", help="General mode: series id column.")
 @click.option("--time-col", default=None, metavar="COL", help="General mode: time column (dates or integers).")
-@click.option("--value-col", "value_cols", multiple=True, metavar="COL",
-              help="General mode: value column to forecast (repeatable).")
+@list_opt("--value-col", "value_cols", metavar="COL",
+          help="General mode: value column to forecast (repeat the flag for more).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="General mode: output folder.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None,
@@ -41,8 +42,8 @@ def _interval_handler(ctx: click.Context, param: click.Parameter, value: float |
               help="Last steps held out for validation (default 2).")
 @click.option("--interval", type=float, default=None, callback=_interval_handler,
               help="Prediction interval coverage (default 0.9).")
-@click.option("--methods", default=None, metavar="LIST",
-              help="Comma-separated candidates among simple,holt,damped (default all).")
+@list_opt("--methods", "methods", choices=_METHODS, metavar="NAME",
+          help="A candidate method among simple, holt, damped, the flag repeated for more (default all).")
 @click.option("--min-points", type=click.IntRange(min=2), default=None,
               help="Series with fewer observed steps are reported, not fitted (default 4).")
 def forecast(
@@ -50,6 +51,7 @@ def forecast(
     workdir: Path | None,
     set_values: tuple[str, ...],
     force: bool,
+    as_json: bool,
     input_path: Path | None,
     id_col: str | None,
     time_col: str | None,
@@ -59,7 +61,7 @@ def forecast(
     step: str,
     holdout: int | None,
     interval: float | None,
-    methods: str | None,
+    methods: tuple[str, ...],
     min_points: int | None,
 ) -> None:
     """Forecast each cell of the workspace for CONFIG, or every series of --input.
@@ -69,14 +71,15 @@ def forecast(
     General mode:    uhi forecast --input TABLE --id-col C --time-col C --value-col C
                                   --horizon H --out DIR
     """
-    method_tuple = _parse_methods(methods)
+    method_tuple = methods or None
     if input_path is None:
         general = {"--id-col": id_col, "--time-col": time_col, "--value-col": value_cols or None,
                    "--out": out_dir}
         given = [k for k, v in general.items() if v]
         if given or step != "auto":
             raise click.UsageError(f"{', '.join(given or ['--step'])} need(s) --input TABLE (general mode)")
-        _workspace_mode(config, workdir, set_values, force, horizon, holdout, interval, method_tuple, min_points)
+        _workspace_mode(config, workdir, set_values, force, horizon, holdout, interval, method_tuple, min_points,
+                        as_json=as_json)
         return
     if config is not None or workdir is not None or set_values or force:
         raise click.UsageError("--input (general mode) takes no CONFIG, --workdir, --set or --force")
@@ -92,24 +95,16 @@ def forecast(
         coverage=0.9 if interval is None else interval, methods=method_tuple or _METHODS,
         min_points=4 if min_points is None else min_points,
     )
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"summary": summary, "output": str(out_dir)}, indent=2, default=str))
+        return
     click.echo(f"series: {summary['series']} ({summary['step']} steps, longest {summary['longest_series_steps']})")
     for var, counts in summary["status"].items():
         click.echo(f"  {var}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     click.echo(f"forecast steps: {', '.join(summary['forecast_steps'])} after each series' last step")
     click.echo(f"output: {out_dir}")
-
-
-def _parse_methods(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    items = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in items if m not in _METHODS]
-    if bad or not items:
-        raise click.BadParameter(
-            f"unknown method(s) {', '.join(bad) or repr(text)}; choose from {', '.join(_METHODS)}",
-            param_hint="--methods",
-        )
-    return items
 
 
 def _workspace_mode(
@@ -122,6 +117,8 @@ def _workspace_mode(
     interval: float | None,
     methods: tuple[str, ...] | None,
     min_points: int | None,
+    *,
+    as_json: bool = False,
 ) -> None:
     from uhi.cli.common import build_run_config, print_outcomes, run_stages
 
@@ -134,4 +131,4 @@ def _workspace_mode(
     }
     cfg = build_run_config(config, workdir=workdir, set_values=set_values, extra=extra)
     outcomes = run_stages(cfg, ["forecast"], force=force)
-    print_outcomes(outcomes, cfg.resolved_workdir())
+    print_outcomes(outcomes, cfg.resolved_workdir(), as_json=as_json)

@@ -25,8 +25,11 @@ _COMMANDS = {
     "run": "Run fetch, compute, model, exposure and forecast in one workspace.",
     "demo": "Write the synthetic demo city (and optionally run the pipeline on it).",
     "scenario": "Predict the LST change of land-use changes drawn as polygons (what-if).",
+    "plan": "Where a budget of greening, trees or cool roofs cools the most people.",
     "report": "Write one self-contained HTML report: maps, model R², SUHI series, forecasts.",
     "processing": "SageMaker Processing entrypoint: shard scenes across hosts, then merge.",
+    "validate": "Check a config before a run: AOI, input files and columns, search backend, credentials.",
+    "presets": "List the STAC search presets and what each needs (account, cost).",
 }
 
 
@@ -43,9 +46,23 @@ class LazyGroup(click.Group):
             return None
         import importlib
 
+        from uhi.cli.options import add_logging_options
+
         module = importlib.import_module(f"uhi.cli.{name}")
         cmd: click.Command = getattr(module, name)
-        return cmd
+        return add_logging_options(cmd)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} (`uhi --help` lists the commands)")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, _COMMANDS.get(name, "")) for name in self.list_commands(ctx)]
@@ -67,6 +84,7 @@ def cli(verbose: int, quiet: bool, log_json: bool) -> None:
     from uhi.logs import configure_logging
 
     configure_logging(-1 if quiet else verbose, json_lines=log_json)
+    # -v/-q given after the command name are added to every subcommand (uhi.cli.options)
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
@@ -119,7 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     if with_term:
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        cli.main(args=argv, prog_name="uhi", standalone_mode=False)
+        # without standalone mode click returns the code of a command's ctx.exit(N) instead of exiting
+        code = cli.main(args=argv, prog_name="uhi", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

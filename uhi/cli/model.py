@@ -6,24 +6,11 @@ from pathlib import Path
 
 import click
 
-from uhi.cli.options import config_opt_arg, force_opt, set_opt, workdir_opt
+from uhi.cli.options import config_opt_arg, force_opt, json_opt, list_opt, set_opt, workdir_opt
 
 __all__ = ["model"]
 
 _MODEL_NAMES = ("ols", "slx", "lag", "error", "fe", "panel_fe")
-
-
-def models_handler(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    """Split a comma list of model names and check each."""
-    if value is None:
-        return None
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = [n for n in names if n not in _MODEL_NAMES]
-    if bad or not names:
-        raise click.BadParameter(
-            f"unknown model(s) {bad or [value]}; choose from {','.join(_MODEL_NAMES)}", ctx=ctx, param=param
-        )
-    return names
 
 
 def weights_handler(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -51,16 +38,18 @@ def weights_handler(ctx: click.Context, param: click.Parameter, value: str | Non
 @workdir_opt
 @set_opt
 @force_opt
+@json_opt
 @click.option("--input", "input_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="General mode: any vector layer (GeoPackage, GeoJSON, Shapefile, GeoParquet).")
 @click.option("--y", "y_col", default=None, metavar="COL", help="General mode: the response column.")
-@click.option("--x", "x_cols", multiple=True, metavar="COL", help="General mode: a regressor column (repeatable).")
+@list_opt("--x", "x_cols", metavar="COL", help="General mode: a regressor column (repeat the flag for more).")
 @click.option("--weights", default=None, callback=weights_handler, metavar="SPEC",
               help="knn:K, queen, rook or distance:D (metres) [default: model.weights, knn:8]; "
                    "in workspace mode it overrides model.weights.")
-@click.option("--models", default=None, callback=models_handler, metavar="LIST",
-              help="Comma list of ols,slx,lag,error,fe,panel_fe [general mode default: ols,slx,lag,error, "
-                   "plus fe with --zone-col and panel_fe with --year-col]; in workspace mode it overrides model.models.")
+@list_opt("--models", "models", choices=_MODEL_NAMES, metavar="NAME",
+          help="A model among ols, slx, lag, error, fe, panel_fe, the flag repeated for more (--models ols "
+               "--models lag) [general mode default: ols slx lag error, plus fe with --zone-col and panel_fe "
+               "with --year-col]; in workspace mode it overrides model.models.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="General mode: output folder.")
 @click.option("--zone-col", default=None, metavar="COL", help="General mode: zone column for 'fe'.")
@@ -76,11 +65,12 @@ def model(
     workdir: Path | None,
     set_values: tuple[str, ...],
     force: bool,
+    as_json: bool,
     input_path: Path | None,
     y_col: str | None,
     x_cols: tuple[str, ...],
     weights: str | None,
-    models: tuple[str, ...] | None,
+    models: tuple[str, ...],
     out_dir: Path | None,
     zone_col: str | None,
     year_col: str | None,
@@ -108,14 +98,14 @@ def model(
             extra["model.lag_estimator"] = lag_estimator
         cfg = build_run_config(config, workdir=workdir, set_values=set_values, extra=extra)
         outcomes = run_stages(cfg, ["model"], force=force)
-        print_outcomes(outcomes, cfg.resolved_workdir())
+        print_outcomes(outcomes, cfg.resolved_workdir(), as_json=as_json)
         return
     if config is not None or workdir is not None or set_values:
         raise click.UsageError("give either CONFIG/--workdir/--set (workspace mode) or --input (general mode), not both")
     for flag, value in (("--y", y_col), ("--x", x_cols), ("--out", out_dir)):
         if not value:
             raise click.UsageError(f"general mode needs {flag}; e.g. --input cells.gpkg --y lst --x ndvi --out results")
-    if models is None:
+    if not models:
         models = ("ols", "slx", "lag", "error") + (("fe",) if zone_col else ()) + (("panel_fe",) if year_col else ())
     from uhi.stages.model import run_general
 
@@ -124,6 +114,11 @@ def model(
         input_path, out_dir, y=y_col, x=x_cols, weights=weights or "knn:8", models=models, zone_col=zone_col,
         year_col=year_col, hotspot_col=hotspot_col, permutations=permutations, lag_estimator=lag_estimator or "ml",
     )
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"summary": summary, "outputs": str(out_dir)}, indent=2, default=str))
+        return
     for key, value in sorted(summary.items()):
         click.echo(f"{key}: {value}")
     click.echo(f"outputs: {out_dir}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from uhi.cli.options import config_arg, dask_address_opt, force_opt, set_opt, workdir_opt
+from uhi.cli.options import config_arg, dask_opts, force_opt, json_opt, set_opt, workdir_opt
 from uhi.workspace import STAGES
 
 __all__ = ["run", "echo_report"]
@@ -70,15 +70,14 @@ def echo_report(report: Any, *, as_json: bool) -> None:
 @workdir_opt
 @set_opt
 @force_opt
-@dask_address_opt
+@dask_opts
 @click.option(
-    "--dask-workers",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Start a local Dask cluster of N worker processes (same as --set dask.workers=N).",
+    "--from",
+    "from_stage",
+    type=click.Choice(STAGES),
+    default=STAGES[0],
+    help="First stage; given, that stage and those after it run again even if unchanged.",
 )
-@click.option("--from", "from_stage", type=click.Choice(STAGES), default=STAGES[0], help="First stage.")
 @click.option("--to", "to_stage", type=click.Choice(STAGES), default=STAGES[-1], help="Last stage.")
 @click.option(
     "--incremental",
@@ -86,7 +85,7 @@ def echo_report(report: Any, *, as_json: bool) -> None:
     help="Cron mode: exit 0 at once when no scene is newer than the last run; "
     "else fetch only the new scenes and recompute what depends on them.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@json_opt
 def run(
     config: Path,
     workdir: Path | None,
@@ -100,6 +99,9 @@ def run(
     as_json: bool,
 ) -> None:
     """Run the pipeline for CONFIG; stages whose inputs did not change are skipped.
+
+    `--from STAGE` re-runs STAGE and every stage after it (up to --to) even when unchanged;
+    the stages before it are not run.
 
     Exit codes: 0 done or nothing new, 1 failure, 2 bad config, 3 no data,
     75 another run holds the workspace (cron retries next time).
@@ -119,8 +121,13 @@ def run(
         extra={"dask.address": dask_address, "dask.workers": dask_workers},
     )
     names = stage_range(from_stage, to_stage)
+    # an explicit --from means "run again from here": without it, an unchanged stage is skipped
+    ctx = click.get_current_context()
+    from_given = ctx.get_parameter_source("from_stage") not in (
+        click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP,
+    )
     if incremental:
         report = run_incremental(cfg, names)
     else:
-        report = run_pipeline(cfg, names, force=force)
+        report = run_pipeline(cfg, names, force=force or from_given)
     echo_report(report, as_json=as_json)

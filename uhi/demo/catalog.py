@@ -7,9 +7,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from uhi.demo.encoding import (
+    SR_ADD,
+    SR_FILL,
+    SR_MULT,
+    ST_ADD_K,
+    ST_FILL,
+    ST_MULT,
+    ST_QA_FILL,
+    ST_QA_MULT_K,
+)
 from uhi.demo.scenes import SceneRecord
 from uhi.demo.spec import UTM_EPSG, WRS_ROW
-from uhi.landsat import SR_SCALE, ST_QA_SCALE, ST_SCALE
 
 __all__ = ["write_catalog", "STAC_EXTENSIONS", "SYNTHETIC_PROPERTY"]
 
@@ -83,9 +92,9 @@ def _assets(rec: SceneRecord) -> dict[str, dict[str, Any]]:
             ],
             "raster:bands": [
                 {
-                    "scale": SR_SCALE.scale,
-                    "offset": SR_SCALE.offset,
-                    "nodata": SR_SCALE.fill,
+                    "scale": SR_MULT,
+                    "offset": SR_ADD,
+                    "nodata": SR_FILL,
                     "data_type": "uint16",
                     "spatial_resolution": 30,
                 }
@@ -109,9 +118,9 @@ def _assets(rec: SceneRecord) -> dict[str, dict[str, Any]]:
             "raster:bands": [
                 {
                     "unit": "kelvin",
-                    "scale": ST_SCALE.scale,
-                    "offset": ST_SCALE.offset,
-                    "nodata": ST_SCALE.fill,
+                    "scale": ST_MULT,
+                    "offset": ST_ADD_K,
+                    "nodata": ST_FILL,
                     "data_type": "uint16",
                     "spatial_resolution": 30,
                 }
@@ -125,8 +134,8 @@ def _assets(rec: SceneRecord) -> dict[str, dict[str, Any]]:
             "raster:bands": [
                 {
                     "unit": "kelvin",
-                    "scale": ST_QA_SCALE.scale,
-                    "nodata": int(ST_QA_SCALE.fill),  # type: ignore[arg-type]
+                    "scale": ST_QA_MULT_K,
+                    "nodata": ST_QA_FILL,
                     "data_type": "int16",
                     "spatial_resolution": 30,
                 }
@@ -235,6 +244,7 @@ def write_catalog(records: list[SceneRecord], catalog_dir: Path) -> Path:
         id="uhi-demo",
         description="SYNTHETIC Landsat 8 Collection 2 Level-2 scenes of the uhi demo city (Calgary-like).",
         title="uhi demo city",
+        extra_fields={SYNTHETIC_PROPERTY: True},
     )
     items = [_item(r) for r in sorted(records, key=lambda r: r.plan.item_id)]
     catalog.add_items(items)

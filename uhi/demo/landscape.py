@@ -21,10 +21,31 @@ __all__ = [
     "ZONES",
     "RIVER_WIDTH_M",
     "zone_polygons",
+    "LAND_CLASSES",
+    "WATER_CLASSES",
 ]
 
 ZONES = ("core", "north", "east", "south", "west")
 RIVER_WIDTH_M = 110.0
+LAND_CLASSES = ("core", "suburb", "industrial", "park", "field")
+WATER_CLASSES = ("river", "lake")
+# the lake: centre and radius in units of the half side (r ~0.6, inside the built-up edge)
+LAKE_CENTRE = (-0.40, -0.45)
+LAKE_RADIUS = 0.11
+# Clear inland water in Landsat 8 C2 surface reflectance: a few percent in the visible, NIR
+# about 0.01 and SWIR near zero, often slightly negative after atmospheric correction (the
+# USGS valid range starts at DN 7273 = 0.0 but L2 products carry DNs below it over water).
+# Magnitudes typical of OLI over clear inland water (Pahlevan et al. 2017, Remote Sens.
+# Environ. 190, 289-301): mean, sd per band; the lake is a little greener (algae).
+_WATER_SPECTRA = {
+    "blue": (0.055, 0.004),
+    "green": (0.062, 0.004),
+    "red": (0.035, 0.003),
+    "nir08": (0.007, 0.004),
+    "swir16": (0.003, 0.003),
+    "swir22": (0.002, 0.002),
+}
+_LAKE_EXTRA = {"green": 0.010, "nir08": 0.004}
 # planted cells reach this far beyond the AOI so every written pixel has a planted cell
 _PLANT_MARGIN_M = 900.0
 # scene rasters reach this far beyond the AOI (fetch clips the AOI + 300 m by default)
@@ -102,6 +123,9 @@ class Landscape:
     """Cells with static land cover and per-year covariates (arrays of length n cells).
 
     ``ndvi``, ``ndbi``, ``mndwi`` and ``red`` have shape (years, cells); the rest are static.
+    ``water = river | lake``; ``land_class`` names each cell's class (core, suburb,
+    industrial, park, field, river, lake); ``water_rho`` holds the planted surface reflectance
+    of the water cells per band (0 on land), which the scenes write as is.
     """
 
     grid: CellGrid
@@ -109,7 +133,11 @@ class Landscape:
     aoi_utm: tuple[float, float, float, float]
     raster_bounds_utm: tuple[float, float, float, float]
     water: np.ndarray
+    river: np.ndarray
+    lake: np.ndarray
     park: np.ndarray
+    land_class: np.ndarray
+    water_rho: dict[str, np.ndarray]
     industrial: np.ndarray
     builtness: np.ndarray
     developing: np.ndarray
@@ -200,12 +228,15 @@ def _rng(spec: DemoSpec, stream: int) -> np.random.Generator:
 
 
 def _disks(
-    rng: np.random.Generator, count: int, half_m: float, r_lo: float, r_hi: float
+    rng: np.random.Generator, count: int, half_m: float, r_lo: float, r_hi: float,
+    size_lo: float, size_hi: float,
 ) -> np.ndarray:
-    """``count`` random disks (x, y, radius) inside the AOI, relative to the centre."""
-    xy = rng.uniform(-0.9 * half_m, 0.9 * half_m, size=(count, 2))
-    r = rng.uniform(r_lo, r_hi, size=(count, 1))
-    return np.hstack([xy, r])
+    """``count`` random disks (x, y, radius) whose centres lie at normalised radius r_lo-r_hi
+    from the city centre, radii size_lo-size_hi of the half side (the layout scales with it)."""
+    angle = rng.uniform(0.0, 2.0 * np.pi, size=count)
+    r = np.sqrt(rng.uniform(r_lo**2, r_hi**2, size=count)) * half_m  # uniform over the annulus
+    size = rng.uniform(size_lo, size_hi, size=count) * half_m
+    return np.column_stack([r * np.cos(angle), r * np.sin(angle), size])
 
 
 def _in_disks(du: np.ndarray, dv: np.ndarray, disks: np.ndarray) -> np.ndarray:
@@ -218,6 +249,20 @@ def _in_disks(du: np.ndarray, dv: np.ndarray, disks: np.ndarray) -> np.ndarray:
     for x, y, r in disks:
         inside[tree.query_ball_point([x, y], r)] = True
     return inside
+
+
+def _water_spectra(rng: np.random.Generator, n: int, lake: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-cell water reflectance per band (used only on water cells)."""
+    out = {}
+    for band, (mean, sd) in _WATER_SPECTRA.items():
+        out[band] = mean + _LAKE_EXTRA.get(band, 0.0) * lake + rng.normal(0.0, sd, n)
+    return out
+
+
+def _index(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Normalised difference (a - b) / (a + b) of unclipped reflectance (NaN when a + b <= 0)."""
+    total = a + b
+    return np.where(total > 0, (a - b) / np.where(total > 0, total, 1.0), np.nan)
 
 
 def build_landscape(spec: DemoSpec) -> Landscape:
@@ -245,14 +290,25 @@ def build_landscape(spec: DemoSpec) -> Landscape:
     builtness = np.clip(builtness, 0.0, 1.0)
 
     river_q = 0.22 * np.sin(2.3 * p + 0.6) - 0.12
-    water = np.abs(q - river_q) * h < RIVER_WIDTH_M / 2.0
+    river = np.abs(q - river_q) * h < RIVER_WIDTH_M / 2.0
+    # a reservoir at the south-western edge of the built-up area (Glenmore-like), off the river
+    lake = np.hypot(p - LAKE_CENTRE[0], q - LAKE_CENTRE[1]) < LAKE_RADIUS
+    water = river | lake
 
     area_scale = (spec.size_km / 4.0) ** 2
     rng = _rng(spec, 1)
-    parks = _disks(rng, max(3, round(4 * area_scale)), h, 110.0, 260.0)
-    industry = _disks(rng, max(2, round(2 * area_scale)), h, 120.0, 240.0)
+    # parks and industry lie INSIDE the built-up area (r < ~0.7): a park is intra-urban green,
+    # never part of the rural reference (issue 12; Peng et al. 2012 take rural outside the city)
+    parks = _disks(rng, 4 * max(3, round(4 * area_scale)), h, 0.12, 0.5, 0.06, 0.11)
+    # parks keep ~2 cells off the water: a park on the river bank is open to the rural land
+    # along the river and is not enclosed by the city (uhi fills only enclosed holes)
+    from scipy.spatial import cKDTree
+
+    to_water, _ = cKDTree(np.column_stack([du[water], dv[water]])).query(parks[:, :2])
+    parks = parks[to_water > parks[:, 2] + 100.0][: max(3, round(4 * area_scale))]
+    industry = _disks(rng, max(2, round(2 * area_scale)), h, 0.3, 0.55, 0.06, 0.09)
     park = _in_disks(du, dv, parks) & ~water
-    industrial = _in_disks(du, dv, industry) & ~water & ~park & (r > 0.25)
+    industrial = _in_disks(du, dv, industry) & ~water & ~park
 
     polygons = zone_polygons(cx, cy, h)
     zone = np.full(grid.n, "", dtype=object)
@@ -268,6 +324,7 @@ def build_landscape(spec: DemoSpec) -> Landscape:
     eps_cov = rng.normal(0.0, 0.05, grid.n)
     eps_red = rng.normal(0.0, 0.008, grid.n)
     eps_mndwi = rng.normal(0.0, 0.03, grid.n)
+    water_rho = _water_spectra(_rng(spec, 3), grid.n, lake)
 
     target = np.clip(0.62 * builtness + eps_cov, 0.0, 0.7)
     target[builtness < 0.12] = 0.0
@@ -281,28 +338,41 @@ def build_landscape(spec: DemoSpec) -> Landscape:
     ndbi = np.empty((n_years, grid.n))
     mndwi = np.empty((n_years, grid.n))
     red = np.empty((n_years, grid.n))
+    w_ndvi, w_ndbi, w_mndwi = (
+        _index(water_rho[a], water_rho[b])
+        for a, b in (("nir08", "red"), ("swir16", "nir08"), ("green", "swir16"))
+    )
     for i, _year in enumerate(years):
         yr = _rng(spec, 100 + i)
         b_t = np.clip(builtness + 0.4 * developing * i / span, 0.0, 1.0)
-        v = 0.74 - 0.6 * b_t + eps_ndvi + yr.normal(0.0, 0.015, grid.n)
-        d = -0.32 + 0.42 * b_t + eps_ndbi + 0.15 * industrial + yr.normal(0.0, 0.015, grid.n)
+        # fields are dry summer grass and crops (NDVI ~0.6); irrigated parks are greener
+        v = 0.60 - 0.45 * b_t + eps_ndvi + yr.normal(0.0, 0.015, grid.n)
+        d = -0.20 + 0.32 * b_t + eps_ndbi + 0.15 * industrial + yr.normal(0.0, 0.015, grid.n)
         v = np.where(park, 0.80 + 0.5 * eps_ndvi, v)
         d = np.where(park, -0.40 + 0.5 * eps_ndbi, d)
-        v = np.where(water, -0.12 + 0.3 * eps_ndvi, v)
-        d = np.where(water, -0.25 + 0.3 * eps_ndbi, d)
-        ndvi[i] = np.clip(v, -0.3, 0.88)
-        ndbi[i] = np.clip(d, -0.55, 0.45)
-        mndwi[i] = np.where(water, 0.55 + eps_mndwi, -0.35 - 0.1 * b_t + eps_mndwi)
-        red[i] = np.where(water, 0.03, 0.035 + 0.10 * b_t) + np.where(water, 0.0, eps_red)
-        red[i, park] = 0.04 + eps_red[park] / 2
-    red = np.clip(red, 0.02, 0.3)
+        ndvi[i] = np.where(water, w_ndvi, np.clip(v, 0.02, 0.88))
+        ndbi[i] = np.where(water, w_ndbi, np.clip(d, -0.55, 0.45))
+        mndwi[i] = np.where(water, w_mndwi, -0.35 - 0.1 * b_t + eps_mndwi)
+        red[i] = np.where(water, water_rho["red"], np.clip(0.035 + 0.10 * b_t + eps_red, 0.02, 0.3))
+        red[i, park] = np.clip(0.04 + eps_red[park] / 2, 0.02, 0.3)
+    land_class = np.full(grid.n, "field", dtype=object)
+    land_class[target > 0] = "suburb"
+    land_class[(target > 0) & (r < 0.3)] = "core"
+    land_class[industrial] = "industrial"
+    land_class[park] = "park"
+    land_class[river] = "river"
+    land_class[lake] = "lake"
     return Landscape(
         grid=grid,
         aoi_lonlat=aoi_ll,  # type: ignore[arg-type]
         aoi_utm=aoi_utm,  # type: ignore[arg-type]
         raster_bounds_utm=(rx0, ry0, rx1, ry1),
         water=water,
+        river=river,
+        lake=lake,
         park=park,
+        land_class=land_class,
+        water_rho=water_rho,
         industrial=industrial,
         builtness=builtness,
         developing=developing,

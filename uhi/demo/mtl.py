@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from uhi.demo.encoding import SR_ADD, SR_MULT, ST_ADD_K, ST_MULT
 from uhi.demo.plan import ScenePlan
-from uhi.landsat import SR_SCALE, ST_SCALE
 
 __all__ = ["mtl_text", "BAND_FILES"]
 
@@ -111,8 +111,8 @@ def mtl_text(
     refl: list[tuple[str, str]] = []
     for band in range(1, 8):
         refl += [
-            (f"REFLECTANCE_MULT_BAND_{band}", f"{SR_SCALE.scale:.2e}"),
-            (f"REFLECTANCE_ADD_BAND_{band}", f"{SR_SCALE.offset}"),
+            (f"REFLECTANCE_MULT_BAND_{band}", f"{SR_MULT:.2e}"),
+            (f"REFLECTANCE_ADD_BAND_{band}", f"{SR_ADD}"),
         ]
     lines_out = ["GROUP = LANDSAT_METADATA_FILE"]
     lines_out += _group("PRODUCT_CONTENTS", product)
@@ -123,8 +123,8 @@ def mtl_text(
         lines_out += _group(
             "LEVEL2_SURFACE_TEMPERATURE_PARAMETERS",
             [
-                ("TEMPERATURE_MULT_BAND_ST_B10", f"{ST_SCALE.scale}"),
-                ("TEMPERATURE_ADD_BAND_ST_B10", f"{ST_SCALE.offset}"),
+                ("TEMPERATURE_MULT_BAND_ST_B10", f"{ST_MULT}"),
+                ("TEMPERATURE_ADD_BAND_ST_B10", f"{ST_ADD_K}"),
             ],
         )
     lines_out += ["END_GROUP = LANDSAT_METADATA_FILE", "END"]

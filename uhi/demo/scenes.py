@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 from pyproj import Transformer
 
+from uhi.demo.encoding import SR_FILL, ST_FILL, ST_QA_FILL, sr_dn, st_dn, st_qa_dn
 from uhi.demo.landscape import Landscape, tile_xy
 from uhi.demo.mtl import BAND_FILES, mtl_text
 from uhi.demo.plan import ScenePlan
 from uhi.demo.spec import PIXEL_SIZE_M, UTM_EPSG
-from uhi.landsat import KELVIN_OFFSET, SR_SCALE, ST_QA_SCALE, ST_SCALE
 
 __all__ = [
     "PixelGrid",
@@ -108,28 +108,42 @@ def pixel_grid(land: Landscape, path: int) -> PixelGrid:
     return PixelGrid(transform, width, height, cell, fill)
 
 
-def cell_reflectance(land: Landscape, year_index: int) -> dict[str, np.ndarray]:
-    """Surface reflectance per cell and band, solved from the planted indices.
+def reflectance(
+    red: np.ndarray,
+    ndvi: np.ndarray,
+    ndbi: np.ndarray,
+    mndwi: np.ndarray,
+    water: np.ndarray,
+    water_rho: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Surface reflectance per band, solved from the planted indices (cells or pixels alike).
 
     red is planted; nir08 = red (1 + ndvi) / (1 - ndvi) gives NDVI; swir16 = nir08 (1 + ndbi) /
     (1 - ndbi) gives NDBI; green = swir16 (1 + mndwi) / (1 - mndwi) gives MNDWI (Xu 2006).
-    blue and swir22 follow typical spectra and enter only albedo.
+    blue and swir22 follow typical spectra and enter only albedo. Where ``water`` is set the
+    planted water spectra are written as they are (NIR and SWIR near zero, some negative).
     """
-    i = year_index
-    red = land.red[i]
-    nir = red * (1 + land.ndvi[i]) / (1 - land.ndvi[i])
-    swir16 = nir * (1 + land.ndbi[i]) / (1 - land.ndbi[i])
-    green = swir16 * (1 + land.mndwi[i]) / (1 - land.mndwi[i])
-    blue = np.where(land.water, 0.8 * green, 0.75 * red + 0.01)
-    swir22 = np.where(land.water, 0.5 * swir16, 0.75 * swir16)
-    return {
-        "blue": blue,
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nir = red * (1 + ndvi) / (1 - ndvi)
+        swir16 = nir * (1 + ndbi) / (1 - ndbi)
+        green = swir16 * (1 + mndwi) / (1 - mndwi)
+    out = {
+        "blue": 0.75 * red + 0.01,
         "green": green,
         "red": red,
         "nir08": nir,
         "swir16": swir16,
-        "swir22": swir22,
+        "swir22": 0.75 * swir16,
     }
+    return {k: np.where(water, water_rho[k], v) for k, v in out.items()}
+
+
+def cell_reflectance(land: Landscape, year_index: int) -> dict[str, np.ndarray]:
+    """Surface reflectance per planted cell and band (``reflectance`` of the cell values)."""
+    i = year_index
+    return reflectance(
+        land.red[i], land.ndvi[i], land.ndbi[i], land.mndwi[i], land.water, land.water_rho
+    )
 
 
 @dataclass(frozen=True)
@@ -147,16 +161,8 @@ class SceneRecord:
     aoi_cloud_share: float
     clear_aoi_cells: int
     expected_aoi_mean_lst_c: float | None
-
-
-def _sr_dn(rho: np.ndarray) -> np.ndarray:
-    dn = np.round((rho - SR_SCALE.offset) / SR_SCALE.scale)
-    return np.clip(dn, 1, 65535).astype(np.uint16)
-
-
-def _st_dn(lst_c: np.ndarray) -> np.ndarray:
-    dn = np.round((lst_c + KELVIN_OFFSET - ST_SCALE.offset) / ST_SCALE.scale)
-    return np.clip(dn, 1, 65535).astype(np.uint16)
+    expected_suhi_c: float | None
+    expected_water_lst_c: dict[str, float | None]
 
 
 def _shift(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -191,13 +197,17 @@ def write_scene(
     scenes_dir: Path,
     seed: int,
     pixel_noise_sd_c: float,
+    suhi_classes: tuple[np.ndarray, np.ndarray],
+    fields: dict[str, np.ndarray],
 ) -> SceneRecord:
     """Paint one scene from the planted cells and write its COGs and MTL.txt.
 
-    Each pixel takes the values of the cell holding its centre: reflectance exactly (up to DN
-    rounding), LST = planted cell LST of the year + the scene's weather offset + iid pixel
-    noise. Clouds are cold and bright, their 3-pixel dilation ring is half contaminated, and
-    shadows (the cloud mask displaced north-west) are dark and cool.
+    ``fields`` holds the year's unmixed pixel values (``ndvi``, ``ndbi``, ``mndwi``,
+    ``lst_c``; (height, width) each, ``uhi.demo.unmix``): the coverage-weighted mean of a cell's
+    land pixels is its planted value. Reflectance is solved from them (exact up to DN rounding),
+    LST = the pixel's value + the scene's weather offset + iid pixel noise. Clouds are cold and bright, their 3-pixel dilation ring is half contaminated, and
+    shadows (the cloud mask displaced north-west) are dark and cool. ``suhi_classes`` are the
+    planted (urban, rural) cell masks the scene's expected SUHI is taken over.
     """
     from scipy.ndimage import binary_dilation, distance_transform_edt
 
@@ -218,44 +228,52 @@ def write_scene(
     qa[cloud] = QA_VALUES["cloud"]
     qa[grid.fill] = QA_VALUES["fill"]
 
-    bands = cell_reflectance(land, plan.year_index)
+    i, c = plan.year_index, grid.cell
+    bands = reflectance(
+        land.red[i][c],
+        fields["ndvi"],
+        fields["ndbi"],
+        fields["mndwi"],
+        land.water[c],
+        {k: v[c] for k, v in land.water_rho.items()},
+    )
     cloud_rho = 0.45 + 0.03 * rng.standard_normal(grid.cell.shape)
     arrays: dict[str, np.ndarray] = {}
     for key in SR_KEYS:
-        rho = bands[key][grid.cell]
+        rho = bands[key]
         bright = cloud_rho * (0.7 if key.startswith("swir") else 1.0)
         rho = np.where(cloud, bright, rho)
         rho = np.where(dilated, 0.6 * rho + 0.4 * bright, rho)
         rho = np.where(shadow, 0.45 * rho, rho)
-        dn = _sr_dn(rho)
-        dn[grid.fill] = SR_SCALE.fill
+        dn = sr_dn(rho)
+        dn[grid.fill] = SR_FILL
         arrays[key] = dn
 
     if plan.has_thermal:
         lst = (
-            lst_cell_c[grid.cell]
+            fields["lst_c"]
             + plan.offset_c
             + rng.normal(0.0, pixel_noise_sd_c, grid.cell.shape)
         )
         lst = np.where(cloud, -8.0 + 2.0 * rng.standard_normal(grid.cell.shape), lst)
         lst = np.where(dilated, lst - 3.0, lst)
         lst = np.where(shadow, lst - 4.0, lst)
-        st = _st_dn(lst)
-        st[grid.fill] = ST_SCALE.fill
+        st = st_dn(lst)
+        st[grid.fill] = ST_FILL
         arrays["lwir11"] = st
         # ST uncertainty grows near clouds (LSDS-1619: ST_QA is worse close to cloud)
         dist_px = distance_transform_edt(~cloud) if cloud.any() else np.full(cloud.shape, 1e3)
         unc_k = 1.2 + 0.4 * land.water[grid.cell] + 5.0 * np.exp(-dist_px / 5.0)
         unc_k = np.where(cloud, 12.0, unc_k)
-        st_qa = np.round(unc_k / ST_QA_SCALE.scale).astype(np.int16)
-        st_qa[grid.fill] = int(ST_QA_SCALE.fill)  # type: ignore[arg-type]
+        st_qa = st_qa_dn(unc_k)
+        st_qa[grid.fill] = ST_QA_FILL
         arrays["qa"] = st_qa
     arrays["qa_pixel"] = qa
 
     folder = scenes_dir / plan.product_id
     crs = f"EPSG:{UTM_EPSG}"
     files: dict[str, str] = {}
-    nodata: dict[str, int | float | None] = {"qa_pixel": 1, "qa": ST_QA_SCALE.fill}
+    nodata: dict[str, int | float | None] = {"qa_pixel": 1, "qa": ST_QA_FILL}
     for key, arr in arrays.items():
         name = f"{plan.product_id}_{BAND_FILES[key]}.TIF"
         write_cog(folder / name, arr, transform=grid.transform, crs=crs, nodata=nodata.get(key, 0))
@@ -274,21 +292,29 @@ def write_scene(
 
         cover, cover_land = REGIONAL_SCENE_CLOUD, REGIONAL_SCENE_CLOUD + 1.0
 
-    # what a pipeline should find for this scene: the mean over AOI land cells that are at
-    # least half clear (by pixel centre) of planted LST + the scene's offset (water cells have
-    # no land LST: uhi keeps water apart, issue 12)
+    # what a pipeline should find for this scene, over AOI cells that are at least half clear
+    # (by pixel centre): the mean planted land LST + the scene's offset (water cells have no
+    # land LST), the urban-minus-rural difference and each water body's mean temperature
     n_cells = land.grid.n
     clear_px = valid & ~cloud & ~dilated & ~shadow
     per_cell = np.bincount(grid.cell.ravel(), minlength=n_cells)
     clear_cell = np.bincount(grid.cell.ravel(), weights=clear_px.ravel(), minlength=n_cells)
-    ok_cells = (
-        land.grid.in_aoi & ~land.water & (per_cell > 0) & (clear_cell >= 0.5 * np.maximum(per_cell, 1))
+    ok_cells = land.grid.in_aoi & (per_cell > 0) & (clear_cell >= 0.5 * np.maximum(per_cell, 1))
+    ok_land = ok_cells & ~land.water
+    thermal = plan.has_thermal
+
+    def _mean(mask: np.ndarray, offset: float = 0.0) -> float | None:
+        return round(float(lst_cell_c[mask].mean() + offset), 4) if thermal and mask.any() else None
+
+    expected = _mean(ok_land, plan.offset_c)
+    urban_c, rural_c = _mean(ok_land & suhi_classes[0]), _mean(ok_land & suhi_classes[1])
+    expected_suhi = (
+        round(urban_c - rural_c, 4) if urban_c is not None and rural_c is not None else None
     )
-    expected = (
-        round(float(lst_cell_c[ok_cells].mean() + plan.offset_c), 4)
-        if plan.has_thermal and ok_cells.any()
-        else None
-    )
+    expected_water = {
+        "river": _mean(ok_cells & land.river, plan.offset_c),
+        "lake": _mean(ok_cells & land.lake, plan.offset_c),
+    }
 
     footprint = _footprint(grid)
     to_ll = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True)
@@ -332,6 +358,8 @@ def write_scene(
         aoi_cloud_share=round(aoi_share, 4),
         clear_aoi_cells=int(ok_cells.sum()),
         expected_aoi_mean_lst_c=expected,
+        expected_suhi_c=expected_suhi,
+        expected_water_lst_c=expected_water,
     )
 
 

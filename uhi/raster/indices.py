@@ -50,9 +50,10 @@ REFLECTANCE_KEYS = ("blue", "green", "red", "nir08", "swir16", "swir22")
 VALID_LAND = 1
 VALID_WATER = 2
 
-# Liang (2001) broadband shortwave albedo for Landsat TM/ETM+ band equivalents; Landsat 8/9
-# bands B2, B4, B5, B6, B7 stand in for TM 1, 3, 4, 5, 7 (SCIENCE.md). Smith (2010) rescales
-# the same combination by 1/1.016.
+# Liang (2001, Remote Sensing of Environment 76:213-238) broadband shortwave albedo, derived for
+# Landsat TM bands 1, 3, 4, 5, 7: on TM/ETM+ scenes the canonical keys below ARE those bands
+# (uhi.landsat.SENSORS); on Landsat 8/9, OLI B2, B4, B5, B6, B7 stand in for them
+# (docs/science.md). Smith (2010) rescales the same combination by 1/1.016.
 _LIANG = {"blue": 0.356, "red": 0.130, "nir08": 0.373, "swir16": 0.085, "swir22": 0.072}
 _LIANG_INTERCEPT = -0.0018
 _SMITH_DIVISOR = 1.016

@@ -149,7 +149,7 @@ def _sign_planetary_computer(href: str) -> str:
         import planetary_computer
     except ImportError:
         raise UhiError(
-            "Planetary Computer hrefs need signing: pip install 'uhi[planetary]'"
+            "Planetary Computer hrefs need signing: pip install planetary-computer"
         ) from None
     try:
         return str(planetary_computer.sign(href))

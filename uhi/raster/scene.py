@@ -48,6 +48,8 @@ class Scene:
         Canonical key -> local COG path (raw DNs).
     scales
         Canonical key -> scale/offset/fill, checked against the documented constants.
+    platform
+        ``landsat-4`` .. ``landsat-9`` (the item's platform, else the id's), None when unknown.
     """
 
     scene_id: str
@@ -55,6 +57,7 @@ class Scene:
     level: str | None
     assets: Mapping[str, Path] = field(default_factory=dict)
     scales: Mapping[str, BandScale] = field(default_factory=dict)
+    platform: str | None = None
 
     @property
     def has_thermal(self) -> bool:
@@ -108,7 +111,7 @@ def checked_scales(
         ):
             raise InputError(
                 f"scene {scene_id}: asset {key} has scale {s.scale} offset {s.offset}, "
-                f"documented {ref.scale} / {ref.offset} (LSDS-1619); check the item's "
+                f"documented {ref.scale} / {ref.offset} (LSDS-1618/1619); check the item's "
                 "raster:bands or refetch the scene"
             )
         checked[key] = BandScale(s.scale, s.offset, ref.fill if s.fill is None else s.fill)
@@ -192,6 +195,10 @@ def load_scenes(ws: Workspace) -> list[Scene]:
         mtl_path = ws.scene_dir(sid) / "mtl.txt"
         mtl = landsat.read_mtl_file(mtl_path) if mtl_path.is_file() else None
         level = props.get("uhi:level") or landsat.product_level(feat, sid)
+        platform = props.get("platform")
+        if not (isinstance(platform, str) and platform in landsat.PLATFORMS):
+            parsed = landsat.parse_scene_id(sid)
+            platform = parsed.platform if parsed and parsed.platform in landsat.PLATFORMS else None
         scenes.append(
             Scene(
                 scene_id=sid,
@@ -199,6 +206,7 @@ def load_scenes(ws: Workspace) -> list[Scene]:
                 level=level,
                 assets=assets,
                 scales=checked_scales(meta, sid, mtl=mtl),
+                platform=platform,
             )
         )
     if not scenes:

@@ -155,8 +155,11 @@ def _draw_context(ax: Any, layers: list[tuple[Any, dict[str, Any]]]) -> None:
     ax.set_ylabel("")
 
 
-def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool, config: Any) -> tuple[ReportSection, dict[str, Any]]:
-    """PNG maps of LST, anomaly, hotspots, residuals, forecast, scenario; also the layer data."""
+def _maps_section(
+    inp: _Inputs, ws: Any, out_dir: Path, basemap: bool, config: Any, save_png: bool = True
+) -> tuple[ReportSection, dict[str, Any]]:
+    """PNG maps of LST, anomaly, hotspots, residuals, forecast, scenario; also the layer data.
+    The maps are always inlined in the page; ``save_png`` also writes them as ``maps/*.png``."""
     from uhi.writers.maps import render_hotspot_map, render_value_map
 
     sec = ReportSection("maps", f"Maps ({inp.year})")
@@ -222,7 +225,8 @@ def _maps_section(inp: _Inputs, ws: Any, out_dir: Path, basemap: bool, config: A
             for ax in fig.axes[:1]:
                 ax.set_title(f"{ax.get_title()}\nSYNTHETIC DATA (uhi demo)", fontsize=12)
         figs = [(key, fig, f"{caption} Synthetic data.") for key, fig, caption in figs]
-    tags = [_figure_tag(fig, caption, caption, save_to=maps_dir / f"{key}.png", ws=ws) for key, fig, caption in figs]
+    tags = [_figure_tag(fig, caption, caption, save_to=maps_dir / f"{key}.png" if save_png else None, ws=ws)
+            for key, fig, caption in figs]
     sec.body.append('<div class="maps">' + "\n".join(tags) + "</div>" if tags else _missing("no map could be drawn"))
     return sec, extra
 
@@ -741,7 +745,8 @@ def _embed_json(obj: Any) -> str:
 
 
 def build_report(config: Any, ws: Any, *, basemap: bool = False) -> Path:
-    """Write ``report/report.html`` (and ``report/maps/*.png``) from the workspace's artifacts.
+    """Write ``report/report.html`` (and, when ``outputs.formats`` has ``png``,
+    ``report/maps/*.png``) from the workspace's artifacts.
 
     Parameters
     ----------
@@ -777,9 +782,14 @@ def _build(config: Any, ws: Any, basemap: bool) -> Path:
 
     inp = _load(config, ws)
     out_dir = ws.stage_dir("report")
+    save_png = "png" in config.outputs.formats
+    if not save_png and (out_dir / "maps").is_dir():
+        from uhi.workspace import remove_tree
+
+        remove_tree(out_dir / "maps")  # maps of an earlier run would pass for this one's
     inp.data.setdefault("headline", {})["hottest"] = _hottest_places(inp, ws)
     headline = _headline_section(inp)
-    maps, extra = _maps_section(inp, ws, out_dir, basemap, config)
+    maps, extra = _maps_section(inp, ws, out_dir, basemap, config, save_png)
     sections = [headline, _suhi_section(inp, ws), maps]
     sections += [s for s in (_exposure_section(inp, ws), _plan_section(inp)) if s is not None]
     sections += [_models_section(inp), _forecast_section(inp, ws, config.forecast.interval)]

@@ -72,6 +72,23 @@ def search_scenes(config: Config, aoi: Aoi | None = None) -> pystac.ItemCollecti
     kept, dropped = filter_items(items, scene_filter)
     if not kept:
         why = "; ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())) or "the search returned nothing"
+        if not items and backend != "local":
+            # the server filters by the AOI (intersects) and dates: nothing found means no scene
+            # of the catalogue overlaps this AOI in those dates; clouds are not the reason
+            w, s_, e, n = (round(v, 4) for v in aoi.bounds)
+            raise NoDataError(
+                f"{where} found no scene overlapping the AOI (lon {w}..{e}, lat {s_}..{n}) between "
+                f"{config.time.start} and {config.time.end} (a server that filters clouds also applied "
+                f"cloud <= {config.search.max_cloud:g} %); check city.aoi/city.bbox ([west, south, east, north] "
+                "in degrees, longitude first) and the dates, or raise search.max_cloud"
+            )
+        if items and set(dropped) == {"no overlap"}:
+            # every scene found misses the AOI: dates and clouds are not the problem
+            raise NoDataError(
+                f"the AOI overlaps none of the {len(items)} scene(s) from {where}; check city.aoi/city.bbox "
+                "(longitude before latitude, degrees) and, for search.backend 'local', that search.path "
+                "holds scenes of this city"
+            )
         raise NoDataError(
             f"no Landsat scenes for the AOI from {where} with {scene_filter.describe()} "
             f"({len(items)} found, dropped: {why}); widen time.start/time.end or time.months, "

@@ -30,7 +30,7 @@ __all__ = [
 log = logging.getLogger("uhi.search")
 
 _BAND_FILE = re.compile(
-    r"^(?P<product>L[COTE]0[89]_L2S[PR]_\d{6}_\d{8}_\d{8}_\d{2}_(?:T1|T2|RT))_(?P<band>(?:SR|ST)_[A-Z0-9_]+|QA_PIXEL|QA_RADSAT)\.TIF$",
+    r"^(?P<product>L[COTE]0[4-9]_L2S[PR]_\d{6}_\d{8}_\d{8}_\d{2}_(?:T1|T2|RT))_(?P<band>(?:SR|ST)_[A-Z0-9_]+|QA_PIXEL|QA_RADSAT)\.TIF$",
     re.I,
 )
 
@@ -186,10 +186,16 @@ def items_from_catalog(path: Path) -> list[pystac.Item]:
 def items_from_folder(folder: Path) -> list[pystac.Item]:
     """One item per Landsat product found (recursively) in ``folder``."""
     groups: dict[str, dict[str, Path]] = {}
+    mss: set[str] = set()
     for file in sorted(folder.rglob("*")):
         m = _BAND_FILE.match(file.name)
         if m and file.is_file():
             groups.setdefault(m.group("product"), {})[m.group("band").upper()] = file
+        elif landsat.is_mss(file.name) and file.is_file():
+            mss.add("_".join(file.name.split("_")[:7]))
+    if mss:
+        shown = ", ".join(sorted(mss)[:3]) + (" ..." if len(mss) > 3 else "")
+        log.info("dropped %d scene(s): MSS (no Level-2 product) (%s)", len(mss), shown)
     if not groups:
         raise InputError(
             f"no Landsat Collection 2 Level-2 files (*_SR_B4.TIF, *_ST_B10.TIF, ...) under {folder}; "

@@ -38,6 +38,7 @@ FILTER_REASONS = (
     "dates",
     "months",
     "platform",
+    "MSS (no Level-2 product)",
     "cloud",
     "cloud over land",
     "L2SR (no thermal)",
@@ -104,7 +105,7 @@ def _scales(item: pystac.Item, mtl_scales: Mapping[str, landsat.BandScale] | Non
         for name, got, want in (("scale", found.scale, documented.scale), ("offset", found.offset, documented.offset)):
             if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12):
                 log.warning(
-                    "%s: %s %s of %s differs from the documented %s (LSDS-1619); using the item's value",
+                    "%s: %s %s of %s differs from the documented %s (LSDS-1618/1619); using the item's value",
                     item.id, key, name, got, want,
                 )
         fill = found.fill if found.fill is not None else documented.fill
@@ -119,21 +120,11 @@ def canonicalize_item(
 
     Asset keys such as ``SR_B4``, ``B4``, ``SR_B4.TIF`` or an href ending in ``_SR_B4.TIF`` become
     ``red``; unknown assets keep their key unless it collides. Adds ``uhi:level`` (L2SP/L2SR),
-    ``uhi:solar_day`` (YYYY-MM-DD) and ``uhi:scales`` ({key: [scale, offset, fill]}), and
-    normalises ``platform`` to ``landsat-8``/``landsat-9``.
+    ``uhi:solar_day`` (YYYY-MM-DD), ``uhi:scales`` ({key: [scale, offset, fill]}) and
+    ``uhi:sensor`` (TM, ETM+, OLI/TIRS), and normalises ``platform`` to ``landsat-4`` ..
+    ``landsat-9``. Numbered band names are read with the sensor's numbering (uhi.landsat.SENSORS).
     """
     out = item.clone()
-    assets: dict[str, pystac.Asset] = {}
-    for key, asset in item.assets.items():
-        canonical = landsat.canonical_asset_key(key, asset.href)
-        if canonical is not None and canonical not in assets:
-            assets[canonical] = asset.clone()
-    for key, asset in item.assets.items():
-        if landsat.canonical_asset_key(key, asset.href) is None and key not in assets:
-            assets[key] = asset.clone()
-    out.assets = {}
-    for key, asset in assets.items():
-        out.add_asset(key, asset)
     props = out.properties
     platform = normalize_platform(props.get("platform"))
     if platform is None:
@@ -141,6 +132,21 @@ def canonicalize_item(
         platform = parsed.platform if parsed else None
     if platform is not None:
         props["platform"] = platform
+    # the band numbering depends on the sensor (SR_B1 is blue on TM/ETM+, coastal on OLI)
+    sensor = landsat.sensor_for(platform=platform, scene_id=_SPLIT_SUFFIX.sub("", item.id))
+    if sensor is not None:
+        props["uhi:sensor"] = sensor.name
+    assets: dict[str, pystac.Asset] = {}
+    for key, asset in item.assets.items():
+        canonical = landsat.canonical_asset_key(key, asset.href, sensor)
+        if canonical is not None and canonical not in assets:
+            assets[canonical] = asset.clone()
+    for key, asset in item.assets.items():
+        if landsat.canonical_asset_key(key, asset.href, sensor) is None and key not in assets:
+            assets[key] = asset.clone()
+    out.assets = {}
+    for key, asset in assets.items():
+        out.add_asset(key, asset)
     level = landsat.product_level(props, scene_id=_SPLIT_SUFFIX.sub("", item.id))
     if level is None:
         # an item with a thermal band is L2SP whatever its id says
@@ -258,6 +264,8 @@ class SceneFilter:
             return "dates"
         if day.month not in self.months:
             return "months"
+        if landsat.is_mss(_SPLIT_SUFFIX.sub("", item.id), props.get("instruments")):
+            return "MSS (no Level-2 product)"
         platform = normalize_platform(props.get("platform"))
         if platform is not None and platform not in self.platforms:
             return "platform"

@@ -63,7 +63,7 @@ def make_client(config: Config) -> Any:
         from botocore.exceptions import ProfileNotFound
     except ImportError:
         raise ConfigError(
-            "search.backend 'sagemaker' needs boto3: pip install 'uhi[sagemaker]'"
+            "search.backend 'sagemaker' needs boto3: pip install 'uhi-landsat[sagemaker]'"
         ) from None
     sm = config.search.sagemaker
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pystac
@@ -29,16 +29,46 @@ class StacPreset:
         API root.
     collections
         Collection ids searched (landsatlook splits SR and ST into two).
+    account, cost, pixels
+        What a user needs to read the pixels, what it costs them, and where the pixels come
+        from (shown by ``uhi presets``; docs/fetch.md).
+    aws_credentials
+        True when the pixels are in a requester-pays S3 bucket (``uhi validate`` checks that
+        AWS credentials are present).
     """
 
     url: str
     collections: tuple[str, ...]
+    account: str = ""
+    cost: str = ""
+    pixels: str = ""
+    aws_credentials: bool = False
 
 
 PRESETS: dict[str, StacPreset] = {
-    "earth-search": StacPreset("https://earth-search.aws.element84.com/v1", ("landsat-c2-l2",)),
-    "planetary-computer": StacPreset("https://planetarycomputer.microsoft.com/api/stac/v1", ("landsat-c2-l2",)),
-    "usgs": StacPreset("https://landsatlook.usgs.gov/stac-server", ("landsat-c2l2-sr", "landsat-c2l2-st")),
+    "planetary-computer": StacPreset(
+        "https://planetarycomputer.microsoft.com/api/stac/v1",
+        ("landsat-c2-l2",),
+        account="none (a PC_SDK_SUBSCRIPTION_KEY raises rate limits)",
+        cost="free",
+        pixels="Azure blob storage, https hrefs signed at read time (planetary-computer package)",
+    ),
+    "earth-search": StacPreset(
+        "https://earth-search.aws.element84.com/v1",
+        ("landsat-c2-l2",),
+        account="AWS credentials (standard AWS chain)",
+        cost="requester pays: your AWS account is billed for the bytes read",
+        pixels="s3://usgs-landsat (requester pays, us-west-2)",
+        aws_credentials=True,
+    ),
+    "usgs": StacPreset(
+        "https://landsatlook.usgs.gov/stac-server",
+        ("landsat-c2l2-sr", "landsat-c2l2-st"),
+        account="AWS credentials (standard AWS chain)",
+        cost="requester pays: your AWS account is billed for the bytes read",
+        pixels="s3://usgs-landsat via alternate.s3 (landsatlook's https links need an EROS login)",
+        aws_credentials=True,
+    ),
 }
 
 
@@ -53,7 +83,7 @@ def resolve_endpoint(config: Config) -> StacPreset:
         return StacPreset(s.url.rstrip("/"), collections)
     if preset is None:
         raise ConfigError("search.backend 'stac' needs search.preset or search.url")
-    return StacPreset(preset.url, (s.collection,) if s.collection else preset.collections)
+    return replace(preset, collections=(s.collection,)) if s.collection else preset
 
 
 def _retry(retries: int) -> Any:

@@ -28,6 +28,7 @@ VARIABLE_NOTES = {
     "cell": "quadkey of the web-mercator tile (zoom in the zoom column)",
     "date": "local solar day of the acquisition (same-day scenes merged)",
     "scene_id": "STAC item id(s) behind the row, '+'-joined when merged",
+    "platform": "Landsat platform(s) behind the row (landsat-4 .. landsat-9), '+'-joined when same-day scenes of two platforms merged",
     "lst_c": "land surface temperature, degrees C: coverage-weighted mean over the cell's clear land pixels (water excluded) of USGS ST_B10 (DN x 0.00341802 + 149 - 273.15)",
     "lst_c_std": "coverage-weighted standard deviation of LST within the cell, degrees C",
     "lst_c_min": "minimum LST of the valid pixels touching the cell, degrees C",
@@ -82,6 +83,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     from uhi.grid.zonal import build_coverage, grid_key
     from uhi.morphology import cell_morphology
     from uhi.parallel import dask_client, map_tasks
+    from uhi.progress import StageBar
     from uhi.raster.indices import ROWS_PER_BLOCK, SceneTask, process_scene, scene_grid
     from uhi.raster.scene import group_by_solar_day, load_scenes
 
@@ -121,6 +123,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     # columns at once: a scene's accumulators take 8 x 5 float64 per cell (124 MB at 389k
     # cells), so holding all 45 of a city-scale run cost 4 GB of the compute peak.
     by_day = group_by_solar_day(scenes)
+    platform_of = {s.scene_id: s.platform for s in scenes}
     position = {id(s): i for i, s in enumerate(scenes)}
     threads = min(len(tasks), os.cpu_count() or 1, 4)
     chunk_scenes = max(_CHUNK_SCENES_PER_THREAD * threads, 1)
@@ -133,16 +136,18 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     used: list[int] = []
     no_clear: list[int] = []
     cogs_of: dict[int, tuple[int, dict[str, str]]] = {}
-    days: list[tuple[Any, str, dict[str, np.ndarray]]] = []
+    days: list[tuple[Any, str, str, dict[str, np.ndarray]]] = []
     water_w = np.zeros(len(cells))
     water_v = np.zeros(len(cells))
     # shares the run's client when `uhi run` opened one for the same settings (uhi.parallel)
-    with dask_client(config.dask.address, config.dask.workers) as client:
+    # one bar for the stage, advanced per scene across chunks (a bar per chunk would restart)
+    with dask_client(config.dask.address, config.dask.workers) as client, StageBar(
+        len(tasks), desc="compute", unit="scene"
+    ) as bar:
         for chunk in chunks:
             idx = [i for _, ix in chunk for i in ix]
-            results = dict(
-                zip(idx, map_tasks(process_scene, [tasks[i] for i in idx], threads=threads, client=client, desc="compute"), strict=True)
-            )
+            done = map_tasks(process_scene, [tasks[i] for i in idx], threads=threads, client=client, bar=bar)
+            results = dict(zip(idx, done, strict=True))
             for day, ix in chunk:
                 day_stats = []
                 for i in ix:
@@ -169,7 +174,15 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
                 merged = day_stats[0]
                 for other in day_stats[1:]:
                     merged.merge(other)
-                days.append((day, "+".join(merged.scene_ids), _day_columns(merged)))
+                platforms = sorted({platform_of.get(sid) or "unknown" for sid in merged.scene_ids})
+                days.append(
+                    (
+                        day,
+                        "+".join(merged.scene_ids),
+                        "+".join(platforms),
+                        _day_columns(merged, config.compute.min_valid_share),
+                    )
+                )
                 water_w += merged.water.sum_w
                 water_v += merged.water.sum_wv + merged.water.shift * merged.water.sum_w
                 del merged, day_stats
@@ -251,11 +264,13 @@ def _uncertainty_summary(values: np.ndarray) -> dict[str, Any] | None:
     }
 
 
-def _day_columns(stats: Any) -> dict[str, np.ndarray]:
+def _day_columns(stats: Any, min_valid_share: float = 0.0) -> dict[str, np.ndarray]:
     """One solar day's panel columns (float64, one value per cell) from its accumulators.
 
     The variables are means over the cell's clear land pixels; ``water_share`` and
-    ``valid_share`` count land and water alike.
+    ``valid_share`` count land and water alike. A cell whose ``valid_share`` is below
+    ``min_valid_share`` (``compute.min_valid_share``: clouds, fill, Landsat 7 SLC-off stripes)
+    gets NaN variables; its ``valid_share`` still says how much was clear.
     """
     lst = stats.accumulators["lst_c"].result()
     cols = {var: lst["mean"] if var == "lst_c" else stats.accumulators[var].result()["mean"] for var in PANEL_VARIABLES}
@@ -269,10 +284,15 @@ def _day_columns(stats: Any) -> dict[str, np.ndarray]:
     cols["water_share"] = water["mean"]
     cols["water_lst_c"] = stats.water_lst.result()["mean"]
     cols["lst_uncertainty_k"] = stats.uncertainty.result()["mean"]
+    if min_valid_share > 0:
+        too_little = cols["valid_share"] < min_valid_share
+        for name, values in cols.items():
+            if name != "valid_share":
+                values[too_little] = np.nan
     return cols
 
 
-def _panel(cells: Any, days: list[tuple[Any, str, dict[str, np.ndarray]]]) -> Any:
+def _panel(cells: Any, days: list[tuple[Any, str, str, dict[str, np.ndarray]]]) -> Any:
     """The tidy cell x date table (date-major: day i is rows i*n..(i+1)*n) from per-day columns.
 
     Built column by column and left unconsolidated: one pandas block of all float columns
@@ -284,12 +304,13 @@ def _panel(cells: Any, days: list[tuple[Any, str, dict[str, np.ndarray]]]) -> An
     n = len(cells)
     k = len(days)
     panel = pd.DataFrame({"cell": np.tile(cells["cell"].to_numpy(), k)})
-    panel["date"] = np.repeat(np.array([np.datetime64(day, "ns") for day, _, _ in days]), n)
-    panel["year"] = np.repeat(np.array([day.year for day, _, _ in days], dtype=np.int64), n)
-    panel["scene_id"] = np.repeat(np.array([sid for _, sid, _ in days], dtype=object), n)
-    for var in list(days[0][2]):
-        panel[var] = np.concatenate([cols.pop(var) for _, _, cols in days])
-    for col in ("cell", "scene_id"):
+    panel["date"] = np.repeat(np.array([np.datetime64(day, "ns") for day, *_ in days]), n)
+    panel["year"] = np.repeat(np.array([day.year for day, *_ in days], dtype=np.int64), n)
+    panel["scene_id"] = np.repeat(np.array([sid for _, sid, _, _ in days], dtype=object), n)
+    panel["platform"] = np.repeat(np.array([platform for _, _, platform, _ in days], dtype=object), n)
+    for var in list(days[0][3]):
+        panel[var] = np.concatenate([cols.pop(var) for *_, cols in days])
+    for col in ("cell", "scene_id", "platform"):
         panel[col] = panel[col].astype(str)
     return panel
 
@@ -449,7 +470,7 @@ def _composites(ws: Workspace, folder: Path, scene_cogs: list[tuple[int, dict[st
 
 SPEC = StageSpec(
     name="compute",
-    config_sections=("city", "masking", "grid", "indices", "buildings", "suhi", "outputs"),
+    config_sections=("city", "masking", "grid", "compute", "indices", "buildings", "suhi", "outputs"),
     inputs=_inputs,
     run=run,
 )

@@ -20,7 +20,7 @@ from uhi.raster.read import (
     source_key,
     window_for_grid,
 )
-from uhi.redact import strip_query
+from uhi.redact import redact_url, strip_query
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace, remove_tree
 
@@ -239,6 +239,80 @@ def _unlink_scene_symlinks(ws: Workspace) -> None:
             remove_tree(entry)
 
 
+# bytes per pixel of the Landsat C2 L2 bands uhi reads: SR and ST are uint16, ST_QA int16, QA_PIXEL
+# uint16 (LSDS-1619, Landsat 8-9 C2 L2 Science Product Guide, table 6-1)
+_BYTES_PER_PIXEL = 2
+
+
+def plan_fetch(config: Config) -> dict[str, Any]:
+    """What ``uhi fetch`` would read, from the search and the items' projection metadata only.
+
+    Runs the search (so the network is used for the catalogue) but opens no raster: the window of
+    each asset is computed from ``proj:transform``/``proj:shape``/``proj:code`` and its size is
+    the uncompressed upper bound (pixels x 2 bytes); an asset without that metadata is counted as
+    of unknown size.
+
+    Raises
+    ------
+    NoDataError
+        No scene passed the filters (as ``uhi fetch`` would).
+    """
+    from uhi.aoi import load_aoi
+    from uhi.search import search_scenes
+
+    aoi = load_aoi(config.city)
+    collection = search_scenes(config, aoi)
+    dropped = dict(collection.extra_fields.get("uhi:dropped", {}))
+    windows: dict[tuple[Any, ...], Any] = {}
+    kept: list[dict[str, Any]] = []
+    total = n_assets = unknown = 0
+    for item in collection:
+        size = assets = missing = 0
+        for key in config.fetch.assets:
+            if key not in item.assets:
+                continue
+            assets += 1
+            shape = _expected_shape(item, key, aoi.geometry, config.fetch.margin_m, windows)
+            if shape is None:  # no projection metadata (or a window that cannot be computed)
+                missing += 1
+                continue
+            size += int(shape[0]) * int(shape[1]) * _BYTES_PER_PIXEL
+        total += size
+        n_assets += assets
+        unknown += missing
+        props = item.properties
+        kept.append({
+            "id": item.id,
+            "datetime": str(props.get("datetime") or ""),
+            "cloud": props.get("eo:cloud_cover"),
+            "assets": assets,
+            "bytes": None if missing else size,
+        })
+    return {
+        "source": config.search.backend if config.search.backend != "stac" else (
+            redact_url(config.search.url) if config.search.url else f"stac {config.search.preset}"
+        ),
+        "found": len(kept) + sum(int(v) for v in dropped.values()),
+        "kept": kept,
+        "dropped": dropped,
+        "assets": n_assets,
+        "assets_unknown_size": unknown,
+        "bytes": total,
+    }
+
+
+def _counting(fn: Any, bar: Any) -> Any:
+    """``fn`` that adds each record's bytes to ``bar`` (threads in this process only: a bar that
+    is active is never shipped to Dask workers, see ``run``)."""
+
+    def wrapped(task: AssetTask) -> dict[str, Any]:
+        rec: dict[str, Any] = fn(task)
+        bar.update(int(rec.get("bytes", 0) or 0))
+        return rec
+
+    return wrapped
+
+
 def run(config: Config, ws: Workspace) -> dict[str, Any]:
     """Search, clip every needed asset of every selected scene, and write ``scenes.geojson``."""
     import pystac
@@ -246,6 +320,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     from uhi.aoi import load_aoi
     from uhi.errors import NoDataError
     from uhi.parallel import active_client, map_tasks
+    from uhi.progress import StageBar
     from uhi.search import search_scenes
 
     aoi = load_aoi(config.city)
@@ -253,9 +328,12 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     items = list(collection)
     _unlink_scene_symlinks(ws)
     tasks = plan_tasks(config, ws, items, aoi.geometry)
-    records = map_tasks(
-        fetch_asset, tasks, threads=config.fetch.workers, client=active_client(), desc="fetch"
-    )
+    client = active_client()
+    with StageBar(None, desc="fetch (written)", unit="B") as bar:
+        # bytes and throughput on a terminal: each finished clip adds its size (a bar stays
+        # in this process: with a Dask client only the per-asset bar is shown)
+        fn = _counting(fetch_asset, bar) if bar.active and client is None else fetch_asset
+        records = map_tasks(fn, tasks, threads=config.fetch.workers, client=client, desc="fetch")
     by_scene: dict[str, dict[str, dict[str, Any]]] = {}
     for rec in records:
         by_scene.setdefault(rec["scene_id"], {})[rec["key"]] = rec

@@ -98,8 +98,11 @@ def forecast_table(
     if rs.n_steps == 0:
         raise InputError(f"no usable rows in the table (report: {rs.report}); check --time-col and the dates")
     check_horizon(horizon, rs.n_steps, name=horizon_name)
+    from uhi.progress import progress
+
     out = []
-    for var in value_cols:
+    # one step per variable (each fits every series of the table); a terminal shows the bar
+    for var in progress(value_cols, total=len(value_cols), desc="forecast", unit="variable"):
         res = forecast_series(
             rs.values[var], horizon, holdout=min(holdout, rs.n_steps - 1), coverage=coverage,
             methods=methods, min_points=min_points,
@@ -206,7 +209,7 @@ def _read_inputs(
     for needed in (ws.panel, ws.cells):
         if not needed.is_file():
             raise InputError(f"{ws.relative(needed)} is missing in {ws.root}; run uhi compute first")
-    panel = read_panel(ws.panel, ["cell", "date", "valid_share", *wanted])  # those it has
+    panel = read_panel(ws.panel, ["cell", "date", "valid_share", "platform", *wanted])  # those it has
     dynamic = [v for v in wanted if v in panel.columns]
     all_cells = gpd.read_parquet(ws.cells)
     cells, water = exclude_water_cells(all_cells, max_water_share)
@@ -273,6 +276,31 @@ def _city_series(
         )
         out.append((name, series, scenes, res))
     return out
+
+
+def _sensor_overlap(panel: Any, names: list[str], n_cells: int) -> dict[str, list[dict[str, Any]]]:
+    """Per variable, the overlap-year comparison of sensors' scene city means (docs/forecast.md).
+
+    Scenes enter as in the city series (cells at least half clear, scenes with >= 10 % of the
+    cells); a day merged from two platforms belongs to neither sensor and is left out.
+    """
+    from uhi.landsat import sensor_for
+    from uhi.stats.sensors import sensor_steps
+
+    if "platform" not in panel.columns or not names:
+        return {}
+    clear = panel
+    if "valid_share" in panel.columns:
+        clear = panel[panel["valid_share"].fillna(0) >= _MIN_VALID_SHARE]
+    grouped = clear.groupby("date", observed=True)
+    per_scene = grouped[names].mean().where(grouped[names].count().ge(_MIN_CLEAR_CELL_SHARE * n_cells))
+    platform = panel.groupby("date", observed=True)["platform"].first().reindex(per_scene.index)
+    sensors = []
+    for value in platform.astype(str):
+        sensor = sensor_for(platform=value) if "+" not in value else None
+        sensors.append(sensor.name if sensor is not None else None)
+    years = per_scene.index.year.to_numpy()
+    return {name: sensor_steps(years, per_scene[name].to_numpy(dtype=float), sensors) for name in names}
 
 
 def _trend_per_step(city: np.ndarray) -> dict[str, float]:
@@ -492,6 +520,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     city_rows: dict[str, Any] = {"step": step_labels(rs.steps, rs.step) + labels,
                  "kind": ["observed"] * rs.n_steps + ["forecast"] * fc.horizon}
     city_info: dict[str, Any] = {}
+    overlap = _sensor_overlap(panel, [vf.name for vf in fit_list], len(cells))
     for name, series, n_scenes, res in city:
         city_rows[name] = np.concatenate([series, res.mean[0]])
         city_rows[f"{name}_lo"] = np.concatenate([np.full(rs.n_steps, np.nan), res.lower[0]])
@@ -508,6 +537,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             "observed_scenes": dict(zip(step_labels(rs.steps, rs.step), n_scenes.tolist(), strict=True)),
             "city_mean": "per step, the mean of its scenes' city means (scenes with >= 10 % of cells clear)",
             "trend_per_step": _trend_per_step(series),
+            "sensor_overlap": overlap.get(name, []),
         }
     if projection is not None:
         with np.errstate(invalid="ignore"):

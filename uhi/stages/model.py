@@ -423,7 +423,10 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
     if "fe" in req.models and req.zone_col is None:
         res.skipped["fe"] = data.notes.get("fe_skipped", "no zone column given (--zone-col)")
     total_used = 0
-    for period in periods:
+    from uhi.progress import progress
+
+    # one step per period (every model fitted for it, then Gi*); a terminal shows the bar
+    for period in progress(periods, total=len(periods), desc="model", unit=data.period_name or "fit"):
         rows = table[table["period"] == period]
         values = rows[cols].to_numpy(dtype=float)
         ok = np.isfinite(values).all(axis=1)
