@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-out
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test bench lint venv clean readme-config
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check uhi tests bench
 	$(VENV)/bin/mypy uhi
+
+readme-config: $(STAMP)
+	$(PY) -c "from pathlib import Path; from uhi.config_reference import update_readme; update_readme(Path('README.md'))"
 
 clean:
 	rm -rf $(DEMO) build dist *.egg-info .pytest_cache

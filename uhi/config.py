@@ -142,7 +142,9 @@ class SageMakerConfig(_Section):
 class SearchConfig(_Section):
     """Where scenes are found."""
 
-    backend: Literal["stac", "sagemaker", "local"] = "stac"
+    backend: Literal["stac", "sagemaker", "local"] = Field(
+        "stac", description="stac (a STAC API), sagemaker (SageMaker geospatial) or local (files on disk)"
+    )
     preset: Literal["earth-search", "planetary-computer", "usgs"] | None = Field(
         "planetary-computer",
         description="STAC API preset (planetary-computer needs no account; `uhi presets`); ignored when url is set",
@@ -270,17 +272,17 @@ class BuildingsConfig(_Section):
     """Building footprints and related layers for morphology."""
 
     path: Path | None = Field(None, description="footprints layer, any OGR format and CRS")
-    layer: str | None = None
+    layer: str | None = Field(None, description="layer of the footprints file (else its first)")
     height_col: str | None = Field("height", description="height column, metres")
     floors_col: str | None = Field("floors", description="floors (storeys) column")
     storey_height_m: float = Field(3.0, gt=0, description="storey height when floors are unknown")
     blocks_path: Path | None = Field(None, description="street-block polygons for block coverage")
     landuse_path: Path | None = Field(None, description="land-use polygons for Shannon entropy")
-    landuse_col: str = "landuse"
+    landuse_col: str = Field("landuse", description="land-use class column of the land-use layer")
     population_path: Path | None = Field(None, description="population points or polygons")
-    population_col: str = "population"
+    population_col: str = Field("population", description="population column of the population layer")
     zones_path: Path | None = Field(None, description="zones (districts) for fixed effects")
-    zone_col: str = "zone"
+    zone_col: str = Field("zone", description="zone id column of the zones layer")
 
 
 class SuhiConfig(_Section):
@@ -313,22 +315,21 @@ class SuhiConfig(_Section):
 class ModelConfig(_Section):
     """Spatial regression and hotspots."""
 
-    y: str = "lst_c"
-    x: tuple[str, ...] = ("ndvi", "ndbi", "site_coverage")
+    y: str = Field("lst_c", description="dependent variable (a panel column)")
+    x: tuple[str, ...] = Field(
+        ("ndvi", "ndbi", "site_coverage"), description="explanatory variables (panel or cell columns)"
+    )
     weights: str = Field("knn:8", description="knn:K, queen, rook or distance:D (metres)")
-    models: tuple[Literal["ols", "slx", "lag", "error", "fe", "panel_fe"], ...] = (
-        "ols",
-        "slx",
-        "lag",
-        "error",
-        "fe",
-        "panel_fe",
+    models: tuple[Literal["ols", "slx", "lag", "error", "fe", "panel_fe"], ...] = Field(
+        ("ols", "slx", "lag", "error", "fe", "panel_fe"), description="models fitted per year"
     )
     zone_col: str = Field("zone", description="column of zones for the 'fe' model")
     lag_estimator: Literal["ml", "2sls"] = Field(
         "ml", description="spatial lag model by maximum likelihood or by 2SLS (GM, instruments X and WX)"
     )
-    hotspot_variable: Literal["lst", "anomaly"] = "lst"
+    hotspot_variable: Literal["lst", "anomaly"] = Field(
+        "lst", description="Gi* on LST or on its anomaly from the rural mean"
+    )
     permutations: int = Field(0, ge=0, description="Gi* permutations; 0 uses normal p-values")
     fdr: bool = Field(True, description="correct hotspot p-values for multiple tests (FDR)")
     max_water_share: float = Field(
@@ -359,15 +360,21 @@ class ModelConfig(_Section):
 class ForecastConfig(_Section):
     """Per-cell exponential smoothing."""
 
-    step: Literal["summer", "month"] = "summer"
+    step: Literal["summer", "month"] = Field(
+        "summer", description="one step per summer (the months of time.months) or per month"
+    )
     horizon: int = Field(3, ge=1, le=50, description="steps ahead")
     holdout: int = Field(2, ge=0, description="last steps held out for validation")
     interval: float = Field(0.9, gt=0, lt=1, description="prediction interval coverage")
     min_points: int = Field(4, ge=3, description="cells with fewer steps are reported, not fitted")
-    variables: tuple[str, ...] = ("lst_c", "ndvi", "ndbi", "site_coverage")
-    methods: tuple[Literal["simple", "holt", "damped"], ...] = ("simple", "holt", "damped")
+    variables: tuple[str, ...] = Field(
+        ("lst_c", "ndvi", "ndbi", "site_coverage"), description="variables forecast per cell"
+    )
+    methods: tuple[Literal["simple", "holt", "damped"], ...] = Field(
+        ("simple", "holt", "damped"), description="exponential smoothing methods; the lowest AICc wins per cell"
+    )
     rcp_table: Path | None = Field(None, description="CSV of year, delta_c (else the shipped table)")
-    rcp_years: tuple[int, ...] = (2050, 2085)
+    rcp_years: tuple[int, ...] = Field((2050, 2085), description="years of the long-term warming projection")
     rcp_region: str = Field(
         "global",
         description="region rows of the warming table: 'global' or 'canada' (an upper bound) in the "
@@ -462,11 +469,15 @@ class PlanConfig(_Section):
 class OutputsConfig(_Section):
     """What is written for people."""
 
-    formats: tuple[Literal["geojson", "excel", "cog", "png", "html"], ...] = (
-        "geojson",
-        "excel",
-        "cog",
-        "png",
+    formats: tuple[Literal["geojson", "excel", "cog", "gpkg", "png", "html"], ...] = Field(
+        ("geojson", "excel", "cog", "gpkg", "png"),
+        description="what is written for people: GeoJSON, Excel workbooks, COGs, one GeoPackage "
+        "<workspace>/<city>.gpkg, PNG maps, HTML report",
+    )
+    geojson_wide: bool = Field(
+        False,
+        description="repeat the cells' static columns (area, urban, water share, morphology) on "
+        "every per-date GeoJSON (the old wide form); by default they are only in <city>_cells.geojson",
     )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "known_scene_days",
     "find_new_scenes",
     "run_summary",
+    "assemble_city_gpkg",
     "check_run_size",
 ]
 
@@ -36,7 +37,7 @@ log = logging.getLogger("uhi.pipeline")
 SpecLookup = Callable[[str], StageSpec]
 
 # Files people open; everything else under a stage folder is an intermediate artifact.
-_OUTPUT_SUFFIXES = (".geojson", ".xlsx", ".tif", ".png", ".html", ".csv")
+_OUTPUT_SUFFIXES = (".geojson", ".xlsx", ".tif", ".gpkg", ".png", ".html", ".csv")
 
 
 @dataclass
@@ -130,7 +131,30 @@ def _execute_stages(
         for name in names:
             again = force or name in force_stages
             outcomes.append(execute(specs(name), config, ws, force=again))
+    if any(not o.skipped for o in outcomes) or not city_gpkg_path(config, ws).is_file():
+        assemble_city_gpkg(config, ws)
     return outcomes
+
+
+def city_gpkg_path(config: Config, ws: Workspace) -> Path:
+    """``<workspace>/<city>.gpkg``, the one GeoPackage people open in QGIS."""
+    return ws.path(f"{config.city.name}.gpkg")
+
+
+def assemble_city_gpkg(config: Config, ws: Workspace) -> Path | None:
+    """Build ``<workspace>/<city>.gpkg`` from the stages' own GeoPackages (call under the lock).
+
+    Each stage (and ``uhi scenario``) writes its layers to ``<stage>/<stage>.gpkg`` inside its
+    own folder; this step, outside any stage, copies them into the city's file, so stages still
+    meet only through their own artifacts. Nothing is written when ``gpkg`` is not in
+    ``outputs.formats`` or no stage wrote a GeoPackage yet.
+    """
+    from uhi.writers.gpkg import assemble_gpkg, gpkg_sources
+
+    if "gpkg" not in config.outputs.formats:
+        return None
+    order = (*STAGES, "scenario")
+    return assemble_gpkg(city_gpkg_path(config, ws), gpkg_sources(ws.root, order))
 
 
 def check_run_size(config: Config, stages: Sequence[str] = STAGES) -> None:
@@ -401,5 +425,7 @@ def run_summary(ws: Workspace) -> dict[str, Any]:
             # per-scene intermediates (fetch/scenes, compute/scenes) are not what people open
             if p.suffix in _OUTPUT_SUFFIXES and "/scenes/" not in f"/{rel}":
                 outputs.append(rel)
+    for p in sorted(ws.root.glob("*.gpkg")) if ws.root.is_dir() else []:
+        outputs.append(ws.relative(p))
     out["outputs"] = outputs
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,7 @@ def apply_changes(baseline: Any, shares: sp.csr_matrix, changes: ChangeSet) -> A
     """New covariates after the changes; the input frame is left untouched.
 
     A cell partly covered by a polygon gets the coverage-weighted mean of the changed and the
-    unchanged parts, the same weighting compute uses for pixels on cells (SCIENCE.md, the
+    unchanged parts, the same weighting compute uses for pixels on cells (docs/science.md, the
     grid): ``add`` gives ``v + s * delta``, ``set`` gives ``v + s * (value - v)`` with ``s`` the
     covered share. Polygons apply in file order, so a later one overrides an earlier overlap.
     Changed values are clipped to their physical range (``BOUNDS``; others to >= 0).
@@ -677,7 +678,7 @@ def run_scenario(
     import pandas as pd
 
     from uhi.workspace import safe_component
-    from uhi.writers.excel import write_workbook
+    from uhi.writers.excel import cell_centres, write_workbook
     from uhi.writers.geojson import write_geojson
 
     ws.require_current(("fetch", "compute", "model"), "uhi scenario")
@@ -768,16 +769,26 @@ def run_scenario(
             "city": pd.DataFrame([city]),
         },
         notes=notes,
+        centres=cell_centres(geo),
     )
-    changes_out = write_geojson(
-        changes.frame.assign(changes=[json.dumps(v, sort_keys=True) for v in changes.values]),
-        out_dir / f"{scenario_name}_changes.geojson",
-    )
+    changes_frame = changes.frame.assign(changes=[json.dumps(v, sort_keys=True) for v in changes.values])
+    changes_out = write_geojson(changes_frame, out_dir / f"{scenario_name}_changes.geojson")
+    written = [geojson_path, xlsx_path, changes_out]
+    if "gpkg" in config.outputs.formats:
+        from uhi.writers.gpkg import write_gpkg
+
+        layer = "scenario_" + re.sub(r"\W", "_", scenario_name)[:40]
+        written.append(
+            write_gpkg(
+                out_dir / f"{scenario_name}.gpkg",
+                {layer: geo, f"{layer}_changes": changes_frame},
+            )
+        )
     summary_path = ws.write_json(out_dir / f"{scenario_name}_summary.json", record)
     log.info(
         "scenario %s: %d cells changed, mean change %.3f C city-wide (model %s)",
         scenario_name, city["cells_changed"], city["mean_dlst_c"], fitted.kind,
     )
-    record["outputs"] = [ws.relative(p) for p in (geojson_path, xlsx_path, changes_out, summary_path)]
+    record["outputs"] = [ws.relative(p) for p in (*written, summary_path)]
     return record
 

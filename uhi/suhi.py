@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 # a cell more than half water (QA_PIXEL bit 7, or MNDWI > 0) is water: excluded from both
-# the urban and the rural means (SCIENCE.md, "water and snow excluded")
+# the urban and the rural means (docs/science.md, "water and snow excluded")
 WATER_SHARE_MAX = 0.5
 
 

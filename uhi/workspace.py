@@ -118,7 +118,7 @@ class Workspace:
         """The folder a stage owns (fetch/, compute/, model/, forecast/, ...)."""
         return self.path(safe_component(stage))
 
-    # well-known artifacts (the contract between stages; see ARCHITECTURE.md)
+    # well-known artifacts (the contract between stages; see docs/developing.md)
     @property
     def scenes_index(self) -> Path:
         """fetch -> compute: the selected scenes as a STAC ItemCollection (GeoJSON)."""

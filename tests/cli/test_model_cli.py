@@ -45,7 +45,7 @@ def test_general_mode_fits_and_writes_everything(columbus, tmp_path: Path, capsy
                "--weights", "queen", "--zone-col", "zone", "--out", str(out))
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "hotspots.geojson", "hotspots.parquet", "model.xlsx", "predictions.geojson", "summary.json"]
+        "hotspots.geojson", "hotspots.parquet", "model.gpkg", "model.xlsx", "predictions.geojson", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["models"]) == {"ols", "slx", "lag", "error", "fe"}
     ols = summary["models"]["ols"]["years"]["all"]

@@ -98,7 +98,7 @@ def liverpool_run(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("liverpool")
     ws = Workspace(tmp / "ws")
     sid, bounds = place_scene(ws, data_dir / "landsat" / LIVERPOOL)
-    cfg = _config(tmp, inner_bbox(bounds), grid={"zoom": 18}, outputs={"formats": ["geojson", "excel", "cog"]})
+    cfg = _config(tmp, inner_bbox(bounds), grid={"zoom": 18}, outputs={"formats": ["geojson", "excel", "cog", "gpkg"]})
     outcome = execute(SPEC, cfg, ws)
     return ws, cfg, sid, outcome
 
@@ -256,9 +256,18 @@ def test_liverpool_outputs_for_people(liverpool_run):
     gj = json.loads((out / "testcity_outputs_2020-09-27.geojson").read_text())
     assert len(gj["features"]) == len(pd.read_parquet(ws.cells))
     props = gj["features"][0]["properties"]
-    for key in ("cell", "date", "lst_c", "ndvi", "ndbi", "mndwi", "albedo", "site_coverage", "anomaly_c",
-                "water_share", "water_lst_c", "lst_uncertainty_k"):
+    for key in ("cell", "date", "lst_c", "ndvi", "ndbi", "mndwi", "albedo", "anomaly_c",
+                "water_share", "water_lst_c"):
         assert key in props
+    # this clip has no ST_QA: lst_uncertainty_k has no value anywhere, so the GeoJSON leaves the
+    # column out (GDAL would type a column of nulls as String); the panel keeps it
+    assert "lst_uncertainty_k" not in props and pd.read_parquet(ws.panel)["lst_uncertainty_k"].isna().all()
+    assert gj["features"][0]["id"] == props["cell"]
+    # the static columns are in the cells file once, not on every date (outputs.geojson_wide)
+    assert "site_coverage" not in props and "area_m2" not in props
+    cells_gj = json.loads((out / "testcity_cells.geojson").read_text())
+    assert len(cells_gj["features"]) == len(gj["features"])
+    assert {"cell", "area_m2", "urban", "water_share"} <= set(cells_gj["features"][0]["properties"])
     xl = pd.read_excel(out / "testcity_summary.xlsx", sheet_name=None)
     assert {"city_by_date", "suhi", "about"} <= set(xl)
     assert xl["city_by_date"]["lst_c_mean"].iloc[0] == pytest.approx(
@@ -268,8 +277,12 @@ def test_liverpool_outputs_for_people(liverpool_run):
     assert "floor area" in about["far"] and "share of the ground" in about["site_coverage"]
     with rasterio.open(out / "composites" / "lst_c_2020.tif") as src:
         comp = src.read(1)
+        assert src.descriptions == ("lst_c",) and src.units == ("degC",)
     with rasterio.open(ws.path("compute", "scenes", LIVERPOOL_ID, "lst_c.tif")) as src:
         np.testing.assert_array_equal(comp, src.read(1))  # one scene: the mean is the scene
+        assert src.descriptions == ("lst_c",) and src.units == ("degC",)
+    with rasterio.open(ws.path("compute", "scenes", LIVERPOOL_ID, "ndvi.tif")) as src:
+        assert src.descriptions == ("ndvi",) and src.units == ("1",)
     assert outcome.summary["scenes_used"] == 1
 
 
@@ -438,3 +451,58 @@ def test_dask_local_cluster_gives_the_same_panel(tmp_path, data_dir):
         results[mode] = pd.read_parquet(ws.panel)
     for col in ("lst_c", "ndvi", "albedo", "valid_share", "anomaly_c"):
         np.testing.assert_array_equal(results["threads"][col], results["dask"][col])
+
+
+def _gdal_tool(name: str) -> str:
+    """Path of a Debian gdal-bin program (skipped locally, failed under CI when missing)."""
+    from conftest import require_program
+
+    return require_program(name, fix="apt-get install -y gdal-bin (.ci/run installs it)")
+
+
+def test_liverpool_geopackage_read_by_stock_gdal(liverpool_run):
+    """The city GeoPackage opens in Debian's ogrinfo; its cells equal cells.parquet."""
+    from uhi.pipeline import assemble_city_gpkg
+
+    ws, cfg, _, _ = liverpool_run
+    ogrinfo, ogr2ogr = _gdal_tool("ogrinfo"), _gdal_tool("ogr2ogr")
+    with ws.locked():
+        city = assemble_city_gpkg(cfg, ws)
+    assert city == ws.root / "testcity.gpkg"
+    opened = subprocess.run([ogrinfo, "-ro", "-al", "-so", str(city)], capture_output=True, text=True, check=True)
+    assert "Warning" not in opened.stderr, opened.stderr  # e.g. a GeoPackage version it half supports
+    listing = opened.stdout
+    layers = [line.split(":", 1)[1].strip() for line in listing.splitlines() if line.startswith("Layer name:")]
+    assert layers == ["aoi", "cells", "cell_years"]
+    cells = gpd.read_parquet(ws.cells)
+    assert f"Feature Count: {len(cells)}" in listing.split("Layer name: cells")[1].split("Layer name:")[0]
+    # a column with no value (no buildings layer) is still typed Real, not String
+    assert "site_coverage: Real" in listing and "urban: Integer(Boolean)" in listing
+    # every value of cells.parquet, read back by GDAL's own CSV writer (not by pyogrio)
+    text = subprocess.run(
+        [ogr2ogr, "-f", "CSV", "/vsistdout/", str(city), "cells", "-lco", "GEOMETRY=AS_WKT"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    import io
+
+    back = pd.read_csv(io.StringIO(text), dtype={"cell": str})
+    assert back["cell"].tolist() == cells["cell"].tolist()
+    for col in cells.columns.drop(["cell", "geometry"]):
+        ours = back[col].to_numpy(dtype=float)
+        ref = cells[col].to_numpy(dtype=float)
+        # GDAL's CSV writer prints at most 15 significant digits and 16 decimals
+        np.testing.assert_allclose(ours, ref, rtol=1e-13, atol=1e-16, err_msg=col, equal_nan=True)
+    # and bit for bit through GDAL's binary reader
+    import pyogrio
+
+    exact = pyogrio.read_dataframe(city, layer="cells")
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(exact[cells.columns.drop("geometry")]), pd.DataFrame(cells.drop(columns="geometry")),
+        check_exact=True, check_dtype=False,
+    )
+    geoms = shapely.from_wkt(back["WKT"].to_numpy())
+    assert shapely.equals_exact(geoms, cells.geometry.to_numpy(), tolerance=1e-12).all()
+    # the latest-year summer means beside the morphology: one date here, so they equal the panel
+    panel = pd.read_parquet(ws.panel).set_index("cell")
+    np.testing.assert_allclose(back["lst_c_summer"], panel.loc[back["cell"], "lst_c"], rtol=1e-14, equal_nan=True)
+    assert (back["summer_year"] == 2020).all()

@@ -141,7 +141,7 @@ def polygons_run(base: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_writes_the_declared_outputs(polygons_run: dict) -> None:
     names = sorted(p.name for p in polygons_run["ws"].files_under(polygons_run["out"]))
-    assert names == ["cells.parquet", "exposure.xlsx", "exposure_map.png", "people_per_band.png",
+    assert names == ["cells.parquet", "exposure.gpkg", "exposure.xlsx", "exposure_map.png", "people_per_band.png",
                      "summary.json", "zones.geojson", "zones.parquet"]
     cells = gpd.read_parquet(polygons_run["out"] / "cells.parquet")
     assert cells.crs.to_epsg() == 4326
@@ -163,7 +163,7 @@ def test_cell_lst_and_gi_come_from_panel_and_model(polygons_run: dict, base: dic
     panel = base["panel"]
     ref = panel[panel.year == 2020].groupby("cell")["lst_c"].mean()  # pandas skips NaN dates
     np.testing.assert_allclose(cells["lst_c"].to_numpy(), ref.reindex(cells.index).to_numpy())
-    hot = gpd.read_file(base["ws"].path("model", "hotspots.geojson")).set_index("unit")
+    hot = gpd.read_file(base["ws"].path("model", "hotspots.geojson")).set_index("cell")
     has = hot["gi_z_2020"].notna()
     got = cells["gi_class"].reindex(hot.index)
     np.testing.assert_array_equal(got[has].to_numpy(dtype=float), hot.loc[has, "hotspot_2020"].to_numpy(dtype=float))
@@ -282,7 +282,7 @@ def test_zones_only_run_leaves_people_unknown_and_drops_stale_files(base: dict, 
     assert zones["population"].isna().all() and zones["lst_mean_c"].notna().all()
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
     assert sorted(manifest["stages"]["exposure"]["outputs"]) == [
-        "exposure/cells.parquet", "exposure/exposure.xlsx", "exposure/exposure_map.png",
+        "exposure/cells.parquet", "exposure/exposure.gpkg", "exposure/exposure.xlsx", "exposure/exposure_map.png",
         "exposure/summary.json", "exposure/zones.geojson", "exposure/zones.parquet"]
 
 

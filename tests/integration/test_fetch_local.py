@@ -93,6 +93,13 @@ def test_momotombo_keeps_st_fill_pixels_as_nodata(tmp_path: Path) -> None:
     assert int((got == 0).sum()) == int((expected == 0).sum()) == 48
     with rasterio.open(ws.scene_asset(product, "lwir11")) as clip:
         assert clip.nodata == 0
+        # self-describing: band name, unit, and the USGS ST scale/offset (LSDS-1619) to kelvin
+        assert clip.descriptions == ("lwir11",) and clip.units == ("kelvin",)
+        assert clip.scales == (0.00341802,) and clip.offsets == (149.0,)
+        # the local source is named, not its absolute path (clips are shared with others)
+        tags = clip.tags()
+        assert tags["uhi_source"].startswith(f"local:{product}_ST_B10.TIF:")
+        assert str(tmp_path) not in json.dumps(tags) and str(LANDSAT) not in json.dumps(tags)
 
 
 def test_manaus_without_thermal_band(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -102,7 +102,7 @@ def test_declared_outputs_written(done: tuple[Workspace, dict]) -> None:
     names = sorted(p.relative_to(out).as_posix() for p in ws.files_under(out))
     assert names == [
         "cogs/lst_c_2021.tif", "cogs/lst_c_2022.tif", "cogs/lst_c_2023.tif",
-        "forecast.geojson", "forecast.xlsx", "summary.json",
+        "forecast.geojson", "forecast.gpkg", "forecast.xlsx", "summary.json",
     ]
 
 
@@ -136,8 +136,11 @@ def test_model_projection_and_rcp(done: tuple[Workspace, dict]) -> None:
     ws, d = done
     mp = d["summary"]["model_projection"]
     assert mp["status"] == "done" and mp["model"] == "ols"
-    gj = json.loads((ws.stage_dir("forecast") / "forecast.geojson").read_text())
-    p = next(f["properties"] for f in gj["features"] if f["properties"]["lst_c_status"] == "ok")
+    # the GeoPackage keeps full precision (the GeoJSON rounds properties to 6 decimals)
+    import pyogrio
+
+    table = pyogrio.read_dataframe(ws.stage_dir("forecast") / "forecast.gpkg", read_geometry=False)
+    p = table[table["lst_c_status"] == "ok"].iloc[0].to_dict()
     # independent arithmetic: level + b_ndvi * dNDVI + b_ndbi * dNDBI (site coverage static)
     expect = (p["lst_c_level"] - 9.0 * (p["ndvi_2022"] - p["ndvi_level"])
               + 12.0 * (p["ndbi_2022"] - p["ndbi_level"]))
@@ -211,6 +214,15 @@ def test_rcp_region_canada_doubles_the_added_warming(tmp_path: Path) -> None:
             assert rcp["source"].startswith("UPPER BOUND")
     assert np.all(added["global"] > 0)
     np.testing.assert_allclose(added["canada"], 2 * added["global"], rtol=1e-12)
+
+
+def test_forecast_cogs_describe_their_bands(done: tuple[Workspace, dict]) -> None:
+    import rasterio
+
+    ws, _ = done
+    with rasterio.open(ws.stage_dir("forecast") / "cogs" / "lst_c_2021.tif") as src:
+        assert src.descriptions[:3] == ("forecast", "lower", "upper")
+        assert set(src.units) == {"degC"} and src.crs.to_epsg() == 3857
 
 
 def test_lst_per_air_warming_scales_the_added_change(tmp_path: Path) -> None:

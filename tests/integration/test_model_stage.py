@@ -91,7 +91,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, obje
 def test_writes_exactly_the_declared_outputs(workspace: tuple) -> None:
     ws, _, out = workspace
     names = sorted(p.name for p in ws.files_under(ws.stage_dir("model")))
-    assert names == ["hotspots.geojson", "hotspots.parquet", "model.xlsx", "predictions.geojson", "summary.json"]
+    assert names == [
+        "hotspots.geojson", "hotspots.parquet", "model.gpkg", "model.xlsx", "predictions.geojson", "summary.json",
+    ]
     assert not out["outcome"].skipped
 
 

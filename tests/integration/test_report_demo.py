@@ -177,3 +177,39 @@ def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Pat
         print(paper, len(fills), "pages; content reaches", [round(f, 2) for f in fills])
         assert 3 <= len(fills) <= 8, (paper, fills)
         assert min(fills[:-1]) >= 0.55, (paper, fills)
+
+
+def test_city_geopackage_holds_every_stage(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Path) -> None:
+    """<workspace>/<city>.gpkg: every stage's layers, listed by Debian's ogrinfo."""
+    import subprocess
+
+    import pyogrio
+    from conftest import require_program
+
+    from uhi.pipeline import assemble_city_gpkg
+    from uhi.scenario import run_scenario
+
+    ogrinfo = require_program("ogrinfo", fix="apt-get install -y gdal-bin (.ci/run installs it)")
+    cfg, ws, _ = demo
+    path, _ = _park(ws, tmp_path, {"name": "gpkg-park", "ndvi": 0.2})
+    run_scenario(cfg, ws, path, model="lag", name="gpkg-park")
+    with ws.locked():
+        city = assemble_city_gpkg(cfg, ws)
+    assert city == ws.root / f"{cfg.city.name}.gpkg"
+    listing = subprocess.run([ogrinfo, "-ro", "-so", "-al", str(city)], capture_output=True, text=True, check=True).stdout
+    layers = [line.split(":", 1)[1].strip() for line in listing.splitlines() if line.startswith("Layer name:")]
+    stages = {"aoi", "cells", "cell_years", "predictions", "hotspots", "forecast"}
+    assert stages | {"scenario_gpkg_park", "scenario_gpkg_park_changes"} <= set(layers)
+    # the other layers are the earlier tests' scenarios
+    assert all(name.startswith("scenario_") for name in set(layers) - stages)
+    assert pyogrio.read_info(city, layer="cells")["features"] == len(gpd.read_parquet(ws.cells))
+    # the model and forecast leave mostly-water cells out: their layers match their own files
+    for layer, geojson in (("predictions", "model/predictions.geojson"), ("hotspots", "model/hotspots.geojson"),
+                           ("forecast", "forecast/forecast.geojson")):
+        features = json.loads((ws.root / geojson).read_text())["features"]
+        assert pyogrio.read_info(city, layer=layer)["features"] == len(features)
+    hot = pyogrio.read_dataframe(city, layer="hotspots", read_geometry=False)
+    latest = max(c for c in hot.columns if c.startswith("hotspot_") and c[-4:].isdigit() and "label" not in c)
+    labels = hot[latest.replace("hotspot_", "hotspot_label_")]
+    assert set(labels) <= {"hot 99%", "hot 95%", "hot 90%", "not significant", "cold 90%", "cold 95%", "cold 99%"}
+    assert (labels[hot[latest] == 0] == "not significant").all()

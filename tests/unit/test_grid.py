@@ -44,7 +44,7 @@ def test_zoom19_width_at_calgary_is_about_48_m_and_areas_are_geodesic():
     cells = build_cells(CALGARY, 19, "EPSG:32611")
     lat = 51.045
     width_m = 2 * math.pi * 6378137.0 / 2**19 * math.cos(math.radians(lat))
-    assert width_m == pytest.approx(48.1, abs=0.1)  # SCIENCE.md: the blog's "48 m"
+    assert width_m == pytest.approx(48.1, abs=0.1)  # docs/science.md: the blog's "48 m"
     geod = Geod(ellps="WGS84")
     for i in (0, len(cells) // 2, len(cells) - 1):
         g = cells.geometry.iloc[i]

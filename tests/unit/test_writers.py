@@ -39,7 +39,8 @@ def test_geojson_is_rfc7946_with_nulls_and_dates(tmp_path: Path) -> None:
     fc = json.loads(path.read_text())
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 3
     a, b, c = (f["properties"] for f in fc["features"])
-    assert a == {"cell": "a", "lst_c": 30.123456789, "count": 1, "urban": True, "date": "2020-07-01"}
+    assert a == {"cell": "a", "lst_c": 30.123457, "count": 1, "urban": True, "date": "2020-07-01"}
+    assert [f["id"] for f in fc["features"]] == ["a", "b", "c"]
     assert b["lst_c"] is None and c["lst_c"] is None and c["date"] is None
     assert fc["features"][2]["geometry"] is None
     lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0]
@@ -76,7 +77,7 @@ def test_workbook_round_trip(tmp_path: Path) -> None:
     df = pd.DataFrame({"model": ["ols", "lag"], "r2": [0.5, 0.7]})
     path = write_workbook(tmp_path / "w.xlsx", {"r2": df}, notes={"r2": "coefficient of determination"})
     back = pd.read_excel(path, sheet_name=None)
-    assert list(back) == ["r2", "about"]
+    assert list(back) == ["r2", "about", "columns"]
     pd.testing.assert_frame_equal(back["r2"], df)
 
 
@@ -105,3 +106,151 @@ def test_geojson_precomputed_geometries_and_chunks_give_the_same_bytes(
     assert len(json.loads(chunked)["features"]) == 3
     with pytest.raises(ValueError, match="2 entries for 3 rows"):
         gj.write_geojson(frame, tmp_path / "c.geojson", geometry_json=shared[:2])
+
+
+def test_geojson_ids_key_and_types_read_back_by_gdal(tmp_path: Path) -> None:
+    """The cell key is the feature id, floats keep 6 decimals, GDAL types every column."""
+    import pyogrio
+
+    g = gpd.GeoDataFrame(
+        {
+            "cell": ["0231", "0232"],
+            "lst_c": [30.1234564, np.nan],  # one null: still Real for GDAL
+            "empty": [np.nan, np.nan],  # no value anywhere: left out, else GDAL reads String
+            "hotspot": np.array([3, -1], dtype=np.int64),
+            "p": [1.5e-3, 0.04],
+        },
+        geometry=[shapely.Point(-114.123456789, 51.0), shapely.Point(-114.0, 51.987654321)],
+        crs=4326,
+    )
+    path = write_geojson(g, tmp_path / "g.geojson")
+    fc = json.loads(path.read_text())
+    assert [f["id"] for f in fc["features"]] == ["0231", "0232"]  # string keys stay strings
+    assert fc["features"][0]["properties"]["lst_c"] == 30.123456  # 6 decimals, rounded half-even-free
+    assert fc["features"][0]["geometry"]["coordinates"] == [-114.1234568, 51.0]
+    info = pyogrio.read_info(path)
+    types = dict(zip(info["fields"], info["ogr_types"], strict=True))
+    assert "empty" not in types
+    assert types["cell"] == "OFTString"
+    assert types["lst_c"] == "OFTReal" and types["p"] == "OFTReal"
+    assert types["hotspot"] in ("OFTInteger", "OFTInteger64")
+    back = pyogrio.read_dataframe(path)
+    assert back["cell"].tolist() == ["0231", "0232"]
+    assert back["hotspot"].tolist() == [3, -1]
+
+
+def test_workbook_panes_filters_formats_and_columns_sheet(tmp_path: Path) -> None:
+    """Frozen headers, autofilters, number formats by kind, dates as dates, a columns sheet."""
+    import openpyxl
+
+    cells = pd.DataFrame(
+        {
+            "cell": ["0231", "0232"],
+            "date": pd.to_datetime(["2020-07-01", "2020-07-17"]),
+            "lst_c": [30.5, 31.25],
+            "valid_share": [0.5, 1.0],
+            "gi_p": [1e-9, 0.2],
+            "building_count": np.array([3, 0], dtype=np.int64),
+            "period": ["2019", "2020"],
+        }
+    )
+    r2 = pd.DataFrame({"r2": [0.5]}, index=pd.Index(["ols"], name="model"))
+    # the centres of two zoom-1 tiles: an independent reference is the tile geometry itself
+    geo = gpd.GeoDataFrame(
+        {"cell": ["0231", "0232"]},
+        geometry=[shapely.box(0, 0, 90, 45), shapely.box(-90, -45, 0, 0)],
+        crs=4326,
+    )
+    from uhi.writers.excel import cell_centres
+
+    path = write_workbook(
+        tmp_path / "w.xlsx",
+        {"cells": cells, "r2": r2},
+        notes={"lst_c": "land surface temperature"},
+        centres=cell_centres(geo),
+    )
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["cells", "r2", "about", "columns"]
+    sh = book["cells"]
+    assert sh.freeze_panes == "A2" and sh.auto_filter.ref == "A1:I3"
+    header = [c.value for c in sh[1]]
+    assert header == ["cell", "lon", "lat", "date", "lst_c", "valid_share", "gi_p", "building_count", "period"]
+    row = {h: c for h, c in zip(header, sh[2], strict=True)}
+    # the centre of a tile is the middle of its web-mercator square: lat by the Gudermannian
+    mid_lat = math.degrees(math.atan(math.sinh(math.asinh(math.tan(math.radians(45))) / 2)))
+    assert row["lon"].value == pytest.approx(45.0, abs=1e-7)
+    assert row["lat"].value == pytest.approx(mid_lat, abs=1e-7) and mid_lat > 22.5  # not the degree midpoint
+    assert row["lst_c"].number_format == '0.00" °C"' and row["lst_c"].value == 30.5
+    assert row["valid_share"].number_format == "0.0%"
+    assert row["gi_p"].number_format == "0.00E+00"
+    assert row["building_count"].number_format == "0"
+    assert row["period"].value == 2019 and row["period"].number_format == "0"  # a number, not text
+    assert row["date"].number_format == "yyyy-mm-dd" and row["date"].value.hour == 0
+    assert book["r2"].freeze_panes == "B2"  # header row and the index column stay in view
+    listed = pd.read_excel(path, sheet_name="columns")
+    assert set(zip(listed["sheet"], listed["column"], strict=True)) == {
+        *(("cells", c) for c in header), ("r2", "model"), ("r2", "r2")
+    }
+    units = listed.set_index(["sheet", "column"])["unit"]
+    assert units[("cells", "lst_c")] == "°C" and units[("cells", "lon")] == "degrees (EPSG:4326)"
+    desc = listed.set_index(["sheet", "column"])["description"]
+    assert desc[("cells", "lst_c")] == "land surface temperature"
+
+
+def test_cog_describes_its_bands(tmp_path: Path) -> None:
+    """Descriptions, units, scale and offset survive the COG driver and read back in rasterio."""
+    data = np.ones((2, 300, 300), dtype=np.uint16)
+    path = write_cog(
+        tmp_path / "d.tif", data, transform=from_origin(500000, 5650000, 30, 30), crs="EPSG:32612",
+        nodata=0, band_names=["lwir11", "qa"], units=["kelvin", "kelvin"],
+        scales=[0.00341802, 0.01], offsets=[149.0, 0.0], tags={"uhi_source": "https://x/y.tif"},
+    )
+    with rasterio.open(path) as src:
+        assert src.descriptions == ("lwir11", "qa")
+        assert src.units == ("kelvin", "kelvin")
+        assert src.scales == (0.00341802, 0.01) and src.offsets == (149.0, 0.0)
+        assert src.tags()["uhi_source"] == "https://x/y.tif"
+        assert src.overviews(1)  # still a COG with overviews
+
+
+def test_gpkg_layers_typed_and_assembled(tmp_path: Path) -> None:
+    """Stage GeoPackages keep their column types and are assembled into one file, in order."""
+    import pyogrio
+
+    from uhi.writers.gpkg import assemble_gpkg, gpkg_sources, write_gpkg
+
+    cells = _frame().iloc[:2]  # UTM: reprojected to lon/lat on the way in
+    cells["empty"] = np.nan  # no value anywhere: still a Real column
+    write_gpkg(tmp_path / "compute" / "compute.gpkg", {"cells": cells})
+    years = pd.DataFrame({"cell": ["a", "b"], "year": [2019, 2020], "lst_c": [30.0, 31.0]})
+    write_gpkg(tmp_path / "model" / "model.gpkg", {"cells": cells, "years": years})
+    (tmp_path / "scenario").mkdir()
+    sources = gpkg_sources(tmp_path, ("compute", "model"))
+    assert [p.relative_to(tmp_path).as_posix() for p in sources] == ["compute/compute.gpkg", "model/model.gpkg"]
+    city = assemble_gpkg(tmp_path / "city.gpkg", sources)
+    assert city is not None
+    layers = [str(name) for name, _ in pyogrio.list_layers(city)]
+    assert layers == ["cells", "model_cells", "years"]  # a taken name gets its file's stem
+    info = pyogrio.read_info(city, layer="model_cells")
+    types = dict(zip(info["fields"], info["ogr_types"], strict=True))
+    assert types["empty"] == "OFTReal" and types["lst_c"] == "OFTReal" and types["cell"] == "OFTString"
+    assert info["ogr_subtypes"][list(info["fields"]).index("urban")] == "OFSTBoolean"
+    assert info["crs"] == "EPSG:4326"
+    assert pyogrio.read_info(city, layer="years")["geometry_type"] is None  # an attribute table
+    back = pyogrio.read_dataframe(city, layer="years")
+    assert back["year"].tolist() == [2019, 2020]
+    assert assemble_gpkg(tmp_path / "none.gpkg", []) is None and not (tmp_path / "none.gpkg").exists()
+    with pytest.raises(ValueError, match="letters, digits"):
+        write_gpkg(tmp_path / "bad.gpkg", {"my layer": years})
+
+
+def test_column_descriptions_compose_variable_and_suffixes() -> None:
+    from uhi.writers.columns import describe_column
+
+    assert describe_column("lst_c_2021_lo") == (
+        "land surface temperature (USGS ST_B10): for 2021, lower bound of the prediction interval"
+    )
+    assert describe_column("ndvi_steps_observed").endswith(": steps with an observed value")
+    assert describe_column("gi_p_2019") == "Gi* p-value (FDR-adjusted when model.fdr): for 2019"
+    assert describe_column("x_before", {"x": "my variable"}) == "my variable: before the changes"
+    assert describe_column("no_such_thing") == ""

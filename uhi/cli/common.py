@@ -44,6 +44,10 @@ def run_stages(config: Any, names: Sequence[str], *, force: bool = False) -> lis
     with ws.locked(), dask_client(config.dask.address, config.dask.workers):
         for name in names:
             outcomes.append(execute(get_spec(name), config, ws, force=force))
+        if any(not o.skipped for o in outcomes):
+            from uhi.pipeline import assemble_city_gpkg
+
+            assemble_city_gpkg(config, ws)
     return outcomes
 
 

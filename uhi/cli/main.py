@@ -130,7 +130,7 @@ def _os_error_message(exc: OSError) -> tuple[int, str] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the group and map errors to exit codes (ARCHITECTURE.md)."""
+    """Console entry point: run the group and map errors to exit codes (README, Exit codes)."""
     with_term = threading.current_thread() is threading.main_thread() and signal.getsignal(
         signal.SIGTERM
     ) in (signal.SIG_DFL, None)

@@ -60,7 +60,7 @@ def echo_report(report: Any, *, as_json: bool) -> None:
                 click.echo(f"  {folder}/ ({len(names)} files: {names[0]} ... {names[-1]})")
             else:
                 for name in names:
-                    click.echo(f"  {folder}/{name}")
+                    click.echo(f"  {folder}/{name}" if folder else f"  {name}")
     click.echo(f"total: {report.seconds_total:.1f} s, peak memory {report.peak_rss_mb:.0f} MiB")
     click.echo(f"workspace: {report.workspace}")
 
@@ -106,9 +106,10 @@ def run(
     Exit codes: 0 done or nothing new, 1 failure, 2 bad config, 3 no data,
     75 another run holds the workspace (cron retries next time).
     """
-    i, j = STAGES.index(from_stage), STAGES.index(to_stage)
+    first = from_stage or STAGES[0]
+    i, j = STAGES.index(first), STAGES.index(to_stage)
     if j < i:
-        raise click.BadParameter(f"--to {to_stage} comes before --from {from_stage}", param_hint="--to")
+        raise click.BadParameter(f"--to {to_stage} comes before --from {first}", param_hint="--to")
     if incremental and force:
         raise click.BadParameter("--incremental cannot be combined with --force", param_hint="--force")
     from uhi.cli.common import build_run_config

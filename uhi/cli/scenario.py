@@ -54,6 +54,9 @@ def scenario(
     ws = Workspace(cfg.resolved_workdir())
     with ws.locked():
         rec = run_scenario(cfg, ws, changes, model=model, year=year, name=name)
+        from uhi.pipeline import assemble_city_gpkg
+
+        assemble_city_gpkg(cfg, ws)
     city = rec["city"]
     click.echo(f"scenario {rec['scenario']}: model {rec['model']} ({rec['model_year'] or 'pooled'}), "
                f"baseline {rec['baseline_year']}")

@@ -458,6 +458,8 @@ def compute_block_numpy(
 # one scene, windowed: bounded memory whatever the scene size, one picklable task per scene
 
 COG_VARIABLES = (*VARIABLES, "valid")
+# band units written on every per-scene and composite COG (UDUNITS strings; "1" = unitless)
+COG_UNITS = {"lst_c": "degC", "ndvi": "1", "ndbi": "1", "mndwi": "1", "albedo": "1", "valid": "1"}
 # 256 rows = one row of 256 px COG tiles; x 7,700 columns: ~40 MB of DNs, ~60 MB of float32
 # outputs and ~150 MB of float64 zonal temporaries per band (measured peak: +490 MB at 512 rows)
 ROWS_PER_BLOCK = 256
@@ -674,6 +676,8 @@ class _CogSet:
                 nodata=None if is_valid else float("nan"), tiled=True, blockxsize=256,
                 blockysize=256, compress="zstd", zstd_level=1,
             )
+            self.dsts[var].set_band_description(1, var)
+            self.dsts[var].set_band_unit(1, COG_UNITS[var])
             self.paths[var] = p
 
     def write(self, res: BlockResult, window: Any) -> None:
@@ -745,6 +749,9 @@ def _mean_composite(paths: list[str], target: Path, rows_per_block: int) -> bool
                 crs=ref.crs, transform=ref.transform, nodata=float("nan"), tiled=True,
                 blockxsize=256, blockysize=256, compress="zstd", zstd_level=1,
             ) as dst:
+                # the composite is a mean of one variable: its band describes itself the same way
+                dst.set_band_description(1, ref.descriptions[0] or "")
+                dst.set_band_unit(1, ref.units[0] or "")
                 for r0 in range(0, rows, rows_per_block):
                     win = Window(0, r0, cols, min(rows_per_block, rows - r0))
                     total = np.zeros((int(win.height), cols))

@@ -23,6 +23,7 @@ __all__ = [
     "gdal_env_options",
     "resolve_href",
     "source_key",
+    "source_tag",
     "window_for_grid",
     "read_clip",
     "source_crs",
@@ -103,6 +104,19 @@ def source_key(href: str) -> str:
     if "://" in href and not _is_local(href):
         return strip_query(href)
     return href.split("?", 1)[0]
+
+
+def source_tag(href: str) -> str:
+    """How a clip names its source in its tags: remote hrefs without their query string; a local
+    file only by its name and a hash of its absolute path (no local path in a shared file)."""
+    import hashlib
+
+    key = source_key(href)
+    if not _is_local(key):
+        return key
+    local = Path(key.removeprefix("file://")).expanduser().resolve()
+    digest = hashlib.sha256(str(local).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"local:{local.name}:{digest}"
 
 
 def resolve_href(href: str, opts: ReadOptions) -> str:
@@ -283,7 +297,7 @@ def clip_is_valid(
     try:
         with rasterio.open(path) as src:
             found_tags = src.tags()
-            if source is not None and found_tags.get("uhi_source") != source_key(source):
+            if source is not None and found_tags.get("uhi_source") != source_tag(source):
                 return False
             if shape is not None and (src.height, src.width) != tuple(shape):
                 return False

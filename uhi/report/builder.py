@@ -293,7 +293,7 @@ def _has_table(path: Path) -> bool:
 
 
 def _id_column(frame: Any) -> str | None:
-    return next((c for c in ("cell", "unit") if c in frame.columns), None)
+    return "cell" if "cell" in frame.columns else None
 
 
 def _latest_period_column(columns: Any, stem: str) -> tuple[str, str | None] | None:
@@ -451,7 +451,7 @@ def _suhi_series(inp: _Inputs) -> Any:
         return None
     urban = inp.cells["urban"].astype(bool)
     if "water_share" in inp.cells:
-        # SCIENCE.md: water is excluded from urban and rural statistics (cells over half water)
+        # docs/science.md: water is excluded from urban and rural statistics (cells over half water)
         urban &= ~(inp.cells["water_share"].fillna(0) > 0.5)
     keep = set(inp.cells.loc[urban, "cell"])
     rows = inp.panel.loc[inp.panel["cell"].isin(keep)]

@@ -213,6 +213,8 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
     _write_tables(ws, cells, panel, aoi.crs, classes.method)
     outputs = _write_outputs(config, ws, cells, panel, suhi_table, scene_cogs)
+    if "gpkg" in config.outputs.formats:
+        outputs.append(_write_gpkg(ws, cells, panel, aoi.geometry, config.city.name))
     summary: dict[str, Any] = {
         "scenes": len(scenes),
         "scenes_used": len(used),
@@ -407,10 +409,16 @@ def _write_outputs(
         # groupby, whose iteration takes a sorted copy of the whole panel
         n = len(cells)
         geometry_json = geojson_geometries(cells)  # the same cells every date: serialise once
+        path = out_dir / f"{city}_cells.geojson"
+        cell_columns = [c for c in cells.columns if c not in ("tile_x", "tile_y", "zoom", "x_m", "y_m")]
+        write_geojson(cells[cell_columns], path, geometry_json=geometry_json)
+        written.append(ws.relative(path))
+        # the static columns live in the cells file; the wide form repeats them on every date
+        on_dates = static if config.outputs.geojson_wide else ["cell", cells.geometry.name]
         for start in range(0, len(panel), n):
             rows = panel.iloc[start : start + n]
             date = rows["date"].iloc[0]
-            frame = cells[static].merge(rows[per_date], on="cell", how="left")
+            frame = cells[on_dates].merge(rows[per_date], on="cell", how="left")
             frame.insert(1, "date", date)
             path = out_dir / f"{city}_outputs_{date:%Y-%m-%d}.geojson"
             write_geojson(frame, path, geometry_json=geometry_json)
@@ -445,6 +453,35 @@ def _write_outputs(
     if "cog" in formats:
         written += _composites(ws, out_dir / "composites", scene_cogs)
     return written
+
+
+_YEAR_VARIABLES = (*PANEL_VARIABLES, "anomaly_c", "valid_share", "water_share")
+
+
+def _cell_years(panel: Any) -> Any:
+    """Per cell and year: the mean of every panel variable over the year's dates (the summer)."""
+    g = panel.groupby(["cell", "year"], sort=True)
+    years = g[list(_YEAR_VARIABLES)].mean()
+    years.insert(0, "dates", g["lst_c"].count().astype("int64"))
+    return years.reset_index()
+
+
+def _write_gpkg(ws: Workspace, cells: Any, panel: Any, aoi_geometry: Any, city: str) -> str:
+    """compute/compute.gpkg: layers ``aoi``, ``cells`` (+ latest-year means), ``cell_years``."""
+    import geopandas as gpd
+
+    from uhi.writers.gpkg import write_gpkg
+
+    years = _cell_years(panel)
+    latest = int(years["year"].max())
+    last = years[years["year"] == latest].drop(columns="year").add_suffix("_summer")
+    layer = cells.merge(last, left_on="cell", right_on="cell_summer", how="left")
+    layer = layer.drop(columns="cell_summer")
+    layer.insert(layer.columns.get_loc("dates_summer"), "summer_year", latest)
+    aoi = gpd.GeoDataFrame({"city": [city]}, geometry=[aoi_geometry], crs="EPSG:4326")
+    path = ws.stage_dir("compute") / "compute.gpkg"
+    write_gpkg(path, {"aoi": aoi, "cells": layer, "cell_years": years})
+    return ws.relative(path)
 
 
 def _composites(ws: Workspace, folder: Path, scene_cogs: list[tuple[int, dict[str, str]]]) -> list[str]:

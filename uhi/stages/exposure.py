@@ -121,9 +121,10 @@ def _gi_classes(ws: Workspace, cells: Any, year: int) -> tuple[np.ndarray, str]:
     klass, z = f"hotspot_{year}", f"gi_z_{year}"
     if klass not in cols and "hotspot" in cols:
         klass, z = "hotspot", "gi_z"  # a single-period model writes unsuffixed columns
-    if klass not in cols or "unit" not in cols:
+    key = "cell" if "cell" in cols else "unit"  # "unit" in workspaces written before the key was "cell"
+    if klass not in cols or key not in cols:
         return np.full(len(cells), np.nan), f"model/{path.name} has no Gi* of {year}: hot-spot figures are empty"
-    wanted = ["unit", klass, *([z] if z in cols else [])]
+    wanted = [key, klass, *([z] if z in cols else [])]
     if path.suffix == ".parquet":
         hot = pd.read_parquet(path, columns=wanted)
     else:
@@ -134,7 +135,7 @@ def _gi_classes(ws: Workspace, cells: Any, year: int) -> tuple[np.ndarray, str]:
     if z in hot.columns:
         # the model writes class 0 where a cell had no value; the missing z-score tells them apart
         cls = np.where(np.isfinite(hot[z].to_numpy(dtype=float)), cls, np.nan)
-    series = pd.Series(cls, index=hot["unit"].astype(str).to_numpy())
+    series = pd.Series(cls, index=hot[key].astype(str).to_numpy())
     out = series.reindex(cells["cell"].astype(str).to_numpy()).to_numpy(dtype=float)
     return out, f"Gi* classes of {year} from model/{path.name} ({klass})"
 
@@ -601,6 +602,11 @@ def _write(ws: Workspace, out_dir: Path, cells: Any, zones: Any | None, summary:
     write_workbook(out_dir / "exposure.xlsx", sheets, notes=_NOTES)
     if "png" in config.outputs.formats:
         written += _write_maps(out_dir, zones, bands, summary, config, crs, outline)
+    if "gpkg" in config.outputs.formats:
+        from uhi.writers.gpkg import write_gpkg
+
+        layers = {"exposure_cells": cells, **({"exposure_zones": zones} if zones is not None else {})}
+        written.append(write_gpkg(out_dir / "exposure.gpkg", layers))
     ws.write_json(out_dir / "summary.json", summary)
     # a previous run's files this run did not write (e.g. zones, since dropped) would be
     # recorded as its outputs: remove them

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from uhi.raster.read import (
     read_clip,
     source_crs,
     source_key,
+    source_tag,
     window_for_grid,
 )
 from uhi.redact import redact_url, strip_query
@@ -55,6 +57,9 @@ class AssetTask:
         Retries, timeout, whether local hrefs are allowed.
     expected_shape
         (rows, cols) of the window computed from the item's ``proj:*`` metadata, when known.
+    scale_offset
+        (scale, offset) from the item's ``uhi:scales``: recorded on the clip, so a GIS shows
+        reflectance or kelvin instead of raw DNs.
     """
 
     scene_id: str
@@ -65,6 +70,25 @@ class AssetTask:
     margin_m: float
     options: ReadOptions
     expected_shape: tuple[int, int] | None = None
+    scale_offset: tuple[float, float] | None = None
+
+
+# units of the scaled values (USGS LSDS-1619: ST_B10 and ST_QA in kelvin; reflectance unitless)
+_UNITS = {"lwir11": "kelvin", "qa": "kelvin", "qa_pixel": "bit flags", "qa_radsat": "bit flags", "qa_aerosol": "bit flags"}
+
+
+def _scale_offset(item: Any, key: str) -> tuple[float, float] | None:
+    """(scale, offset) of an asset from the normalised item's ``uhi:scales`` {key: [scale, offset, fill]}."""
+    entry = (item.properties.get("uhi:scales") or {}).get(key)
+    if not isinstance(entry, (list, tuple)):
+        return None
+    try:
+        scale, offset = float(entry[0]), float(entry[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+    if not (math.isfinite(scale) and math.isfinite(offset)) or (scale, offset) == (1.0, 0.0):
+        return None
+    return scale, offset
 
 
 def _fill_dn(key: str) -> int | None:
@@ -106,14 +130,19 @@ def fetch_asset(task: AssetTask) -> dict[str, Any]:
         record.update(status="outside", bytes=0, crs=source_crs(task.href, task.options))
         return record
     col, row, width, height = clip.window
+    scaled = task.scale_offset
     write_cog(
         target,
         clip.data,
         transform=clip.transform,
         crs=clip.crs,
         nodata=clip.nodata,
+        band_names=[task.key],
+        units=[_UNITS.get(task.key, "1")],
+        scales=[scaled[0]] if scaled else None,
+        offsets=[scaled[1]] if scaled else None,
         tags={
-            "uhi_source": source_key(task.href),
+            "uhi_source": source_tag(task.href),
             "uhi_window": f"{col},{row},{width},{height}",
             "uhi_source_shape": f"{clip.source_shape[0]},{clip.source_shape[1]}",
             "uhi_clip": clip_id,
@@ -178,6 +207,7 @@ def plan_tasks(config: Config, ws: Workspace, items: list[Any], aoi: Any) -> lis
                     margin_m=config.fetch.margin_m,
                     options=options,
                     expected_shape=_expected_shape(item, key, aoi, config.fetch.margin_m, windows),
+                    scale_offset=_scale_offset(item, key),
                 )
             )
     return tasks

@@ -423,6 +423,7 @@ def _write_cogs(
         path = folder / f"{lst.name}_{label}.tif"
         raster_writer.write_cog(
             path, grid, transform=transform, crs="EPSG:3857", band_names=names,
+            units=["degC" if lst.name.endswith("_c") else "1"] * len(names),
             tags={"uhi:variable": lst.name, "uhi:step": label,
                   "uhi:interval": f"{r.coverage:.2f}", "uhi:units": "degC" if lst.name.endswith("_c") else ""},
         )
@@ -580,10 +581,26 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             del sheets["cells"]
             notes["cells"] = (f"{len(per_cell)} cells: too many for a useful sheet (limit "
                               f"{_MAX_EXCEL_CELLS}); the per-cell table is in forecast.geojson")
-        write_workbook(out_dir / "forecast.xlsx", sheets, notes=notes)
+        centres = None
+        if "cells" in sheets:
+            import geopandas as gpd
+
+            from uhi.writers.excel import cell_centres
+
+            centres = cell_centres(gpd.GeoDataFrame({"cell": per_cell["cell"].to_numpy()}, geometry=cells.geometry.values,
+                                                    crs=cells.crs or "EPSG:4326"))
+        write_workbook(out_dir / "forecast.xlsx", sheets, notes=notes, centres=centres)
         written.append("forecast/forecast.xlsx")
     if "cog" in formats:
         written += _write_cogs(ws, cells, aligned[y], labels, projection)
+    if "gpkg" in formats:
+        import geopandas as gpd
+
+        from uhi.writers.gpkg import write_gpkg
+
+        layer = gpd.GeoDataFrame(per_cell, geometry=cells.geometry.values, crs=cells.crs or "EPSG:4326")
+        write_gpkg(out_dir / "forecast.gpkg", {"forecast": layer})
+        written.append("forecast/forecast.gpkg")
 
     from uhi.stats.ets import STATUSES
 

@@ -149,7 +149,7 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     _check_numeric(panel, [c for c in from_panel if c in needed], "compute/panel.parquet")
     from_cells = [c for c in needed if c not in from_panel]
     _check_numeric(cells, from_cells, "compute/cells.parquet")
-    # the summer composite of each year: the mean over that year's dates (SCIENCE.md, forecasting)
+    # the summer composite of each year: the mean over that year's dates (docs/science.md, forecasting)
     yearly = panel.groupby(["cell", "year"], sort=True, observed=True)[from_panel].mean().reset_index()
     del panel
     yearly["cell"] = yearly["cell"].astype(object)
@@ -654,11 +654,15 @@ _NOTES = {
 
 
 def _geo_outputs(data: ModelData, summary: dict[str, Any], res: _Fitted) -> tuple[Any, Any]:
+    """Predictions and Gi* hot spots per cell (key ``cell``), one column per period."""
     import geopandas as gpd
     import pandas as pd
 
+    from uhi.stats.hotspots import CLASS_LABELS
+
     units = data.units
-    geom = gpd.GeoDataFrame({"unit": units.index.to_numpy()}, geometry=units.geometry.to_numpy(), crs=units.crs)
+    # the join key is "cell" in every output (the model's internal table calls it "unit")
+    geom = gpd.GeoDataFrame({"cell": units.index.to_numpy()}, geometry=units.geometry.to_numpy(), crs=units.crs)
     if geom.crs is None:
         geom = geom.set_crs(4326, allow_override=True)
     idx = pd.Index(units.index)
@@ -681,13 +685,17 @@ def _geo_outputs(data: ModelData, summary: dict[str, Any], res: _Fitted) -> tupl
             col = np.full(len(hot), fill, dtype=float)
             col[pos] = vals
             hot[f"{name}{suffix}"] = col.astype(int) if name == "hotspot" else col
+        hot[f"hotspot_label{suffix}"] = hot[f"hotspot{suffix}"].map(CLASS_LABELS)
     return pred, hot
 
 
-def write_outputs(data: ModelData, req: ModelRequest, res: _Fitted, out_dir: Path) -> dict[str, Any]:
-    """model.xlsx, summary.json, predictions.geojson, hotspots.geojson and .parquet into out_dir (atomic)."""
+def write_outputs(
+    data: ModelData, req: ModelRequest, res: _Fitted, out_dir: Path, *, gpkg: bool = True
+) -> dict[str, Any]:
+    """model.xlsx, summary.json, predictions/hotspots .geojson, hotspots.parquet and model.gpkg into out_dir."""
     from uhi.writers.excel import write_workbook
     from uhi.writers.geojson import write_geojson
+    from uhi.writers.gpkg import write_gpkg
     from uhi.writers.parquet import write_parquet
 
     out_dir = Path(out_dir)
@@ -701,6 +709,8 @@ def write_outputs(data: ModelData, req: ModelRequest, res: _Fitted, out_dir: Pat
     # the same table without geometry, for machines: reading 400k GeoJSON features back took
     # 15-20 s in the exposure stage (bench_exposure), the Parquet columns a fraction of a second
     write_parquet(hot.drop(columns=hot.geometry.name), out_dir / "hotspots.parquet")
+    if gpkg:
+        write_gpkg(out_dir / "model.gpkg", {"predictions": pred, "hotspots": hot})
     return summary
 
 
@@ -718,7 +728,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     """Fit the configured models on the workspace's panel; write model/ outputs."""
     data, req = workspace_data(config, ws)
     res = fit_all(data, req)
-    summary = write_outputs(data, req, res, ws.stage_dir("model"))
+    summary = write_outputs(data, req, res, ws.stage_dir("model"), gpkg="gpkg" in config.outputs.formats)
     return _stage_summary(summary)
 
 

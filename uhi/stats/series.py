@@ -132,7 +132,7 @@ def regularise(
         Series identifier and time columns (dates, or integers for step 'index' and years).
     step
         'summer': mean of the rows whose month is in ``months``, one step per year (the
-        default, SCIENCE.md: summer mean per year); 'year': all months; 'month': calendar
+        default, docs/science.md: summer mean per year); 'year': all months; 'month': calendar
         months; 'index': the integer time values themselves.
     months
         Months kept for 'summer'.

@@ -177,7 +177,7 @@ def build_weights(xy_m: np.ndarray, spec: str, *, geometries: Any = None) -> Spa
     Parameters
     ----------
     xy_m
-        (n, 2) array of projected x, y in metres (never lon/lat degrees: SCIENCE.md).
+        (n, 2) array of projected x, y in metres (never lon/lat degrees: docs/science.md).
     spec
         ``knn:K``, ``queen``, ``rook`` or ``distance:D`` (D in metres).
     geometries

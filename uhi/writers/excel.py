@@ -1,18 +1,152 @@
-"""Excel workbooks (one DataFrame per sheet, plus a notes sheet), written atomically."""
+"""Excel workbooks people can filter and read: typed number formats, a columns sheet, atomic writes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_workbook"]
+from uhi.writers.columns import describe_column
+
+__all__ = ["write_workbook", "column_kind", "cell_centres"]
+
+# Formats by kind of column (Excel number-format codes; values stay numbers).
+_FORMATS = {
+    "celsius": '0.00" °C"',
+    "share": "0.0%",
+    "p_value": "0.00E+00",
+    "count": "0",
+    "year": "0",
+    "lonlat": "0.0000000",
+}
+_UNITS = {
+    "celsius": "°C",
+    "share": "share 0..1 (shown as %)",
+    "p_value": "probability",
+    "count": "count",
+    "year": "year",
+    "date": "date",
+    "lonlat": "degrees (EPSG:4326)",
+    "m2": "m²",
+    "m": "m",
+    "km": "km",
+    "seconds": "s",
+}
+
+def column_kind(name: str, dtype: Any = None) -> str:
+    """The kind of a column from its name (and dtype): sets its number format and unit.
+
+    One of ``celsius``, ``share``, ``p_value``, ``count``, ``year``, ``date``, ``lonlat``,
+    ``m2``, ``m``, ``km``, ``seconds`` or ``""``. uhi names columns by what they hold and in
+    which unit (``lst_c``, ``valid_share``, ``area_m2``), so the name is enough.
+    """
+    import pandas as pd
+
+    n = str(name).lower()
+    if dtype is not None and pd.api.types.is_datetime64_any_dtype(dtype):
+        return "date"
+    if n in ("lon", "lat"):
+        return "lonlat"
+    if n in ("year", "period", "baseline_year", "model_year") or n.endswith("_year"):
+        return "year"
+    if n in ("p", "p_value", "gi_p") or n.startswith(("p_", "gi_p_")) or n.endswith(("_p", "_p_value", "_pvalue")):
+        return "p_value"
+    if "share" in n or n in ("site_coverage", "block_coverage", "coverage") or n.endswith("_coverage"):
+        return "share"
+    if re.search(r"(^|_)(lst_c|suhi_c|anomaly_c|dlst|delta_c)($|_)", n) or re.search(r"_c(_|$)", n):
+        return "celsius"
+    if n.endswith("_m2"):
+        return "m2"
+    if n.endswith("_km"):
+        return "km"
+    if n.endswith("_m"):
+        return "m"
+    if n.endswith(("_s", "_seconds")):
+        return "seconds"
+    integer = dtype is not None and pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if integer or n in ("n", "k", "count", "cells", "dates", "scenes") or n.endswith(
+        ("_count", "_scenes", "_observations", "_cells")
+    ) or n.startswith(("n_", "cells_")):
+        return "count"
+    return ""
+
+
+def cell_centres(gdf: Any, column: str = "cell") -> Any:
+    """Longitude and latitude (EPSG:4326, 7 decimals) of each feature's centre, indexed by ``column``.
+
+    Pass it as ``write_workbook(..., centres=...)`` so sheets that list cells gain ``lon`` and
+    ``lat``. Centres are taken in the features' own projected CRS when they have one (the cells'
+    web-mercator square), then converted.
+    """
+    import numpy as np
+    import pandas as pd
+    import shapely
+    from pyproj import Transformer
+
+    geoms = np.asarray(gdf.geometry.values, dtype=object)
+    crs = gdf.crs if gdf.crs is not None else "EPSG:4326"
+    if gdf.crs is not None and gdf.crs.is_geographic:
+        # a tile is a square in web mercator: its centre there is the cell centre
+        to_merc = Transformer.from_crs(crs, "EPSG:3857", always_xy=True)
+        geoms = shapely.transform(geoms, lambda xy: np.column_stack(to_merc.transform(xy[:, 0], xy[:, 1])))
+        crs = "EPSG:3857"
+    centre = shapely.centroid(geoms)
+    x, y = shapely.get_x(centre), shapely.get_y(centre)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return pd.DataFrame(
+        {"lon": np.round(lon, 7), "lat": np.round(lat, 7)}, index=pd.Index(gdf[column].to_numpy(), name=column)
+    )
+
+
+def _years_as_numbers(df: Any) -> Any:
+    """Columns (and an index) of year-like names holding digit strings become integers."""
+    import pandas as pd
+
+    def numeric(values: Any) -> Any:
+        text = pd.Series(values).astype(str)
+        return pd.to_numeric(text) if len(text) and text.str.fullmatch(r"\d{4}").all() else None
+
+    def year_or_label(v: Any) -> Any:
+        return int(v) if isinstance(v, str) and re.fullmatch(r"\d{4}", v) else v
+
+    for col in df.columns:
+        if column_kind(col) == "year":
+            if df[col].dtype == object:
+                as_int = numeric(df[col])
+                # all years: an integer column; years mixed with labels ('pooled'): each year a number
+                df[col] = as_int.to_numpy() if as_int is not None else [year_or_label(v) for v in df[col]]
+    if df.index.name and column_kind(df.index.name) == "year":
+        as_int = numeric(df.index)
+        if as_int is not None:
+            df.index = pd.Index(as_int.to_numpy(), name=df.index.name)
+    return df
+
+
+def _with_centres(df: Any, centres: Any) -> Any:
+    if centres is None or "cell" not in df.columns or {"lon", "lat"} & set(df.columns):
+        return df
+    pos = list(df.columns).index("cell") + 1
+    joined = centres.reindex(df["cell"].to_numpy())
+    df.insert(pos, "lon", joined["lon"].to_numpy())
+    df.insert(pos + 1, "lat", joined["lat"].to_numpy())
+    return df
 
 
 def write_workbook(
-    path: Path, sheets: Mapping[str, Any], *, notes: Mapping[str, str] | None = None
+    path: Path,
+    sheets: Mapping[str, Any],
+    *,
+    notes: Mapping[str, str] | None = None,
+    columns: Mapping[str, str] | None = None,
+    centres: Any = None,
 ) -> Path:
     """Write DataFrames to an .xlsx file, one sheet each, atomically.
+
+    Every table sheet gets a frozen header row (and index columns), an autofilter, and number
+    formats by kind of column (see :func:`column_kind`): degrees C with 2 decimals, shares as %,
+    p-values in scientific notation, counts and years as integers, dates as dates without a
+    time. A ``columns`` sheet lists every column of every sheet with its unit and description.
 
     Parameters
     ----------
@@ -22,27 +156,89 @@ def write_workbook(
         Sheet name (<= 31 characters) -> pandas.DataFrame. Index written when it is named.
     notes
         Optional "about" sheet: variable or topic -> description (units, methods, sources).
+        Entries named like a column also describe that column in the ``columns`` sheet.
+    columns
+        Column name -> description, for the ``columns`` sheet (wins over ``notes``).
+    centres
+        DataFrame indexed by cell with ``lon`` and ``lat`` (:func:`cell_centres`): sheets with a
+        ``cell`` column get the cell centre's coordinates beside it.
     """
     import pandas as pd
 
     from uhi.workspace import Workspace
 
+    described = {**dict(notes or {}), **dict(columns or {})}
+    catalogue: list[dict[str, str]] = []
     ws = Workspace(Path(path).parent)
     with ws.atomic_path(Path(path)) as tmp:
-        with pd.ExcelWriter(tmp, engine="xlsxwriter") as xw:
+        with pd.ExcelWriter(
+            tmp, engine="xlsxwriter", date_format="yyyy-mm-dd", datetime_format="yyyy-mm-dd hh:mm"
+        ) as xw:
+            book = xw.book
+            formats = {kind: book.add_format({"num_format": code}) for kind, code in _FORMATS.items()}
             for name, frame in sheets.items():
                 sheet = name[:31]
                 df = frame.copy()
                 for col in df.columns:
                     if isinstance(df[col].dtype, pd.DatetimeTZDtype):
                         df[col] = df[col].dt.tz_localize(None)
+                    if pd.api.types.is_datetime64_any_dtype(df[col]):
+                        days = df[col].dropna()
+                        if (days == days.dt.normalize()).all():
+                            # dates without a time of day are written as dates, not 00:00:00
+                            df[col] = df[col].dt.date
+                df = _with_centres(_years_as_numbers(df), centres)
                 keep_index = any(n is not None for n in df.index.names)
                 df.to_excel(xw, sheet_name=sheet, index=keep_index)
-                width = max([len(str(c)) for c in df.columns] + [10])
-                xw.sheets[sheet].set_column(0, len(df.columns) + int(keep_index), min(width + 2, 40))
+                _format_sheet(xw.sheets[sheet], df, keep_index, formats, catalogue, sheet, described, frame)
             if notes:
                 about = pd.DataFrame({"item": list(notes), "description": list(notes.values())})
                 about.to_excel(xw, sheet_name="about", index=False)
                 xw.sheets["about"].set_column(0, 0, 28)
                 xw.sheets["about"].set_column(1, 1, 100)
+                xw.sheets["about"].freeze_panes(1, 0)
+            table = pd.DataFrame(catalogue, columns=["sheet", "column", "unit", "description"])
+            table.to_excel(xw, sheet_name="columns", index=False)
+            cols = xw.sheets["columns"]
+            cols.freeze_panes(1, 0)
+            cols.autofilter(0, 0, len(table), 3)
+            for i, width in enumerate((18, 24, 24, 100)):
+                cols.set_column(i, i, width)
     return Path(path)
+
+
+def _format_sheet(
+    sheet: Any,
+    df: Any,
+    keep_index: bool,
+    formats: Mapping[str, Any],
+    catalogue: list[dict[str, str]],
+    sheet_name: str,
+    described: Mapping[str, str],
+    original: Any,
+) -> None:
+    """Freeze the header, add the autofilter, set widths and number formats, list the columns."""
+    import pandas as pd
+
+    index_names = [n for n in df.index.names if n is not None] if keep_index else []
+    n_index = df.index.nlevels if keep_index else 0
+    header_rows = df.columns.nlevels + (1 if isinstance(df.columns, pd.MultiIndex) and keep_index else 0)
+    sheet.freeze_panes(header_rows, n_index)
+    if not isinstance(df.columns, pd.MultiIndex):
+        sheet.autofilter(0, 0, len(df), n_index + len(df.columns) - 1)
+    entries: list[tuple[int, Any, Any]] = [(i, n, df.index.get_level_values(i).dtype) for i, n in enumerate(index_names)]
+    entries += [(n_index + j, c, df[c].dtype) for j, c in enumerate(df.columns)]
+    for pos, col, dtype in entries:
+        before = original[col].dtype if col in getattr(original, "columns", ()) else dtype
+        kind = column_kind(col, before if pd.api.types.is_datetime64_any_dtype(before) else dtype)
+        width = min(max(len(str(col)), 10) + 2, 40)
+        sheet.set_column(pos, pos, width, formats.get(kind))
+        label = str(col) if not isinstance(col, tuple) else ".".join(map(str, col))
+        catalogue.append(
+            {
+                "sheet": sheet_name,
+                "column": label,
+                "unit": _UNITS.get(kind, ""),
+                "description": describe_column(label, described),
+            }
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def write_geojson(
     *,
     precision: int = 7,
     geometry_json: Sequence[str | None] | None = None,
+    id_column: str | None = "cell",
+    float_digits: int | None = 6,
 ) -> Path:
     """Write a GeoDataFrame as RFC 7946 GeoJSON in EPSG:4326, atomically.
 
@@ -53,6 +56,16 @@ def write_geojson(
         Decimal places kept for coordinates (7 ~ 1 cm).
     geometry_json
         The rows' geometries already serialised by :func:`geojson_geometries`, in row order.
+    id_column
+        Column whose value becomes each feature's ``id`` (the cell key by default; the column
+        stays a property too, as GDAL reads a string ``id`` into a field of that name).
+    float_digits
+        Decimal places kept for float properties (None keeps 15): 6 keeps 1e-6 of a degree C
+        or of an index; a p-value below 5e-7 reads 0 here (the workbooks and the GeoPackage
+        keep full precision).
+
+    A float column with no finite value in any row is left out: GeoJSON carries no types, and
+    GDAL would read a column of nulls as String (the GeoPackage keeps such columns typed).
     """
     import numpy as np
     import pandas as pd
@@ -64,7 +77,10 @@ def write_geojson(
     elif len(geometry_json) != len(gdf):
         raise ValueError(f"geometry_json has {len(geometry_json)} entries for {len(gdf)} rows")
     props = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    for col in props.columns:
+    ids: list[str] | None = None
+    if id_column is not None and id_column in props.columns:
+        ids = [json.dumps(v, ensure_ascii=False) for v in props[id_column].tolist()]
+    for col in list(props.columns):
         series = props[col]
         if pd.api.types.is_datetime64_any_dtype(series):
             has_time = bool((series.dropna().dt.normalize() != series.dropna()).any())
@@ -72,7 +88,12 @@ def write_geojson(
             props[col] = series.dt.strftime(fmt)
         elif pd.api.types.is_float_dtype(series):
             # NaN and infinities are not JSON: they become null
-            props[col] = series.where(np.isfinite(series.to_numpy(dtype=float, na_value=np.nan)))
+            values = series.to_numpy(dtype=float, na_value=np.nan)
+            finite = np.isfinite(values)
+            if not finite.any() and len(values):
+                props = props.drop(columns=col)
+                continue
+            props[col] = series.where(finite)
     ws = Workspace(Path(path).parent)
     with ws.atomic_path(Path(path)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write('{"type":"FeatureCollection","features":[')
@@ -80,18 +101,25 @@ def write_geojson(
             chunk = props.iloc[start : start + _CHUNK_ROWS]
             if len(chunk.columns):
                 lines = chunk.to_json(
-                    orient="records", lines=True, double_precision=15, force_ascii=False
+                    orient="records", lines=True, double_precision=15 if float_digits is None else float_digits,
+                    force_ascii=False,
                 ).splitlines()
             else:
                 lines = ["{}"] * len(chunk)
             geoms = geometry_json[start : start + len(chunk)]
             if start:
                 fh.write(",")
+            heads = (
+                ['{"type":"Feature","id":' + i + "," for i in ids[start : start + len(chunk)]]
+                if ids is not None
+                else ['{"type":"Feature",'] * len(chunk)
+            )
             fh.write(
                 ",".join(
-                    '{"type":"Feature","properties":' + p + ',"geometry":' + (g or "null") + "}"
-                    for p, g in zip(lines, geoms, strict=True)
+                    h + '"properties":' + p + ',"geometry":' + (g or "null") + "}"
+                    for h, p, g in zip(heads, lines, geoms, strict=True)
                 )
             )
         fh.write("]}")
     return Path(path)
+

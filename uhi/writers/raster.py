@@ -18,6 +18,9 @@ def write_cog(
     crs: Any,
     nodata: float | int | None = None,
     band_names: list[str] | None = None,
+    units: list[str] | None = None,
+    scales: list[float] | None = None,
+    offsets: list[float] | None = None,
     tags: dict[str, str] | None = None,
     compress: str = "deflate",
     blocksize: int = 256,
@@ -26,6 +29,11 @@ def write_cog(
 
     Float data gets NaN as nodata unless another value is given; overviews are built by the
     COG driver when the raster is larger than one block.
+
+    ``band_names`` become the band descriptions and ``units`` the band units (UDUNITS-style
+    strings: ``degC``, ``kelvin``, ``1`` for unitless); ``scales`` and ``offsets`` tell a
+    reader how to turn stored values into physical ones (value = stored * scale + offset),
+    as GDAL and QGIS apply them. Tags must not hold absolute local paths (files are shared).
     """
     import rasterio
     from rasterio.io import MemoryFile
@@ -57,9 +65,14 @@ def write_cog(
         with MemoryFile() as mem:
             with mem.open(**profile) as dst:
                 dst.write(arr)
-                if band_names:
-                    for i, name in enumerate(band_names, start=1):
-                        dst.set_band_description(i, name)
+                for i, name in enumerate(band_names or [], start=1):
+                    dst.set_band_description(i, name)
+                for i, unit in enumerate(units or [], start=1):
+                    dst.set_band_unit(i, unit)
+                if scales is not None:
+                    dst.scales = tuple(float(v) for v in scales)
+                if offsets is not None:
+                    dst.offsets = tuple(float(v) for v in offsets)
                 if tags:
                     dst.update_tags(**tags)
             with mem.open() as src:
