@@ -74,9 +74,13 @@ def _forecast_outputs(ws: Any) -> None:
         city["lower"][label] = float(mean.mean() - half / 3)
         city["upper"][label] = float(mean.mean() + half / 3)
     write_geojson(frame, ws.path("forecast", "forecast.geojson"))
+    # the forecast's own city series, 0.5 C off the mean of cell means: the report must draw this one
+    by_year = panel.groupby(["cell", "year"])["lst_c"].mean().groupby("year").mean()
+    observed = {str(y): float(v) + 0.5 for y, v in by_year.items()}
     ws.write_json(ws.path("forecast", "summary.json"), {
         "step": "summer", "interval": 0.9, "forecast_steps": ["2021", "2022"],
-        "city": {"lst_c": {"method": "holt", **city}},
+        "city": {"lst_c": {"method": "holt", **city, "observed": observed,
+                           "trend_per_step": {"ols_slope": 0.1, "holt_trend": 0.1}}},
         "rcp85": {"source": "IPCC AR5 WG1 SPM Table SPM.2", "years": [2050, 2085],
                   "air_warming_added_c": [1.0, 2.6], "lst_per_air_k": 1.0,
                   "lst_change_added_c": [1.0, 2.6], "city_lst_rcp85_c": [30.0, 31.6]},
@@ -110,7 +114,8 @@ def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
     assert "sourceMappingURL" not in page and "@import" not in page
     leftover = [m for m in re.findall(r"https?://[^\s\"'<>)]+", page) if m not in _NAMESPACES]
     assert leftover == []
-    for anchor in ("maps", "models", "suhi", "forecast", "scenarios", "cell-map-section"):
+    for anchor in ("key-findings", "maps", "models", "suhi", "forecast", "scenarios", "cell-map-section", "caveats",
+                   "glossary"):
         assert f'id="{anchor}"' in page
     # the R² table carries the summary's numbers; the cell data hold every cell
     summary = json.loads(ws.model_summary.read_text())
@@ -126,14 +131,152 @@ def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
     # the forecast table shows the city forecast of forecast/summary.json with its bounds
     city = json.loads((ws.root / "forecast" / "summary.json").read_text())["city"]["lst_c"]
     for label, value in city["forecast"].items():
-        assert f"<th>{label}</th>" in page and f"{value:.2f}" in page and f"{city['upper'][label]:.2f}" in page
+        assert f"<th>{label}</th>" in page and f"{value:.1f}" in page and f"{city['upper'][label]:.1f}" in page
+
+
+def report_data(page: str) -> dict[str, Any]:
+    """The JSON block of the numbers the page states."""
+    block = re.search(r'<script type="application/json" id="uhi-report-data">(.*?)</script>', page, re.S)
+    assert block, "no uhi-report-data block"
+    return json.loads(block.group(1))
+
+
+def visible_text(page: str) -> str:
+    """The page without its scripts and styles (what a reader sees, roughly)."""
+    return re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S | re.I)
+
+
+def test_data_block_is_the_artifacts(report: tuple[Path, Any]) -> None:
+    """Every number block equals the stage artifact it comes from, and real data keep the USGS credit."""
+    path, ws = report
+    page = path.read_text(encoding="utf-8")
+    data = report_data(page)
+    summary = json.loads(ws.model_summary.read_text())
+    fsum = json.loads((ws.root / "forecast" / "summary.json").read_text())
+    assert data["models"]["best_model"] == summary["best_model"]
+    assert data["models"]["best_model_criterion"] == summary["best_model_criterion"]
+    for name, entry in summary["models"].items():
+        assert data["models"]["models"][name]["mean_aic"] == entry["mean_aic"]
+        assert data["models"]["models"][name]["r2"] == {p: fit["r2"] for p, fit in entry["years"].items()}
+    assert data["city"] == fsum["city"]["lst_c"] and data["rcp85"] == fsum["rcp85"]
+    scen = json.loads((ws.root / "scenario" / "park_summary.json").read_text())
+    assert data["scenarios"]["park"]["city"] == scen["city"]
+    # stages that did not run: null, and no section pretends otherwise
+    assert data["exposure"] is None and data["plan"] is None
+    assert 'id="exposure"' not in page and 'id="plan"' not in page
+    # the page says how the best model was chosen, in the model stage's words
+    assert html_escape(summary["best_model_criterion"]) in page and "AIC" in page
+    # real data (no uhi:synthetic item): the USGS credit, and no "synthetic" anywhere a reader sees
+    assert data["synthetic"] is False
+    text = visible_text(page)
+    assert "Landsat data: USGS" in text and "synthetic" not in text.lower()
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def test_forecast_chart_draws_the_forecast_stage_series(report: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The observed line is forecast/summary.json's city series (what the forecast was fitted to)."""
+    from uhi.report import charts
+
+    _, ws = report
+    seen = []
+    real = charts.render_forecast_chart
+
+    def spy(history: Any, forecast: Any, **kw: Any) -> Any:
+        seen.append(history)
+        return real(history, forecast, **kw)
+
+    monkeypatch.setattr(charts, "render_forecast_chart", spy)
+    build_report(build_config(), ws)
+    observed = json.loads((ws.root / "forecast" / "summary.json").read_text())["city"]["lst_c"]["observed"]
+    city = seen[0]
+    assert city["year"].tolist() == [float(y) for y in observed]
+    assert city["value"].tolist() == list(observed.values())
+
+
+def _zones_and_plan(ws: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Hand-written exposure and plan artifacts in the shapes of docs/exposure.md and the plan stage."""
+    import pandas as pd
+
+    zones = pd.DataFrame({"zone": ["z1", "z2", "z3", "z4"], "name": ["Riverside", "Old Town", "Hillcrest", "Parkview"],
+                          "lst_pop_mean_c": [36.2, 38.9, 33.1, float("nan")], "lst_mean_c": [36.0, 38.5, 33.0, 31.0],
+                          "population": [1200.0, 5400.0, 800.0, 0.0], "rank": [2, 1, 3, None]})
+    ws.path("exposure").mkdir(parents=True, exist_ok=True)
+    zones.to_parquet(ws.path("exposure", "zones.parquet"))
+    exposure = {"year": 2020, "threshold_c": 35.0, "cells": 144, "cells_with_lst": 140, "zones": 4,
+                "population": 7400.0, "people_no_lst": 0.0, "lst_mean_c": 34.9, "lst_pop_mean_c": 37.6,
+                "people_hot_95": 2600.0, "people_hot_99": 900.0, "people_above_threshold": 6600.0}
+    ws.write_json(ws.path("exposure", "summary.json"), exposure)
+    plan = {"intervention": "greening", "objective": "people", "unit": "person-°C", "currency": "CAD",
+            "budget": 1e6, "total_cost": 998000.0, "total_benefit": 512.3, "spillover_benefit": 101.2,
+            "interval": {"estimate": 512.3, "se": 40.0, "low": 446.5, "high": 578.1, "level": 0.9},
+            "gain_over_naive": {"hottest_cells": 120.5, "uniform": None}, "cells_selected": 12, "cells_feasible": 130,
+            "amount": 25000.0, "amount_unit": "m2 greened", "model": "lag", "costs_note": "illustrative default costs"}
+    ws.write_json(ws.path("plan", "summary.json"), plan)
+    return exposure, plan, zones
+
+
+def test_sections_follow_the_stages_that_ran(report: tuple[Path, Any], tmp_path: Path) -> None:
+    """Exposure and plan appear with their files' numbers; a missing forecast leaves null, not stale figures."""
+    from uhi.workspace import Workspace
+
+    _, ws0 = report
+    root = tmp_path / "ws"
+    shutil.copytree(ws0.root, root)
+    ws = Workspace(root)
+    exposure, plan, zones = _zones_and_plan(ws)
+    shutil.rmtree(root / "forecast")
+    shutil.rmtree(root / "report")
+    page = build_report(build_config(), ws).read_text(encoding="utf-8")
+    data = report_data(page)
+    assert data["exposure"] == exposure and data["plan"] == plan
+    assert data["city"] is None and data["forecast"] is None and data["rcp85"] is None
+    assert 'id="exposure"' in page and 'id="plan"' in page and "no forecast yet" in page
+    # the hottest neighbourhoods by name (population-weighted LST, NaN zone left out), with residents
+    hottest = data["headline"]["hottest"]
+    assert hottest["kind"] == "zones"
+    assert [p["name"] for p in hottest["places"]] == ["Old Town", "Riverside", "Hillcrest"]
+    assert [p["population"] for p in hottest["places"]] == [5400.0, 1200.0, 800.0]
+    findings = page[page.index('id="key-findings"'):page.index("</section>", page.index('id="key-findings"'))]
+    assert "Old Town (38.9 °C, 5,400 residents)" in findings and "Forecast city-mean" not in findings
+    assert "998,000 CAD" in findings and 'href="#plan"' in findings and 'href="#exposure"' in findings
+    assert "7,400" in page and "37.6 °C" in page and "446 to 578" in page
+
+
+def test_headline_names_places_by_coordinates_without_zones(report: tuple[Path, Any]) -> None:
+    """Without zones the hottest places are the hottest cells, by lon/lat, distinct, never a bare quadkey."""
+    path, ws = report
+    page = path.read_text(encoding="utf-8")
+    hottest = report_data(page)["headline"]["hottest"]
+    assert hottest["kind"] == "cells" and len(hottest["places"]) == 3
+    from uhi.report import builder
+
+    inp = builder._load(build_config(), ws)
+    lst = inp.per_cell["lst_c"]
+    assert hottest["places"][0]["lst_c"] == pytest.approx(float(lst.max()))
+    cells = inp.cells.set_index("cell").to_crs(synth.UTM)
+    centres = [cells.loc[p["cell"]].geometry.centroid for p in hottest["places"]]
+    assert min(a.distance(b) for i, a in enumerate(centres) for b in centres[i + 1:]) >= 4 * synth.CELL_M - 1e-6
+    findings = page[page.index('id="key-findings"'):page.index("</section>", page.index('id="key-findings"'))]
+    for p in hottest["places"]:
+        assert p["name"] in findings and p["cell"] not in findings
+        assert re.fullmatch(r"\d+\.\d{4}° [NS], \d+\.\d{4}° [EW]", p["name"])
 
 
 # -- headless Chromium over the DevTools protocol ---------------------------------------------
 
 
-async def _inspect(chromium: str, url: str, width: int = 1280, height: int = 2400) -> dict[str, Any]:
-    """Load ``url`` in headless Chromium; collect errors, requests, a screenshot and page facts."""
+# paper sizes in inches, as Page.printToPDF takes them
+PAPERS = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}
+
+
+async def _inspect(chromium: str, url: str, width: int = 1280, height: int = 2400, *, mobile: bool = False,
+                   papers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load ``url`` in headless Chromium; collect errors, requests, a screenshot, page facts and PDFs."""
     import urllib.request
 
     from tornado.websocket import websocket_connect
@@ -174,7 +317,7 @@ async def _inspect(chromium: str, url: str, width: int = 1280, height: int = 240
 
         for domain in ("Runtime", "Log", "Network", "Page"):
             await call(f"{domain}.enable")
-        await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=mobile)
         await call("Page.navigate", url=url)
         while not any(e.get("method") == "Page.loadEventFired" for e in events):
             events.append(json.loads(await asyncio.wait_for(conn.read_message(), 30)))
@@ -184,7 +327,12 @@ async def _inspect(chromium: str, url: str, width: int = 1280, height: int = 240
             cells: document.getElementById('cell-map') ? document.getElementById('cell-map').dataset.cells : null,
             images: document.images.length,
             brokenImages: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length,
-            leaflet: typeof L !== 'undefined' ? L.version : null
+            leaflet: typeof L !== 'undefined' ? L.version : null,
+            scrollWidth: document.documentElement.scrollWidth,
+            clientWidth: document.documentElement.clientWidth,
+            wideElements: Array.from(document.querySelectorAll('body *')).filter(
+                e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+                     && !e.closest('.table-wrap') && !e.closest('.leaflet-container')).length
         })""")
         interaction: dict[str, Any] = {}
         rect = (await call("Runtime.evaluate", returnByValue=True, expression="""(() => {
@@ -207,6 +355,12 @@ async def _inspect(chromium: str, url: str, width: int = 1280, height: int = 240
                 return {popup: popup ? popup.textContent : null, legends: legends}; })()"""))["result"]["value"]
             await call("Runtime.evaluate", expression="window.scrollTo(0, 0)")
         shot = await call("Page.captureScreenshot", format="png")
+        pdfs = {}
+        for paper in papers:
+            w_in, h_in = PAPERS[paper]
+            printed = await call("Page.printToPDF", paperWidth=w_in, paperHeight=h_in, printBackground=True,
+                                 displayHeaderFooter=False)
+            pdfs[paper] = base64.b64decode(printed["data"])
         conn.close()
     finally:
         proc.terminate()
@@ -230,17 +384,51 @@ async def _inspect(chromium: str, url: str, width: int = 1280, height: int = 240
         elif method == "Network.requestWillBeSent":
             requests.append(params["request"]["url"])
     return {"errors": errors, "requests": requests, "facts": facts["result"]["value"], "interaction": interaction,
-            "screenshot": base64.b64decode(shot["data"])}
+            "screenshot": base64.b64decode(shot["data"]), "pdfs": pdfs}
 
 
-def _run(url: str) -> dict[str, Any]:
-    """Inspect ``url`` in headless Chromium: skipped locally without it, a failure under CI."""
-    chromium = require_program(
+def _chromium() -> str:
+    """Chromium's path: skipped locally without it, a failure under CI."""
+    return require_program(
         "chromium", "chromium-browser", fix="apt-get install -y chromium (Debian's package; .ci/run installs it)"
     )
+
+
+def _run(url: str, **kwargs: Any) -> dict[str, Any]:
+    """Inspect ``url`` in headless Chromium: skipped locally without it, a failure under CI."""
+    chromium = _chromium()
     # the DevTools client uses tornado's websocket
     require_module("tornado", fix="pip install 'uhi-landsat[test]'")
-    return asyncio.run(_inspect(chromium, url))
+    return asyncio.run(_inspect(chromium, url, **kwargs))
+
+
+def _print_to_pdf(url: str, target: Path) -> bytes:
+    """The page printed by ``chromium --headless --print-to-pdf`` (its default paper, no header/footer)."""
+    chromium = _chromium()
+    profile = tempfile.mkdtemp(prefix="uhi-chromium-")
+    try:
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}",
+                        "--no-pdf-header-footer", "--virtual-time-budget=3000", f"--print-to-pdf={target}", url],
+                       check=True, capture_output=True, timeout=120)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return target.read_bytes()
+
+
+def pdf_page_fill(pdf: bytes) -> list[float]:
+    """Per page, how far down its content reaches: the lowest non-white row / the page height.
+
+    Pages are rendered at 40 dpi with pypdfium2; a pixel darker than 245 of 255 is content.
+    """
+    pdfium = require_module("pypdfium2", fix="pip install 'uhi-landsat[test]'")
+    doc = pdfium.PdfDocument(pdf)
+    fills = []
+    for page in doc:
+        img = np.asarray(page.render(scale=40 / 72).to_pil().convert("L"), dtype=np.uint8)
+        rows = np.flatnonzero((img < 245).any(axis=1))
+        fills.append(float((rows[-1] + 1) / img.shape[0]) if rows.size else 0.0)
+    return fills
 
 
 @pytest.mark.browser
@@ -262,8 +450,14 @@ def test_report_renders_offline_in_chromium(report: tuple[Path, Any], tmp_path: 
     from PIL import Image
 
     path, _ = report
-    out = _run(path.as_uri())
+    out = _run(path.as_uri(), width=1400)
     assert out["errors"] == []
+    # nothing wider than the window, at desktop width and on a 390 px phone
+    assert out["facts"]["scrollWidth"] <= out["facts"]["clientWidth"] and out["facts"]["wideElements"] == 0
+    phone = _run(path.as_uri(), width=390, height=844, mobile=True)
+    assert phone["errors"] == [] and phone["facts"]["brokenImages"] == 0
+    assert phone["facts"]["clientWidth"] == 390
+    assert phone["facts"]["scrollWidth"] <= 390 and phone["facts"]["wideElements"] == 0, phone["facts"]
     # nothing but the page itself and inline data was requested
     assert all(u.startswith(("file:", "data:")) for u in out["requests"]), [u[:60] for u in out["requests"]]
     facts = out["facts"]
@@ -279,7 +473,7 @@ def test_report_renders_offline_in_chromium(report: tuple[Path, Any], tmp_path: 
     img = Image.open(io.BytesIO(out["screenshot"])).convert("RGB")
     (tmp_path / "report.png").write_bytes(out["screenshot"])
     pixels = np.asarray(img, dtype=float)
-    assert img.size == (1280, 2400)
+    assert img.size == (1400, 2400)
     assert pixels.std() > 20  # not blank
     assert len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 200  # maps and charts, not flat colour
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, dict[str, 
     root = tmp_path_factory.mktemp("demo-scenario") / "city"
     result = write_demo(root, DemoSpec(size_km=1.5, scenes_per_year=2))
     cfg = build_run_config(result.config, set_values=["model.models=[ols, lag]"])
-    run_stages(cfg, ["fetch", "compute", "model", "forecast"])
+    run_stages(cfg, ["fetch", "compute", "model", "forecast", "exposure"])
     return cfg, Workspace(cfg.resolved_workdir()), json.loads(result.truth.read_text())
 
 
@@ -104,6 +105,8 @@ def test_no_op_on_the_demo_is_exactly_zero(demo: tuple[Any, Any, dict[str, Any]]
 
 
 def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Path) -> None:
+    from scipy import stats
+
     from uhi.report.builder import build_report
 
     cfg, ws, _ = demo
@@ -111,14 +114,69 @@ def test_report_on_the_demo(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Pat
     page = path.read_text(encoding="utf-8")
     maps = sorted(p.stem for p in (ws.root / "report" / "maps").iterdir())
     assert {"lst", "anomaly", "hotspots", "residuals", "forecast"} <= set(maps)
-    assert "Land surface temperature" in page or 'id="maps"' in page
     import test_report as browser
 
-    result = browser._run(path.as_uri())  # skipped locally without Chromium, a failure under CI
-    assert result["errors"] == []
-    assert all(u.startswith(("file:", "data:")) for u in result["requests"])
+    # one set of numbers: the data block is the artifacts, field for field
+    data = browser.report_data(page)
+    compute = ws.stage_record("compute")["summary"]
+    fsum = json.loads((ws.root / "forecast" / "summary.json").read_text())
+    msum = json.loads(ws.model_summary.read_text())
+    assert data["suhi"] == compute["suhi_series"] and len(data["suhi"]) == compute["dates"]
+    assert data["city"] == fsum["city"]["lst_c"] and data["rcp85"] == fsum["rcp85"]
+    assert data["models"]["best_model"] == msum["best_model"]
+    for name, entry in msum["models"].items():
+        assert data["models"]["models"][name]["r2"] == {p: fit["r2"] for p, fit in entry["years"].items()}
+    # the exposure stage ran: its summary verbatim, its neighbourhoods named with their residents
+    assert data["exposure"] == json.loads((ws.root / "exposure" / "summary.json").read_text())
+    zones = gpd.read_parquet(ws.root / "exposure" / "zones.parquet")
+    top = zones.dropna(subset=["lst_pop_mean_c"]).sort_values("lst_pop_mean_c", ascending=False).head(3)
+    hottest = data["headline"]["hottest"]
+    assert hottest["kind"] == "zones" and [p["name"] for p in hottest["places"]] == top["name"].tolist()
+    assert [p["population"] for p in hottest["places"]] == top["population"].tolist()
+    assert 'id="exposure"' in page and data["plan"] is None and 'id="plan"' not in page
+    assert sum(r["scenes"] for r in data["scenes_per_year"]) == len(
+        json.loads(ws.scenes_index.read_text())["features"])
+    # the headline figures, against independent computations on those artifacts
+    head = data["headline"]
+    suhi = [r["suhi_c"] for r in compute["suhi_series"] if r["suhi_c"] is not None]
+    assert head["suhi"]["mean_c"] == pytest.approx(float(np.mean(suhi)), abs=1e-12)
+    observed = fsum["city"]["lst_c"]["observed"]
+    ref = stats.linregress([int(y) for y in observed], list(observed.values()))
+    half = stats.t.ppf(0.975, len(observed) - 2) * ref.stderr
+    assert head["trend"]["per_decade_c"] == pytest.approx(10 * ref.slope, rel=1e-9)
+    assert head["trend"]["per_decade_c"] == pytest.approx(10 * fsum["city"]["lst_c"]["trend_per_step"]["ols_slope"], rel=1e-9)
+    assert head["trend"]["low_c"] == pytest.approx(10 * (ref.slope - half), rel=1e-9)
+    findings = page[page.index('id="key-findings"'):page.index("</section>", page.index('id="key-findings"'))]
+    assert f"{head['suhi']['mean_c']:.1f} °C warmer" in findings
+    assert f"{hottest['places'][0]['name']} ({hottest['places'][0]['lst_c']:.1f} °C" in findings
+    for anchor in ("#suhi", "#forecast", "#exposure"):
+        assert f'href="{anchor}"' in findings
+    # synthetic data said in the header, on every map and in the caveats; no USGS credit
+    text = browser.visible_text(page)
+    assert data["synthetic"] is True
+    header = text[text.index("<header>"):text.index("</header>")]
+    assert "SYNTHETIC" in header
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page[page.index('id="maps"'):])
+    assert captions and all("Synthetic data." in c for c in captions[: len(maps)])
+    assert "USGS" not in text
     n_cells = len(gpd.read_parquet(ws.cells))
-    assert result["facts"]["cells"] == str(n_cells) and result["facts"]["brokenImages"] == 0
+    wide = browser._run(path.as_uri(), width=1400, papers=("A4", "Letter"))
+    phone = browser._run(path.as_uri(), width=390, height=844, mobile=True)
+    for result in (wide, phone):
+        assert result["errors"] == []
+        assert all(u.startswith(("file:", "data:")) for u in result["requests"])
+        facts = result["facts"]
+        assert facts["cells"] == str(n_cells) and facts["brokenImages"] == 0
+        assert facts["scrollWidth"] <= facts["clientWidth"] and facts["wideElements"] == 0, facts
+    (tmp_path / "report-1400.png").write_bytes(wide["screenshot"])
+    (tmp_path / "report-390.png").write_bytes(phone["screenshot"])
+    # printed: few pages, none left half empty before the last (the cell map is left out of print)
+    pdfs = dict(wide["pdfs"], cli=browser._print_to_pdf(path.as_uri(), tmp_path / "report.pdf"))
+    for paper, pdf in pdfs.items():
+        fills = browser.pdf_page_fill(pdf)
+        print(paper, len(fills), "pages; content reaches", [round(f, 2) for f in fills])
+        assert 3 <= len(fills) <= 8, (paper, fills)
+        assert min(fills[:-1]) >= 0.55, (paper, fills)
 
 
 def test_city_geopackage_holds_every_stage(demo: tuple[Any, Any, dict[str, Any]], tmp_path: Path) -> None:
@@ -142,8 +200,10 @@ def test_city_geopackage_holds_every_stage(demo: tuple[Any, Any, dict[str, Any]]
     layers = [line.split(":", 1)[1].strip() for line in listing.splitlines() if line.startswith("Layer name:")]
     stages = {"aoi", "cells", "cell_years", "predictions", "hotspots", "forecast"}
     assert stages | {"scenario_gpkg_park", "scenario_gpkg_park_changes"} <= set(layers)
-    # the other layers are the earlier tests' scenarios
-    assert all(name.startswith("scenario_") for name in set(layers) - stages)
+    # the other layers are the earlier tests' scenarios and the exposure stage's (the fixture runs it)
+    own = ws.root / "exposure" / "exposure.gpkg"
+    exposure = {str(n) for n, _ in pyogrio.list_layers(own)} if own.is_file() else set()
+    assert all(name.startswith("scenario_") for name in set(layers) - stages - exposure)
     assert pyogrio.read_info(city, layer="cells")["features"] == len(gpd.read_parquet(ws.cells))
     # the model and forecast leave mostly-water cells out: their layers match their own files
     for layer, geojson in (("predictions", "model/predictions.geojson"), ("hotspots", "model/hotspots.geojson"),

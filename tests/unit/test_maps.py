@@ -67,8 +67,14 @@ def test_value_map_structure_and_png(tmp_path: Path) -> None:
     bar = _by_gid(fig, "scale-bar")
     label = _by_gid(fig, "scale-bar-label")[0].get_text()
     assert label == "200 m"  # 20 cells x 50 m = 1000 m (+ padding) -> a quarter rounds to 200 m
-    assert sum(p.get_width() for p in bar) == pytest.approx(200.0)
+    # 200 ground metres are 200 k map metres, k the UTM point scale factor at the centre:
+    # k = k0 (1 + x^2 / (2 k0^2 R^2)), x the distance from the central meridian (Snyder 1987, eq. 8-11
+    # to first order), k0 = 0.9996, R = 6371 km; ~1.0000936 at 200.5 km east of it
     ax = fig.axes[0]
+    x = (ax.get_xlim()[0] + ax.get_xlim()[1]) / 2 - 500000
+    k = 0.9996 * (1 + x**2 / (2 * 0.9996**2 * 6_371_000**2))
+    assert sum(p.get_width() for p in bar) == pytest.approx(200.0 * k, rel=1e-5)
+    assert abs(k - 1) > 5e-5  # the correction is larger than the tolerance: leaving it out fails
     assert 1000 < ax.get_xlim()[1] - ax.get_xlim()[0] < 1100  # metres, not degrees
     path = save_map(fig, tmp_path / "lst.png", dpi=100)
     img = np.asarray(Image.open(path).convert("RGB"))
@@ -150,3 +156,67 @@ def test_tile_probe_on_loopback(caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level(logging.INFO, logger="uhi.maps"):
             assert not _tiles_reachable(f"http://127.0.0.1:{dead}/0/0/0.png")
     assert "is unreachable" in caplog.text
+
+
+def test_web_mercator_map_keeps_tiles_square_and_the_scale_bar_true() -> None:
+    """In EPSG:3857 a ground metre is 1 / cos(latitude) map units: the bar is stretched by that."""
+    from pyproj import Transformer
+
+    cells = _cells()
+    fig = render_value_map(cells, "lst_c", title="LST", label="LST", units="°C", working_crs="EPSG:3857")
+    ax = fig.axes[0]
+    label = _by_gid(fig, "scale-bar-label")[0].get_text()
+    width = sum(p.get_width() for p in _by_gid(fig, "scale-bar"))
+    cx, cy = (ax.get_xlim()[0] + ax.get_xlim()[1]) / 2, (ax.get_ylim()[0] + ax.get_ylim()[1]) / 2
+    lat = Transformer.from_crs(3857, 4326, always_xy=True).transform(cx, cy)[1]
+    stretch = 1 / np.cos(np.radians(lat))  # Web Mercator's scale factor (spherical, as EPSG:3857 is)
+    assert stretch > 1.5  # ~51 degrees N
+    metres = float(label.removesuffix(" m").removesuffix(" km")) * (1000 if label.endswith("km") else 1)
+    assert width == pytest.approx(metres * stretch, rel=1e-9)
+    # about a quarter of the map's ground width, whatever the stretch
+    ground_width = (ax.get_xlim()[1] - ax.get_xlim()[0]) / stretch
+    assert 0.1 * ground_width < metres <= 0.25 * ground_width
+
+
+def _tiles(side: int = 24, zoom: int = 19) -> gpd.GeoDataFrame:
+    """Web-mercator tiles near Calgary with values and a few NaN cells, in EPSG:3857."""
+    import shapely
+
+    rng = np.random.default_rng(3)
+    n = 2.0**zoom
+    ty, tx = np.meshgrid(np.arange(side) + 177000, np.arange(side) + 96000, indexing="ij")
+    tx, ty = tx.ravel(), ty.ravel()
+    half = 20037508.342789244  # EPSG:3857 half circumference
+    size = 2 * half / n
+    geoms = shapely.box(-half + tx * size, half - (ty + 1) * size, -half + (tx + 1) * size, half - ty * size)
+    values = 30 + 0.2 * (tx - tx.min()) + 0.3 * (ty - ty.min()) - 3 + rng.normal(0, 0.5, tx.size)
+    values[::37] = np.nan
+    g = gpd.GeoDataFrame({"tile_x": tx, "tile_y": ty, "zoom": zoom, "lst_c": values}, geometry=geoms, crs=3857)
+    g["gi_bin"] = np.where(np.isnan(values), np.nan, np.clip(np.round((values - 32) / 1.5), -3, 3))
+    return g
+
+
+@pytest.mark.parametrize("kind", ["value", "class"])
+def test_tiles_drawn_as_pixels_match_the_polygons(kind: str) -> None:
+    """The image fast path for web-mercator tiles draws what the polygon path draws, pixel for pixel
+    away from the cell edges (the reference: the same cells without tile ids, as PolyCollection)."""
+    from uhi.writers.maps import render_hotspot_map
+
+    tiles = _tiles()
+    polys = tiles.drop(columns=["tile_x", "tile_y", "zoom"])
+
+    def draw(frame: gpd.GeoDataFrame) -> np.ndarray:
+        if kind == "value":
+            fig = render_value_map(frame, "lst_c", title="t", label="LST", units="°C", working_crs="EPSG:3857",
+                                   limits=(28.0, 36.0))
+        else:
+            fig = render_hotspot_map(frame, "gi_bin", working_crs="EPSG:3857")
+        return np.asarray(Image.open(io.BytesIO(figure_png_bytes(fig, dpi=60))).convert("RGB"), dtype=int)
+
+    fast, ref = draw(tiles), draw(polys)
+    assert fast.shape == ref.shape
+    differs = np.abs(fast - ref).max(axis=2) > 40
+    # cell edges (antialiasing, hatching of no-data cells in the polygon path) differ, cells do not
+    assert differs.mean() < 0.06, differs.mean()
+    # and the picture is not empty: the map holds many colours
+    assert len(np.unique(fast.reshape(-1, 3), axis=0)) > 20

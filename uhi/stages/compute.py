@@ -232,7 +232,22 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         summary["buildings"] = report.buildings
         summary["buildings_repaired"] = report.repaired
         summary["building_parts"] = report.parts
+    # the per-date SUHI of the workbook's "suhi" sheet, so the report reads it, never recomputes it
+    summary["suhi_series"] = _suhi_records(suhi_table)
     return summary
+
+
+def _suhi_records(suhi_table: Any) -> list[dict[str, Any]]:
+    """Per date: SUHI intensity (degrees C), urban and rural mean LST, urban and rural cell counts."""
+    out = []
+    for row in suhi_table.itertuples(index=False):
+        rec: dict[str, Any] = {"date": f"{row.date:%Y-%m-%d}"}
+        for key in ("suhi_c", "urban_lst_c", "rural_lst_c"):
+            value = float(getattr(row, key))
+            rec[key] = value if np.isfinite(value) else None
+        rec["n_urban"], rec["n_rural"] = int(row.n_urban), int(row.n_rural)
+        out.append(rec)
+    return out
 
 
 def _uncertainty_summary(values: np.ndarray) -> dict[str, Any] | None:

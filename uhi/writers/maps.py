@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "CREDIT_LANDSAT",
     "CREDIT_OSM",
+    "CREDIT_SYNTHETIC",
     "HOTSPOT_CLASSES",
     "render_value_map",
     "render_class_map",
@@ -22,6 +23,7 @@ __all__ = [
     "render_zone_map",
     "render_band_chart",
     "nice_scale_length_m",
+    "map_scale_factor",
     "figure_png_bytes",
     "save_map",
 ]
@@ -30,6 +32,7 @@ log = logging.getLogger("uhi.maps")
 
 CREDIT_LANDSAT = "Landsat data: USGS"
 CREDIT_OSM = "Buildings: (c) OpenStreetMap contributors"
+CREDIT_SYNTHETIC = "SYNTHETIC data (uhi demo): not Landsat observations"
 
 # ArcGIS Hot Spot Analysis bins (Gi_Bin): +-3 at 99 %, +-2 at 95 %, +-1 at 90 % confidence
 HOTSPOT_CLASSES: dict[int, tuple[str, str]] = {
@@ -114,14 +117,71 @@ def _draw_cells(ax: Any, geoms: Any, zorder: int, **style: Any) -> Any:
     return coll
 
 
-def _add_scale_bar(ax: Any) -> None:
-    """Alternating black/white bar in the lower left, length computed in the projected CRS."""
+def map_scale_factor(crs: Any, x: float, y: float) -> float:
+    """Map units per ground metre at (x, y) of a projected CRS (its point scale factor k).
+
+    Web Mercator stretches ground lengths by 1 / cos(latitude) (k = 1.47 at 47 degrees N);
+    UTM by 0.9996 to 1.001. A scale bar drawn ``k * L`` map units long spans ``L`` metres.
+    """
+    from pyproj import CRS, Proj, Transformer
+
+    crs = CRS.from_user_input(crs)
+    lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(x, y)
+    # conformal projections: the meridional and parallel scales are equal
+    return float(Proj(crs).get_factors(lon, lat).meridional_scale)
+
+
+# Web Mercator's half circumference (m): tile x of zoom z spans 2 * this / 2^z metres of EPSG:3857
+_MERC_HALF_M = 20037508.342789244
+_MAX_RASTER_PX = 4096 * 4096
+# no-data cells drawn as pixels (no hatching): darker than "not significant" (#e0e0e0)
+_NO_DATA_PIXEL = "#a6a6a6"
+
+
+def _tile_raster(proj: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]] | None:
+    """Row/column of each cell in a north-up image of its tiles, the image shape and extent.
+
+    Only for web-mercator tiles (``tile_x``, ``tile_y``, one ``zoom``) drawn in EPSG:3857, where a
+    tile is exactly one axis-aligned image pixel: ``imshow`` then draws 400k cells in about a
+    second and a few MB, where polygons take minutes and GBs (bench/bench_report.py).
+    """
+    if not {"tile_x", "tile_y", "zoom"} <= set(proj.columns) or proj.crs is None or proj.crs.to_epsg() != 3857:
+        return None
+    zoom = proj["zoom"].to_numpy()
+    if len(zoom) == 0 or (zoom != zoom[0]).any():
+        return None
+    tx, ty = proj["tile_x"].to_numpy(np.int64), proj["tile_y"].to_numpy(np.int64)
+    x0, y0 = int(tx.min()), int(ty.min())
+    width, height = int(tx.max()) - x0 + 1, int(ty.max()) - y0 + 1
+    if width * height > _MAX_RASTER_PX:
+        return None
+    size = 2 * _MERC_HALF_M / 2.0 ** int(zoom[0])
+    extent = (-_MERC_HALF_M + x0 * size, -_MERC_HALF_M + (x0 + width) * size,
+              _MERC_HALF_M - (y0 + height) * size, _MERC_HALF_M - y0 * size)
+    return ty - y0, tx - x0, (height, width, *extent)  # type: ignore[return-value]
+
+
+def _imshow_cells(ax: Any, raster: Any, values: np.ndarray, zorder: int, **style: Any) -> Any:
+    """Draw per-cell values (floats, or RGBA rows) as one image; pixels without a cell stay clear."""
+    rows, cols, (height, width, *extent) = raster
+    if values.ndim == 1:
+        img = np.full((int(height), int(width)), np.nan)
+        img[rows, cols] = values
+        img = np.ma.masked_invalid(img)
+    else:
+        img = np.zeros((int(height), int(width), 4))
+        img[rows, cols] = values
+    return ax.imshow(img, extent=extent, origin="upper", interpolation="nearest", zorder=zorder, **style)
+
+
+def _add_scale_bar(ax: Any, units_per_m: float = 1.0) -> None:
+    """Alternating black/white bar in the lower left; ``units_per_m`` converts ground metres to map units."""
     from matplotlib.patches import Rectangle
 
     x0, x1 = ax.get_xlim()
     y0, y1 = ax.get_ylim()
     width, height = x1 - x0, y1 - y0
-    length = nice_scale_length_m(width)
+    length = nice_scale_length_m(width / units_per_m) * units_per_m
     bar_h = height * 0.012
     left, bottom = x0 + width * 0.05, y0 + height * 0.05
     ax.add_patch(
@@ -145,15 +205,16 @@ def _add_scale_bar(ax: Any) -> None:
             )
         )
     ax.text(
-        left + length / 2, bottom + bar_h * 1.6, _format_length(length), ha="center", va="bottom",
+        left + length / 2, bottom + bar_h * 1.6, _format_length(round(length / units_per_m, 6)), ha="center", va="bottom",
         fontsize=9, zorder=5, gid="scale-bar-label",
         bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
     )
 
 
 def _add_north_arrow(ax: Any) -> None:
-    # The map is drawn in a UTM-like working CRS whose grid north differs from true north by
-    # the meridian convergence (under ~2 degrees near a zone's centre): north-up is grid-up.
+    # The report draws in EPSG:3857, where north is straight up everywhere (and the cells,
+    # web-mercator tiles, are axis-aligned). In a UTM working CRS grid north differs from true
+    # north by the meridian convergence (under ~2 degrees near a zone's centre).
     ax.annotate(
         "N", xy=(0.94, 0.95), xytext=(0.94, 0.85), xycoords="axes fraction",
         ha="center", va="center", fontsize=12, fontweight="bold", zorder=6, gid="north-arrow",
@@ -227,7 +288,7 @@ def _finish(fig: Any, ax: Any, proj: Any, credits: Sequence[str], basemap: bool,
         extra = _add_basemap(ax, proj.crs)
         if extra:
             all_credits.append(extra)
-    _add_scale_bar(ax)
+    _add_scale_bar(ax, map_scale_factor(proj.crs, (xmin + xmax) / 2, (ymin + ymax) / 2) if proj.crs.is_projected else 1.0)
     _add_north_arrow(ax)
     _add_credits(fig, all_credits)
     return fig
@@ -299,11 +360,20 @@ def render_value_map(
     norm = Normalize(vmin=vmin, vmax=vmax)
     fig, ax = _new_axes(title)
     has = np.isfinite(values)
-    geoms = proj.geometry.to_numpy()
-    if (~has).any():
-        _draw_cells(ax, geoms[~has], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
-    if has.any():
-        _draw_cells(ax, geoms[has], 3, array=values[has], cmap=cmap, norm=norm, edgecolor="face", linewidth=0.3)
+    raster = _tile_raster(proj)
+    if raster is not None:
+        from matplotlib.colors import to_rgba
+
+        if (~has).any():
+            _imshow_cells(ax, raster, np.where(has[:, None], 0.0, np.array(to_rgba(_NO_DATA_PIXEL))), 2)
+        if has.any():
+            _imshow_cells(ax, raster, np.where(has, values, np.nan), 3, cmap=cmap, norm=norm)
+    else:
+        geoms = proj.geometry.to_numpy()
+        if (~has).any():
+            _draw_cells(ax, geoms[~has], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
+        if has.any():
+            _draw_cells(ax, geoms[has], 3, array=values[has], cmap=cmap, norm=norm, edgecolor="face", linewidth=0.3)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, extend="both")
     bar.set_label(f"{label} ({units})")
     bar.ax.set_gid("colorbar")
@@ -332,19 +402,29 @@ def render_class_map(
         raise ValueError(f"column {column!r} is not in the cells; have {list(cells.columns)}")
     proj = _projected(cells, working_crs)
     fig, ax = _new_axes(title)
+    from matplotlib.colors import to_rgba
+
     handles = []
     values = proj[column]
-    geoms = proj.geometry.to_numpy()
+    raster = _tile_raster(proj)
+    geoms = proj.geometry.to_numpy() if raster is None else None
+    rgba = np.zeros((len(proj), 4))
     for value, (label, colour) in classes.items():
         mask = (values == value).to_numpy()
-        if mask.any():
+        if mask.any() and geoms is not None:
             # edges in the face colour close the hairline gaps antialiasing leaves between cells
             _draw_cells(ax, geoms[mask], 3, facecolor=colour, edgecolor=colour, linewidth=0.3)
+        rgba[mask] = to_rgba(colour)
         handles.append(Patch(facecolor=colour, edgecolor="#666666", label=f"{label} ({int(mask.sum())})"))
     other = ~values.isin(list(classes)).to_numpy()
     if other.any():
-        _draw_cells(ax, geoms[other], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
-        handles.append(Patch(facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", label=f"no data ({int(other.sum())})"))
+        if geoms is not None:
+            _draw_cells(ax, geoms[other], 2, facecolor="#f0f0f0", edgecolor="#bbbbbb", hatch="///", linewidth=0.2)
+        rgba[other] = to_rgba(_NO_DATA_PIXEL)
+        handles.append(Patch(facecolor=_NO_DATA_PIXEL if geoms is None else "#f0f0f0", edgecolor="#bbbbbb",
+                             hatch=None if geoms is None else "///", label=f"no data ({int(other.sum())})"))
+    if raster is not None:
+        _imshow_cells(ax, raster, rgba, 3)
     legend = ax.legend(handles=handles, title=legend_title, loc="lower right", fontsize=8, title_fontsize=9, framealpha=0.85)
     legend.set_gid("legend")
     legend.set_zorder(7)
