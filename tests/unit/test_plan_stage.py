@@ -38,7 +38,8 @@ def _scenario_benefit(ws: Workspace, changes: Path, name: str, model: str, weigh
     rec = run_scenario(build_config(), ws, changes, model=model, name=name)
     if weight is None:  # area objective: the scenario's own area-weighted city mean
         return -float(rec["city"]["mean_dlst_c"])
-    out = gpd.read_file(ws.root / "scenario" / f"{name}.geojson")
+    # the GeoPackage keeps full precision (the GeoJSON rounds properties to 6 decimals)
+    out = gpd.read_file(ws.root / "scenario" / f"{name}.gpkg", layer=f"scenario_{name}")
     return -float((out["dlst_c"] * out["cell"].map(weight)).sum())
 
 

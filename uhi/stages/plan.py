@@ -375,8 +375,9 @@ def _write(ws: Workspace, config: Config, table: Any, curve: Any, summary: dict[
     chosen = table.loc[table["selected"]]
     write_geojson(chosen, out_dir / "chosen.geojson")
     # 15 decimals: the polygons re-project onto the cells exactly, so a cell is covered with share 1
-    # and its neighbours with none (7 decimals would leave ~1e-4 slivers in `uhi scenario`)
-    write_geojson(_changes_frame(table), out_dir / "changes.geojson", precision=15)
+    # and its neighbours with none (7 decimals would leave ~1e-4 slivers in `uhi scenario`); the
+    # change amounts keep every digit (float_digits=None) so the scenario replays the plan exactly
+    write_geojson(_changes_frame(table), out_dir / "changes.geojson", precision=15, float_digits=None)
     ws.write_text(out_dir / "budget_curve.csv", curve.to_csv(index=False))
     city = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
     sheets = {
