@@ -1,4 +1,4 @@
-"""uhi: urban heat island analysis from Landsat 8/9 Collection 2 Level-2."""
+"""uhi: urban heat island analysis from Landsat Collection 2 Level-2 (Landsat 4-9)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

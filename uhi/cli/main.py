@@ -17,7 +17,7 @@ __all__ = ["cli", "main"]
 
 # command name -> module under uhi.cli; imported only when that command runs (fast --help)
 _COMMANDS = {
-    "fetch": "Find Landsat 8/9 C2 L2 scenes and read only the city's pixels.",
+    "fetch": "Find Landsat C2 L2 scenes (8/9 by default, 4-9 on request) and read only the city's pixels.",
     "compute": "Mask clouds; LST, NDVI, NDBI, MNDWI, albedo per cell; morphology; surface UHI.",
     "model": "Explain LST with OLS and spatial regressions; Gi* hotspots.",
     "exposure": "Who lives in the heat: population, vulnerable groups and zones.",
@@ -76,7 +76,7 @@ class LazyGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--log-json", is_flag=True, help="Logs as JSON lines on stderr (cron, containers).")
 def cli(verbose: int, quiet: bool, log_json: bool) -> None:
-    """Urban heat island analysis from Landsat 8/9 Collection 2 Level-2.
+    """Urban heat island analysis from Landsat Collection 2 Level-2 (Landsat 8/9 by default; 4, 5 and 7 on request).
 
     Exit codes: 0 done, 1 runtime failure, 2 bad usage or config, 3 no data,
     75 workspace locked by another run, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).

@@ -1,4 +1,4 @@
-"""Find Landsat 8/9 C2 L2 scenes: one interface over the STAC, SageMaker geospatial and local backends."""
+"""Find Landsat 4-9 C2 L2 scenes: one interface over the STAC, SageMaker geospatial and local backends."""
 
 from __future__ import annotations
 
