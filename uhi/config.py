@@ -339,6 +339,11 @@ class ModelConfig(_Section):
         description="cells whose water_share (cells.parquet) is above this are left out of the "
         "regressions, weights, Gi*, forecast and scenario",
     )
+    sensor_effects: bool = Field(
+        True,
+        description="add each older sensor's share of a cell-year's observations as a regressor "
+        "in the years more than one Landsat sensor contributed (their offsets; docs/model.md)",
+    )
 
     @field_validator("weights")
     @classmethod

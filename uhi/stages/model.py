@@ -59,6 +59,10 @@ class ModelRequest:
     lag_estimator
         'ml' (maximum likelihood, the default) or '2sls' (Kelejian-Prucha GM: no
         log-determinant, linear in n; consistent but less efficient) for the ``lag`` model.
+    sensor_cols
+        ``sensor[<name>]`` share columns of the table (uhi.stats.sensors.sensor_shares); each
+        period adds the ones uhi.stats.sensors.sensor_terms picks to its per-period models'
+        regressors (empty: no sensor effects).
     """
 
     y: str
@@ -71,6 +75,7 @@ class ModelRequest:
     fdr: bool = True
     time_effects: bool = True
     lag_estimator: str = "ml"
+    sensor_cols: tuple[str, ...] = ()
 
 
 @dataclass
@@ -145,12 +150,29 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     _check_columns(sorted(available), needed, "compute/panel.parquet and compute/cells.parquet")
     from_panel = [c for c in dict.fromkeys([*needed, hot]) if c in panel_cols and c not in ("cell", "year")]
     # only the columns the models use, summer months filtered while reading (uhi/panel.py)
-    panel = read_panel(ws.panel, ["cell", "year", *from_panel], months=config.time.months)
+    with_platform = m.sensor_effects and "platform" in panel_cols and m.y in from_panel
+    panel = read_panel(ws.panel, ["cell", "year", *from_panel, *(["platform"] if with_platform else [])],
+                       months=config.time.months)
     _check_numeric(panel, [c for c in from_panel if c in needed], "compute/panel.parquet")
     from_cells = [c for c in needed if c not in from_panel]
     _check_numeric(cells, from_cells, "compute/cells.parquet")
     # the summer composite of each year: the mean over that year's dates (docs/science.md, forecasting)
     yearly = panel.groupby(["cell", "year"], sort=True, observed=True)[from_panel].mean().reset_index()
+    sensor_cols: list[str] = []
+    if with_platform:
+        from uhi.stats.sensors import sensor_shares
+
+        # only observations with a response enter its yearly mean, so only they count
+        shares = sensor_shares(panel["cell"].to_numpy(), panel["year"].to_numpy(),
+                               panel["platform"].astype(object).to_numpy(), np.isfinite(panel[m.y].to_numpy(dtype=float)))
+        sensor_cols = [c for c in shares.columns if c not in ("cell", "year")]
+        if len(sensor_cols) > 1:
+            yearly["cell"] = yearly["cell"].astype(object)
+            shares["cell"] = shares["cell"].astype(object)
+            yearly = yearly.merge(shares, on=["cell", "year"], how="left")
+            yearly[sensor_cols] = yearly[sensor_cols].fillna(0.0)
+        else:
+            sensor_cols = []
     del panel
     yearly["cell"] = yearly["cell"].astype(object)
     # the inner join below drops the panel rows of the water cells left out above
@@ -177,6 +199,7 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
         permutations=m.permutations,
         fdr=m.fdr,
         lag_estimator=m.lag_estimator,
+        sensor_cols=tuple(sensor_cols),
     )
     notes = {"hotspot_variable": hot, "months": list(config.time.months), "water": water}
     if "fe" in m.models and zone_col is None:
@@ -287,6 +310,7 @@ class _Fitted:
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     x_used: list[str] = field(default_factory=list)
+    sensor_terms: dict[Any, str] = field(default_factory=dict)  # period -> what sensor_terms decided
 
 
 class _WeightsCache:
@@ -446,6 +470,18 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
             res.skipped[f"period {period}"] = f"y {req.y!r} is constant ({values[ok, 0][0]:g}) in its {n_ok} rows"
             log.warning("model: %s %s: y %r is the same in every row; period not fitted", data.period_name or "data", period, req.y)
             continue
+        x_ok = values[ok, 1:]
+        names_p = names
+        if req.sensor_cols:
+            from uhi.stats.sensors import sensor_terms
+
+            terms, why = sensor_terms({c: rows[c].to_numpy(dtype=float)[ok] for c in req.sensor_cols})
+            res.sensor_terms[period] = why
+            if terms and n_ok >= len(names) + len(terms) + 3:
+                x_ok = np.column_stack([x_ok, rows[terms].to_numpy(dtype=float)[ok]])
+                names_p = [*names, *terms]
+            elif terms:
+                res.sensor_terms[period] = f"{why}; too few rows ({n_ok}) for the sensor terms: left out"
         total_used += n_ok
         ids = rows["unit"].to_numpy()[ok]
         sw = cache.get(ids)
@@ -454,7 +490,7 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
             log.warning("model: %s: %d observations have no neighbour under %s (islands)", period, sw.islands.size, req.weights)
         if req.zone_col is not None:
             zones = rows[req.zone_col].to_numpy()[ok]
-        fits, secs, _ = _fit_period(per_period, values[ok, 0], values[ok, 1:], names, sw, zones, cache.logdet(sw),
+        fits, secs, _ = _fit_period(per_period, values[ok, 0], x_ok, names_p, sw, zones, cache.logdet(sw),
                                     req.lag_estimator)
         for m, fit in fits.items():
             res.fits.setdefault(m, {})[period] = fit
@@ -551,7 +587,8 @@ def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]
         for period, fit in per.items():
             rec = fit.to_summary()
             rec["weights"] = req.weights
-            rec["x"] = [n for n in fit.names if n != "const" and not n.startswith("W_")]
+            # sensor offsets are nuisance terms, not interventions: not in "x" (scenario, plan)
+            rec["x"] = [n for n in fit.names if n != "const" and not n.startswith("W_") and not n.startswith("sensor[")]
             years[str(period)] = rec
         r2s = [f.r2 for f in per.values()]
         if m == "panel_fe":
@@ -591,6 +628,10 @@ def _summary(data: ModelData, req: ModelRequest, res: _Fitted) -> dict[str, Any]
             "rows": {str(k): v for k, v in res.rows.items()},
             "weights_info": {str(k): v for k, v in res.weights_info.items()},
             "skipped": res.skipped,
+            "sensor_effects": {
+                "columns": list(req.sensor_cols),
+                "per_period": {str(k): v for k, v in res.sensor_terms.items()},
+            },
             "hotspots": {"variable": req.hotspot_col, "fdr": req.fdr, "permutations": req.permutations, "classes": hot_counts},
             "notes": data.notes,
             "seconds": {k: round(v, 3) for k, v in res.seconds.items()},

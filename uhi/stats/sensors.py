@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SENSOR_ORDER", "sensor_steps"]
+__all__ = ["SENSOR_ORDER", "sensor_column", "sensor_of_platforms", "sensor_shares", "sensor_steps", "sensor_terms"]
 
 # oldest first: a step is reported as the newer sensor's mean minus the older one's
 SENSOR_ORDER = ("TM", "ETM+", "OLI/TIRS")
@@ -63,3 +63,98 @@ def sensor_steps(years: Sequence[int], values: Sequence[float], sensors: Sequenc
                 "step": bool(math.isfinite(se) and abs(diff) > _STEP_Z * se),
             })
     return out
+
+
+def sensor_column(sensor: str) -> str:
+    """The regressor name of a sensor's share, as written in model/summary.json."""
+    return f"sensor[{sensor}]"
+
+
+def sensor_of_platforms(platform: str | None) -> str | None:
+    """The sensor of a panel ``platform`` value, None when unknown.
+
+    A same-day merge of two platforms (``landsat-7+landsat-8``) mixes both sensors' pixels; by
+    convention it counts as the newest one's sensor, which is the model's reference whenever it
+    is present, so a merged day adds no offset term of an older sensor.
+    """
+    from uhi.landsat import sensor_for
+
+    if not platform:
+        return None
+    found = [sensor_for(platform=p.strip()) for p in str(platform).split("+")]
+    names = [s.name for s in found if s is not None]
+    if not names:
+        return None
+    return max(names, key=SENSOR_ORDER.index)
+
+
+def sensor_shares(cells: Sequence[Any], years: Sequence[int], platforms: Sequence[str | None],
+                  valid: Sequence[bool]) -> Any:
+    """Per (cell, year), the share of its valid observations made by each sensor.
+
+    A model of yearly cell means sees a sensor's additive offset ``d_s`` as ``d_s`` times the
+    share of that cell-year's observations made by sensor ``s``: the mean of ``v + d_s`` over
+    the observations is the mean of ``v`` plus ``sum_s share_s d_s``. The shares are therefore
+    the regressors whose coefficients are the sensor offsets.
+
+    Parameters
+    ----------
+    cells, years, platforms
+        One entry per observation (a panel row).
+    valid
+        Whether the observation's response is finite (only those enter the yearly mean).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``cell``, ``year`` and ``sensor[<name>]`` for every sensor seen, shares in
+        [0, 1] summing to 1 per row; cell-years with no valid observation of a known sensor
+        are absent.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({"cell": list(cells), "year": np.asarray(years, dtype=np.int64),
+                          "sensor": [sensor_of_platforms(p) for p in platforms]})
+    frame = frame[np.asarray(valid, dtype=bool) & frame["sensor"].notna().to_numpy()]
+    counts = pd.crosstab([frame["cell"], frame["year"]], frame["sensor"])
+    present = [s for s in SENSOR_ORDER if s in counts.columns]
+    shares = counts[present].div(counts[present].sum(axis=1), axis=0)
+    shares.columns = [sensor_column(s) for s in present]
+    return shares.reset_index()
+
+
+def sensor_terms(shares: dict[str, np.ndarray]) -> tuple[list[str], str]:
+    """Which sensor-share columns enter one period's regression, and why.
+
+    The rule, per period (year), over that period's rows: the sensors with a positive share in
+    some row are the ones that contributed. With fewer than two, nothing is added. Otherwise the
+    newest of them is the reference (its offset is in the intercept) and each older one adds
+    its share column if that share varies across the rows; a share equal in every row is
+    collinear with the intercept and its offset cannot be told from the intercept (it is left
+    out and said so).
+
+    Parameters
+    ----------
+    shares
+        ``sensor[<name>]`` -> the share per row of the period.
+
+    Returns
+    -------
+    (columns, note)
+        Columns to add (oldest first) and a sentence for summary.json.
+    """
+    present = [s for s in SENSOR_ORDER if sensor_column(s) in shares and np.nanmax(shares[sensor_column(s)], initial=0.0) > 0]
+    if len(present) < 2:
+        return [], f"one sensor ({present[0] if present else 'unknown'}): no sensor terms"
+    reference = present[-1]
+    cols: list[str] = []
+    constant: list[str] = []
+    for s in present[:-1]:
+        v = shares[sensor_column(s)]
+        (cols if np.nanmax(v) - np.nanmin(v) > 0 else constant).append(s)
+    note = f"sensors {present}, reference {reference}"
+    if cols:
+        note += f"; share terms for {cols}"
+    if constant:
+        note += f"; {constant} have the same share in every cell (absorbed in the intercept)"
+    return [sensor_column(s) for s in cols], note
