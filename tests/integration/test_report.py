@@ -247,6 +247,20 @@ def test_sections_follow_the_stages_that_ran(report: tuple[Path, Any], tmp_path:
     assert "7,400" in page and "37.6 °C" in page and "446 to 578" in page
 
 
+def test_scenario_section_speaks_plainly(report: tuple[Path, Any]) -> None:
+    """The scenario is told in words with rounded °C, not as column names or JSON."""
+    path, ws = report
+    page = path.read_text(encoding="utf-8")
+    start = page.index('id="scenarios"')
+    section = page[start:page.index("</section>", start)]
+    scen = json.loads((ws.root / "scenario" / "park_summary.json").read_text())
+    assert "vegetation index (NDVI) raised by 0.20" in section
+    assert f"changes by {scen['city']['mean_dlst_c']:+.2f} °C" in section
+    assert f"{scen['polygons'][0]['mean_dlst_c']:.2f}" in section
+    for jargon in ("mean_dlst_c", "dlst", "{&quot;ndvi", '{"ndvi', "outside_mean"):
+        assert jargon not in section, jargon
+
+
 def test_headline_names_places_by_coordinates_without_zones(report: tuple[Path, Any]) -> None:
     """Without zones the hottest places are the hottest cells, by lon/lat, distinct, never a bare quadkey."""
     path, ws = report

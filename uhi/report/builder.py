@@ -584,6 +584,44 @@ def _forecast_section(inp: _Inputs, ws: Any, interval: float) -> ReportSection:
     return sec
 
 
+# plain names of the covariates a scenario may change, for the report's sentences
+_COVARIATE_NAMES = {
+    "ndvi": "vegetation index (NDVI)",
+    "ndbi": "built-up index (NDBI)",
+    "mndwi": "water index (MNDWI)",
+    "albedo": "surface reflectivity (albedo)",
+    "site_coverage": "share of ground under buildings",
+    "block_coverage": "share of the block under buildings",
+    "far": "floor area ratio",
+    "height_mean_m": "mean building height",
+    "water_share": "share of water",
+}
+
+
+def _describe_change(kind: str, changes: Any) -> str:
+    """A polygon's recorded change in words, e.g. 'vegetation index (NDVI) raised by 0.20'."""
+    if isinstance(changes, str):
+        try:
+            changes = json.loads(changes)
+        except ValueError:
+            return changes
+    if not isinstance(changes, dict):
+        return ""
+    parts = []
+    for var, value in changes.items():
+        name = _COVARIATE_NAMES.get(str(var), str(var))
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            parts.append(f"{name}: {value}")
+            continue
+        if kind == "set":
+            parts.append(f"{name} set to {v:.2f}")
+        else:
+            parts.append(f"{name} {'raised' if v >= 0 else 'lowered'} by {abs(v):.2f}")
+    return "; ".join(parts)  # plain text: the table escapes it
+
+
 def _scenario_section(ws: Any) -> ReportSection | None:
     import pandas as pd
 
@@ -592,18 +630,38 @@ def _scenario_section(ws: Any) -> ReportSection | None:
     if not summaries:
         return None
     sec = ReportSection("scenarios", "Scenarios")
+    sec.body.append(
+        "<p>A scenario changes the land cover in the areas you drew and asks the fitted model how "
+        "the surface temperature of every cell would change. Negative numbers are cooling.</p>")
     for path in summaries:
         rec = json.loads(path.read_text(encoding="utf-8"))
         city = rec.get("city", {})
+        model = str(rec.get("model"))
+        year = rec.get("model_year") or "all years"
+        mean = float(city.get("mean_dlst_c", float("nan")))
+        outside = float(city.get("outside_mean_dlst_c", float("nan")))
+        spill = (f" Cells outside the changed areas change by {outside:+.2f} °C on average (spill-over)."
+                 if model in ("lag", "panel_fe") else "")
         sec.body.append(
-            f"<h3>{html.escape(str(rec.get('scenario', path.stem)))}</h3><p>Model {html.escape(str(rec.get('model')))}"
-            f" ({html.escape(str(rec.get('model_year') or 'pooled'))}); city-wide mean change "
-            f"{city.get('mean_dlst_c', float('nan')):.3f} °C over {city.get('cells_changed', 0)} changed cells; "
-            f"mean change outside the polygons {city.get('outside_mean_dlst_c', float('nan')):.4f} °C.</p>"
+            f"<h3>{html.escape(str(rec.get('scenario', path.stem)))}</h3>"
+            f"<p>Predicted by the {html.escape(model)} model ({html.escape(str(year))}: "
+            f"{html.escape(_MODEL_NAMES.get(model, 'a model of uhi model'))}). Over the whole city the "
+            f"average surface temperature changes by {mean:+.2f} °C; {int(city.get('cells_changed', 0))} "
+            f"cells are changed.{spill}</p>"
         )
-        polys = pd.DataFrame(rec.get("polygons", []))
-        if len(polys):
-            sec.body.append(_table(polys.set_index("name"), digits=3))
+        rows = []
+        for poly in rec.get("polygons", []):
+            rows.append({
+                "Area": poly.get("name"),
+                "Change": _describe_change(str(poly.get("change", "add")), poly.get("changes")),
+                "Cells": int(poly.get("cells") or 0),
+                "Area changed (ha)": float(poly.get("covered_area_m2") or 0.0) / 1e4,
+                "Mean change inside (°C)": poly.get("mean_dlst_c"),
+                "Strongest cooling (°C)": poly.get("min_dlst_c"),
+            })
+        if rows:
+            table = pd.DataFrame(rows).set_index("Area")
+            sec.body.append(_table(table, digits=2))
     return sec
 
 
