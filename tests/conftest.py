@@ -14,6 +14,17 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+def uhi_exit_code(*args: str) -> int:
+    """Run the ``uhi`` command in this process (click's main) and return its exit code."""
+    from uhi.cli.main import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 def under_ci() -> bool:
     """Whether the run is CI's (``CI=true``, as GitHub Actions, GitLab and .ci/run set it)."""
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")

@@ -8,16 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from uhi.cli.main import main
-
-
-def uhi(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+from conftest import uhi_exit_code as uhi
 
 
 @pytest.fixture(scope="module")

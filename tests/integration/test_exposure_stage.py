@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
+from conftest import uhi_exit_code as uhi
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from uhi.cli.main import main
 from uhi.config import build_config
 from uhi.grid.cells import build_cells
 from uhi.stages.model import SPEC as MODEL
@@ -28,12 +28,6 @@ AOI = box(-114.080, 51.040, -114.066, 51.049)  # ~1 km x 1 km near Calgary: ~440
 YEARS = (2019, 2020)
 
 
-def uhi(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _write_workspace(root: Path) -> tuple[Workspace, gpd.GeoDataFrame, pd.DataFrame]:

@@ -8,19 +8,13 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 import pytest
+from conftest import uhi_exit_code as uhi
 
-from uhi.cli.main import main
 from uhi.demo import DemoSpec, write_demo
 
 pytestmark = pytest.mark.slow
 
 
-def uhi(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
