@@ -1070,7 +1070,7 @@ def _headline_section(inp: _Inputs) -> ReportSection:
     if plan:
         items.append(f"Best plan: {html.escape(str(plan.get('intervention', '')))} on {plan.get('cells_selected', 0)} cells for "
                      f"{float(plan.get('total_cost') or 0):,.0f} {html.escape(str(plan.get('currency', '')))} cools "
-                     f"by {float(plan.get('total_benefit') or 0):.3g} {html.escape(str(plan.get('unit', '')))}. "
+                     f"by {_amount(float(plan.get('total_benefit') or 0))} {html.escape(str(plan.get('unit', '')).replace('degC', '°C'))}. "
                      '<a href="#plan">Plan</a>')
     for name, rec in (data.get("scenarios") or {}).items():
         mean = ((rec or {}).get("city") or {}).get("mean_dlst_c")
@@ -1147,13 +1147,20 @@ def _exposure_section(inp: _Inputs, ws: Any) -> ReportSection | None:
     return sec
 
 
+def _amount(value: float) -> str:
+    """A benefit for people to read: thousands separated, no exponent (4,694 not 4.69e+03)."""
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _plan_section(inp: _Inputs) -> ReportSection | None:
     plan = inp.data.get("plan")
     if not plan:
         return None
     sec = ReportSection("plan", "Cooling plan")
     cur = html.escape(str(plan.get("currency", "")))
-    unit = html.escape(str(plan.get("unit", "")))
+    unit = html.escape(str(plan.get("unit", "")).replace("degC", "°C"))
     iv = plan.get("interval") or {}
     lo, hi = iv.get("low") if isinstance(iv, dict) else None, iv.get("high") if isinstance(iv, dict) else None
     sec.body.append(
@@ -1161,13 +1168,15 @@ def _plan_section(inp: _Inputs) -> ReportSection | None:
         f"{plan.get('cells_feasible', 0)} feasible cells, costing {float(plan.get('total_cost') or 0):,.0f} {cur} of a "
         f"budget of {float(plan.get('budget') or 0):,.0f} {cur}; it buys {float(plan.get('amount') or 0):,.0f} "
         f"{html.escape(str(plan.get('amount_unit', '')))}. Cooling ({html.escape(str(plan.get('objective', '')))}): "
-        f"{float(plan.get('total_benefit') or 0):.3g} {unit}, of which {float(plan.get('spillover_benefit') or 0):.3g} "
+        f"{_amount(float(plan.get('total_benefit') or 0))} {unit}, of which {_amount(float(plan.get('spillover_benefit') or 0))} "
         f"through spill-over to neighbours"
-        + (f" (interval {float(lo):.3g} to {float(hi):.3g})" if lo is not None and hi is not None else "")
-        + f". Model: {html.escape(str(plan.get('model', '')))}.</p>")
+        + (f" (interval {_amount(float(lo))} to {_amount(float(hi))})" if lo is not None and hi is not None else "")
+        + f". Model: {html.escape(str(plan.get('model', '')))}."
+        + (" A person-°C is one resident cooled by 1 °C of surface temperature; the total adds them up "
+           "over every cell." if "person" in unit else "") + "</p>")
     gains = {k: v for k, v in (plan.get("gain_over_naive") or {}).items() if v is not None}
     if gains:
         sec.body.append("<p>Extra cooling over simpler plans of the same budget: " + ", ".join(
-            f"{html.escape(str(k))}: {float(v):.3g} {unit}" for k, v in gains.items()) + ".</p>")
+            f"{html.escape(str(k))}: {_amount(float(v))} {unit}" for k, v in gains.items()) + ".</p>")
     sec.body.append(f"<p class=\"note\">{html.escape(str(plan.get('costs_note', '')))}</p>")
     return sec
