@@ -13,6 +13,7 @@ import numpy as np
 
 from uhi.config import Config, ExposureConfig
 from uhi.errors import ConfigError, InputError
+from uhi.report.data import is_synthetic
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace
 
@@ -21,6 +22,8 @@ __all__ = ["SPEC", "run", "RASTER_SUFFIXES"]
 log = logging.getLogger("uhi.exposure")
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".asc", ".nc")
+# the zone map's CRS: web-mercator cells are axis-aligned squares there, as on every uhi map
+MAP_CRS = "EPSG:3857"
 _CELL_COLS = ("cell", "tile_x", "tile_y", "zoom", "x_m", "y_m", "area_m2", "site_coverage", "floor_area_m2")
 
 
@@ -564,8 +567,11 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     zones_gdf = (gpd.GeoDataFrame(ztab, geometry=zones.frame.geometry.to_numpy(), crs=crs).to_crs(4326)
                  if zones is not None and ztab is not None else None)
     hot = np.isfinite(gi) & (gi >= 2)
-    outline = tile_outline_segments(cells["tile_x"].to_numpy()[hot], cells["tile_y"].to_numpy()[hot], quads[hot])
-    _write(ws, out_dir, cells_gdf, zones_gdf, summary, bands, config, crs, outline)
+    # the map is drawn in web mercator, where the cells are axis-aligned squares under the north
+    # arrow (in UTM they are rotated by the grid convergence)
+    outline = tile_outline_segments(cells["tile_x"].to_numpy()[hot], cells["tile_y"].to_numpy()[hot],
+                                    _cell_quads(cells.loc[hot], MAP_CRS))
+    _write(ws, out_dir, cells_gdf, zones_gdf, summary, bands, config, outline)
     seconds = time.perf_counter() - t0
     return {"year": year, "cells": int(len(table)), "zones": int(len(zones.frame)) if zones else 0,
             "population": round(summary["population"], 1) if summary.get("population") is not None else None,
@@ -573,7 +579,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
 
 def _write(ws: Workspace, out_dir: Path, cells: Any, zones: Any | None, summary: dict[str, Any],
-           bands: Any | None, config: Config, crs: str, outline: np.ndarray) -> None:
+           bands: Any | None, config: Config, outline: np.ndarray) -> None:
     import pandas as pd
 
     from uhi.writers.excel import write_workbook
@@ -601,7 +607,7 @@ def _write(ws: Workspace, out_dir: Path, cells: Any, zones: Any | None, summary:
     sheets["notes"] = pd.DataFrame({"note": summary.get("notes", [])})
     write_workbook(out_dir / "exposure.xlsx", sheets, notes=_NOTES)
     if "png" in config.outputs.formats:
-        written += _write_maps(out_dir, zones, bands, summary, config, crs, outline)
+        written += _write_maps(out_dir, zones, bands, summary, config, outline, is_synthetic(ws))
     if "gpkg" in config.outputs.formats:
         from uhi.writers.gpkg import write_gpkg
 
@@ -615,8 +621,14 @@ def _write(ws: Workspace, out_dir: Path, cells: Any, zones: Any | None, summary:
 
 
 def _write_maps(out_dir: Path, zones: Any | None, bands: Any | None, summary: dict[str, Any],
-                config: Config, crs: str, outline: np.ndarray) -> list[Path]:
-    from uhi.writers.maps import render_band_chart, render_zone_map, save_map
+                config: Config, outline: np.ndarray, synthetic: bool) -> list[Path]:
+    from uhi.writers.maps import (
+        CREDIT_LANDSAT,
+        CREDIT_SYNTHETIC,
+        render_band_chart,
+        render_zone_map,
+        save_map,
+    )
 
     written = []
     year = summary["year"]
@@ -627,7 +639,8 @@ def _write_maps(out_dir: Path, zones: Any | None, bands: Any | None, summary: di
         fig = render_zone_map(
             zones, column, labels="name", overlay=outline,
             title=f"{config.city.name}: {what} by zone, {year}",
-            label=what, units="degrees C", working_crs=crs,
+            label=what, units="degrees C", working_crs=MAP_CRS,
+            credits=(CREDIT_SYNTHETIC,) if synthetic else (CREDIT_LANDSAT,),
             overlay_label=f"Gi* hot spots, 95 % and 99 % ({int(summary.get('cells_hot_95') or 0)} cells)",
         )
         written.append(save_map(fig, out_dir / "exposure_map.png"))
