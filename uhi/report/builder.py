@@ -1164,7 +1164,8 @@ def _plan_section(inp: _Inputs) -> ReportSection | None:
     iv = plan.get("interval") or {}
     lo, hi = iv.get("low") if isinstance(iv, dict) else None, iv.get("high") if isinstance(iv, dict) else None
     sec.body.append(
-        f"<p>{html.escape(str(plan.get('intervention', '')))} on {plan.get('cells_selected', 0)} of "
+        f"<p>{html.escape(str(plan.get('intervention', '')).replace('_', ' ').capitalize())} on "
+        f"{plan.get('cells_selected', 0)} of "
         f"{plan.get('cells_feasible', 0)} feasible cells, costing {float(plan.get('total_cost') or 0):,.0f} {cur} of a "
         f"budget of {float(plan.get('budget') or 0):,.0f} {cur}; it buys {float(plan.get('amount') or 0):,.0f} "
         f"{html.escape(str(plan.get('amount_unit', '')))}. Cooling ({html.escape(str(plan.get('objective', '')))}): "
@@ -1176,7 +1177,10 @@ def _plan_section(inp: _Inputs) -> ReportSection | None:
            "over every cell." if "person" in unit else "") + "</p>")
     gains = {k: v for k, v in (plan.get("gain_over_naive") or {}).items() if v is not None}
     if gains:
-        sec.body.append("<p>Extra cooling over simpler plans of the same budget: " + ", ".join(
-            f"{html.escape(str(k))}: {_amount(float(v))} {unit}" for k, v in gains.items()) + ".</p>")
+        naive = {"hottest_cells": "greening the hottest cells first",
+                 "most_populated_cells": "greening the most populated cells first"}
+        sec.body.append("<p>Extra cooling over simpler plans of the same budget: " + "; ".join(
+            f"{_amount(float(v))} {unit} more than {html.escape(naive.get(str(k), str(k).replace('_', ' ')))}"
+            for k, v in gains.items()) + ".</p>")
     sec.body.append(f"<p class=\"note\">{html.escape(str(plan.get('costs_note', '')))}</p>")
     return sec
