@@ -646,8 +646,8 @@ def test_dry_run_reads_no_pixel_and_estimates_the_windows(served: Served, tmp_pa
     assert not (tmp_path / "ws").exists()  # nothing written
     plan = json.loads(r.stdout)
     assert {s["id"] for s in plan["kept"]} == SELECTED
-    assert plan["dropped"] == {"cloud": 1, "L2SR (no thermal)": 1, "months": 1}
-    assert plan["found"] == 6 and plan["assets"] == 27 and plan["assets_unknown_size"] == 0
+    assert plan["dropped"] == {"cloud": 1, "L2SR (no thermal)": 1, "months": 1, "platform": 1}
+    assert plan["found"] == 7 and plan["assets"] == 27 and plan["assets_unknown_size"] == 0
     # the estimate equals the windows the real fetch then reads: 2 bytes per pixel (uint16/int16)
     ws, _ = _run_fetch(_config(served, tmp_path / "ws2"))
     fetched = 0
@@ -657,7 +657,7 @@ def test_dry_run_reads_no_pixel_and_estimates_the_windows(served: Served, tmp_pa
                 fetched += clip.width * clip.height * 2
     assert plan["bytes"] == fetched
     text = _uhi("fetch", str(cfg_path), "--dry-run")
-    assert text.returncode == 0 and "scenes: 6 found, 3 kept" in text.stdout and "dropped 1: cloud" in text.stdout
+    assert text.returncode == 0 and "scenes: 7 found, 3 kept" in text.stdout and "dropped 1: cloud" in text.stdout
 
 
 def test_aoi_that_overlaps_no_scene_says_so(served: Served, tmp_path: Path) -> None:

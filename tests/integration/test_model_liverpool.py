@@ -60,4 +60,4 @@ def test_ols_equals_statsmodels_on_the_land_rows(liverpool_model):
     assert fit["r2"] == pytest.approx(ref.rsquared, rel=1e-9)
     # every water cell is absent from the Gi* layer too
     hot = gpd.read_file(ws.path("model", "hotspots.geojson"))
-    assert set(hot["unit"]) == set(land)
+    assert set(hot["cell"]) == set(land)
