@@ -262,7 +262,7 @@ def _population_raster(e: ExposureConfig, cells: Any) -> _Population:
     with src:
         if src.crs is None:
             raise InputError(
-                f"population raster {path.name} has no CRS; assign one (gdal_edit.py -a_srs EPSG:XXXX) and run again"
+                f"population raster {path.name} has no CRS; assign its CRS, e.g. gdal_edit.py -a_srs EPSG:<code> {path.name}, and run again"
             )
         quads = cell_quads(cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy(), int(cells["zoom"].iloc[0]), src.crs)
         # read only the window under the cells (plus a pixel), never the whole country
