@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import resource
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +15,7 @@ from uhi import __version__
 from uhi.config import Config
 from uhi.errors import ConfigError, NoDataError
 from uhi.parallel import dask_client
-from uhi.stages.runner import StageOutcome, StageSpec, execute
+from uhi.stages.runner import StageOutcome, StageSpec, execute, peak_rss_mb
 from uhi.workspace import STAGES, Workspace
 
 __all__ = [
@@ -56,6 +54,8 @@ class RunReport:
         Ids of the scenes an incremental run found after the last known acquisition day.
     seconds_total
         Wall time of the whole run.
+    gpkg_seconds
+        Wall time of assembling ``<workspace>/<city>.gpkg`` after the stages (0 when not done).
     peak_rss_mb
         Peak resident memory of this process (and its finished children), MiB.
     summary
@@ -67,6 +67,7 @@ class RunReport:
     nothing_new: bool = False
     new_scenes: list[str] = field(default_factory=list)
     seconds_total: float = 0.0
+    gpkg_seconds: float = 0.0
     peak_rss_mb: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -77,12 +78,16 @@ class RunReport:
             "nothing_new": self.nothing_new,
             "new_scenes": list(self.new_scenes),
             "seconds_total": round(self.seconds_total, 3),
+            "gpkg_seconds": round(self.gpkg_seconds, 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "stages": [
                 {
                     "name": o.name,
                     "skipped": o.skipped,
                     "seconds": round(o.seconds, 3),
+                    "cpu_seconds": round(o.cpu_seconds, 3),
+                    "bookkeeping_seconds": round(o.bookkeeping_seconds, 3),
+                    "peak_rss_mb": round(o.peak_rss_mb, 1),
                     "summary": o.summary,
                 }
                 for o in self.outcomes
@@ -108,14 +113,6 @@ def _default_specs(name: str) -> StageSpec:
     return get_spec(name)
 
 
-def _peak_rss_mb() -> float:
-    # ru_maxrss is KiB on Linux and bytes on macOS
-    scale = 1.0 if sys.platform == "darwin" else 1024.0
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) * scale / 2**20
-
-
 def _execute_stages(
     config: Config,
     ws: Workspace,
@@ -124,16 +121,20 @@ def _execute_stages(
     force: bool,
     specs: SpecLookup,
     force_stages: Sequence[str] = (),
-) -> list[StageOutcome]:
-    """Run stages in order under an already-held lock, sharing one Dask client if configured."""
+) -> tuple[list[StageOutcome], float]:
+    """Run stages in order under an already-held lock, sharing one Dask client if configured.
+
+    Returns the outcomes and the seconds spent assembling the city GeoPackage afterwards.
+    """
     outcomes = []
     with dask_client(config.dask.address, config.dask.workers):
         for name in names:
             again = force or name in force_stages
             outcomes.append(execute(specs(name), config, ws, force=again))
+    started = time.perf_counter()
     if any(not o.skipped for o in outcomes) or not city_gpkg_path(config, ws).is_file():
         assemble_city_gpkg(config, ws)
-    return outcomes
+    return outcomes, time.perf_counter() - started
 
 
 def city_gpkg_path(config: Config, ws: Workspace) -> Path:
@@ -206,12 +207,12 @@ def run_pipeline(
     check_run_size(config, stages)
     ws = Workspace(config.resolved_workdir())
     with ws.locked():
-        outcomes = _execute_stages(config, ws, stages, force=force, specs=specs or _default_specs)
+        outcomes, gpkg_s = _execute_stages(config, ws, stages, force=force, specs=specs or _default_specs)
         if specs is None:
             _report_if_asked(config, ws, stages, outcomes)
-    report = RunReport(ws.root, outcomes)
+    report = RunReport(ws.root, outcomes, gpkg_seconds=gpkg_s)
     report.seconds_total = time.perf_counter() - started
-    report.peak_rss_mb = _peak_rss_mb()
+    report.peak_rss_mb = peak_rss_mb()
     report.summary = run_summary(ws)
     return report
 
@@ -317,14 +318,14 @@ def run_incremental(
                 log.info("incremental: nothing new; running stages left unfinished or whose config changed")
             # a remote archive's new scenes change no local input of fetch, so its fingerprint
             # cannot notice them: fetch is re-run explicitly (it keeps every valid clip)
-            outcomes = _execute_stages(
+            outcomes, gpkg_s = _execute_stages(
                 config, ws, stages, force=False, specs=lookup, force_stages=("fetch",) if new else ()
             )
             if specs is None:
                 _report_if_asked(config, ws, stages, outcomes)
-            report = RunReport(ws.root, outcomes, new_scenes=new or [])
+            report = RunReport(ws.root, outcomes, new_scenes=new or [], gpkg_seconds=gpkg_s)
     report.seconds_total = time.perf_counter() - started
-    report.peak_rss_mb = _peak_rss_mb()
+    report.peak_rss_mb = peak_rss_mb()
     report.summary = run_summary(ws)
     return report
 

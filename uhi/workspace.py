@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,24 @@ def safe_component(name: str, *, max_len: int = 120) -> str:
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        while n := fh.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
+
+
+# A digest is reused for a file whose identity and times are unchanged, but only when the file
+# was last changed this long before it was hashed: file times tick coarsely (a few ms on Linux),
+# so a rewrite within the same tick as the hash would keep them (git's "racily clean" rule).
+_SETTLED_NS = 1_000_000_000
+# hashlib and file reads release the GIL: the files of a stage are hashed on this many threads
+_HASH_THREADS = 4
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def remove_tree(path: Path) -> None:
@@ -101,6 +116,9 @@ class Workspace:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().resolve()
         self._lock_fd: int | None = None
+        # path -> (stat key, SHA-256) of files hashed by this object: a stage's outputs are the
+        # next stages' inputs, hashed once per run instead of once per reader
+        self._digests: dict[Path, tuple[tuple[int, int, int, int, int], str]] = {}
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -416,12 +434,44 @@ class Workspace:
 
     def checksums(self, paths: list[Path]) -> dict[str, str]:
         """SHA-256 of each existing file, keyed by its workspace-relative (or absolute) path."""
-        out: dict[str, str] = {}
-        for p in sorted({Path(p).resolve() for p in paths}):
-            if not p.is_file():
-                continue
-            key = self.relative(p) if self.root in p.parents else str(p)
-            out[key] = sha256_file(p)
+        files = [p for p in sorted({Path(p).resolve() for p in paths}) if p.is_file()]
+        digests = self.sha256_files(files)
+        return {(self.relative(p) if self.root in p.parents else str(p)): digests[p] for p in files}
+
+    def sha256_files(self, paths: Sequence[Path]) -> dict[Path, str]:
+        """SHA-256 of each file, hashed on a few threads; a file this object already hashed is
+        not read again while its device, inode, size, modification and change times are the
+        same and it had settled (unchanged for a second) when it was hashed."""
+        out: dict[Path, str] = {}
+        todo: list[tuple[Path, tuple[int, int, int, int, int]]] = []
+        for p in paths:
+            key = _stat_key(os.stat(p))
+            known = self._digests.get(Path(p))
+            if known is not None and known[0] == key:
+                out[Path(p)] = known[1]
+            else:
+                todo.append((Path(p), key))
+        if not todo:
+            return out
+
+        def one(item: tuple[Path, tuple[int, int, int, int, int]]) -> tuple[Path, str]:
+            p, before = item
+            started = time.time_ns()
+            digest = sha256_file(p)
+            after = _stat_key(os.stat(p))
+            if after == before and max(after[3], after[4]) < started - _SETTLED_NS:
+                self._digests[p] = (after, digest)
+            return p, digest
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        # largest first, so one big file does not finish alone at the end
+        todo.sort(key=lambda item: -item[1][2])
+        if len(todo) == 1:
+            out.update([one(todo[0])])
+        else:
+            with ThreadPoolExecutor(max_workers=min(_HASH_THREADS, len(todo))) as pool:
+                out.update(pool.map(one, todo))
         return out
 
     def files_under(self, folder: Path) -> list[Path]:

@@ -131,3 +131,54 @@ def test_atomic_outputs_are_readable_by_others(tmp_path: Path) -> None:
         assert oct(private.stat().st_mode & 0o777) == oct(0o600)
     finally:
         os.umask(old)
+
+
+def test_files_are_hashed_on_threads_to_the_reference_digests(tmp_path: Path) -> None:
+    import hashlib
+
+    sizes = {"empty": 0, "small": 5, "chunks": (3 << 20) + 7}  # 3 MiB + 7 crosses read chunks
+    paths = []
+    for name, size in sizes.items():
+        p = tmp_path / name
+        p.write_bytes(bytes(range(256)) * (size // 256) + bytes(size % 256))
+        paths.append(p)
+    got = Workspace(tmp_path).sha256_files(paths)
+    assert got == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    # constant written from the definition of SHA-256: the digest of no bytes
+    assert got[tmp_path / "empty"] == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_a_settled_file_is_hashed_once_and_a_replaced_one_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    import uhi.workspace as workspace
+
+    reads: list[Path] = []
+    real = workspace.sha256_file
+    monkeypatch.setattr(workspace, "sha256_file", lambda p: (reads.append(Path(p)), real(p))[1])
+    monkeypatch.setattr(workspace, "_SETTLED_NS", 0)  # the file is old enough as soon as written
+    ws = Workspace(tmp_path)
+    p = tmp_path / "panel.parquet"
+    p.write_bytes(b"abcd")
+    first = ws.sha256_files([p])[p]
+    assert ws.sha256_files([p])[p] == first and reads == [p]  # the second call did not read it
+    tmp = tmp_path / "new"
+    tmp.write_bytes(b"abce")  # same size, another inode: an atomic rewrite
+    os.replace(tmp, p)
+    assert ws.sha256_files([p])[p] == hashlib.sha256(b"abce").hexdigest() and reads == [p, p]
+
+
+def test_a_file_changed_in_the_tick_it_was_hashed_is_read_again(tmp_path: Path) -> None:
+    import hashlib
+
+    ws = Workspace(tmp_path)
+    p = tmp_path / "clip.tif"
+    p.write_bytes(b"\x00\x01")
+    st = p.stat()
+    ws.sha256_files([p])
+    with open(p, "r+b") as fh:  # same inode and size; the times put back as if in the same tick
+        fh.write(b"\x00\x02")
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert ws.sha256_files([p])[p] == hashlib.sha256(b"\x00\x02").hexdigest()

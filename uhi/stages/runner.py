@@ -12,7 +12,7 @@ from typing import Any
 
 from uhi import __version__
 from uhi.config import Config
-from uhi.workspace import Workspace, sha256_file
+from uhi.workspace import Workspace
 
 __all__ = ["StageSpec", "StageOutcome", "execute", "fingerprint"]
 
@@ -49,13 +49,44 @@ class StageSpec:
 
 @dataclass
 class StageOutcome:
-    """What happened when a stage was asked to run."""
+    """What happened when a stage was asked to run.
+
+    Attributes
+    ----------
+    name, skipped, summary, outputs
+        The stage, whether the manifest let it be skipped, what it returned, its output files.
+    seconds
+        Wall time of the stage's own work (``run``).
+    cpu_seconds
+        CPU time of this process (all its threads) during ``run``; Dask workers not included.
+    bookkeeping_seconds
+        Wall time the runner spent around it: input checksums, then output checksums and the
+        manifest record (or, when skipped, the check of the recorded outputs).
+    peak_rss_mb
+        Peak resident memory of this process so far, MiB, read when the stage ended: the stage
+        that raises it is the one that holds the run's peak.
+    """
 
     name: str
     skipped: bool
     seconds: float
     summary: dict[str, Any] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    bookkeeping_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its finished children, MiB."""
+    import resource
+    import sys
+
+    # ru_maxrss is KiB on Linux and bytes on macOS
+    scale = 1.0 if sys.platform == "darwin" else 1024.0
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) * scale / 2**20
 
 
 def fingerprint(spec: StageSpec, config: Config, ws: Workspace) -> tuple[str, dict[str, str]]:
@@ -82,13 +113,16 @@ def _changed_outputs(ws: Workspace, record: dict[str, Any]) -> list[str]:
     outputs = record.get("outputs") or {}
     hashes = record.get("output_sha256") or {}
     changed = []
+    to_hash: dict[Path, str] = {}
     for rel, size in outputs.items():
         p = ws.root / rel
         if p.is_symlink() or not p.is_file() or p.stat().st_size != size:
             changed.append(rel)
-        elif rel in hashes and sha256_file(p) != hashes[rel]:
-            changed.append(rel)
-    return changed
+        elif rel in hashes:
+            to_hash[p] = rel
+    digests = ws.sha256_files(list(to_hash))
+    changed += [rel for p, rel in to_hash.items() if digests[p] != hashes[rel]]
+    return sorted(changed)
 
 
 def execute(spec: StageSpec, config: Config, ws: Workspace, *, force: bool = False) -> StageOutcome:
@@ -97,13 +131,17 @@ def execute(spec: StageSpec, config: Config, ws: Workspace, *, force: bool = Fal
     The caller holds the workspace lock. The stage is recorded as done only after it returned,
     so a killed run leaves no record and the stage runs again next time.
     """
+    begun = time.perf_counter()
     fp, inputs = fingerprint(spec, config, ws)
     record = ws.stage_record(spec.name)
     if not force and record and record.get("fingerprint") == fp:
         changed = _changed_outputs(ws, record)
         if not changed:
             log.info("%s: inputs unchanged since %s, nothing to do", spec.name, record.get("finished"))
-            return StageOutcome(spec.name, True, 0.0, record.get("summary", {}), list(record["outputs"]))
+            return StageOutcome(
+                spec.name, True, 0.0, record.get("summary", {}), list(record["outputs"]),
+                bookkeeping_seconds=time.perf_counter() - begun, peak_rss_mb=peak_rss_mb(),
+            )
         # an output edited or corrupted since it was written is removed, so the stage writes
         # it afresh (fetch would otherwise keep a same-size corrupted clip as valid)
         log.warning(
@@ -116,12 +154,17 @@ def execute(spec: StageSpec, config: Config, ws: Workspace, *, force: bool = Fal
                 stale.unlink()
     ws.start_stage(spec.name)
     started = time.time()
+    checked = time.perf_counter() - begun
     log.info("%s: running", spec.name)
+    cpu = time.process_time()
     summary = spec.run(config, ws) or {}
+    cpu = time.process_time() - cpu
     seconds = time.time() - started
+    recording = time.perf_counter()
     files = ws.files_under(ws.stage_dir(spec.name))
     outputs = {ws.relative(p): p.stat().st_size for p in files}
-    output_sha256 = {ws.relative(p): sha256_file(p) for p in files}
+    digests = ws.sha256_files(files)
+    output_sha256 = {ws.relative(p): digests[p] for p in files}
     ws.record_stage(
         spec.name,
         {
@@ -137,5 +180,9 @@ def execute(spec: StageSpec, config: Config, ws: Workspace, *, force: bool = Fal
             "uhi_version": __version__,
         },
     )
-    log.info("%s: done in %.1f s", spec.name, seconds)
-    return StageOutcome(spec.name, False, seconds, summary, sorted(outputs))
+    bookkeeping = checked + time.perf_counter() - recording
+    log.info("%s: done in %.1f s (%.1f s CPU; %.1f s checksums)", spec.name, seconds, cpu, bookkeeping)
+    return StageOutcome(
+        spec.name, False, seconds, summary, sorted(outputs),
+        cpu_seconds=cpu, bookkeeping_seconds=bookkeeping, peak_rss_mb=peak_rss_mb(),
+    )
