@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -242,6 +243,60 @@ def test_gpkg_layers_typed_and_assembled(tmp_path: Path) -> None:
     assert assemble_gpkg(tmp_path / "none.gpkg", []) is None and not (tmp_path / "none.gpkg").exists()
     with pytest.raises(ValueError, match="letters, digits"):
         write_gpkg(tmp_path / "bad.gpkg", {"my layer": years})
+
+
+
+def test_city_gpkg_layers_copied_by_sql_equal_their_sources_and_stay_indexed(tmp_path: Path) -> None:
+    """Layers that keep their name are copied as SQLite rows: the same frames, FIDs and types as
+    the stage file, a spatial filter answered by the copied R-tree, triggers that GDAL runs when
+    the file is edited later, and the same bytes when assembled twice."""
+    import subprocess
+
+    import pyogrio
+
+    from uhi.writers.gpkg import assemble_gpkg, write_gpkg
+
+    boxes = [shapely.box(500000 + 48 * i, 5650000, 500048 + 48 * i, 5650048) for i in range(40)]
+    cells = gpd.GeoDataFrame(
+        {"cell": [f"c{i}" for i in range(40)], "lst_c": np.linspace(25, 35, 40),
+         "gi_class": pd.array([1, None] * 20, dtype="Int8"), "urban": [True, False] * 20},
+        geometry=boxes, crs="EPSG:32612",
+    )
+    table = pd.DataFrame({"cell": ["c0", "c1"], "year": [2019, 2020]})
+    write_gpkg(tmp_path / "compute" / "compute.gpkg", {"aoi": cells.iloc[:1]})
+    write_gpkg(tmp_path / "model" / "model.gpkg", {"hotspots": cells, "hotspot_years": table})
+    sources = [tmp_path / "compute" / "compute.gpkg", tmp_path / "model" / "model.gpkg"]
+    city = assemble_gpkg(tmp_path / "city.gpkg", sources)
+    assert city is not None
+    assert [str(n) for n, _ in pyogrio.list_layers(city)] == ["aoi", "hotspots", "hotspot_years"]
+    for layer in ("hotspots", "hotspot_years"):
+        ours = pyogrio.read_dataframe(city, layer=layer, fid_as_index=True)
+        ref = pyogrio.read_dataframe(sources[1], layer=layer, fid_as_index=True)
+        pd.testing.assert_frame_equal(ours, ref)
+        mine, theirs = pyogrio.read_info(city, layer=layer), pyogrio.read_info(sources[1], layer=layer)
+        assert list(mine["ogr_subtypes"]) == list(theirs["ogr_subtypes"])  # Int16, Boolean as written
+        assert mine["features"] == len(ref)
+    # a bbox (lon/lat) over cells 10..19: the rows whose polygons meet it, by shapely on the source
+    # (the UTM squares are slightly rotated in lon/lat, so a neighbour may touch it too)
+    ref = pyogrio.read_dataframe(sources[1], layer="hotspots")
+    xmin, ymin, _, _ = ref.geometry.iloc[10].bounds
+    _, _, xmax, ymax = ref.geometry.iloc[19].bounds
+    inside = ref.geometry.intersects(shapely.box(xmin + 1e-7, ymin + 1e-7, xmax - 1e-7, ymax - 1e-7))
+    assert pyogrio.read_info(city, layer="hotspots")["capabilities"]["fast_spatial_filter"]
+    hits = pyogrio.read_dataframe(city, layer="hotspots", bbox=(xmin + 1e-7, ymin + 1e-7, xmax - 1e-7, ymax - 1e-7))
+    assert sorted(hits["cell"]) == sorted(ref.loc[inside, "cell"]) and len(hits) >= 10
+    again = assemble_gpkg(tmp_path / "again.gpkg", sources)
+    assert again is not None and again.read_bytes() == city.read_bytes()
+    if (ogrinfo := shutil.which("ogrinfo")) is not None:  # the stock GDAL opens it without complaint
+        done = subprocess.run([ogrinfo, "-ro", "-so", "-al", str(city)], capture_output=True, text=True, check=True)
+        assert "Warning" not in done.stderr and "ERROR" not in done.stderr, done.stderr
+    # GDAL appends to the copied layer: its triggers keep the R-tree and the feature count
+    more = cells.iloc[:1].assign(cell="new").to_crs(4326)
+    pyogrio.write_dataframe(more, city, layer="hotspots", driver="GPKG", append=True)
+    assert pyogrio.read_info(city, layer="hotspots")["features"] == 41
+    x0, y0, x1, y1 = more.geometry.iloc[0].bounds
+    found = pyogrio.read_dataframe(city, layer="hotspots", bbox=(x0 + 1e-7, y0 + 1e-7, x1 - 1e-7, y1 - 1e-7))
+    assert sorted(found["cell"]) == ["c0", "new"]
 
 
 def test_column_descriptions_compose_variable_and_suffixes() -> None:

@@ -125,8 +125,13 @@ def assemble_gpkg(target: Path, sources: Sequence[Path]) -> Path | None:
     """Copy every layer of ``sources`` into one GeoPackage ``target``, atomically.
 
     The first source is copied as a file (its layers as written); the layers of the others are
-    read and appended in order. A layer whose name is already taken gets the source file's stem
-    as a prefix. Returns None, writing nothing, when there is no source.
+    appended in order. A layer whose name is already taken gets the source file's stem as a
+    prefix. Returns None, writing nothing, when there is no source.
+
+    A feature or attribute layer that keeps its name is copied as SQLite rows (table, spatial
+    index, triggers and catalogue entries as the stage wrote them): the 30 km city's layers in
+    seconds rather than decoding and encoding every geometry through GDAL. A renamed layer, or
+    any layer of a file that holds something else (tiles, metadata), goes through GDAL.
     """
     import pyogrio
 
@@ -139,17 +144,99 @@ def assemble_gpkg(target: Path, sources: Sequence[Path]) -> Path | None:
     with ws.atomic_path(Path(target)) as tmp:
         shutil.copyfile(sources[0], tmp)
         taken = {str(row[0]) for row in pyogrio.list_layers(tmp)}
-        with _fixed_change_date():
-            for src in sources[1:]:
-                for layer, _geometry_type in pyogrio.list_layers(src):
-                    name = str(layer)
-                    if name in taken:
-                        name = f"{src.stem}_{name}"
-                    frame = pyogrio.read_dataframe(src, layer=str(layer), use_arrow=True)
-                    pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
-                    taken.add(name)
+        for src in sources[1:]:
+            plain = _plain_layers(src)
+            for row in pyogrio.list_layers(src):
+                layer = str(row[0])
+                name = f"{src.stem}_{layer}" if layer in taken else layer
+                if name == layer and layer in plain:
+                    _copy_layer_sql(tmp, src, layer)
+                else:
+                    with _fixed_change_date():
+                        frame = pyogrio.read_dataframe(src, layer=layer, use_arrow=True)
+                        pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
+                taken.add(name)
         for suffix in ("-journal", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 Path(f"{tmp}{suffix}").unlink()
     log.info("wrote %s (%d layers from %d files)", target, len(taken), len(sources))
     return Path(target)
+
+
+# what a GeoPackage written by write_gpkg holds besides its layers and their R-trees: the
+# GeoPackage 1.2 core tables, GDAL's feature-count table and SQLite's AUTOINCREMENT bookkeeping
+_CATALOGUE = frozenset({
+    "gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions",
+    "gpkg_tile_matrix_set", "gpkg_tile_matrix", "gpkg_ogr_contents", "sqlite_sequence",
+})
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _plain_layers(src: Path) -> set[str]:
+    """The layers of ``src`` that SQL can copy: all its feature and attribute layers when the file
+    holds nothing but them, their R-trees and the catalogue; none otherwise."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    try:
+        tables = {str(r[0]) for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        layers = dict(con.execute("SELECT table_name, data_type FROM gpkg_contents").fetchall())
+        geometry = dict(con.execute("SELECT table_name, column_name FROM gpkg_geometry_columns").fetchall())
+        extensions = (
+            {str(r[0]) for r in con.execute("SELECT extension_name FROM gpkg_extensions")}
+            if "gpkg_extensions" in tables else set()
+        )
+    except sqlite3.Error:
+        return set()
+    finally:
+        con.close()
+    rtrees = {f"rtree_{t}_{c}{part}" for t, c in geometry.items() for part in ("", "_rowid", "_node", "_parent")}
+    if tables - _CATALOGUE - set(layers) - rtrees or extensions - {"gpkg_rtree_index"}:
+        return set()
+    if any(kind not in ("features", "attributes") for kind in layers.values()):
+        return set()
+    return {str(t) for t in layers}
+
+
+def _copy_layer_sql(target: Path, src: Path, layer: str) -> None:
+    """Copy one layer of ``src`` (checked by ``_plain_layers``) into ``target`` under its name.
+
+    The R-tree is filled before the triggers exist: they call GDAL's SQL functions
+    (``ST_IsEmpty``, ``ST_MinX``), which plain SQLite lacks.
+    """
+    import sqlite3
+
+    con = sqlite3.connect(target, isolation_level=None)
+    try:
+        con.execute("ATTACH DATABASE ? AS src", (str(src),))
+        master = con.execute("SELECT type, name, tbl_name, sql FROM src.sqlite_master").fetchall()
+        have = {str(r[0]) for r in con.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
+        sql_of = {str(m[1]): m[3] for m in master if m[0] == "table"}
+        q = _quoted(layer)
+        con.execute("BEGIN")
+        for name in ("gpkg_extensions", "gpkg_ogr_contents"):  # a first file without them
+            if name not in have and sql_of.get(name):
+                con.execute(sql_of[name])
+        con.execute(sql_of[layer])
+        con.execute(f"INSERT INTO main.{q} SELECT * FROM src.{q}")
+        con.execute(
+            "INSERT OR IGNORE INTO main.gpkg_spatial_ref_sys SELECT * FROM src.gpkg_spatial_ref_sys "
+            "WHERE srs_id IN (SELECT srs_id FROM src.gpkg_contents WHERE table_name = ?)", (layer,),
+        )
+        for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_ogr_contents", "gpkg_extensions"):
+            if table in sql_of:
+                con.execute(f"INSERT INTO main.{table} SELECT * FROM src.{table} WHERE table_name = ?", (layer,))
+        for (column,) in con.execute("SELECT column_name FROM src.gpkg_geometry_columns WHERE table_name = ?", (layer,)).fetchall():
+            rtree = f"rtree_{layer}_{column}"
+            if rtree in sql_of:
+                con.execute(f"CREATE VIRTUAL TABLE main.{_quoted(rtree)} USING rtree(id, minx, maxx, miny, maxy)")
+                con.execute(f"INSERT INTO main.{_quoted(rtree)} SELECT * FROM src.{_quoted(rtree)}")
+        for kind, _name, table, sql in master:
+            if kind in ("trigger", "index") and table == layer and sql:
+                con.execute(sql)
+        con.execute("COMMIT")
+    finally:
+        con.close()
