@@ -287,6 +287,14 @@ def test_city_gpkg_layers_copied_by_sql_equal_their_sources_and_stay_indexed(tmp
     assert sorted(hits["cell"]) == sorted(ref.loc[inside, "cell"]) and len(hits) >= 10
     again = assemble_gpkg(tmp_path / "again.gpkg", sources)
     assert again is not None and again.read_bytes() == city.read_bytes()
+    import sqlite3
+
+    con = sqlite3.connect(city)
+    try:  # SQLite's own consistency check of the copied tree, and its entries against the rows
+        assert con.execute("SELECT rtreecheck('rtree_hotspots_geom')").fetchone() == ("ok",)
+        assert con.execute("SELECT count(*) FROM rtree_hotspots_geom").fetchone() == (40,)
+    finally:
+        con.close()
     if (ogrinfo := shutil.which("ogrinfo")) is not None:  # the stock GDAL opens it without complaint
         done = subprocess.run([ogrinfo, "-ro", "-so", "-al", str(city)], capture_output=True, text=True, check=True)
         assert "Warning" not in done.stderr and "ERROR" not in done.stderr, done.stderr

@@ -233,10 +233,38 @@ def _copy_layer_sql(target: Path, src: Path, layer: str) -> None:
             rtree = f"rtree_{layer}_{column}"
             if rtree in sql_of:
                 con.execute(f"CREATE VIRTUAL TABLE main.{_quoted(rtree)} USING rtree(id, minx, maxx, miny, maxy)")
-                con.execute(f"INSERT INTO main.{_quoted(rtree)} SELECT * FROM src.{_quoted(rtree)}")
+                _copy_rtree(con, rtree)
         for kind, _name, table, sql in master:
             if kind in ("trigger", "index") and table == layer and sql:
                 con.execute(sql)
         con.execute("COMMIT")
     finally:
         con.close()
+
+
+def _copy_rtree(con: Any, rtree: str) -> None:
+    """Fill the new R-tree ``main.<rtree>`` with the entries of ``src.<rtree>``.
+
+    With equal page sizes the tree's shadow tables (nodes, parents, row ids) are copied as they
+    are: the same tree, without rebuilding it (inserting 389k boxes one by one took 4.6 s of a
+    5.6 s layer copy). Otherwise, or when SQLite refuses writes to shadow tables (its defensive
+    mode), the entries are inserted.
+    """
+    import sqlite3
+
+    q = _quoted(rtree)
+    pages = {con.execute(f"PRAGMA {db}.page_size").fetchone()[0] for db in ("main", "src")}
+    if len(pages) == 1:
+        con.execute("SAVEPOINT rtree_copy")
+        try:
+            for part in ("node", "parent", "rowid"):
+                shadow = _quoted(f"{rtree}_{part}")
+                con.execute(f"DELETE FROM main.{shadow}")
+                con.execute(f"INSERT INTO main.{shadow} SELECT * FROM src.{shadow}")
+        except sqlite3.Error:
+            con.execute("ROLLBACK TO rtree_copy")
+            con.execute("RELEASE rtree_copy")
+        else:
+            con.execute("RELEASE rtree_copy")
+            return
+    con.execute(f"INSERT INTO main.{q} SELECT * FROM src.{q}")
