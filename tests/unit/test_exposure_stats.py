@@ -110,6 +110,26 @@ def test_assign_zones_by_centroid_first_listed_wins() -> None:
     np.testing.assert_array_equal(assign_zones(x, y, zones), [0, 0, 1, -1, 0])
 
 
+
+def test_assign_zones_equals_the_first_intersecting_zone_of_a_brute_force_search() -> None:
+    rng = np.random.default_rng(11)
+    # concave stars that overlap, and points on their vertices and edge midpoints
+    angles = np.linspace(0, 2 * np.pi, 41)[:-1]
+    zones = []
+    for cx, cy in ((0, 0), (6, 1), (3, 7)):
+        r = np.where(np.arange(40) % 2 == 0, 5.0, 2.0)
+        zones.append(shapely.Polygon(np.c_[cx + r * np.cos(angles), cy + r * np.sin(angles)]))
+    ring = shapely.get_coordinates(zones[1])
+    x = np.r_[rng.uniform(-6, 12, 3000), ring[:, 0], (ring[:-1, 0] + ring[1:, 0]) / 2]
+    y = np.r_[rng.uniform(-6, 13, 3000), ring[:, 1], (ring[:-1, 1] + ring[1:, 1]) / 2]
+    expected = np.full(len(x), -1)
+    for i, pt in enumerate(shapely.points(x, y)):
+        hits = [z for z, g in enumerate(zones) if g.intersects(pt)]  # GEOS, one pair at a time
+        expected[i] = hits[0] if hits else -1
+    np.testing.assert_array_equal(assign_zones(x, y, zones), expected)
+    assert not any(shapely.is_prepared(zones))  # the caller's geometries are left as they were
+
+
 def test_zone_table_equals_pandas_from_the_definitions() -> None:
     rng = np.random.default_rng(5)
     n = 400

@@ -263,13 +263,20 @@ def assign_zones(x: np.ndarray, y: np.ndarray, zone_geoms: Any) -> np.ndarray:
     """
     import shapely
 
-    pts = shapely.points(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    out = np.full(len(x), -1, dtype=np.int64)
     zones = np.asarray(zone_geoms, dtype=object)
-    out = np.full(len(pts), -1, dtype=np.int64)
-    if not len(zones) or not len(pts):
+    if not len(zones) or not len(x):
         return out
-    tree = shapely.STRtree(zones)
-    p_idx, z_idx = tree.query(pts, predicate="intersects")
+    # candidates by bounding box, then GEOS's prepared point-in-polygon test (boundary included,
+    # as `intersects`): 389k centroids in 9 zones of ~840 vertices, 0.8 s instead of 5.6 s with
+    # the tree's unprepared predicate. The zones are copied so the caller's are not prepared.
+    zones = shapely.from_wkb(shapely.to_wkb(zones))
+    shapely.prepare(zones)
+    p_idx, z_idx = shapely.STRtree(zones).query(shapely.points(x, y))
+    inside = shapely.intersects_xy(zones[z_idx], x[p_idx], y[p_idx])
+    p_idx, z_idx = p_idx[inside], z_idx[inside]
     # reversed order: the first-listed zone is written last and wins
     order = np.lexsort((-z_idx, p_idx))
     out[p_idx[order]] = z_idx[order]
