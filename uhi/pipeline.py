@@ -368,13 +368,18 @@ def _parquet_rows(path: Path) -> int | None:
 def _scenes_used(ws: Workspace) -> list[str] | None:
     if not ws.panel.is_file():
         return None
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    # batch by batch: a city panel has (cells x dates) rows, tens of millions at 30 km
+    # a city panel has (cells x dates) rows, 16 million at 30 km: the column is read as Parquet
+    # stores it (a dictionary of ids and integer codes), and only the codes in use are looked up
+    column = pq.read_table(ws.panel, columns=["scene_id"], read_dictionary=["scene_id"]).column(0)
     distinct: set[str] = set()
-    for batch in pq.ParquetFile(ws.panel).iter_batches(columns=["scene_id"], batch_size=1 << 20):
-        distinct.update(v for v in pc.unique(batch.column(0)).to_pylist() if isinstance(v, str))
+    for chunk in column.chunks:
+        if isinstance(chunk, pa.DictionaryArray):
+            chunk = chunk.dictionary.take(pc.unique(chunk.indices).drop_null())
+        distinct.update(v for v in pc.unique(chunk).to_pylist() if isinstance(v, str))
     used: set[str] = set()
     for joined in distinct:
         used.update(joined.split("+"))

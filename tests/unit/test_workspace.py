@@ -182,3 +182,16 @@ def test_a_file_changed_in_the_tick_it_was_hashed_is_read_again(tmp_path: Path) 
         fh.write(b"\x00\x02")
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert ws.sha256_files([p])[p] == hashlib.sha256(b"\x00\x02").hexdigest()
+
+
+def test_run_summary_names_the_scenes_with_panel_rows_only(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from uhi.pipeline import _scenes_used
+
+    ws = Workspace(tmp_path)
+    ws.panel.parent.mkdir(parents=True)
+    # a categorical column is stored as a Parquet dictionary that also holds the unused category
+    ids = pd.Categorical(["A", "B+C", None, "A"] * 3, categories=["A", "B+C", "UNUSED"])
+    pd.DataFrame({"cell": ["x"] * 12, "scene_id": ids}).to_parquet(ws.panel, row_group_size=4)
+    assert _scenes_used(ws) == ["A", "B", "C"]
