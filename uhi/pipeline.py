@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -131,10 +132,33 @@ def _execute_stages(
         for name in names:
             again = force or name in force_stages
             outcomes.append(execute(specs(name), config, ws, force=again))
+            if not outcomes[-1].skipped:
+                release_free_memory()
     started = time.perf_counter()
     if any(not o.skipped for o in outcomes) or not city_gpkg_path(config, ws).is_file():
         assemble_city_gpkg(config, ws)
     return outcomes, time.perf_counter() - started
+
+
+def release_free_memory() -> None:
+    """Give memory a finished stage freed back to the system before the next stage starts.
+
+    The stages of one ``uhi run`` share a process: without this, the allocator keeps the free
+    pages of compute's arrays (glibc's ``malloc_trim`` returns them), and the next stage's memory
+    stacks on top of them. Does nothing where glibc is not the C library.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return
 
 
 def city_gpkg_path(config: Config, ws: Workspace) -> Path:

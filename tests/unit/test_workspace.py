@@ -195,3 +195,27 @@ def test_run_summary_names_the_scenes_with_panel_rows_only(tmp_path: Path) -> No
     ids = pd.Categorical(["A", "B+C", None, "A"] * 3, categories=["A", "B+C", "UNUSED"])
     pd.DataFrame({"cell": ["x"] * 12, "scene_id": ids}).to_parquet(ws.panel, row_group_size=4)
     assert _scenes_used(ws) == ["A", "B", "C"]
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+    reason="malloc_trim is glibc's",
+)
+def test_memory_a_stage_freed_is_returned_before_the_next_one() -> None:
+    import numpy as np
+
+    from uhi.pipeline import release_free_memory
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    # 64 KB arrays live in malloc's heap (below its mmap threshold); one in fifty stays alive,
+    # pinning the heap's top, so free() alone gives almost nothing back
+    kept, freed = [], []
+    for i in range(6000):
+        (kept if i % 50 == 0 else freed).append(np.ones(8000))
+    before = rss_mb()
+    del freed
+    release_free_memory()
+    assert before - rss_mb() > 0.5 * 6000 * 49 / 50 * 8000 * 8 / 2**20  # over half of the ~360 MB
