@@ -48,6 +48,14 @@ def latest_year(path: Path) -> int | None:
     return best
 
 
+def _may_hold_years(f: Any, group: int, years: Sequence[int]) -> bool:
+    """False only when row group ``group``'s ``year`` statistics exclude every one of ``years``."""
+    stats = f.metadata.row_group(group).column(f.schema_arrow.names.index("year")).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    return any(int(stats.min) <= y <= int(stats.max) for y in years)
+
+
 def read_panel(
     path: Path,
     columns: Sequence[str],
@@ -90,6 +98,8 @@ def read_panel(
     year_set = pa.array(sorted({int(y) for y in years or ()}), pa.int64())
     parts = []
     for i in range(f.num_row_groups):
+        if "year" in filter_cols and not _may_hold_years(f, i, year_set.to_pylist()):
+            continue  # compute writes the panel date by date: most row groups hold one year
         t = f.read_row_group(i, columns=read_cols)
         mask = None
         if "date" in filter_cols:

@@ -62,6 +62,22 @@ def test_years_filter_and_latest_year(tmp_path: Path) -> None:
     assert panel_columns(path) == list(frame.columns)
 
 
+
+def test_a_year_is_read_from_its_row_groups_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = _panel()
+    path = _write(frame, tmp_path / "panel.parquet", row_group_size=50)  # one date per row group
+    read: list[int] = []
+    real = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, i, **kw: (read.append(i), real(self, i, **kw))[1])
+    got = read_panel(path, ["cell", "lst_c"], months=(6, 7, 8), years=[2021])
+    assert read == [5]  # the sixth date, 2021-07-15
+    want = frame[(frame["year"] == 2021)][["cell", "lst_c"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.assign(cell=got["cell"].astype(object)), want)
+    read.clear()
+    none = read_panel(path, ["cell", "lst_c"], years=[2022])
+    assert read == [] and none.empty and list(none.columns) == ["cell", "lst_c"]
+
+
 def test_empty_panel(tmp_path: Path) -> None:
     path = _write(_panel().iloc[:0], tmp_path / "empty.parquet", row_group_size=10)
     assert latest_year(path) is None
