@@ -36,19 +36,18 @@ def demo_run(tmp_path_factory):
         sensors=("landsat-5", "landsat-7", "landsat-8"),
     )
     result = write_demo(root, spec)
-    cfg = load_config(
-        result.config, environ={}, overrides={"compute": {"min_valid_share": MIN_VALID_SHARE}}
-    )
+    cfg = load_config(result.config, environ={}, overrides={"compute.min_valid_share": MIN_VALID_SHARE})
+    assert cfg.compute.min_valid_share == MIN_VALID_SHARE
     ws = Workspace(cfg.resolved_workdir())
     with ws.locked():
         execute(get_spec("fetch"), cfg, ws)
         outcome = execute(get_spec("compute"), cfg, ws)
     truth = json.loads(Path(result.truth).read_text())
-    return root, ws, outcome, truth, pd.read_parquet(ws.panel)
+    return root, ws, outcome, truth, pd.read_parquet(ws.panel), cfg
 
 
 def test_each_sensor_is_written_with_its_own_band_numbering(demo_run):
-    root, _, _, truth, panel = demo_run
+    root, _, _, truth, panel, _ = demo_run
     platforms = truth["sensors"]["platforms"]
     assert set(platforms) == {"landsat-5", "landsat-7", "landsat-8"}
     # TM alone before 1999, TM and ETM+ overlap, ETM+ alone in 2012, ETM+ and OLI overlap
@@ -86,7 +85,7 @@ def test_each_sensor_is_written_with_its_own_band_numbering(demo_run):
 
 
 def test_tm_and_etm_qa_have_no_cirrus_confidence(demo_run):
-    root, _, _, truth, _ = demo_run
+    root, _, _, truth, _, _ = demo_run
     for scene in truth["scenes"]:
         if scene["kind"] != "clear":
             continue
@@ -102,7 +101,7 @@ def test_tm_and_etm_qa_have_no_cirrus_confidence(demo_run):
 
 
 def test_slc_off_gaps_are_fill_in_the_files(demo_run):
-    root, _, _, truth, _ = demo_run
+    root, _, _, truth, _, _ = demo_run
     slc = truth["sensors"]["slc_off"]
     assert slc["scenes"], "a Landsat 7 scene after 2003-05-31 must be striped"
     for scene in truth["scenes"]:
@@ -127,7 +126,7 @@ def test_slc_off_gaps_are_fill_in_the_files(demo_run):
 
 
 def test_slc_off_gaps_never_leak_as_values(demo_run):
-    _, _, outcome, truth, panel = demo_run
+    _, _, outcome, truth, panel, _ = demo_run
     slc_ids = set(truth["sensors"]["slc_off"]["scenes"])
     assert slc_ids & set(panel["scene_id"])
     # decoding fill (DN 0) would give 149 K = -124.15 C, a zero would give 0 C or -273.15 C: the
@@ -173,7 +172,7 @@ def test_slc_off_gaps_never_leak_as_values(demo_run):
 
 def test_long_record_trends_recovered(demo_run):
     """The planted warming and SUHI trends over 18 summers of three sensors."""
-    _, _, outcome, truth, panel = demo_run
+    _, _, outcome, truth, panel, _ = demo_run
     tol = truth["tolerances"]["end_to_end"]
     n_aoi = truth["cells"]["aoi"]
     # city mean LST per summer as test_compute_demo measures it (cells at least half clear, at
@@ -219,3 +218,14 @@ def test_long_record_trends_recovered(demo_run):
     assert trend["n_years"] == 18 and (trend["first_year"], trend["last_year"]) == (1998, 2015)
     assert abs(trend["per_decade"] - expected["expected_c_per_decade"]) < bound
     assert trend["low"] <= expected["planted_c_per_decade"] <= trend["high"]
+
+
+def test_report_states_the_suhi_trend_per_decade(demo_run):
+    from uhi.report.builder import build_report
+
+    _, ws, outcome, _, _, cfg = demo_run
+    page = build_report(cfg, ws).read_text()
+    trend = outcome.summary["suhi_trend"]
+    stated = (f"<b>{trend['per_decade']:+.1f} °C per decade</b> (1998–2015, 18 summers; 95 % interval "
+              f"{trend['low']:+.1f} °C to {trend['high']:+.1f} °C")
+    assert page.count(stated) == 2  # the key findings and the SUHI section
