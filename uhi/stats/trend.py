@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["LinearTrend", "linear_trend", "yearly_means"]
 
@@ -52,7 +51,8 @@ class LinearTrend:
         }
 
 
-def linear_trend(years: Sequence[float], values: Sequence[float], *, confidence: float = 0.95) -> LinearTrend | None:
+def linear_trend(years: npt.ArrayLike, values: npt.ArrayLike, *,
+                 confidence: float = 0.95) -> LinearTrend | None:
     """OLS slope of ``values`` on ``years`` with its t interval; None below three finite years.
 
     slope = sum(dx dy) / sum(dx^2), se = sqrt(SSR / (n - 2) / sum(dx^2)), interval slope +- t(n - 2,
@@ -88,7 +88,7 @@ def linear_trend(years: Sequence[float], values: Sequence[float], *, confidence:
     )
 
 
-def yearly_means(years: Sequence[int], values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def yearly_means(years: npt.ArrayLike, values: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Mean of the finite ``values`` per year: (years ascending, means); years without one are left out.
 
     Each year weighs the same in a trend whatever its number of scenes, so a summer seen four
