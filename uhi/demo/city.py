@@ -547,7 +547,7 @@ def _platforms_text(spec: DemoSpec) -> str:
 
 
 def _sensor_truth(
-    spec: DemoSpec, planted: PlantedLst, records: list[SceneRecord], suhi_planted: dict[str, Any]
+    spec: DemoSpec, records: list[SceneRecord], suhi_planted: dict[str, Any]
 ) -> dict[str, Any]:
     """truth.json's account of a multi-sensor demo: which summers and scenes each sensor
     covers, the SLC-off scenes, and the SUHI and LST trends per decade to recover."""
@@ -720,7 +720,7 @@ def write_demo(root: Path, spec: DemoSpec, *, threads: int = 2) -> DemoResult:
             rec = by_id[scene["id"]]
             scene["platform"] = rec.plan.platform
             scene["slc_off"] = rec.plan.slc_off
-        body["sensors"] = _sensor_truth(spec, planted, records, body["suhi"]["planted_c"])
+        body["sensors"] = _sensor_truth(spec, records, body["suhi"]["planted_c"])
     ws.write_json(truth, {**body, "exposure": people.as_dict()})
     config = root / "config.yaml"
     ws.write_text(config, _config_text(spec) + exposure_config_text())

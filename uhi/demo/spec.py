@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from uhi.demo.sensors import DEMO_SENSORS
 from uhi.errors import ConfigError
 
 __all__ = [
@@ -97,8 +98,6 @@ class DemoSpec:
             raise ConfigError(
                 f"demo size must be 0.5-100 km, got {self.size_km}; pass e.g. --size-km 4"
             )
-        from uhi.demo.sensors import DEMO_SENSORS
-
         unknown = [p for p in self.sensors if p not in DEMO_SENSORS]
         if unknown or not self.sensors:
             raise ConfigError(
