@@ -329,6 +329,7 @@ class _WeightsCache:
         self._logdets: dict[int, Any] = {}
         self._moments: dict[int, Any] = {}
         self._stars: dict[int, Any] = {}
+        self._info: dict[int, Any] = {}
 
     def logdet(self, sw: Any) -> Any:
         """One log-determinant (and its traces) per weights matrix, shared across models/years."""
@@ -351,6 +352,13 @@ class _WeightsCache:
         if key not in self._moments:
             self._moments[key] = WeightsMoments(ld.w)
         return self._moments[key]
+
+    def info(self, sw: Any) -> dict[str, int]:
+        """Islands, connected components and size of a weights matrix, once per matrix."""
+        key = id(sw)
+        if key not in self._info:
+            self._info[key] = (sw, {"islands": int(sw.islands.size), "components": sw.components(), "n": sw.n})
+        return dict(self._info[key][1])
 
     def star(self, sw: Any) -> Any:
         """Gi*'s star weights of the binary matrix, once per weights matrix."""
@@ -516,7 +524,7 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
         total_used += n_ok
         ids = rows["unit"].to_numpy()[ok]
         sw = cache.get(ids)
-        res.weights_info[period] = {"islands": int(sw.islands.size), "components": sw.components(), "n": sw.n}
+        res.weights_info[period] = cache.info(sw)
         if sw.islands.size:
             log.warning("model: %s: %d observations have no neighbour under %s (islands)", period, sw.islands.size, req.weights)
         if req.zone_col is not None:
