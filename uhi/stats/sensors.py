@@ -115,7 +115,8 @@ def sensor_shares(cells: Sequence[Any], years: Sequence[int], platforms: Sequenc
 
     # factorised, not row by row: a 30 km city's panel has 16 million rows but a handful of
     # platform strings, and per-row Python calls plus a crosstab took half the model stage
-    # (about 60 s of 127 s); the counts are the same integers, so the shares are identical
+    # (68 of 135 CPU seconds on the 30 km demo; now ~1.5 s); the counts are the same
+    # integers, so the shares are identical
     year_arr = np.asarray(years, dtype=np.int64)
     p_codes, p_uniques = pd.factorize(pd.Series(platforms, copy=False), use_na_sentinel=True)
     p_sensor = np.array([SENSOR_ORDER.index(s) if (s := sensor_of_platforms(p)) else -1 for p in p_uniques] + [-1])
