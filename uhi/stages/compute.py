@@ -234,7 +234,23 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         summary["building_parts"] = report.parts
     # the per-date SUHI of the workbook's "suhi" sheet, so the report reads it, never recomputes it
     summary["suhi_series"] = _suhi_records(suhi_table)
+    summary["suhi_trend"] = _suhi_trend(suhi_table)
     return summary
+
+
+def _suhi_trend(suhi_table: Any) -> dict[str, Any] | None:
+    """OLS trend per decade of the yearly mean SUHI, with its 95 % interval (uhi.stats.trend);
+    None with fewer than three years."""
+    from uhi.stats.trend import linear_trend, yearly_means
+
+    years, means = yearly_means(
+        suhi_table["date"].dt.year.to_numpy(), suhi_table["suhi_c"].to_numpy(dtype=np.float64)
+    )
+    trend = linear_trend(years, means)
+    if trend is None:
+        return None
+    return {**trend.as_dict(), "unit": "degC per decade",
+            "yearly_suhi_c": {str(int(y)): float(m) for y, m in zip(years, means, strict=True)}}
 
 
 def _suhi_records(suhi_table: Any) -> list[dict[str, Any]]:
