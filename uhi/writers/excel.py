@@ -262,7 +262,14 @@ def _cell_columns(df: Any) -> list[list[Any]] | None:
         if kind in "iub":
             out.append(col.tolist())
             continue
-        if kind not in "fO":
+        if kind == "f":
+            arr = col.to_numpy()
+            values = arr.tolist()
+            for i in np.flatnonzero(~np.isfinite(arr)):
+                values[i] = None if np.isnan(arr[i]) else "inf" if arr[i] > 0 else "-inf"
+            out.append(values)
+            continue
+        if kind != "O":
             return None
         values = [_cell_value(v) for v in col.tolist()]
         if any(v is _UNWRITTEN for v in values):
