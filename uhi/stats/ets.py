@@ -479,7 +479,6 @@ def _fit_all(y2: np.ndarray, use: np.ndarray, min_obs: np.ndarray, only: np.ndar
                 a, _ = _golden_alpha(yc)
                 b = 0.0
                 ph = 0.0
-                res = _concentrated_sse(yc, a, 0.0, 0.0, False)
             elif warm:
                 x0 = np.empty(kind + 1)
                 for j in range(kind + 1):
@@ -491,21 +490,16 @@ def _fit_all(y2: np.ndarray, use: np.ndarray, min_obs: np.ndarray, only: np.ndar
                 a = x[0]
                 b = x[1]
                 ph = x[2] if kind == 2 else 1.0
-                res = _concentrated_sse(yc, a, b, ph, True)
-            elif kind == 1:
-                x, _ = _fit_trend(yc, 1, np.nan, np.nan)
-                holt_a = x[0]
-                holt_b = x[1]
-                a = x[0]
-                b = x[1]
-                ph = 1.0
-                res = _concentrated_sse(yc, a, b, ph, True)
             else:
-                x, _ = _fit_trend(yc, 2, holt_a, holt_b)
+                x, _ = _fit_trend(yc, kind, holt_a, holt_b)
                 a = x[0]
                 b = x[1]
-                ph = x[2]
-                res = _concentrated_sse(yc, a, b, ph, True)
+                ph = x[2] if kind == 2 else 1.0
+                if kind == 1:
+                    holt_a = a
+                    holt_b = b
+            # one call site: the SSE pass is compiled into this kernel once
+            res = _concentrated_sse(yc, a, b, ph, kind >= 1)
             out_p[s, kind, 0] = a
             out_p[s, kind, 1] = b
             out_p[s, kind, 2] = ph
