@@ -606,7 +606,7 @@ class FittedCells:
     working_crs
         The cells' projected working CRS.
     water
-        Record of the water cells left out (``uhi.water_cells.exclude_water_cells``).
+        Record of the water cells left out (``uhi.stats.water.exclude_water_cells``).
     """
 
     cells: Any
@@ -622,7 +622,7 @@ def fitted_cells(config: Any, ws: Any, summary: dict[str, Any], fitted: Scenario
     """The cells and baseline the model was fitted on: the model's water rule and year."""
     import geopandas as gpd
 
-    from uhi.water_cells import exclude_water_cells
+    from uhi.stats.water import exclude_water_cells
 
     all_cells = gpd.read_parquet(ws.cells)
     working_crs = _working_crs(ws.cells, all_cells)

@@ -13,7 +13,7 @@ import numpy as np
 
 from uhi.config import Config, ExposureConfig
 from uhi.errors import ConfigError, InputError
-from uhi.report.data import is_synthetic
+from uhi.scenes_index import is_synthetic
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace
 

@@ -204,7 +204,7 @@ def _read_inputs(
     import geopandas as gpd
 
     from uhi.panel import read_panel
-    from uhi.water_cells import exclude_water_cells
+    from uhi.stats.water import exclude_water_cells
 
     for needed in (ws.panel, ws.cells):
         if not needed.is_file():

@@ -131,7 +131,7 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     for p in (ws.cells, ws.panel):
         if not p.is_file():
             raise InputError(f"missing {p}; run `uhi compute` first")
-    from uhi.water_cells import exclude_water_cells
+    from uhi.stats.water import exclude_water_cells
 
     m = config.model
     cells, water = exclude_water_cells(gpd.read_parquet(ws.cells), m.max_water_share)
