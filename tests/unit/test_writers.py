@@ -287,6 +287,11 @@ def test_workbook_cells_equal_pandas_to_excel(tmp_path: Path, monkeypatch: pytes
             return {n: z.read(n) for n in z.namelist() if n != "docProps/core.xml"}
 
     assert parts(ours) == parts(reference)
+    # nullable and categorical columns are left to pandas (pd.NA has no xlsxwriter type)
+    for dtype in ("Int64", "boolean", "category", "string"):
+        odd = pd.DataFrame({"x": pd.array([1, None], dtype="Int64").astype(dtype)})
+        assert excel._cell_columns(odd) is None, dtype
+        write_workbook(tmp_path / f"{dtype}.xlsx", {"s": odd})
     import openpyxl
 
     sheet = openpyxl.load_workbook(ours)["cells"]

@@ -258,8 +258,9 @@ def _cell_columns(df: Any) -> list[list[Any]] | None:
     out: list[list[Any]] = []
     for j in range(df.shape[1]):
         col = df.iloc[:, j]
-        kind = col.dtype.kind if isinstance(col.dtype, np.dtype) else ""
-        if kind in "iub":
+        # numpy dtypes only: nullable (Int64, boolean, string) and other extension types go to pandas
+        kind = col.dtype.kind if isinstance(col.dtype, np.dtype) else None
+        if kind in ("i", "u", "b"):
             out.append(col.tolist())
             continue
         if kind == "f":
