@@ -1,4 +1,5 @@
-"""Bench `uhi compute`: zonal statistics and index arithmetic against their anchors.
+"""Bench `uhi compute`: the whole stage against the read-and-decode floor; zonal statistics and
+index arithmetic against their anchors.
 
 Rows (JSON lines, see bench/run.py), all on one synthetic 30 m raster grid in UTM 12N (Calgary)
 and its zoom-19 cells (>= 100k):
@@ -8,11 +9,25 @@ and its zoom-19 cells (>= 100k):
   and vs one exactextract call over a 20-band raster;
 - the full per-block index arithmetic (mask, reflectance, NDVI, NDBI, MNDWI, albedo, LST) vs a
   numpy copy of the same input bytes (the memory-bandwidth floor).
+
+The city row (issue 19) times ``uhi compute --force`` on the demo city (default 30 km, 6 scenes
+per summer x 7 summers = 42 scenes, ~389k cells) against the floor measured in the same run:
+every band compute reads, of every scene, read and decoded with rasterio alone in compute's
+windows (256-row bands) on compute's threads. ``ratio`` there is compute / floor (target <= 3).
+Knobs: ``BENCH_COMPUTE_SIZE_KM`` / ``BENCH_COMPUTE_SCENES_PER_YEAR`` shrink the city for a quick
+look; ``BENCH_COMPUTE_FROM=<dir>`` reuses a kept run (``<dir>/demo/config.yaml`` and the fetched
+scenes in ``<dir>/ws/fetch``, e.g. ``bench_pipeline.py``'s ``BENCH_PIPELINE_KEEP`` folder), which
+is linked (or copied) into a fresh workspace and never written to; without it the bench writes
+its own demo and fetches it. ``--city`` runs that row alone.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -236,12 +251,191 @@ def bench_full_scene() -> None:
                   f"and {out_mb:.0f} MB of rasters out; 6 COGs written; clear px {res.clear_px / 1e6:.0f}M")
 
 
+GEOJSON_CELLS = int(os.environ.get("BENCH_COMPUTE_GEOJSON_CELLS", "100000"))
+
+
+def bench_geojson() -> None:
+    """One per-date GeoJSON of ``outputs.geojson_max_cells`` cells (the default limit): uhi's
+    writer against pyogrio (GDAL's GeoJSON driver) and the standard library's json on the same
+    table; both anchors write the same features (7-decimal coordinates, 6-decimal floats)."""
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+
+    from uhi.grid.cells import quadkeys
+    from uhi.writers.geojson import geojson_geometries, write_geojson
+
+    side = int(np.ceil(np.sqrt(GEOJSON_CELLS)))
+    x0, y0 = 94_000, 171_000  # zoom-19 tiles near Calgary
+    x, y = np.meshgrid(np.arange(x0, x0 + side), np.arange(y0, y0 + side))
+    x, y = x.ravel()[:GEOJSON_CELLS], y.ravel()[:GEOJSON_CELLS]
+    n = 2**19
+    lon0, lon1 = x / n * 360 - 180, (x + 1) / n * 360 - 180
+    lat = lambda t: np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * t / n))))  # noqa: E731
+    polys = shapely.box(lon0, lat(y + 1), lon1, lat(y))
+    rng = np.random.default_rng(3)
+    cols = {"cell": quadkeys(x, y, 19), "date": "2020-07-01"}
+    for name in ("lst_c", "ndvi", "ndbi", "mndwi", "albedo", "valid_share", "water_share", "water_lst_c",
+                 "lst_uncertainty_k", "anomaly_c"):
+        v = rng.normal(size=len(x))
+        v[rng.random(len(x)) < 0.1] = np.nan
+        cols[name] = v
+    cols["scene_id"] = "LC08_L2SP_041025_20200701_02_T1"
+    frame = gpd.GeoDataFrame(cols, geometry=polys, crs="EPSG:4326")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        geometry_json = geojson_geometries(frame)
+        t0 = time.perf_counter()
+        write_geojson(frame, tmp / "uhi.geojson", geometry_json=geometry_json)
+        uhi_s = time.perf_counter() - t0
+        size_mb = (tmp / "uhi.geojson").stat().st_size / 1e6
+        t0 = time.perf_counter()
+        pyogrio.write_dataframe(frame, tmp / "ogr.geojson", driver="GeoJSON",
+                                layer_options={"COORDINATE_PRECISION": 7, "SIGNIFICANT_FIGURES": 15})
+        ogr_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        props = frame.drop(columns="geometry")
+        records = props.astype(object).where(props.notna(), None).to_dict("records")
+        geoms = [json.loads(g) for g in geometry_json]
+        doc = {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "id": r["cell"], "properties": r, "geometry": g} for r, g in zip(records, geoms, strict=True)]}
+        (tmp / "json.geojson").write_text(json.dumps(doc, separators=(",", ":")))
+        json_s = time.perf_counter() - t0
+    _row(case=f"per-date GeoJSON, {len(x) // 1000}k cells x 12 columns", uhi_s=round(uhi_s, 3),
+         anchor="pyogrio write_dataframe", anchor_s=round(ogr_s, 3), target=">=1x",
+         note=f"{size_mb:.0f} MB ({size_mb * 1e6 / len(x):.0f} B a cell); geometries serialised once per city")
+    _row(case=f"per-date GeoJSON, {len(x) // 1000}k cells x 12 columns", uhi_s=round(uhi_s, 3),
+         anchor="stdlib json.dumps of the features", anchor_s=round(json_s, 3), target=">=1x",
+         note="anchor builds one dict per feature in Python, as a plain writer would")
+
+
+def _uhi() -> list[str]:
+    exe = Path(sys.executable).with_name("uhi")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "uhi.cli.main"]
+
+
+def _city_workspace(base: Path, size_km: float, per_year: int) -> tuple[Path, Path, float]:
+    """(config, workspace with the scenes fetched, seconds spent preparing them)."""
+    t0 = time.perf_counter()
+    kept = os.environ.get("BENCH_COMPUTE_FROM")
+    ws = base / "ws"
+    # the demo city straddles UTM zones 11/12 beyond ~8 km; its scenes are in 32612
+    crs = ["--set", "city.crs=EPSG:32612"]
+    if kept:
+        config = Path(kept) / "demo" / "config.yaml"
+        source = Path(kept) / "ws"
+        if not config.is_file() or not (source / "fetch" / "scenes.geojson").is_file():
+            raise SystemExit(f"BENCH_COMPUTE_FROM={kept}: needs demo/config.yaml and ws/fetch/scenes.geojson")
+
+        def link(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)  # compute only reads the clips: a hard link cannot change them
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(source / "fetch", ws / "fetch", copy_function=link)
+        shutil.copy2(source / "manifest.json", ws / "manifest.json")
+    else:
+        demo = base / "demo"
+        subprocess.run([*_uhi(), "-q", "demo", str(demo), "--size-km", f"{size_km:g}",
+                        "--scenes-per-year", str(per_year)], check=True, capture_output=True, text=True)
+        config = demo / "config.yaml"
+        subprocess.run([*_uhi(), "-q", "fetch", str(config), "--workdir", str(ws), *crs],
+                       check=True, capture_output=True, text=True)
+    return config, ws, time.perf_counter() - t0
+
+
+def _read_floor(ws: Path) -> tuple[float, float, int, int, int]:
+    """Read and decode every band compute reads, in compute's windows, on compute's threads.
+
+    Returns (wall s, CPU s of this process, bytes decoded, scenes, threads).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rasterio
+    from rasterio.windows import Window
+
+    from uhi.raster.indices import GDAL_CACHE_MB, ROWS_PER_BLOCK
+    from uhi.raster.scene import load_scenes
+    from uhi.workspace import Workspace
+
+    scenes = load_scenes(Workspace(ws))  # lists the files only; the reads below are rasterio's
+
+    def read_scene(scene) -> int:
+        # compute reads every asset it lists, except lwir11 of a scene without surface temperature
+        paths = [p for k, p in scene.assets.items() if k != "lwir11" or scene.has_thermal]
+        decoded = 0
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            handles = [rasterio.open(p) for p in paths]
+            try:
+                rows, cols = handles[0].shape
+                for r0 in range(0, rows, ROWS_PER_BLOCK):
+                    win = Window(0, r0, cols, min(ROWS_PER_BLOCK, rows - r0))
+                    for h in handles:
+                        decoded += h.read(1, window=win).nbytes
+            finally:
+                for h in handles:
+                    h.close()
+        return decoded
+
+    threads = min(len(scenes), os.cpu_count() or 1, 4)  # what compute uses (uhi/stages/compute.py)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(threads) as pool:
+        decoded = sum(pool.map(read_scene, scenes))
+    return time.perf_counter() - t0, time.process_time() - c0, decoded, len(scenes), threads
+
+
+def bench_city() -> None:
+    size_km = float(os.environ.get("BENCH_COMPUTE_SIZE_KM", "30"))
+    per_year = int(os.environ.get("BENCH_COMPUTE_SCENES_PER_YEAR", "6"))
+    with tempfile.TemporaryDirectory(prefix="uhi-bench-compute-") as tmpdir:
+        config, ws, prep_s = _city_workspace(Path(tmpdir), size_km, per_year)
+        load = os.getloadavg()[0]
+        _read_floor(ws)  # warm the page cache: both sides then read from memory
+        floors = [_read_floor(ws) for _ in range(2)]
+        floor_s, floor_cpu, decoded, n_scenes, threads = min(floors)
+        timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [*timer, *_uhi(), "-q", "compute", str(config), "--workdir", str(ws),
+             "--set", "city.crs=EPSG:32612", "--force", "--json"],
+            capture_output=True, text=True,
+        )
+        compute_s = time.perf_counter() - t0
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(proc.returncode)
+        summary = json.loads(proc.stdout)
+        stage = next((s for s in summary.get("stages", []) if s.get("name") == "compute"), {})
+        cells = (stage.get("summary") or {}).get("cells", "?")
+        cpu_s = sum(float(m.group(1)) for m in re.finditer(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+        peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+        peak_gb = int(peak.group(1)) / 2**20 if peak else float("nan")
+        out_gb = sum(p.stat().st_size for p in (ws / "compute").rglob("*") if p.is_file()) / 1e9
+        case = f"demo {size_km:g} km, {n_scenes} scenes"
+        _row(case=f"{case}: read-and-decode floor", uhi_s=round(floor_s, 3), anchor="", anchor_s=None,
+             target="", note=f"rasterio alone, {decoded / 1e6:.0f} MB decoded in 256-row windows on "
+                             f"{threads} threads; CPU {floor_cpu:.1f} s; load {load:.1f} at start")
+        _row(case=f"{case}: uhi compute --force", uhi_s=round(compute_s, 2),
+             anchor="read-and-decode floor", anchor_s=round(floor_s, 3), ratio=round(compute_s / floor_s, 2),
+             target="<=3x floor",
+             note=f"ratio = compute / floor; stage {stage.get('seconds', float('nan')):.1f} s of the "
+                  f"process; CPU {cpu_s:.1f} s; peak RSS {peak_gb:.2f} GB; {cells} cells; compute/ "
+                  f"holds {out_gb:.2f} GB; scenes ready in {prep_s:.0f} s")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--full-scene"]:
         bench_full_scene()
         sys.exit(0)
+    if sys.argv[1:] == ["--city"]:
+        bench_city()
+        sys.exit(0)
+    if sys.argv[1:] == ["--geojson"]:
+        bench_geojson()
+        sys.exit(0)
+    bench_geojson()
     bench_indices()
     bench_zonal()
-    import subprocess
-
     subprocess.run([sys.executable, __file__, "--full-scene"], check=True)
+    bench_city()

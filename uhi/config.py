@@ -488,6 +488,20 @@ class OutputsConfig(_Section):
         description="repeat the cells' static columns (area, urban, water share, morphology) on "
         "every per-date GeoJSON (the old wide form); by default they are only in <city>_cells.geojson",
     )
+    geojson_max_cells: int = Field(
+        100_000,
+        ge=0,
+        description="write the per-date <city>_outputs_<date>.geojson files only for cities of at most "
+        "this many cells (about 450 bytes per cell and date: 100,000 cells ~ 45 MB a date); raise it "
+        "to the city's cell count to write them at any size, 0 never writes them. The same values "
+        "are in compute/panel.parquet and the GeoPackage",
+    )
+    scene_rasters: bool = Field(
+        False,
+        description="also write the per-scene COGs compute/scenes/<scene>/<var>.tif (lst_c ndvi ndbi "
+        "mndwi albedo valid, about 21 bytes a pixel per scene before compression); the yearly "
+        "composites are written either way",
+    )
 
 
 class DaskConfig(_Section):

@@ -98,7 +98,7 @@ def liverpool_run(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("liverpool")
     ws = Workspace(tmp / "ws")
     sid, bounds = place_scene(ws, data_dir / "landsat" / LIVERPOOL)
-    cfg = _config(tmp, inner_bbox(bounds), grid={"zoom": 18}, outputs={"formats": ["geojson", "excel", "cog", "gpkg"]})
+    cfg = _config(tmp, inner_bbox(bounds), grid={"zoom": 18}, outputs={"formats": ["geojson", "excel", "cog", "gpkg"], "scene_rasters": True})
     outcome = execute(SPEC, cfg, ws)
     return ws, cfg, sid, outcome
 

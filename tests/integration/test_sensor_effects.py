@@ -142,3 +142,98 @@ def test_sensor_terms_rule() -> None:
     assert cols == [] and "absorbed in the intercept" in why
     # a sensor column of only zeros did not contribute
     assert sensor_terms({"sensor[TM]": np.zeros(3), "sensor[ETM+]": np.ones(3)})[0] == []
+
+
+def _rook(side: int) -> np.ndarray:
+    """Row-standardised rook contiguity of a side x side grid, cell i = row * side + col."""
+    n = side * side
+    w = np.zeros((n, n))
+    for i in range(n):
+        r, c = divmod(i, side)
+        for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= rr < side and 0 <= cc < side:
+                w[i, rr * side + cc] = 1.0
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _shares(panel: pd.DataFrame, platforms: tuple[str, ...]) -> np.ndarray:
+    """Per (year, cell), time-major, the share of the observations made on ``platforms``."""
+    hit = panel["platform"].isin(platforms).astype(float)
+    return hit.groupby([panel["year"], panel["cell"]], sort=True).mean().to_numpy()
+
+
+def test_panel_fe_adds_sensor_shares_and_matches_a_dense_within_solve(tmp_path: Path) -> None:
+    """panel_fe (two-way fixed effects, spatial lag) with the sensor shares as regressors,
+    against a dense two-way within transform and a dense log-determinant written here."""
+    from scipy.optimize import minimize_scalar
+
+    # 2015 mixes ETM+ and OLI/TIRS per cell, so every sensor's offset is identified against
+    # OLI/TIRS (the newest, the reference) despite the year effects
+    panel, _ = _panel({2005: ("landsat-5", "landsat-7"), 2006: ("landsat-5", "landsat-7"),
+                       2015: ("landsat-7", "landsat-8")}, seed=5)
+    summary = _run(tmp_path, panel, models=["panel_fe"], weights="rook")
+    fit = summary["models"]["panel_fe"]["years"]["pooled"]
+    coef, se = fit["coefficients"], fit["std_errors"]
+    assert set(coef) == {"ndvi", "sensor[TM]", "sensor[ETM+]"}
+    assert abs(coef["sensor[ETM+]"] - OFFSET_L7) < 3 * se["sensor[ETM+]"]  # planted +2 C
+    assert abs(coef["sensor[TM]"]) < 3 * se["sensor[TM]"]  # TM reads as OLI/TIRS
+    assert abs(coef["ndvi"] - SLOPE) < 3 * se["ndvi"]
+    assert fit["x"] == ["ndvi"]
+    assert "share terms for ['TM', 'ETM+']" in fit["diagnostics"]["sensor_terms"]
+
+    years = sorted(panel["year"].unique())
+    n, t = SIDE * SIDE, len(years)
+    means = panel.groupby(["year", "cell"], sort=True)[["lst_c", "ndvi"]].mean()
+    y = means["lst_c"].to_numpy()  # time-major: years outer, cells (c000 ..) inner
+    x = np.column_stack([means["ndvi"].to_numpy(), _shares(panel, ("landsat-5",)), _shares(panel, ("landsat-7",))])
+    # two-way within transform as a dense NT x NT projector
+    i_n, i_t = np.eye(n), np.eye(t)
+    q = (np.eye(n * t) - np.kron(np.full((t, t), 1 / t), i_n) - np.kron(i_t, np.full((n, n), 1 / n))
+         + np.full((n * t, n * t), 1 / (n * t)))
+    w = _rook(SIDE)
+    wy = np.kron(i_t, w) @ y
+    qx = q @ x
+
+    def beta(rho: float) -> tuple[np.ndarray, float]:
+        lhs = q @ (y - rho * wy)
+        b, *_ = np.linalg.lstsq(qx, lhs, rcond=None)
+        r = lhs - qx @ b
+        return b, float(r @ r)
+
+    def nll(rho: float) -> float:  # concentrated: NT/2 log(SSR/NT) - T log|I - rho W|
+        return 0.5 * n * t * np.log(beta(rho)[1] / (n * t)) - t * np.linalg.slogdet(np.eye(n) - rho * w)[1]
+
+    opt = minimize_scalar(nll, bounds=(-0.9, 0.9), method="bounded", options={"xatol": 1e-9})
+    b_ref, _ = beta(opt.x)
+    assert fit["rho"] == pytest.approx(opt.x, abs=1e-5)
+    np.testing.assert_allclose([coef["ndvi"], coef["sensor[TM]"], coef["sensor[ETM+]"]], b_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_panel_fe_year_effects_absorb_a_sensor_alone_in_its_years(tmp_path: Path, mixed: tuple) -> None:
+    """OLI/TIRS alone in 2015: its offset is the year effect's. What is left is TM against
+    ETM+, as the per-year models report it."""
+    summary, panel, _ = mixed
+    fe = _run(tmp_path, panel, models=["panel_fe"], weights="rook")["models"]["panel_fe"]["years"]["pooled"]
+    assert set(fe["coefficients"]) == {"ndvi", "sensor[TM]"}
+    assert "['ETM+'] absorbed" in fe["diagnostics"]["sensor_terms"]
+    assert abs(fe["coefficients"]["sensor[TM]"] + OFFSET_L7) < 3 * fe["std_errors"]["sensor[TM]"]
+    per_year = summary["models"]["ols"]["years"]["2005"]["coefficients"]["sensor[TM]"]
+    assert fe["coefficients"]["sensor[TM]"] == pytest.approx(per_year, abs=0.1)
+
+
+def test_panel_sensor_terms_rule() -> None:
+    from uhi.stats.sensors import panel_sensor_terms
+
+    n, t = 4, 3
+    x = np.arange(n * t, dtype=float)[:, None] ** 1.5
+    # each year one sensor sees every cell: the year effects absorb the shares, cell effects alone do not
+    tm = np.repeat([1.0, 0.0, 0.0], n)
+    shares = {"sensor[TM]": tm, "sensor[OLI/TIRS]": 1.0 - tm}
+    cols, why = panel_sensor_terms(shares, x, n, t, time_effects=True)
+    assert cols == [] and "absorbed" in why
+    assert panel_sensor_terms(shares, x, n, t, time_effects=False)[0] == ["sensor[TM]"]
+    # a share that differs between cells within a year survives both
+    tm = np.array([1.0, 0.5, 0.0, 0.25] + [0.0] * 8)
+    shares = {"sensor[TM]": tm, "sensor[OLI/TIRS]": 1.0 - tm}
+    assert panel_sensor_terms(shares, x, n, t, time_effects=True)[0] == ["sensor[TM]"]
+    assert panel_sensor_terms({"sensor[OLI/TIRS]": np.ones(n * t)}, x, n, t)[0] == []

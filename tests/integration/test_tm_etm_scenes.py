@@ -176,7 +176,7 @@ def sensors_run(tmp_path_factory):
         "fetch": {"workers": 2, "margin_m": 60},
         "grid": {"zoom": 18},
         "compute": {"min_valid_share": MIN_VALID_SHARE},
-        "outputs": {"formats": ["cog"]},
+        "outputs": {"formats": ["cog"], "scene_rasters": True},
         "workdir": str(tmp / "ws"),
     })
     ws = Workspace(cfg.resolved_workdir())

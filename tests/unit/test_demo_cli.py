@@ -47,6 +47,28 @@ def test_bad_years_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2 and "FIRST-LAST" in r.stderr
 
 
+def test_years_before_landsat_8_need_sensors_all(tmp_path: Path) -> None:
+    r = _uhi("demo", str(tmp_path / "x"), "--years", "1990-2000")
+    assert r.returncode == 2
+    assert "--years" in r.stderr and "--sensors all" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()
+    r = _uhi("demo", str(tmp_path / "y"), "--sensors", "all", "--years", "1980-2000")
+    assert r.returncode == 2 and "1984" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sensors_all_writes_tm_and_etm_scenes(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "city"
+    r = _uhi("demo", str(out), "--size-km", "0.5", "--years", "2011-2013", "--scenes-per-year", "1",
+             "--sensors", "all")
+    assert r.returncode == 0, r.stderr
+    truth = json.loads((out / "truth.json").read_text())
+    assert set(truth["sensors"]["platforms"]) == {"landsat-5", "landsat-7", "landsat-8"}
+    assert truth["sensors"]["platforms"]["landsat-7"]["years"] == [2012]  # the only sensor in 2012
+    assert "platforms: all" in (out / "config.yaml").read_text()
+
+
 def test_too_many_scenes_per_year_exit_2(tmp_path: Path) -> None:
     r = _uhi("demo", str(tmp_path / "x"), "--scenes-per-year", "12")
     assert r.returncode == 2 and "--scenes-per-year" in r.stderr

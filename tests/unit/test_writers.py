@@ -297,3 +297,47 @@ def test_workbook_cells_equal_pandas_to_excel(tmp_path: Path, monkeypatch: pytes
     sheet = openpyxl.load_workbook(ours)["cells"]
     assert [sheet.cell(r, 2).value for r in range(1, 6)] == ["lst_c", 30.5, None, "inf", "-inf"]
     assert sheet.cell(1, 2).font.b and sheet.cell(5, 5).value == "=1+1"
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["0212131212333231210", "0212131212333231211", "0212131212333231300"],  # quadkeys: quoted as they are
+        ['a "quoted" key', "back\\slash", "naïve/é"],  # need escaping: the json.dumps path
+    ],
+)
+def test_geojson_fast_writer_parses_and_equals_pyogrio(tmp_path: Path, keys: list[str]) -> None:
+    """The per-date writer's text parses as JSON and holds what pyogrio (GDAL) writes and reads
+    for the same table: ids, every property value (6 decimals) and the coordinates (7)."""
+    import pyogrio
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(30, 5, size=3)
+    values[1] = np.nan
+    g = gpd.GeoDataFrame(
+        {"cell": keys, "date": ["2020-07-01"] * 3, "lst_c": values, "ndvi": [0.1234564, -0.5, 1e-7],
+         "scene_id": ["LC08_L2SP_041025_20200701_02_T1"] * 3},
+        geometry=[shapely.box(-114.2839050123, 51.18, -114.28, 51.1845081987 + i) for i in range(3)],
+        crs=4326,
+    )
+    ours = json.loads(write_geojson(g, tmp_path / "ours.geojson").read_text(encoding="utf-8"))
+    ogr_path = tmp_path / "ogr.geojson"
+    pyogrio.write_dataframe(g, ogr_path, driver="GeoJSON", layer_options={"COORDINATE_PRECISION": 7})
+    ref = json.loads(ogr_path.read_text(encoding="utf-8"))
+    assert [f["id"] for f in ours["features"]] == keys
+    assert len(ours["features"]) == len(ref["features"]) == 3
+    for mine, theirs in zip(ours["features"], ref["features"], strict=True):
+        p, q = mine["properties"], theirs["properties"]
+        assert set(p) == set(q)
+        assert p["cell"] == q["cell"] and p["date"] == q["date"] and p["scene_id"] == q["scene_id"]
+        for key in ("lst_c", "ndvi"):
+            if q[key] is None:
+                assert p[key] is None
+            else:  # ours keeps 6 decimals (float_digits), GDAL 15 significant digits
+                assert p[key] == pytest.approx(q[key], abs=5e-7)
+        np.testing.assert_allclose(
+            np.array(mine["geometry"]["coordinates"][0]), np.array(theirs["geometry"]["coordinates"][0]), atol=0
+        )
+    # read back by GDAL, our file gives the same table as GDAL's own
+    back, back_ref = pyogrio.read_dataframe(tmp_path / "ours.geojson"), pyogrio.read_dataframe(ogr_path)
+    assert back["cell"].tolist() == back_ref["cell"].tolist() == keys

@@ -23,9 +23,9 @@ def _years_handler(ctx: click.Context, param: click.Parameter, value: str) -> tu
         raise click.BadParameter(
             f"must be FIRST-LAST like 2014-2020, got {value!r}", ctx, param
         ) from None
-    if not 2013 <= years[0] <= years[1] <= 2100:
+    if not 1984 <= years[0] <= years[1] <= 2100:
         raise click.BadParameter(
-            f"must be an increasing range from 2013 on (Landsat 8), got {value!r}", ctx, param
+            f"must be an increasing range from 1984 on (Landsat 5), got {value!r}", ctx, param
         )
     return years
 
@@ -78,7 +78,16 @@ _DEMO_FILES = ("config.yaml", "truth.json", "truth_cells.parquet", "data")
     type=click.IntRange(1, 8),
     default=3,
     show_default=True,
-    help="Usable Landsat 8 scenes per summer (plus 2 fully cloudy and 1 L2SR extra).",
+    help="Usable scenes per summer (plus 2 fully cloudy and 1 L2SR extra).",
+)
+@click.option(
+    "--sensors",
+    type=click.Choice(["landsat-8", "all"]),
+    default="landsat-8",
+    show_default=True,
+    help="landsat-8: the default demo. all: Landsat 5 TM (to 2011), 7 ETM+ (1999-2021, "
+    "scan-line gaps after 2003-05-31) and 8 in the summers each imaged; needed for --years "
+    "before 2013, e.g. --sensors all --years 1990-2020.",
 )
 @click.option("--run", "run_pipeline", is_flag=True, help="Then run every available stage on it.")
 @click.option(
@@ -92,6 +101,7 @@ def demo(
     size_km: float,
     years: tuple[int, int],
     scenes_per_year: int,
+    sensors: str,
     run_pipeline: bool,
     force: bool,
 ) -> None:
@@ -101,7 +111,14 @@ def demo(
     truth_cells.parquet: the planted values every stage's output can be checked against.
     """
     from uhi.demo import DemoSpec, write_demo
+    from uhi.demo.sensors import SENSOR_CHOICES
 
+    if years[0] < 2013 and sensors == "landsat-8":
+        raise click.BadParameter(
+            f"Landsat 8 images from 2013 on, got {years[0]}-{years[1]}: add --sensors all for "
+            "earlier summers (Landsat 5 and 7), or start in 2013",
+            param_hint="'--years'",
+        )
     present = [name for name in _DEMO_FILES if (directory / name).exists()]
     if present and not force:
         raise click.UsageError(
@@ -114,6 +131,7 @@ def demo(
         first_year=years[0],
         last_year=years[1],
         scenes_per_year=scenes_per_year,
+        sensors=SENSOR_CHOICES[sensors],
     )
     result = write_demo(directory, spec)
     click.echo(

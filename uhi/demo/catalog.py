@@ -38,14 +38,14 @@ STAC_EXTENSIONS = [
 ]
 
 _COG = "image/tiff; application=geotiff; profile=cloud-optimized"
-_SR_META: dict[str, tuple[str, str, str, float, float]] = {
-    # key: (title, OLI band, common name, centre wavelength um, FWHM um)
-    "blue": ("Blue Band", "OLI_B2", "blue", 0.48, 0.06),
-    "green": ("Green Band", "OLI_B3", "green", 0.56, 0.06),
-    "red": ("Red Band", "OLI_B4", "red", 0.65, 0.04),
-    "nir08": ("Near Infrared Band 0.8", "OLI_B5", "nir08", 0.87, 0.03),
-    "swir16": ("Short-wave Infrared Band 1.6", "OLI_B6", "swir16", 1.61, 0.09),
-    "swir22": ("Short-wave Infrared Band 2.2", "OLI_B7", "swir22", 2.2, 0.19),
+_SR_TITLES: dict[str, str] = {
+    # key: title (band names and wavelengths per sensor in uhi.demo.sensors)
+    "blue": "Blue Band",
+    "green": "Green Band",
+    "red": "Red Band",
+    "nir08": "Near Infrared Band 0.8",
+    "swir16": "Short-wave Infrared Band 1.6",
+    "swir22": "Short-wave Infrared Band 2.2",
 }
 _QA_BITS = [
     ("fill", 0, "Image or fill data"),
@@ -75,8 +75,11 @@ def _atomic_stac_io() -> Any:
 
 def _assets(rec: SceneRecord) -> dict[str, dict[str, Any]]:
     folder = rec.folder
+    sensor = rec.plan.sensor
     out: dict[str, dict[str, Any]] = {}
-    for key, (title, name, common, cw, fwhm) in _SR_META.items():
+    for key, title in _SR_TITLES.items():
+        name, cw, fwhm = sensor.eo_bands[key]
+        common = key
         out[key] = {
             "href": str(folder / rec.files[key]),
             "type": _COG,
@@ -101,18 +104,19 @@ def _assets(rec: SceneRecord) -> dict[str, dict[str, Any]]:
             ],
         }
     if "lwir11" in rec.files:
-        out["lwir11"] = {
+        name, cw, fwhm = sensor.eo_bands["lwir11"]
+        out[sensor.thermal_asset] = {
             "href": str(folder / rec.files["lwir11"]),
             "type": _COG,
             "title": "Surface Temperature Band",
             "roles": ["data", "temperature"],
-            "gsd": 100,
+            "gsd": sensor.thermal_gsd_m,
             "eo:bands": [
                 {
-                    "name": "TIRS_B10",
-                    "common_name": "lwir11",
-                    "center_wavelength": 10.9,
-                    "full_width_half_max": 0.59,
+                    "name": name,
+                    "common_name": sensor.thermal_asset,
+                    "center_wavelength": cw,
+                    "full_width_half_max": fwhm,
                 }
             ],
             "raster:bands": [
@@ -183,9 +187,10 @@ def _item(rec: SceneRecord) -> Any:
     geometry = {"type": "Polygon", "coordinates": [ring]}
     bbox = [round(v, 7) for v in shapely.Polygon(ring).bounds]
     doy = plan.date.timetuple().tm_yday
+    sensor = plan.sensor
     props: dict[str, Any] = {
-        "platform": "landsat-8",
-        "instruments": ["oli", "tirs"],
+        "platform": sensor.platform,
+        "instruments": list(sensor.instruments),
         "description": "SYNTHETIC Landsat Collection 2 Level-2 (uhi demo city)",
         # machine-readable: these pixels were planted by `uhi demo`, not imaged by Landsat
         SYNTHETIC_PROPERTY: True,
@@ -198,7 +203,7 @@ def _item(rec: SceneRecord) -> Any:
         "landsat:wrs_type": "2",
         "landsat:collection_category": "T1",
         "landsat:collection_number": "02",
-        "landsat:scene_id": f"LC8{plan.path:03d}{WRS_ROW:03d}{plan.date.year}{doy:03d}LGN00",
+        "landsat:scene_id": f"{sensor.scene_prefix}{plan.path:03d}{WRS_ROW:03d}{plan.date.year}{doy:03d}LGN00",
         "proj:code": f"EPSG:{UTM_EPSG}",
         "proj:epsg": UTM_EPSG,
         "proj:shape": list(rec.shape),
@@ -240,9 +245,11 @@ def write_catalog(records: list[SceneRecord], catalog_dir: Path) -> Path:
     """
     import pystac
 
+    platforms = sorted({r.plan.platform for r in records})
+    what = "Landsat 8" if platforms == ["landsat-8"] else "Landsat 5, 7 and 8"
     catalog = pystac.Catalog(
         id="uhi-demo",
-        description="SYNTHETIC Landsat 8 Collection 2 Level-2 scenes of the uhi demo city (Calgary-like).",
+        description=f"SYNTHETIC {what} Collection 2 Level-2 scenes of the uhi demo city (Calgary-like).",
         title="uhi demo city",
         extra_fields={SYNTHETIC_PROPERTY: True},
     )

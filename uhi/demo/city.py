@@ -539,6 +539,74 @@ def _tolerances(
     }
 
 
+def _platforms_text(spec: DemoSpec) -> str:
+    if spec.sensors == ("landsat-8",):
+        return "[landsat-8]"
+    # Landsat 5 (TM), 7 (ETM+) and 8: the documented one-line switch to every platform
+    return "all"
+
+
+def _sensor_truth(
+    spec: DemoSpec, records: list[SceneRecord], suhi_planted: dict[str, Any]
+) -> dict[str, Any]:
+    """truth.json's account of a multi-sensor demo: which summers and scenes each sensor
+    covers, the SLC-off scenes, and the SUHI and LST trends per decade to recover."""
+    from uhi.demo.sensors import DEMO_SENSORS, SLC_FAILURE
+
+    usable = [r for r in records if r.plan.kind in ("clear", "regional_cloud")]
+    per: dict[str, Any] = {}
+    for platform in spec.sensors:
+        mine = [r for r in records if r.plan.platform == platform]
+        sensor = DEMO_SENSORS[platform]
+        per[platform] = {
+            "sensor": sensor.sensor_id,
+            "band_files": dict(sensor.band_files),
+            "stac_thermal_asset": sensor.thermal_asset,
+            "years": sorted({r.plan.date.year for r in mine}),
+            "usable_years": sorted({r.plan.date.year for r in usable if r.plan.platform == platform}),
+            "scenes": [r.plan.item_id for r in sorted(mine, key=lambda r: r.plan.date)],
+            "planted_offset_c": 0.0,
+        }
+    slc = [r for r in sorted(records, key=lambda r: r.plan.date) if r.plan.slc_off]
+    years = [y for y, v in suhi_planted.items() if v is not None]
+    expected: dict[str, float] = {}
+    for y in spec.years:
+        vals = [
+            r.expected_suhi_c
+            for r in usable
+            if r.plan.date.year == y and r.expected_suhi_c is not None
+        ]
+        if vals:
+            expected[str(y)] = round(float(np.mean(vals)), 4)  # type: ignore[arg-type]
+    return {
+        "platforms": per,
+        "slc_off": {
+            "after": SLC_FAILURE.isoformat(),
+            "scenes": [r.plan.item_id for r in slc],
+            "gap_share_aoi": {r.plan.item_id: r.slc_gap_share for r in slc},
+            "approximation": "parallel stripes of constant width (4 px every 16 rows, tilted "
+            "12 deg like the scene edges) for the real wedge-shaped gaps, whose width changes "
+            "by under a pixel across a few-km city (uhi.demo.scenes.slc_off_gaps)",
+        },
+        "suhi_trend": {
+            "planted_c_per_decade": round(
+                10 * _slope([int(y) for y in years], [suhi_planted[y] for y in years]), 4
+            ),
+            "expected_yearly_c": expected,
+            "expected_c_per_decade": round(
+                10 * _slope([int(y) for y in expected], list(expected.values())), 4
+            ),
+            "note": "planted: OLS slope of suhi.planted_c (all urban and rural cells); "
+            "expected: OLS slope of the yearly mean of scenes[].expected_suhi_c (the cells "
+            "each usable scene sees at least half clear)",
+        },
+        "note": "no sensor offset is planted: every sensor sees the same surface; the demo "
+        "writes each sensor's own band numbering, STAC asset keys and QA values. Thermal is "
+        "written at 30 m for every sensor (the L2 product's grid); the coarser native thermal "
+        "resolution (TM 120 m, ETM+ 60 m) is not simulated",
+    }
+
+
 def _config_text(spec: DemoSpec) -> str:
     return f"""# uhi config of the SYNTHETIC demo city written by `uhi demo` (seed {spec.seed}).
 # Relative paths resolve against this file's folder. Run: uhi run config.yaml
@@ -557,7 +625,7 @@ search:
   # the fully cloudy scenes (eo:cloud_cover 100) are dropped here; one scene with 18 % scene
   # cloud but ~90 % over the city passes and is masked pixel by pixel in compute
   max_cloud: 60
-  platforms: [landsat-8]
+  platforms: {_platforms_text(spec)}
 grid:
   zoom: {ZOOM}
 suhi:
@@ -644,13 +712,16 @@ def write_demo(root: Path, spec: DemoSpec, *, threads: int = 2) -> DemoResult:
     people = write_population(root, spec, land, planted.lst_c, planted.site_coverage)
     ws = Workspace(root)
     truth = root / "truth.json"
-    ws.write_json(
-        truth,
-        {
-            **_truth(spec, land, bld, planted, records, grids, ref, fields),
-            "exposure": people.as_dict(),
-        },
-    )
+    body = _truth(spec, land, bld, planted, records, grids, ref, fields)
+    if spec.sensors != ("landsat-8",):
+        # the default (Landsat 8) demo's truth.json stays byte for byte what it was
+        by_id = {r.plan.item_id: r for r in records}
+        for scene in body["scenes"]:
+            rec = by_id[scene["id"]]
+            scene["platform"] = rec.plan.platform
+            scene["slc_off"] = rec.plan.slc_off
+        body["sensors"] = _sensor_truth(spec, records, body["suhi"]["planted_c"])
+    ws.write_json(truth, {**body, "exposure": people.as_dict()})
     config = root / "config.yaml"
     ws.write_text(config, _config_text(spec) + exposure_config_text())
     return DemoResult(

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from uhi.demo.encoding import SR_ADD, SR_MULT, ST_ADD_K, ST_MULT
 from uhi.demo.plan import ScenePlan
+from uhi.demo.sensors import DEMO_SENSORS
 
 __all__ = ["mtl_text", "BAND_FILES"]
 
-# file suffix per canonical asset key (LSDS-1619 file naming)
-BAND_FILES: dict[str, str] = {
-    "blue": "SR_B2",
-    "green": "SR_B3",
-    "red": "SR_B4",
-    "nir08": "SR_B5",
-    "swir16": "SR_B6",
-    "swir22": "SR_B7",
-    "lwir11": "ST_B10",
-    "qa_pixel": "QA_PIXEL",
-    "qa": "ST_QA",
-}
+# file suffix per canonical asset key of Landsat 8 (LSDS-1619 file naming); every sensor's in
+# uhi.demo.sensors
+BAND_FILES: dict[str, str] = DEMO_SENSORS["landsat-8"].band_files
+_SR_KEYS = ("blue", "green", "red", "nir08", "swir16", "swir22")
 
 
 def _group(name: str, rows: list[tuple[str, str]], indent: int = 1) -> list[str]:
@@ -49,13 +42,13 @@ def mtl_text(
     the UL centre minus half a pixel).
     """
     pid = plan.product_id
-    files = [
-        (f"FILE_NAME_BAND_{b[-1]}", f'"{pid}_{b}.TIF"')
-        for b in ("SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")
-    ]
+    sensor = plan.sensor
+    sr_bands = [sensor.band_files[k] for k in _SR_KEYS]
+    thermal = sensor.band_files["lwir11"]
+    files = [(f"FILE_NAME_BAND_{b[-1]}", f'"{pid}_{b}.TIF"') for b in sr_bands]
     if plan.has_thermal:
         files += [
-            ("FILE_NAME_BAND_ST_B10", f'"{pid}_ST_B10.TIF"'),
+            (f"FILE_NAME_BAND_{thermal}", f'"{pid}_{thermal}.TIF"'),
             ("FILE_NAME_QUALITY_L2_SURFACE_TEMPERATURE", f'"{pid}_ST_QA.TIF"'),
         ]
     files += [
@@ -72,8 +65,8 @@ def mtl_text(
         *files,
     ]
     image = [
-        ("SPACECRAFT_ID", '"LANDSAT_8"'),
-        ("SENSOR_ID", '"OLI_TIRS"'),
+        ("SPACECRAFT_ID", f'"{sensor.spacecraft}"'),
+        ("SENSOR_ID", f'"{sensor.sensor_id}"'),
         ("WRS_TYPE", "2"),
         ("WRS_PATH", str(plan.path)),
         ("WRS_ROW", "25"),
@@ -109,7 +102,9 @@ def mtl_text(
             (f"CORNER_{corner}_PROJECTION_Y_PRODUCT", f"{ys[corner]:.3f}"),
         ]
     refl: list[tuple[str, str]] = []
-    for band in range(1, 8):
+    # OLI: bands 1-7 (coastal included); TM/ETM+: 1-5 and 7 (band 6 is the thermal one)
+    numbers = range(1, 8) if sensor.platform == "landsat-8" else [int(b[-1]) for b in sr_bands]
+    for band in numbers:
         refl += [
             (f"REFLECTANCE_MULT_BAND_{band}", f"{SR_MULT:.2e}"),
             (f"REFLECTANCE_ADD_BAND_{band}", f"{SR_ADD}"),
@@ -123,8 +118,8 @@ def mtl_text(
         lines_out += _group(
             "LEVEL2_SURFACE_TEMPERATURE_PARAMETERS",
             [
-                ("TEMPERATURE_MULT_BAND_ST_B10", f"{ST_MULT}"),
-                ("TEMPERATURE_ADD_BAND_ST_B10", f"{ST_ADD_K}"),
+                (f"TEMPERATURE_MULT_BAND_{thermal}", f"{ST_MULT}"),
+                (f"TEMPERATURE_ADD_BAND_{thermal}", f"{ST_ADD_K}"),
             ],
         )
     lines_out += ["END_GROUP = LANDSAT_METADATA_FILE", "END"]

@@ -1,4 +1,4 @@
-"""The demo's acquisition schedule: which Landsat 8 scenes exist, their kind and weather."""
+"""The demo's acquisition schedule: which Landsat scenes exist, their sensor, kind and weather."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from uhi.demo.sensors import DEMO_SENSORS, SLC_FAILURE, DemoSensor, sensors_in_year
 from uhi.demo.spec import WRS_PATHS, WRS_ROW, DemoSpec
 
 __all__ = ["ScenePlan", "plan_scenes", "KINDS"]
@@ -45,6 +46,8 @@ class ScenePlan:
         Weather offset of the whole scene's LST, degC.
     year_index, index
         Position of the year in the spec and of the scene in the plan (random stream id).
+    platform
+        STAC platform of the scene (``uhi.demo.sensors.DEMO_SENSORS``).
     """
 
     product_id: str
@@ -57,6 +60,16 @@ class ScenePlan:
     offset_c: float
     year_index: int
     index: int
+    platform: str = "landsat-8"
+
+    @property
+    def sensor(self) -> DemoSensor:
+        return DEMO_SENSORS[self.platform]
+
+    @property
+    def slc_off(self) -> bool:
+        """Landsat 7 after its Scan Line Corrector failed: the scene has striped gaps."""
+        return self.platform == "landsat-7" and self.date > SLC_FAILURE
 
     @property
     def level(self) -> str:
@@ -67,8 +80,8 @@ class ScenePlan:
         return self.kind != "l2sr"
 
 
-def _dates(path: int, year: int) -> list[dt.date]:
-    anchor = _ANCHOR[path]
+def _dates(path: int, year: int, phase_days: int = 0) -> list[dt.date]:
+    anchor = _ANCHOR[path] + dt.timedelta(days=phase_days)
     start, end = dt.date(year, 6, 1), dt.date(year, 8, 31)
     k = -((anchor - start).days // 16)
     d = anchor + dt.timedelta(days=16 * k)
@@ -91,32 +104,40 @@ def plan_scenes(spec: DemoSpec) -> list[ScenePlan]:
     """Every scene of the demo, sorted by date.
 
     Per summer ``scenes_per_year`` usable L2SP scenes are spread evenly over the acquisitions
-    of both paths; unused dates carry the extras: two fully cloudy scenes and one L2SR scene.
+    of both paths (and of every sensor of ``spec.sensors`` imaging that summer); unused dates
+    carry the extras: two fully cloudy scenes and one L2SR scene.
     """
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 4]))
     years = spec.years
     n = len(years)
-    chosen: list[tuple[dt.date, int, str, int]] = []
-    spare: dict[int, list[tuple[dt.date, int]]] = {}
+    chosen: list[tuple[dt.date, int, str, str, int]] = []
+    spare: dict[int, list[tuple[dt.date, int, str]]] = {}
     for yi, year in enumerate(years):
-        cands = sorted((d, p) for p in WRS_PATHS for d in _dates(p, year))
+        cands = sorted(
+            (d, p, s.platform)
+            for s in sensors_in_year(spec.sensors, year)
+            for p in WRS_PATHS
+            for d in _dates(p, year, s.phase_days)
+        )
         pick = sorted(
             set(np.round(np.linspace(0, len(cands) - 1, spec.scenes_per_year)).astype(int).tolist())
         )
         regional = spec.scenes_per_year >= 2 and yi == min(3, n - 1)
         for j, k in enumerate(pick):
-            chosen.append((*cands[k], "regional_cloud" if regional and j == 1 else "clear", yi))
+            d, p, platform = cands[k]
+            kind = "regional_cloud" if regional and j == 1 else "clear"
+            chosen.append((d, p, platform, kind, yi))
         spare[yi] = [c for i, c in enumerate(cands) if i not in pick]
     extras = (("full_cloud", min(2, n - 1)), ("l2sr", min(1, n - 1)), ("full_cloud", min(5, n - 1)))
     for kind, yi in extras:
         for yj in [yi, *range(n)]:
             if spare[yj]:
-                d, p = spare[yj].pop(len(spare[yj]) // 2)
-                chosen.append((d, p, kind, yj))
+                d, p, platform = spare[yj].pop(len(spare[yj]) // 2)
+                chosen.append((d, p, platform, kind, yj))
                 break
     chosen.sort()
     plans = []
-    for i, (d, p, kind, yi) in enumerate(chosen):
+    for i, (d, p, platform, kind, yi) in enumerate(chosen):
         level = "L2SR" if kind == "l2sr" else "L2SP"
         frac = {
             "clear": float(rng.choice(_CLOUD_CHOICES)),
@@ -129,7 +150,7 @@ def plan_scenes(spec: DemoSpec) -> list[ScenePlan]:
         hh, rem = divmod(seconds, 3600)
         mm, ss = divmod(rem, 60)
         center = f"{int(hh):02d}:{int(mm):02d}:{ss:010.7f}Z"
-        stem = f"LC08_{level}_{p:03d}{WRS_ROW:03d}_{d:%Y%m%d}"
+        stem = f"{DEMO_SENSORS[platform].id_prefix}_{level}_{p:03d}{WRS_ROW:03d}_{d:%Y%m%d}"
         plans.append(
             ScenePlan(
                 product_id=f"{stem}_{_processed(d, i):%Y%m%d}_02_T1",
@@ -142,6 +163,7 @@ def plan_scenes(spec: DemoSpec) -> list[ScenePlan]:
                 offset_c=offset,
                 year_index=yi,
                 index=i,
+                platform=platform,
             )
         )
     return plans

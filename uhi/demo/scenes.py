@@ -1,4 +1,4 @@
-"""Paint and write one synthetic Landsat 8 C2 L2 scene: DN-encoded COGs, QA bits, MTL.txt."""
+"""Paint and write one synthetic Landsat C2 L2 scene: DN-encoded COGs, QA bits, MTL.txt."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pyproj import Transformer
 
 from uhi.demo.encoding import SR_FILL, ST_FILL, ST_QA_FILL, sr_dn, st_dn, st_qa_dn
 from uhi.demo.landscape import Landscape, tile_xy
-from uhi.demo.mtl import BAND_FILES, mtl_text
+from uhi.demo.mtl import mtl_text
 from uhi.demo.plan import ScenePlan
 from uhi.demo.spec import PIXEL_SIZE_M, UTM_EPSG
 
@@ -24,6 +24,8 @@ __all__ = [
     "write_scene",
     "QA_VALUES",
     "SR_KEYS",
+    "qa_values",
+    "slc_off_gaps",
 ]
 
 SR_KEYS = ("blue", "green", "red", "nir08", "swir16", "swir22")
@@ -42,6 +44,37 @@ QA_VALUES: dict[str, int] = {
     "shadow": 23888,
     "shadow_water": 23888 | (1 << 7),
 }
+# TM/ETM+ QA_PIXEL (LSDS-1618): the same bits, but no cirrus band, so the cirrus confidence
+# (bits 14-15, "low" = 1 << 14 in every OLI value above) is never set: clear land 5440, clear
+# water 5504, high-confidence cloud 5896 as in real Landsat 4-7 C2 products
+_CIRRUS_LOW = 1 << 14
+
+
+def qa_values(cirrus_confidence: bool) -> dict[str, int]:
+    """QA_PIXEL value per pixel class, for a sensor with or without a cirrus band."""
+    if cirrus_confidence:
+        return dict(QA_VALUES)
+    return {k: (v & ~_CIRRUS_LOW if k != "fill" else v) for k, v in QA_VALUES.items()}
+
+
+# Landsat 7 SLC-off gaps (USGS, "SLC-off Products: Background"): each 16-line ETM+ scan leaves a
+# wedge-shaped gap, zero wide at the scene's centre line and ~14 pixels at its east and west
+# edges, ~22 % of a scene. Over a city of a few km the wedge's width changes by well under a
+# pixel, so the demo approximates it by parallel stripes of constant width: one every
+# 16 rows (one scan), 4 pixels wide (a city ~ a quarter of the swath off-centre), along the scan
+# direction (perpendicular to the ground track, i.e. tilted like the scene edges).
+_SLC_PERIOD_PX = 16.0
+_SLC_GAP_PX = 4.0
+
+
+def slc_off_gaps(grid: PixelGrid, rng: np.random.Generator) -> np.ndarray:
+    """(height, width) True in the scan-line gaps of an SLC-off Landsat 7 scene."""
+    rows, cols = np.mgrid[0 : grid.height, 0 : grid.width] + 0.5
+    along = rows + np.tan(np.radians(_EDGE_TILT_DEG)) * cols  # distance across the stripes
+    phase = float(rng.uniform(0.0, _SLC_PERIOD_PX))
+    return np.mod(along + phase, _SLC_PERIOD_PX) < _SLC_GAP_PX
+
+
 # path 041 scenes end in the west of the AOI: Landsat scene edges run ~12 deg off north at 51 N
 _EDGE_TILT_DEG = 12.0
 _SHADOW_SHIFT_PX = (-12, -18)  # rows, cols: sun in the south-east, shadows to the north-west
@@ -163,6 +196,7 @@ class SceneRecord:
     expected_aoi_mean_lst_c: float | None
     expected_suhi_c: float | None
     expected_water_lst_c: dict[str, float | None]
+    slc_gap_share: float = 0.0
 
 
 def _shift(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -214,19 +248,26 @@ def write_scene(
     from uhi.writers.raster import write_cog
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1000 + plan.index]))
-    valid = ~grid.fill
+    sensor = plan.sensor
+    fill = grid.fill
+    if plan.slc_off:
+        # its own stream, so the clouds and noise of the scene do not depend on the gaps
+        gap_rng = np.random.default_rng(np.random.SeedSequence([seed, 3000 + plan.index]))
+        fill = fill | slc_off_gaps(grid, gap_rng)
+    valid = ~fill
     cloud = _clouds(plan, valid, rng)
     dilated = binary_dilation(cloud, iterations=3) & ~cloud & valid
     shadow = _shift(cloud, *_SHADOW_SHIFT_PX) & ~cloud & ~dilated & valid
     water = land.water[grid.cell] & ~cloud & ~dilated
 
-    qa = np.full(grid.cell.shape, QA_VALUES["clear"], dtype=np.uint16)
-    qa[water] = QA_VALUES["water"]
-    qa[shadow] = QA_VALUES["shadow"]
-    qa[shadow & water] = QA_VALUES["shadow_water"]
-    qa[dilated] = QA_VALUES["dilated"]
-    qa[cloud] = QA_VALUES["cloud"]
-    qa[grid.fill] = QA_VALUES["fill"]
+    values = qa_values(sensor.cirrus_confidence)
+    qa = np.full(grid.cell.shape, values["clear"], dtype=np.uint16)
+    qa[water] = values["water"]
+    qa[shadow] = values["shadow"]
+    qa[shadow & water] = values["shadow_water"]
+    qa[dilated] = values["dilated"]
+    qa[cloud] = values["cloud"]
+    qa[fill] = values["fill"]
 
     i, c = plan.year_index, grid.cell
     bands = reflectance(
@@ -246,7 +287,7 @@ def write_scene(
         rho = np.where(dilated, 0.6 * rho + 0.4 * bright, rho)
         rho = np.where(shadow, 0.45 * rho, rho)
         dn = sr_dn(rho)
-        dn[grid.fill] = SR_FILL
+        dn[fill] = SR_FILL
         arrays[key] = dn
 
     if plan.has_thermal:
@@ -259,14 +300,14 @@ def write_scene(
         lst = np.where(dilated, lst - 3.0, lst)
         lst = np.where(shadow, lst - 4.0, lst)
         st = st_dn(lst)
-        st[grid.fill] = ST_FILL
+        st[fill] = ST_FILL
         arrays["lwir11"] = st
         # ST uncertainty grows near clouds (LSDS-1619: ST_QA is worse close to cloud)
         dist_px = distance_transform_edt(~cloud) if cloud.any() else np.full(cloud.shape, 1e3)
         unc_k = 1.2 + 0.4 * land.water[grid.cell] + 5.0 * np.exp(-dist_px / 5.0)
         unc_k = np.where(cloud, 12.0, unc_k)
         st_qa = st_qa_dn(unc_k)
-        st_qa[grid.fill] = ST_QA_FILL
+        st_qa[fill] = ST_QA_FILL
         arrays["qa"] = st_qa
     arrays["qa_pixel"] = qa
 
@@ -275,7 +316,7 @@ def write_scene(
     files: dict[str, str] = {}
     nodata: dict[str, int | float | None] = {"qa_pixel": 1, "qa": ST_QA_FILL}
     for key, arr in arrays.items():
-        name = f"{plan.product_id}_{BAND_FILES[key]}.TIF"
+        name = f"{plan.product_id}_{sensor.band_files[key]}.TIF"
         write_cog(folder / name, arr, transform=grid.transform, crs=crs, nodata=nodata.get(key, 0))
         files[key] = name
 
@@ -360,6 +401,7 @@ def write_scene(
         expected_aoi_mean_lst_c=expected,
         expected_suhi_c=expected_suhi,
         expected_water_lst_c=expected_water,
+        slc_gap_share=round(float((fill & ~grid.fill)[aoi].mean()), 4) if plan.slc_off else 0.0,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from uhi.demo.sensors import DEMO_SENSORS
 from uhi.errors import ConfigError
 
 __all__ = [
@@ -66,6 +67,10 @@ class DemoSpec:
         Standard deviation of the iid per-pixel LST noise of each scene, degC.
     scene_offset_sd_c
         Standard deviation of the per-scene weather offset, degC.
+    sensors
+        STAC platforms written (``uhi.demo.sensors``): ``("landsat-8",)`` (the default demo)
+        or Landsat 5, 7 and 8, each over the summers it imaged (TM to 2011, ETM+ 1999-2021
+        with scan-line gaps after 2003-05-31, OLI/TIRS from 2013).
     """
 
     seed: int = 42
@@ -86,16 +91,24 @@ class DemoSpec:
     water_noise_sd_c: float = 0.3
     pixel_noise_sd_c: float = 0.25
     scene_offset_sd_c: float = 1.5
+    sensors: tuple[str, ...] = ("landsat-8",)
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.size_km <= 100:
             raise ConfigError(
                 f"demo size must be 0.5-100 km, got {self.size_km}; pass e.g. --size-km 4"
             )
-        if not 2013 <= self.first_year <= self.last_year <= 2100:
+        unknown = [p for p in self.sensors if p not in DEMO_SENSORS]
+        if unknown or not self.sensors:
             raise ConfigError(
-                f"demo years must be a range like 2014-2020 from 2013 on, got "
-                f"{self.first_year}-{self.last_year}"
+                f"demo sensors must be among {sorted(DEMO_SENSORS)}, got {list(self.sensors)}"
+            )
+        earliest = min(DEMO_SENSORS[p].first_summer for p in self.sensors)
+        if not earliest <= self.first_year <= self.last_year <= 2100:
+            hint = "" if earliest < 2013 else " (earlier summers need --sensors all)"
+            raise ConfigError(
+                f"demo years must be a range like 2014-2020 from {earliest} on, got "
+                f"{self.first_year}-{self.last_year}{hint}"
             )
         if not 1 <= self.scenes_per_year <= 8:
             raise ConfigError(

@@ -12,6 +12,8 @@ import scipy.sparse as sp
 __all__ = [
     "CoverageMatrix",
     "ZonalAccumulator",
+    "accumulator_set",
+    "add_block",
     "build_coverage",
     "grid_key",
     "zonal_stats",
@@ -200,9 +202,12 @@ class ZonalAccumulator:
     by adding accumulators.
     """
 
-    def __init__(self, n_cells: int, shift: float = 0.0) -> None:
+    def __init__(self, n_cells: int, shift: float = 0.0, *, _arrays: tuple[np.ndarray, ...] | None = None) -> None:
         self.n_cells = n_cells
         self.shift = float(shift)  # values are summed as v - shift: keeps squares well conditioned
+        if _arrays is not None:  # rows of an accumulator_set's stacked arrays (views)
+            self.sum_w, self.sum_wv, self.sum_wv2, self.vmin, self.vmax = _arrays
+            return
         self.sum_w = np.zeros(n_cells)
         self.sum_wv = np.zeros(n_cells)
         self.sum_wv2 = np.zeros(n_cells)
@@ -243,6 +248,14 @@ class ZonalAccumulator:
         self.vmin[cells] = other.vmin[cells]
         self.vmax[cells] = other.vmax[cells]
 
+    def mean(self) -> np.ndarray:
+        """The coverage-weighted mean per cell (NaN without a valid pixel): ``result()["mean"]``
+        without the other statistics."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            has = self.sum_w > 0
+            mean0 = np.where(has, self.sum_wv / np.where(has, self.sum_w, 1), np.nan)
+        return mean0 + self.shift
+
     def result(self) -> dict[str, np.ndarray]:
         """mean, std (population, coverage-weighted), min, max and the valid weight per cell."""
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -253,6 +266,104 @@ class ZonalAccumulator:
         vmin = np.where(np.isfinite(self.vmin), self.vmin, np.nan)
         vmax = np.where(np.isfinite(self.vmax), self.vmax, np.nan)
         return {"mean": mean0 + self.shift, "std": std, "min": vmin, "max": vmax, "weight": self.sum_w.copy()}
+
+
+@dataclass
+class AccumulatorSet:
+    """Accumulators of several variables over the same cells, stored as stacked rows so that
+    :func:`add_block` updates all of them in one pass over the coverage matrix."""
+
+    accumulators: list[ZonalAccumulator]
+    shifts: np.ndarray
+    sum_w: np.ndarray  # (cells, variables), as the other four: a cell's sums in one cache line
+    sum_wv: np.ndarray
+    sum_wv2: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+
+
+def accumulator_set(n_cells: int, shifts: list[float]) -> AccumulatorSet:
+    """One :class:`ZonalAccumulator` per shift, backed by shared (cells, variables) arrays
+    (each accumulator's arrays are column views)."""
+    k = len(shifts)
+    sum_w, sum_wv, sum_wv2 = np.zeros((n_cells, k)), np.zeros((n_cells, k)), np.zeros((n_cells, k))
+    vmin, vmax = np.full((n_cells, k), np.inf), np.full((n_cells, k), -np.inf)
+    accs = [
+        ZonalAccumulator(
+            n_cells, shift, _arrays=(sum_w[:, j], sum_wv[:, j], sum_wv2[:, j], vmin[:, j], vmax[:, j])
+        )
+        for j, shift in enumerate(shifts)
+    ]
+    return AccumulatorSet(accs, np.array([a.shift for a in accs]), sum_w, sum_wv, sum_wv2, vmin, vmax)
+
+
+def add_block(accs: AccumulatorSet, block: sp.csr_matrix, values: np.ndarray) -> None:
+    """Add one block to every accumulator of the set: ``values`` is (block pixels, variables),
+    pixels row-major, NaN = invalid.
+
+    The same sums as :meth:`ZonalAccumulator.add` per variable, bit for bit (each cell's block
+    sums start from 0 and add w x value in the matrix's entry order, as scipy's CSR product
+    does, then join the running sum), in one pass over the matrix instead of three sparse
+    products and a min/max pass per variable: 8 variables took ~25 % of the compute stage on
+    the 30 km demo city that way (issue 19). Pixel-major values keep a pixel's variables in
+    one cache line.
+    """
+    vals = np.asarray(values)
+    k = len(accs.accumulators)
+    if vals.ndim != 2 or vals.shape[1] != k or vals.shape[0] != block.shape[1]:
+        raise ValueError(f"values of shape {vals.shape} for {block.shape[1]} pixels x {k} variables")
+    if block.nnz == 0:
+        return
+    _add_block(
+        block.indptr, block.indices, block.data, vals, accs.shifts,
+        accs.sum_w, accs.sum_wv, accs.sum_wv2, accs.vmin, accs.vmax,
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_block(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, values: np.ndarray, shifts: np.ndarray,
+    sum_w: np.ndarray, sum_wv: np.ndarray, sum_wv2: np.ndarray, vmin: np.ndarray, vmax: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    k = values.shape[1]
+    s_w = np.empty(k)
+    s_wv = np.empty(k)
+    s_wv2 = np.empty(k)
+    lo = np.empty(k)
+    hi = np.empty(k)
+    for i in range(len(indptr) - 1):
+        first = indptr[i]
+        last = indptr[i + 1]
+        if first == last:
+            continue
+        for j in range(k):
+            s_w[j] = 0.0
+            s_wv[j] = 0.0
+            s_wv2[j] = 0.0
+            lo[j] = vmin[i, j]
+            hi[j] = vmax[i, j]
+        for e in range(first, last):
+            w = data[e]
+            p = indices[e]
+            for j in range(k):
+                x = np.float64(values[p, j])
+                # an invalid pixel adds w x 0 = +0 in the sparse products: no change to a sum
+                # that started at +0, so it is skipped here
+                if x == x:  # not NaN
+                    v0 = x - shifts[j]
+                    s_w[j] += w
+                    s_wv[j] += w * v0
+                    s_wv2[j] += w * (v0 * v0)
+                    if x < lo[j]:
+                        lo[j] = x
+                    if x > hi[j]:
+                        hi[j] = x
+        for j in range(k):
+            sum_w[i, j] += s_w[j]
+            sum_wv[i, j] += s_wv[j]
+            sum_wv2[i, j] += s_wv2[j]
+            vmin[i, j] = lo[j]
+            vmax[i, j] = hi[j]
 
 
 @numba.njit(cache=True)

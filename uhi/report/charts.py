@@ -39,14 +39,38 @@ def render_r2_chart(r2: Any) -> Any:
     ax.set_xlabel("year")
     ax.set_ylabel("R²")
     ax.set_title("Model fit (R²) by year")
-    if len(xs):
+    if len(xs) and xs.max() - xs.min() <= 12:
         ax.set_xticks(xs, [str(x) for x in xs])
+    elif len(xs):
+        _year_axis(ax, int(xs.min()), int(xs.max()), dates=False)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
-def render_suhi_chart(series: Any) -> Any:
-    """SUHI intensity per acquisition date (points) and its summer mean per year (line).
+def _year_axis(ax: Any, first: int, last: int, *, dates: bool) -> None:
+    """Year ticks that stay legible from 2 to 40+ years: every year up to 12, then every 2, 5
+    or 10 years (about 6-10 labels)."""
+    span = last - first
+    step = next((s for s in (1, 2, 5, 10) if span / s <= 10), 20)
+    if dates:
+        import matplotlib.dates as mdates
+
+        ax.xaxis.set_major_locator(mdates.YearLocator(base=step))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+        if step > 1:
+            ax.xaxis.set_minor_locator(mdates.YearLocator(base=1))
+    else:
+        from matplotlib.ticker import MultipleLocator
+
+        ax.xaxis.set_major_locator(MultipleLocator(step))
+        ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+        if step > 1:
+            ax.xaxis.set_minor_locator(MultipleLocator(1))
+
+
+def render_suhi_chart(series: Any, trend: dict[str, Any] | None = None) -> Any:
+    """SUHI intensity per acquisition date (points), its summer mean per year (line) and, given
+    compute's ``suhi_trend``, the OLS trend line through the yearly means.
 
     ``series`` has columns ``date`` and ``suhi_c``.
     """
@@ -58,7 +82,17 @@ def render_suhi_chart(series: Any) -> Any:
 
     mid = pd.to_datetime([f"{y}-07-15" for y in yearly.index])
     ax.plot(mid, yearly.to_numpy(), "-", color="#7b241c", linewidth=2, label="summer mean")
+    if trend and len(yearly) >= 2:
+        # the line through the yearly means with compute's slope (OLS passes through the means)
+        yrs = yearly.index.to_numpy(dtype=float)
+        means = yearly.to_numpy(dtype=float)
+        slope = trend["per_decade"] / 10.0
+        line = means.mean() + slope * (yrs - yrs.mean())
+        ax.plot(mid, line, "--", color="black", linewidth=1.2,
+                label=f"trend {trend['per_decade']:+.2f} °C per decade")
     ax.axhline(0, color="black", linewidth=0.8)
+    if len(yearly):
+        _year_axis(ax, int(yearly.index.min()), int(yearly.index.max()), dates=True)
     ax.set_ylabel("SUHI intensity (°C)")
     ax.set_title("Surface urban heat island: mean urban LST minus rural reference")
     ax.legend(fontsize=8)
@@ -82,8 +116,12 @@ def render_forecast_chart(history: Any, forecast: Any, *, interval: float, title
             color="#c0392b", alpha=0.2, label=f"{interval:.0%} prediction interval",
         )
     ax.set_xlabel("year")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+    steps = np.concatenate([np.asarray(history["year"], float), np.asarray(forecast["year"], float)])
+    if steps.size and steps.max() - steps.min() > 12:
+        _year_axis(ax, int(steps.min()), int(np.ceil(steps.max())), dates=False)
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     ax.set_ylabel(units)
     ax.set_title(title)
     ax.legend(fontsize=8)

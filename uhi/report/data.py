@@ -58,7 +58,8 @@ def _models(summary: dict[str, Any] | None) -> dict[str, Any] | None:
 def read_report_data(ws: Any) -> dict[str, Any]:
     """Every figure the page states, copied from the artifacts; absent stages give null entries.
 
-    Keys: ``synthetic``, ``scenes_per_year``, ``suhi`` (compute's per-date series), ``city``
+    Keys: ``synthetic``, ``scenes_per_year``, ``suhi`` (compute's per-date series),
+    ``suhi_trend`` (compute's SUHI trend per decade with its 95 % interval), ``city``
     (forecast summary ``city.lst_c``: observed per step, forecast, bounds, trend), ``forecast``
     (step, interval), ``rcp85``, ``models``, ``scenarios``, ``exposure``, ``plan``.
     """
@@ -78,6 +79,7 @@ def read_report_data(ws: Any) -> dict[str, Any]:
         "scenes_per_year": scene_years(ws),
         "suhi_method": compute.get("suhi_method"),
         "suhi": compute.get("suhi_series"),
+        "suhi_trend": compute.get("suhi_trend"),
         "city": city,
         "forecast": None if fsum is None else {
             "step": fsum.get("step"), "interval": fsum.get("interval"), "forecast_steps": fsum.get("forecast_steps"),

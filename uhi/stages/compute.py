@@ -76,6 +76,8 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         No scene, or no clear pixel in any scene (exit 3).
     """
 
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     import shapely
 
     from uhi.aoi import load_aoi
@@ -84,6 +86,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     from uhi.morphology import cell_morphology
     from uhi.parallel import dask_client, map_tasks
     from uhi.progress import StageBar
+    from uhi.raster.composite import YearlyMeans
     from uhi.raster.indices import ROWS_PER_BLOCK, SceneTask, process_scene, scene_grid
     from uhi.raster.scene import group_by_solar_day, load_scenes
 
@@ -101,6 +104,9 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
     # one coverage matrix per pixel grid, shared by every scene and band on it
     coverages: dict[Any, Any] = {}
+    grids: dict[Any, tuple[Any, Any]] = {}  # grid key -> (crs, transform)
+    grid_of: list[Any] = []
+    want_composites = "cog" in config.outputs.formats
     tasks = []
     for scene in scenes:
         crs, transform, shape = scene_grid(scene)
@@ -108,13 +114,16 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         if key not in coverages:
             coverages[key] = build_coverage(cell_quads(x, y, config.grid.zoom, crs), transform, shape)
             coverages[key].row_blocks(ROWS_PER_BLOCK)  # split once here, not in every task
+            grids[key] = (crs, transform)
+        grid_of.append(key)
         tasks.append(
             SceneTask(
                 scene=scene,
                 masking=config.masking,
                 albedo_variant=config.indices.albedo,
                 coverage=coverages[key],
-                out_dir=stage / "scenes" / safe_component(scene.scene_id),
+                out_dir=(stage / "scenes" / safe_component(scene.scene_id)) if config.outputs.scene_rasters else None,
+                keep_rasters=want_composites,
             )
         )
     log.info("compute: %d pixel grid(s), coverage built once each", len(coverages))
@@ -135,16 +144,21 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
     used: list[int] = []
     no_clear: list[int] = []
-    cogs_of: dict[int, tuple[int, dict[str, str]]] = {}
+    # yearly composites summed as the scenes come back, in scene order (uhi.raster.composite);
+    # a year is written as soon as the chunks have moved past it, so one year's sums are held
+    composites = YearlyMeans()
+    composite_jobs: list[Future[list[str]]] = []
     days: list[tuple[Any, str, str, dict[str, np.ndarray]]] = []
     water_w = np.zeros(len(cells))
     water_v = np.zeros(len(cells))
     # shares the run's client when `uhi run` opened one for the same settings (uhi.parallel)
     # one bar for the stage, advanced per scene across chunks (a bar per chunk would restart)
+    # composites are written on their own thread (GDAL compresses without the GIL) while the
+    # next chunk of scenes is processed, instead of holding the scene threads up between chunks
     with dask_client(config.dask.address, config.dask.workers) as client, StageBar(
         len(tasks), desc="compute", unit="scene"
-    ) as bar:
-        for chunk in chunks:
+    ) as bar, ThreadPoolExecutor(1, thread_name_prefix="uhi-composites") as composite_writer:
+        for ci, chunk in enumerate(chunks):
             idx = [i for _, ix in chunk for i in ix]
             done = map_tasks(process_scene, [tasks[i] for i in idx], threads=threads, client=client, bar=bar)
             results = dict(zip(idx, done, strict=True))
@@ -165,8 +179,9 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
                             scenes[i].scene_id,
                         )
                     used.append(i)
-                    if res.cogs:
-                        cogs_of[i] = (scenes[i].solar_day.year, dict(res.cogs))
+                    if res.rasters is not None:
+                        composites.add(grid_of[i], scenes[i].solar_day.year, res.rasters)
+                        res.rasters = None
                     day_stats.append(res)
                 if not day_stats:
                     continue
@@ -187,14 +202,21 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
                 water_v += merged.water.sum_wv + merged.water.shift * merged.water.sum_w
                 del merged, day_stats
             del results
+            next_year = chunks[ci + 1][0][0].year if ci + 1 < len(chunks) else None
+            for year in composites.years():
+                if next_year is None or year < next_year:
+                    composite_jobs.append(
+                        composite_writer.submit(
+                            _write_composites, ws, stage / "outputs" / "composites", composites.pop(year), grids
+                        )
+                    )
+        composite_paths = [path for job in composite_jobs for path in job.result()]
     if not used:
         raise NoDataError(
             f"no clear pixel in any of the {len(scenes)} scene(s) "
             f"({', '.join(scenes[i].scene_id for i in sorted(no_clear))}): every "
             "pixel is cloud, shadow, fill or masked; widen the dates or lower search.max_cloud"
         )
-    scene_cogs = [cogs_of[i] for i in sorted(cogs_of)]
-
     panel = _panel(cells, days)
     del days
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -211,8 +233,11 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     panel["anomaly_c"] = series[1]
     suhi_table = series[0]
 
+    # one writer after the other: writing the Parquet tables, the GeoPackage and the people's
+    # outputs on parallel threads saved wall time but raised the 30 km demo city's peak from
+    # 5.5 GB to 6.7 GB (issue 19), so they stay sequential
     _write_tables(ws, cells, panel, aoi.crs, classes.method)
-    outputs = _write_outputs(config, ws, cells, panel, suhi_table, scene_cogs)
+    outputs = _write_outputs(config, ws, cells, panel, suhi_table, composite_paths)
     if "gpkg" in config.outputs.formats:
         outputs.append(_write_gpkg(ws, cells, panel, aoi.geometry, config.city.name))
     summary: dict[str, Any] = {
@@ -234,7 +259,23 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         summary["building_parts"] = report.parts
     # the per-date SUHI of the workbook's "suhi" sheet, so the report reads it, never recomputes it
     summary["suhi_series"] = _suhi_records(suhi_table)
+    summary["suhi_trend"] = _suhi_trend(suhi_table)
     return summary
+
+
+def _suhi_trend(suhi_table: Any) -> dict[str, Any] | None:
+    """OLS trend per decade of the yearly mean SUHI, with its 95 % interval (uhi.stats.trend);
+    None with fewer than three years."""
+    from uhi.stats.trend import linear_trend, yearly_means
+
+    years, means = yearly_means(
+        suhi_table["date"].dt.year.to_numpy(), suhi_table["suhi_c"].to_numpy(dtype=np.float64)
+    )
+    trend = linear_trend(years, means)
+    if trend is None:
+        return None
+    return {**trend.as_dict(), "unit": "degC per decade",
+            "yearly_suhi_c": {str(int(y)): float(m) for y, m in zip(years, means, strict=True)}}
 
 
 def _suhi_records(suhi_table: Any) -> list[dict[str, Any]]:
@@ -275,17 +316,16 @@ def _day_columns(stats: Any, min_valid_share: float = 0.0) -> dict[str, np.ndarr
     gets NaN variables; its ``valid_share`` still says how much was clear.
     """
     lst = stats.accumulators["lst_c"].result()
-    cols = {var: lst["mean"] if var == "lst_c" else stats.accumulators[var].result()["mean"] for var in PANEL_VARIABLES}
+    cols = {var: lst["mean"] if var == "lst_c" else stats.accumulators[var].mean() for var in PANEL_VARIABLES}
     cols["lst_c_std"] = lst["std"]
     cols["lst_c_min"] = lst["min"]
     cols["lst_c_max"] = lst["max"]
-    water = stats.water.result()
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = water["weight"] / stats.cell_area_px
+        share = stats.water.sum_w / stats.cell_area_px
     cols["valid_share"] = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
-    cols["water_share"] = water["mean"]
-    cols["water_lst_c"] = stats.water_lst.result()["mean"]
-    cols["lst_uncertainty_k"] = stats.uncertainty.result()["mean"]
+    cols["water_share"] = stats.water.mean()
+    cols["water_lst_c"] = stats.water_lst.mean()
+    cols["lst_uncertainty_k"] = stats.uncertainty.mean()
     if min_valid_share > 0:
         too_little = cols["valid_share"] < min_valid_share
         for name, values in cols.items():
@@ -386,7 +426,7 @@ def _write_outputs(
     cells: Any,
     panel: Any,
     suhi_table: Any,
-    scene_cogs: list[tuple[int, dict[str, str]]],
+    composite_paths: list[str],
 ) -> list[str]:
     """GeoJSON per date, the Excel summary and the yearly mean composites (per outputs.formats)."""
     import pandas as pd
@@ -415,10 +455,25 @@ def _write_outputs(
         written.append(ws.relative(path))
         # the static columns live in the cells file; the wide form repeats them on every date
         on_dates = static if config.outputs.geojson_wide else ["cell", cells.geometry.name]
-        for start in range(0, len(panel), n):
+        max_cells = config.outputs.geojson_max_cells
+        per_date_files = n <= max_cells
+        if not per_date_files:
+            dates = len(panel) // n if n else 0
+            per_date_mb = n * _GEOJSON_BYTES_PER_CELL_DATE / 1e6
+            log.info(
+                "compute: per-date GeoJSON not written: %d cells is above outputs.geojson_max_cells "
+                "(%d); set outputs.geojson_max_cells to %d or more to write its %d files of about "
+                "%.0f MB each (%.1f GB); the same values are in compute/panel.parquet and the "
+                "GeoPackage (compute/compute.gpkg, <workspace>/%s.gpkg)",
+                n, max_cells, n, dates, per_date_mb, per_date_mb * dates / 1e3, city,
+            )
+        for start in range(0, len(panel) if per_date_files else 0, n):
             rows = panel.iloc[start : start + n]
             date = rows["date"].iloc[0]
-            frame = cells[on_dates].merge(rows[per_date], on="cell", how="left")
+            # the date's rows are in the cells' order (see _panel): columns side by side, no join
+            frame = cells[on_dates].reset_index(drop=True)
+            for col in per_date[1:]:
+                frame[col] = rows[col].to_numpy()
             frame.insert(1, "date", date)
             path = out_dir / f"{city}_outputs_{date:%Y-%m-%d}.geojson"
             write_geojson(frame, path, geometry_json=geometry_json)
@@ -451,19 +506,49 @@ def _write_outputs(
         write_workbook(path, {"city_by_date": by_date, "suhi": suhi}, notes=notes)
         written.append(ws.relative(path))
     if "cog" in formats:
-        written += _composites(ws, out_dir / "composites", scene_cogs)
+        written += composite_paths  # written while the scenes were processed (run)
     return written
+
+
+# size of one cell's feature in a per-date GeoJSON: 400-500 bytes measured on the 30 km demo
+# city (155-195 MB a date at 389,375 cells; the lean form, 7-decimal coordinates)
+_GEOJSON_BYTES_PER_CELL_DATE = 450
 
 
 _YEAR_VARIABLES = (*PANEL_VARIABLES, "anomaly_c", "valid_share", "water_share")
 
 
-def _cell_years(panel: Any) -> Any:
-    """Per cell and year: the mean of every panel variable over the year's dates (the summer)."""
-    g = panel.groupby(["cell", "year"], sort=True)
-    years = g[list(_YEAR_VARIABLES)].mean()
-    years.insert(0, "dates", g["lst_c"].count().astype("int64"))
-    return years.reset_index()
+def _cell_years(panel: Any, n_cells: int) -> Any:
+    """Per cell and year: the mean of every panel variable over the year's dates (the summer).
+
+    The table ``panel.groupby(["cell", "year"]).mean()`` gives, computed on the date-major
+    layout (day i is rows i*n..(i+1)*n, see :func:`_panel`) with the same compensated sums as
+    pandas' grouped mean, so the values are bit for bit pandas' (a groupby over the 16M rows of
+    the 30 km city sorted and factorised them first: ~8 % of the stage, issue 19).
+    """
+    import pandas as pd
+
+    from uhi.stats.grouped import compensated_column_means
+
+    n = n_cells
+    k = len(panel) // n
+    cell = panel["cell"].to_numpy()[:n]
+    years = panel["year"].to_numpy()[::n]
+    uniq = np.unique(years)
+    order = np.argsort(cell, kind="stable")  # groupby sorts the keys: cell, then year
+    out: dict[str, Any] = {
+        "cell": np.repeat(cell[order], len(uniq)),
+        "year": np.tile(uniq.astype(np.int64), n),
+    }
+    rows_of = [np.flatnonzero(years == y) for y in uniq]
+    lst = panel["lst_c"].to_numpy(dtype=np.float64).reshape(k, n)
+    counts = np.stack([(~np.isnan(lst[r])).sum(axis=0) for r in rows_of], axis=1)  # (n, years)
+    out["dates"] = counts[order].ravel().astype("int64")
+    for var in _YEAR_VARIABLES:
+        values = panel[var].to_numpy(dtype=np.float64).reshape(k, n)
+        means = np.stack([compensated_column_means(values[r]) for r in rows_of], axis=1)
+        out[var] = means[order].ravel()
+    return pd.DataFrame(out)
 
 
 def _write_gpkg(ws: Workspace, cells: Any, panel: Any, aoi_geometry: Any, city: str) -> str:
@@ -472,7 +557,7 @@ def _write_gpkg(ws: Workspace, cells: Any, panel: Any, aoi_geometry: Any, city: 
 
     from uhi.writers.gpkg import write_gpkg
 
-    years = _cell_years(panel)
+    years = _cell_years(panel, len(cells))
     latest = int(years["year"].max())
     last = years[years["year"] == latest].drop(columns="year").add_suffix("_summer")
     layer = cells.merge(last, left_on="cell", right_on="cell_summer", how="left")
@@ -484,24 +569,19 @@ def _write_gpkg(ws: Workspace, cells: Any, panel: Any, aoi_geometry: Any, city: 
     return ws.relative(path)
 
 
-def _composites(ws: Workspace, folder: Path, scene_cogs: list[tuple[int, dict[str, str]]]) -> list[str]:
-    """Per year and variable, the mean of the per-scene rasters on the year's most common grid."""
-    import rasterio
+def _write_composites(ws: Workspace, folder: Path, year: Any, grids: dict[Any, tuple[Any, Any]]) -> list[str]:
+    """Write one year's mean composites (``<var>_<year>.tif``); their workspace paths."""
+    from uhi.raster.indices import VARIABLES, write_composite
 
-    from uhi.raster.indices import VARIABLES, mean_composite
-
-    groups: dict[tuple[Any, int], list[dict[str, str]]] = {}
-    for year, cogs in scene_cogs:
-        with rasterio.open(cogs["lst_c"]) as src:
-            key = (tuple(src.transform)[:6], src.shape, src.crs.to_wkt())
-        groups.setdefault((key, year), []).append(cogs)
+    if year is None:
+        return []
+    crs, transform = grids[year.grid]
     written: list[str] = []
-    for year in sorted({y for _, y in groups}):
-        members = max((v for (_, y), v in groups.items() if y == year), key=len)
-        for var in VARIABLES:
-            path = folder / f"{var}_{year}.tif"
-            if mean_composite([m[var] for m in members], path):
-                written.append(ws.relative(path))
+    for var in VARIABLES:
+        if var in year.means:
+            path = folder / f"{var}_{year.year}.tif"
+            write_composite(path, year.means[var], var, crs, transform)
+            written.append(ws.relative(path))
     return written
 
 

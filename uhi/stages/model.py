@@ -530,8 +530,9 @@ def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fit
         return
     cols = [req.y, *req.x]
     table = data.table
-    wide = table.pivot_table(index="unit", columns="period", values=cols, aggfunc="first", dropna=False)
-    complete = np.isfinite(wide.to_numpy(dtype=float)).all(axis=1)
+    wide = table.pivot_table(index="unit", columns="period", values=[*cols, *req.sensor_cols], aggfunc="first",
+                             dropna=False)
+    complete = np.isfinite(wide[cols].to_numpy(dtype=float)).all(axis=1)
     ids = wide.index.to_numpy()[complete]
     if ids.size < len(req.x) + 3:
         res.skipped["panel_fe"] = f"only {ids.size} units are complete in every period (balanced panel needed)"
@@ -545,10 +546,21 @@ def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fit
     # time-major stacking: period blocks of the same unit order (spreg's panel layout)
     y = np.concatenate([wide[req.y][p].to_numpy(float)[complete] for p in periods])
     x = np.column_stack([np.concatenate([wide[c][p].to_numpy(float)[complete] for p in periods]) for c in varying])
+    names = list(varying)
+    sensor_note = None
+    if req.sensor_cols:
+        from uhi.stats.sensors import panel_sensor_terms
+
+        shares = {c: np.concatenate([wide[c][p].fillna(0.0).to_numpy(float)[complete] for p in periods])
+                  for c in req.sensor_cols}
+        terms, sensor_note = panel_sensor_terms(shares, x, ids.size, len(periods), time_effects=req.time_effects)
+        if terms:
+            x = np.column_stack([x, *(shares[c] for c in terms)])
+            names += terms
     sw = cache.get(ids)
     ld = cache.logdet(sw)
     w = ld.w
-    fit = fit_panel_fe_lag(y, x, varying, w, len(periods), logdet=ld, time_effects=req.time_effects)
+    fit = fit_panel_fe_lag(y, x, names, w, len(periods), logdet=ld, time_effects=req.time_effects)
     fit.impacts = lag_impacts(fit.rho or 0.0, fit.coefficients, fit.names, w, logdet=ld)
     n_units = ids.size
     by_period = {
@@ -560,6 +572,8 @@ def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fit
         weights=sw.spec, balanced_units=int(ids.size), units_dropped_unbalanced=int((~complete).sum()),
         x_dropped_time_invariant=dropped,
     )
+    if sensor_note is not None:
+        fit.diagnostics["sensor_terms"] = sensor_note
     res.fits["panel_fe"] = {"pooled": fit}
     res.units["panel_fe"] = {"pooled": np.tile(ids, len(periods))}
     res.observed["panel_fe"] = {"pooled": y}

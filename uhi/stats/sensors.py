@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SENSOR_ORDER", "sensor_column", "sensor_of_platforms", "sensor_shares", "sensor_steps", "sensor_terms"]
+__all__ = ["SENSOR_ORDER", "panel_sensor_terms", "sensor_column", "sensor_of_platforms", "sensor_shares",
+           "sensor_steps", "sensor_terms"]
 
 # oldest first: a step is reported as the newer sensor's mean minus the older one's
 SENSOR_ORDER = ("TM", "ETM+", "OLI/TIRS")
@@ -157,4 +158,63 @@ def sensor_terms(shares: dict[str, np.ndarray]) -> tuple[list[str], str]:
         note += f"; share terms for {cols}"
     if constant:
         note += f"; {constant} have the same share in every cell (absorbed in the intercept)"
+    return [sensor_column(s) for s in cols], note
+
+
+def panel_sensor_terms(shares: dict[str, np.ndarray], x: np.ndarray, n_units: int, n_periods: int, *,
+                       time_effects: bool = False) -> tuple[list[str], str]:
+    """Which sensor-share columns enter the fixed-effects panel (``panel_fe``), and why.
+
+    The same rule as ``sensor_terms`` over the whole balanced panel, judged after the within
+    transform the panel model applies: the newest sensor present is the reference; an older
+    one adds its share column unless the cell effects (a cell seen by that sensor in the same
+    share every year) or, with ``time_effects``, the year effects (the same share in every cell
+    of a year, as when one sensor saw the whole city that summer) absorb it, or it is
+    collinear with the x columns and the shares already taken.
+
+    Parameters
+    ----------
+    shares
+        ``sensor[<name>]`` -> the share per row, stacked time-major like ``x``.
+    x
+        The panel's other regressors (rows x k), stacked time-major.
+    n_units, n_periods
+        N and T of the balanced panel.
+    time_effects
+        Whether the panel model also sweeps out year effects.
+
+    Returns
+    -------
+    (columns, note)
+        Columns to add (oldest first) and a sentence for summary.json.
+    """
+    from uhi.stats.panel import within_transform
+
+    present = [s for s in SENSOR_ORDER if sensor_column(s) in shares and np.nanmax(shares[sensor_column(s)], initial=0.0) > 0]
+    if len(present) < 2:
+        return [], f"one sensor ({present[0] if present else 'unknown'}): no sensor terms"
+    x = np.asarray(x, dtype=float)
+    design = within_transform(x if x.ndim == 2 else x[:, None], n_units, n_periods, time_effects=time_effects)
+    rank = int(np.linalg.matrix_rank(design)) if design.shape[1] else 0
+    cols: list[str] = []
+    absorbed: list[str] = []
+    for s in present[:-1]:
+        col = within_transform(np.asarray(shares[sensor_column(s)], dtype=float), n_units, n_periods,
+                               time_effects=time_effects)
+        if np.max(np.abs(col)) <= 1e-12:
+            absorbed.append(s)
+            continue
+        trial = np.column_stack([design, col])
+        new_rank = int(np.linalg.matrix_rank(trial))
+        if new_rank > rank:
+            design, rank = trial, new_rank
+            cols.append(s)
+        else:
+            absorbed.append(s)
+    note = f"sensors {present}, reference {present[-1]}"
+    if cols:
+        note += f"; share terms for {cols}"
+    if absorbed:
+        effects = "cell and year effects" if time_effects else "cell effects"
+        note += f"; {absorbed} absorbed by the {effects} or collinear with x (left out)"
     return [sensor_column(s) for s in cols], note

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_cog"]
+__all__ = ["write_cog", "write_array_cog"]
 
 
 def write_cog(
@@ -87,4 +87,56 @@ def write_cog(
                 )
         with rasterio.open(tmp) as check:  # a COG that cannot be reopened is never renamed in
             check.read(1, window=((0, min(1, height)), (0, min(1, width))))
+    return Path(path)
+
+
+def write_array_cog(
+    path: Path,
+    data: np.ndarray,
+    *,
+    transform: Any,
+    crs: Any,
+    nodata: float | int | None,
+    band_name: str | None = None,
+    unit: str | None = None,
+    compress: str = "deflate",
+    level: int | None = None,
+    predictor: int | None = None,
+    overview_resampling: str | None = None,
+    blocksize: int = 256,
+) -> Path:
+    """Write one 2-D array as a COG straight from memory, atomically.
+
+    The array is wrapped in a GDAL ``MEM`` dataset and handed to the COG driver, which tiles,
+    compresses and builds the overviews from it: no compressed intermediate is written and
+    read back (what :func:`write_cog` does through an in-memory GTiff). ``overview_resampling``
+    None keeps the COG driver's default; ``level`` None keeps the codec's default level.
+    """
+    import rasterio
+    from rasterio.shutil import copy as rio_copy
+
+    from uhi.workspace import Workspace
+
+    arr = np.asarray(data)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {arr.shape}")
+    options: dict[str, Any] = {"compress": compress, "blocksize": blocksize}
+    if level is not None:
+        options["level"] = level
+    if predictor is not None:
+        options["predictor"] = predictor
+    if overview_resampling is not None:
+        options["overview_resampling"] = overview_resampling
+    ws = Workspace(Path(path).parent)
+    with ws.atomic_path(Path(path)) as tmp:
+        with rasterio.open(
+            "uhi-array", "w", driver="MEM", height=arr.shape[0], width=arr.shape[1], count=1,
+            dtype=arr.dtype, crs=crs, transform=transform, nodata=nodata,
+        ) as mem:
+            mem.write(arr, 1)
+            if band_name is not None:
+                mem.set_band_description(1, band_name)
+            if unit is not None:
+                mem.set_band_unit(1, unit)
+            rio_copy(mem, tmp, driver="COG", **options)
     return Path(path)

@@ -1,0 +1,79 @@
+"""Yearly per-pixel mean composites, summed in memory as the scenes are processed."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["YearComposite", "YearlyMeans"]
+
+
+@dataclass
+class _Sums:
+    """float64 sums and valid counts of one (pixel grid, year), per variable."""
+
+    total: dict[str, np.ndarray] = field(default_factory=dict)
+    count: dict[str, np.ndarray] = field(default_factory=dict)
+    scenes: int = 0
+
+
+@dataclass(frozen=True)
+class YearComposite:
+    """One year's means (float32, NaN where no scene saw the pixel clear) on one pixel grid."""
+
+    year: int
+    grid: Hashable
+    scenes: int
+    means: dict[str, np.ndarray]  # only the variables with at least one valid pixel
+
+
+class YearlyMeans:
+    """Per pixel grid and year, the pixel-wise mean of float rasters (NaN ignored).
+
+    Scenes are added one at a time, in the order the mean should sum them (the scene order),
+    so the result is what summing the per-scene rasters read back from disk gave: the same
+    float64 additions in the same order, then the same division and cast to float32. A year
+    lives on the grid that most of its scenes share (the first such grid on a tie); a year's
+    sums take 10 bytes per pixel and variable (float64 sum, uint16 count) until it is popped.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[Hashable, int], _Sums] = {}
+
+    def add(self, grid: Hashable, year: int, rasters: Mapping[str, np.ndarray]) -> None:
+        """Add one scene's rasters (same shape on ``grid``; NaN = masked) to ``year``'s sums."""
+        sums = self._sums.setdefault((grid, int(year)), _Sums())
+        for var, values in rasters.items():
+            block = np.asarray(values, dtype=np.float64)
+            ok = ~np.isnan(block)
+            if var not in sums.total:
+                sums.total[var] = np.zeros(block.shape)
+                sums.count[var] = np.zeros(block.shape, dtype=np.uint16)
+            np.add(sums.total[var], block, out=sums.total[var], where=ok)
+            sums.count[var] += ok
+        sums.scenes += 1
+
+    def years(self) -> list[int]:
+        """Years with at least one scene added and not yet popped, ascending."""
+        return sorted({year for _, year in self._sums})
+
+    def pop(self, year: int) -> YearComposite | None:
+        """The year's means on its most common grid (its sums on every grid are dropped)."""
+        keys = [key for key in self._sums if key[1] == year]
+        if not keys:
+            return None
+        best = max(keys, key=lambda k: self._sums[k].scenes)  # first inserted wins a tie
+        sums = self._sums[best]
+        for key in keys:
+            del self._sums[key]
+        means: dict[str, np.ndarray] = {}
+        for var, total in sums.total.items():
+            count = sums.count[var]
+            has = count > 0
+            if not has.any():
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means[var] = np.where(has, total / np.maximum(count, 1), np.nan).astype(np.float32)
+        return YearComposite(year=year, grid=best[0], scenes=sums.scenes, means=means)
