@@ -24,6 +24,7 @@ import rasterio
 from conftest import missing
 from pyproj import Transformer
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from uhi.config import Config
 from uhi.errors import RemoteError, UhiError
@@ -379,7 +380,9 @@ def test_fetch_reads_only_the_window_and_writes_exact_pixels(served: Served, tmp
         assert clip_path == ws.scene_asset(feature["id"], key)
         with rasterio.open(clip_path) as clip, rasterio.open(served.cog_root / "master" / f"{PRODUCT}_{band}.TIF") as src:
             assert clip.crs == src.crs and clip.dtypes == src.dtypes
-            assert clip.profile["tiled"] and clip.profile["compress"] == "deflate"
+            # a plain tiled ZSTD GeoTIFF (docs/fetch.md): 256 px tiles, lossless, no overviews
+            assert clip.profile["tiled"] and clip.block_shapes == [(256, 256)]
+            assert clip.profile["compress"] == "zstd" and clip.overviews(1) == []
             # the source's nodata; QA_PIXEL declares none and gets the USGS fill, DN 1
             assert clip.nodata == (src.nodata if src.nodata is not None else 1)
             # pixel-aligned: the clip origin lies on the source grid
@@ -389,6 +392,9 @@ def test_fetch_reads_only_the_window_and_writes_exact_pixels(served: Served, tmp
             col0, row0 = int(col0), int(row0)
             full = src.read(1)
             assert np.array_equal(clip.read(1), full[row0:row0 + clip.height, col0:col0 + clip.width])
+            # and the same window read by GDAL from the source, dtype and all
+            window = src.read(1, window=Window(col0, row0, clip.width, clip.height))
+            assert clip.read(1).dtype == window.dtype and np.array_equal(clip.read(1), window)
             # covers the AOI plus the 300 m margin, and at most one pixel more on each side
             left, bottom, right, top = clip.bounds
             assert left <= min(xs) - 300 < left + PIXEL_M and right - PIXEL_M < max(xs) + 300 <= right

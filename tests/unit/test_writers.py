@@ -17,7 +17,7 @@ from rasterio.transform import from_origin
 
 from uhi.writers.excel import write_workbook
 from uhi.writers.geojson import write_geojson
-from uhi.writers.raster import write_cog
+from uhi.writers.raster import write_cog, write_tiled_gtiff
 
 
 def _frame() -> gpd.GeoDataFrame:
@@ -212,6 +212,46 @@ def test_cog_describes_its_bands(tmp_path: Path) -> None:
         assert src.scales == (0.00341802, 0.01) and src.offsets == (149.0, 0.0)
         assert src.tags()["uhi_source"] == "https://x/y.tif"
         assert src.overviews(1)  # still a COG with overviews
+
+
+def test_tiled_gtiff_holds_the_source_window_exactly(tmp_path: Path) -> None:
+    """A window of a real deflate GeoTIFF, rewritten by write_tiled_gtiff, reads back as the
+    same DNs GDAL reads from the source window (full uint16 range, nodata, odd sizes), in a
+    tiled ZSTD GeoTIFF with no overviews and the band metadata kept."""
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    rng = np.random.default_rng(7)
+    full = rng.integers(0, 65536, size=(700, 650), dtype=np.uint16)
+    full[:5] = 0  # nodata rows
+    src_path = tmp_path / "src.tif"
+    with rasterio.open(
+        src_path, "w", driver="GTiff", height=700, width=650, count=1, dtype="uint16",
+        crs="EPSG:32612", transform=from_origin(500000, 5650000, 30, 30), nodata=0,
+        tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+    ) as dst:
+        dst.write(full, 1)
+    window = Window(37, 3, 517, 301)  # straddles source tiles, starts in the nodata rows
+    with rasterio.open(src_path) as src:
+        expected = src.read(1, window=window)
+        clip_transform = window_transform(window, src.transform)
+    path = write_tiled_gtiff(
+        tmp_path / "clip.tif", expected.copy(), transform=clip_transform, crs="EPSG:32612", nodata=0,
+        band_names=["lwir11"], units=["kelvin"], scales=[0.00341802], offsets=[149.0],
+        tags={"uhi_window": "37,3,517,301"},
+    )
+    with rasterio.open(path) as out:
+        assert out.dtypes == ("uint16",) and out.nodata == 0 and out.crs.to_epsg() == 32612
+        assert out.transform == clip_transform and (out.height, out.width) == (301, 517)
+        assert out.profile["tiled"] and out.block_shapes == [(256, 256)]
+        assert out.profile["compress"] == "zstd" and out.overviews(1) == []
+        assert out.descriptions == ("lwir11",) and out.units == ("kelvin",)
+        assert out.scales == (0.00341802,) and out.offsets == (149.0,)
+        assert out.tags()["uhi_window"] == "37,3,517,301"
+        got = out.read(1)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(got, full[3:304, 37:554])  # and the array the window was cut from
+    assert not list(tmp_path.glob(".clip.tif*"))  # the temporary was renamed in, none left
 
 
 def test_gpkg_layers_typed_and_assembled(tmp_path: Path) -> None:

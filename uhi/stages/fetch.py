@@ -110,7 +110,7 @@ def fetch_asset(task: AssetTask) -> dict[str, Any]:
     import rasterio
     import shapely
 
-    from uhi.writers.raster import write_cog
+    from uhi.writers.raster import write_tiled_gtiff
 
     target = Path(task.target)
     record: dict[str, Any] = {"scene_id": task.scene_id, "key": task.key, "path": str(target)}
@@ -131,7 +131,9 @@ def fetch_asset(task: AssetTask) -> dict[str, Any]:
         return record
     col, row, width, height = clip.window
     scaled = task.scale_offset
-    write_cog(
+    # a plain tiled ZSTD-1 GeoTIFF, not a COG: only compute reads the clips, at full resolution,
+    # and it is ~7x cheaper to write and ~30 % smaller (figures in write_tiled_gtiff)
+    write_tiled_gtiff(
         target,
         clip.data,
         transform=clip.transform,
