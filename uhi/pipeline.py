@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,18 +146,12 @@ def release_free_memory() -> None:
     pages of compute's arrays (glibc's ``malloc_trim`` returns them), and the next stage's memory
     stacks on top of them. Does nothing where glibc is not the C library.
     """
-    import ctypes
-    import ctypes.util
     import gc
 
+    from uhi.heap import return_free_heap
+
     gc.collect()
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # musl and others have no malloc_trim
-        return
+    return_free_heap()
 
 
 def city_gpkg_path(config: Config, ws: Workspace) -> Path:
