@@ -213,6 +213,10 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
                         )
                     )
         composite_paths = [path for job in composite_jobs for path in job.result()]
+    # the scenes are done: their coverage matrices go before the panel is built
+    pixel_grids = len(coverages)
+    del tasks, coverages
+    return_free_heap()
     if not used:
         raise NoDataError(
             f"no clear pixel in any of the {len(scenes)} scene(s) "
@@ -251,7 +255,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "scenes_no_clear": len(no_clear),
         "dates": len(panel) // len(cells),
         "cells": len(cells),
-        "pixel_grids": len(coverages),
+        "pixel_grids": pixel_grids,
         "rows": len(panel),
         "suhi_method": classes.method,
         "suhi_reference": classes.rural_report,
