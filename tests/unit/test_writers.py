@@ -53,6 +53,24 @@ def test_geojson_is_rfc7946_with_nulls_and_dates(tmp_path: Path) -> None:
     assert back.geometry.iloc[0].equals_exact(expected, tolerance=1e-6)
 
 
+def test_geojson_rows_survive_separators_and_line_breaks_inside_strings(tmp_path: Path) -> None:
+    """A value holding the row separator text, a slash, U+2028 or U+0085 stays in its own row.
+
+    Catches a writer that cuts pandas' output at line breaks (``splitlines`` cuts at U+2028 and
+    U+0085) or at a ``},{"key":`` that sits inside a string.
+    """
+    names = ['he said "},{"scene/id":1', "line\u2028sep", "next\x85line", "plain/slash"]
+    gdf = gpd.GeoDataFrame(
+        {"scene/id": names, "v": [1.0, float("nan"), 2.5, 3.0]},
+        geometry=[shapely.Point(-114.0 + i / 10, 51.0) for i in range(4)],
+        crs="EPSG:4326",
+    )
+    fc = json.loads(write_geojson(gdf, tmp_path / "s.geojson", id_column=None).read_text(encoding="utf-8"))
+    assert [f["properties"]["scene/id"] for f in fc["features"]] == names
+    assert [f["properties"]["v"] for f in fc["features"]] == [1.0, None, 2.5, 3.0]
+    assert [f["geometry"]["coordinates"][0] for f in fc["features"]] == [-114.0, -113.9, -113.8, -113.7]
+
+
 def test_geojson_timestamps_keep_time(tmp_path: Path) -> None:
     g = gpd.GeoDataFrame(
         {"t": pd.to_datetime(["2020-07-01T17:30:00"])}, geometry=[shapely.Point(1, 2)], crs=4326
