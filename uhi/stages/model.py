@@ -157,7 +157,10 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     from_cells = [c for c in needed if c not in from_panel]
     _check_numeric(cells, from_cells, "compute/cells.parquet")
     # the summer composite of each year: the mean over that year's dates (docs/science.md, forecasting)
-    yearly = panel.groupby(["cell", "year"], sort=True, observed=True)[from_panel].mean().reset_index()
+    from uhi.stats.grouped import cell_year_means
+
+    yearly = cell_year_means(panel["cell"], panel["year"].to_numpy(),
+                             {c: panel[c].to_numpy(dtype=np.float64) for c in from_panel})
     sensor_cols: list[str] = []
     if with_platform:
         from uhi.stats.sensors import sensor_shares
