@@ -41,40 +41,15 @@ def write_cog(
 
     from uhi.workspace import Workspace
 
-    arr = np.asarray(data)
-    if arr.ndim == 2:
-        arr = arr[np.newaxis]
-    if arr.ndim != 3:
-        raise ValueError(f"expected a 2-D or 3-D array, got shape {arr.shape}")
-    if nodata is None and np.issubdtype(arr.dtype, np.floating):
-        nodata = float("nan")
-    count, height, width = arr.shape
-    profile = {
-        "driver": "GTiff",
-        "height": height,
-        "width": width,
-        "count": count,
-        "dtype": arr.dtype,
-        "crs": crs,
-        "transform": transform,
-        "nodata": nodata,
-    }
+    arr, profile = _gtiff_profile(data, transform=transform, crs=crs, nodata=nodata)
+    height, width = arr.shape[1:]
     predictor = 3 if np.issubdtype(arr.dtype, np.floating) else 2
     ws = Workspace(Path(path).parent)
     with ws.atomic_path(Path(path)) as tmp:
         with MemoryFile() as mem:
             with mem.open(**profile) as dst:
                 dst.write(arr)
-                for i, name in enumerate(band_names or [], start=1):
-                    dst.set_band_description(i, name)
-                for i, unit in enumerate(units or [], start=1):
-                    dst.set_band_unit(i, unit)
-                if scales is not None:
-                    dst.scales = tuple(float(v) for v in scales)
-                if offsets is not None:
-                    dst.offsets = tuple(float(v) for v in offsets)
-                if tags:
-                    dst.update_tags(**tags)
+                _describe(dst, band_names, units, scales, offsets, tags)
             with mem.open() as src:
                 rio_copy(
                     src,
@@ -134,10 +109,7 @@ def write_array_cog(
             dtype=arr.dtype, crs=crs, transform=transform, nodata=nodata,
         ) as mem:
             mem.write(arr, 1)
-            if band_name is not None:
-                mem.set_band_description(1, band_name)
-            if unit is not None:
-                mem.set_band_unit(1, unit)
+            _describe(mem, None if band_name is None else [band_name], None if unit is None else [unit])
             rio_copy(mem, tmp, driver="COG", **options)
     return Path(path)
 
@@ -174,6 +146,29 @@ def write_tiled_gtiff(
 
     from uhi.workspace import Workspace
 
+    arr, profile = _gtiff_profile(data, transform=transform, crs=crs, nodata=nodata)
+    height, width = arr.shape[1:]
+    profile.update({
+        "tiled": True,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
+        "compress": "zstd",
+        "zstd_level": zstd_level,
+        "predictor": 3 if np.issubdtype(arr.dtype, np.floating) else 2,
+        "interleave": "band",
+    })
+    ws = Workspace(Path(path).parent)
+    with ws.atomic_path(Path(path)) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(arr)
+            _describe(dst, band_names, units, scales, offsets, tags)
+        with rasterio.open(tmp) as check:  # a file that cannot be reopened is never renamed in
+            check.read(1, window=((0, min(1, height)), (0, min(1, width))))
+    return Path(path)
+
+
+def _gtiff_profile(data: np.ndarray, *, transform: Any, crs: Any, nodata: float | int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The array as (bands, rows, cols) and its GTiff profile; float data gets NaN as nodata by default."""
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[np.newaxis]
@@ -182,37 +177,27 @@ def write_tiled_gtiff(
     if nodata is None and np.issubdtype(arr.dtype, np.floating):
         nodata = float("nan")
     count, height, width = arr.shape
-    profile = {
-        "driver": "GTiff",
-        "height": height,
-        "width": width,
-        "count": count,
-        "dtype": arr.dtype,
-        "crs": crs,
-        "transform": transform,
-        "nodata": nodata,
-        "tiled": True,
-        "blockxsize": blocksize,
-        "blockysize": blocksize,
-        "compress": "zstd",
-        "zstd_level": zstd_level,
-        "predictor": 3 if np.issubdtype(arr.dtype, np.floating) else 2,
-        "interleave": "band",
-    }
-    ws = Workspace(Path(path).parent)
-    with ws.atomic_path(Path(path)) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(arr)
-            for i, name in enumerate(band_names or [], start=1):
-                dst.set_band_description(i, name)
-            for i, unit in enumerate(units or [], start=1):
-                dst.set_band_unit(i, unit)
-            if scales is not None:
-                dst.scales = tuple(float(v) for v in scales)
-            if offsets is not None:
-                dst.offsets = tuple(float(v) for v in offsets)
-            if tags:
-                dst.update_tags(**tags)
-        with rasterio.open(tmp) as check:  # a file that cannot be reopened is never renamed in
-            check.read(1, window=((0, min(1, height)), (0, min(1, width))))
-    return Path(path)
+    profile = {"driver": "GTiff", "height": height, "width": width, "count": count, "dtype": arr.dtype,
+               "crs": crs, "transform": transform, "nodata": nodata}
+    return arr, profile
+
+
+def _describe(
+    dst: Any,
+    band_names: list[str] | None,
+    units: list[str] | None,
+    scales: list[float] | None = None,
+    offsets: list[float] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Band descriptions, units, scales and offsets, and dataset tags, on an open dataset."""
+    for i, name in enumerate(band_names or [], start=1):
+        dst.set_band_description(i, name)
+    for i, unit in enumerate(units or [], start=1):
+        dst.set_band_unit(i, unit)
+    if scales is not None:
+        dst.scales = tuple(float(v) for v in scales)
+    if offsets is not None:
+        dst.offsets = tuple(float(v) for v in offsets)
+    if tags:
+        dst.update_tags(**tags)
