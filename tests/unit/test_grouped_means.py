@@ -42,3 +42,23 @@ def test_cell_year_means_of_plain_strings_go_through_pandas() -> None:
     expected = panel.dropna(subset=["cell"]).groupby(["cell", "year"], sort=True)[cols].mean().reset_index()
     got = cell_year_means(panel["cell"], panel["year"].to_numpy(), {"lst_c": panel["lst_c"].to_numpy()})
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_compute_cell_years_equal_pandas_groupby_bit_for_bit() -> None:
+    """compute.gpkg's cell_years layer from the date-major panel, against pandas' groupby."""
+    from uhi.stages.compute import _YEAR_VARIABLES, _cell_years
+
+    rng = np.random.default_rng(7)
+    n, days = 40, 9
+    cells = np.array([f"0231{i:04d}" for i in rng.permutation(n)], dtype=object)  # not sorted
+    years = np.array([2014, 2014, 2014, 2016, 2016, 2017, 2017, 2017, 2017], dtype=np.int64)
+    panel = pd.DataFrame({"cell": np.tile(cells, days), "year": np.repeat(years, n)})
+    for var in _YEAR_VARIABLES:
+        values = rng.normal(30.0, 1e6, n * days) + rng.normal(0, 1e-9, n * days)
+        values[rng.random(n * days) < 0.25] = np.nan
+        panel[var] = values
+    g = panel.groupby(["cell", "year"], sort=True)
+    expected = g[list(_YEAR_VARIABLES)].mean()
+    expected.insert(0, "dates", g["lst_c"].count().astype("int64"))
+    expected = expected.reset_index()
+    pd.testing.assert_frame_equal(_cell_years(panel, n), expected, check_exact=True)
