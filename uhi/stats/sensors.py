@@ -166,7 +166,7 @@ def sensor_terms(shares: dict[str, np.ndarray]) -> tuple[list[str], str]:
     (columns, note)
         Columns to add (oldest first) and a sentence for summary.json.
     """
-    present = [s for s in SENSOR_ORDER if sensor_column(s) in shares and np.nanmax(shares[sensor_column(s)], initial=0.0) > 0]
+    present = _present_sensors(shares)
     if len(present) < 2:
         return [], f"one sensor ({present[0] if present else 'unknown'}): no sensor terms"
     reference = present[-1]
@@ -181,6 +181,11 @@ def sensor_terms(shares: dict[str, np.ndarray]) -> tuple[list[str], str]:
     if constant:
         note += f"; {constant} have the same share in every cell (absorbed in the intercept)"
     return [sensor_column(s) for s in cols], note
+
+
+def _present_sensors(shares: dict[str, np.ndarray]) -> list[str]:
+    """The sensors with a positive share in some row, oldest first."""
+    return [s for s in SENSOR_ORDER if sensor_column(s) in shares and np.nanmax(shares[sensor_column(s)], initial=0.0) > 0]
 
 
 def panel_sensor_terms(shares: dict[str, np.ndarray], x: np.ndarray, n_units: int, n_periods: int, *,
@@ -212,7 +217,7 @@ def panel_sensor_terms(shares: dict[str, np.ndarray], x: np.ndarray, n_units: in
     """
     from uhi.stats.panel import within_transform
 
-    present = [s for s in SENSOR_ORDER if sensor_column(s) in shares and np.nanmax(shares[sensor_column(s)], initial=0.0) > 0]
+    present = _present_sensors(shares)
     if len(present) < 2:
         return [], f"one sensor ({present[0] if present else 'unknown'}): no sensor terms"
     x = np.asarray(x, dtype=float)
