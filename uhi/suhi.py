@@ -272,15 +272,16 @@ def classify_cells(
                        rural_report=report)
 
 
-def suhi_series(panel: Any, cell_index: np.ndarray, classes: SuhiClasses) -> tuple[Any, np.ndarray]:
-    """Per-date SUHI intensity and the per-row anomaly.
+def suhi_series(dates: np.ndarray, lst_c: np.ndarray, classes: SuhiClasses) -> tuple[Any, np.ndarray]:
+    """Per-date SUHI intensity and the per cell and date anomaly.
 
     Parameters
     ----------
-    panel
-        DataFrame with ``date`` and ``lst_c``, one row per (cell, date).
-    cell_index
-        For each panel row, the integer position of its cell in the masks.
+    dates
+        The panel's dates, ascending (datetime64).
+    lst_c
+        LST (degrees C) date-major, shape ``(dates, cells)``: row ``d`` holds every cell on
+        ``dates[d]``, in the order of the masks.
     classes
         Urban/rural masks.
 
@@ -288,36 +289,34 @@ def suhi_series(panel: Any, cell_index: np.ndarray, classes: SuhiClasses) -> tup
     -------
     series, anomaly_c
         DataFrame ``date, urban_lst_c, rural_lst_c, suhi_c, n_urban, n_rural, method``, and
-        per panel row LST minus that date's rural mean (NaN when the date has no rural cell).
+        ``(dates, cells)`` LST minus that date's rural mean (NaN when the date has no rural
+        cell). The means are those of ``groupby("date").mean()`` over the long table, bit for
+        bit: NaN skipped, Kahan-compensated sums in cell order (uhi.stats.grouped), one date's
+        contiguous row at a time instead of factorising a 16M-row date column.
     """
     import pandas as pd
 
-    lst = panel["lst_c"].to_numpy(dtype=np.float64)
-    is_urban = classes.urban[cell_index]
-    is_rural = classes.rural[cell_index]
-    frame = pd.DataFrame(
-        {
-            "date": panel["date"].to_numpy(),
-            "urban": np.where(is_urban, lst, np.nan),
-            "rural": np.where(is_rural, lst, np.nan),
-        }
-    )
-    g = frame.groupby("date", sort=True)
-    series = pd.DataFrame(
-        {
-            "urban_lst_c": g["urban"].mean(),
-            "rural_lst_c": g["rural"].mean(),
-            "n_urban": g["urban"].count(),
-            "n_rural": g["rural"].count(),
-        }
-    )
+    from uhi.stats.grouped import compensated_column_means
+
+    lst = np.asarray(lst_c, dtype=np.float64)
+    if lst.ndim != 2 or lst.shape[0] != len(dates) or lst.shape[1] != len(classes.urban):
+        raise ValueError(f"lst_c has shape {lst.shape}; expected (dates, cells) = ({len(dates)}, {len(classes.urban)})")
+    stats: dict[str, list[float]] = {"urban_lst_c": [], "rural_lst_c": [], "n_urban": [], "n_rural": []}
+    for row in lst:
+        for name, mask in (("urban", classes.urban), ("rural", classes.rural)):
+            values = row[mask]
+            stats[f"{name}_lst_c"].append(compensated_column_means(values[:, None])[0] if values.size else np.nan)
+            stats[f"n_{name}"].append(int(np.count_nonzero(~np.isnan(values))))
+    series = pd.DataFrame({
+        "date": np.asarray(dates, dtype="datetime64[ns]"),
+        "urban_lst_c": np.asarray(stats["urban_lst_c"], dtype=np.float64),
+        "rural_lst_c": np.asarray(stats["rural_lst_c"], dtype=np.float64),
+    })
     series["suhi_c"] = series["urban_lst_c"] - series["rural_lst_c"]
+    series["n_urban"] = np.asarray(stats["n_urban"], dtype=np.int64)
+    series["n_rural"] = np.asarray(stats["n_rural"], dtype=np.int64)
     series["method"] = classes.method
-    series = series.reset_index()[
-        ["date", "urban_lst_c", "rural_lst_c", "suhi_c", "n_urban", "n_rural", "method"]
-    ]
-    rural_by_date = series.set_index("date")["rural_lst_c"]
-    anomaly = lst - rural_by_date.reindex(panel["date"]).to_numpy(dtype=np.float64)
+    anomaly = lst - series["rural_lst_c"].to_numpy()[:, None]
     return series, anomaly
 
 

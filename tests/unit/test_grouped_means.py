@@ -46,6 +46,7 @@ def test_cell_year_means_of_plain_strings_go_through_pandas() -> None:
 
 def test_compute_cell_years_equal_pandas_groupby_bit_for_bit() -> None:
     """compute.gpkg's cell_years layer from the date-major panel, against pandas' groupby."""
+    from uhi.panel import DatePanel
     from uhi.stages.compute import _YEAR_VARIABLES, _cell_years
 
     rng = np.random.default_rng(7)
@@ -61,4 +62,10 @@ def test_compute_cell_years_equal_pandas_groupby_bit_for_bit() -> None:
     expected = g[list(_YEAR_VARIABLES)].mean()
     expected.insert(0, "dates", g["lst_c"].count().astype("int64"))
     expected = expected.reset_index()
-    pd.testing.assert_frame_equal(_cell_years(panel, n), expected, check_exact=True)
+    dates = np.array([f"{y}-07-{d + 1:02d}" for d, y in enumerate(years)], dtype="datetime64[ns]")
+    date_major = DatePanel(
+        cells=cells, dates=dates, scene_ids=np.array(["s"] * days, dtype=object),
+        platforms=np.array(["landsat-8"] * days, dtype=object),
+        values={var: panel[var].to_numpy().reshape(days, n) for var in _YEAR_VARIABLES},
+    )
+    pd.testing.assert_frame_equal(_cell_years(date_major), expected, check_exact=True)

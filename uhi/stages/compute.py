@@ -11,6 +11,7 @@ import numpy as np
 
 from uhi.config import Config
 from uhi.errors import NoDataError
+from uhi.panel import DatePanel
 from uhi.stages.runner import StageSpec
 from uhi.workspace import Workspace, remove_tree, safe_component
 
@@ -21,8 +22,6 @@ log = logging.getLogger("uhi.compute")
 PANEL_VARIABLES = ("lst_c", "ndvi", "ndbi", "mndwi", "albedo")
 # scenes in flight per worker thread between two reductions to panel columns (bounds memory)
 _CHUNK_SCENES_PER_THREAD = 4
-# pyarrow's default maximum row-group length (ParquetWriter.write_table, row_group_size=None)
-_PANEL_ROW_GROUP = 1024 * 1024
 
 VARIABLE_NOTES = {
     "cell": "quadkey of the web-mercator tile (zoom in the zoom column)",
@@ -236,7 +235,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
 
     classes, series = _suhi(config, cells, panel, aoi.crs)
     cells["urban"] = classes.urban
-    panel["anomaly_c"] = series[1]
+    panel.values["anomaly_c"] = series[1]
     suhi_table = series[0]
     return_free_heap()
 
@@ -253,13 +252,13 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         "scenes": len(scenes),
         "scenes_used": len(used),
         "scenes_no_clear": len(no_clear),
-        "dates": len(panel) // len(cells),
+        "dates": panel.n_dates,
         "cells": len(cells),
         "pixel_grids": pixel_grids,
-        "rows": len(panel),
+        "rows": panel.rows,
         "suhi_method": classes.method,
         "suhi_reference": classes.rural_report,
-        "lst_uncertainty_k": _uncertainty_summary(panel["lst_uncertainty_k"].to_numpy(dtype=np.float64)),
+        "lst_uncertainty_k": _uncertainty_summary(panel.flat("lst_uncertainty_k")),
         "outputs": outputs,
     }
     if report is not None:
@@ -343,43 +342,42 @@ def _day_columns(stats: Any, min_valid_share: float = 0.0) -> dict[str, np.ndarr
     return cols
 
 
-def _panel(cells: Any, days: list[tuple[Any, str, str, dict[str, np.ndarray]]]) -> Any:
-    """The tidy cell x date table (date-major: day i is rows i*n..(i+1)*n) from per-day columns.
+def _panel(cells: Any, days: list[tuple[Any, str, str, dict[str, np.ndarray]]]) -> DatePanel:
+    """The cell x date panel, date-major (row d of a variable is day d), from per-day columns.
 
-    Built column by column and left unconsolidated: one pandas block of all float columns
-    would copy the whole table once more (1.3 GB at 389k cells x 42 days). Empties the
-    per-day column dicts as it goes.
+    Each variable is one ``(days, cells)`` array filled day by day; no per-row key is built
+    (the long pandas table of the 30 km city held 3.3 GB, mostly its key and string columns).
+    Empties the per-day column dicts as it goes.
     """
-    import pandas as pd
-
     from uhi.heap import return_free_heap
+    from uhi.panel import DatePanel
 
     n = len(cells)
-    k = len(days)
-    panel = pd.DataFrame({"cell": np.tile(cells["cell"].to_numpy(), k)})
-    panel["date"] = np.repeat(np.array([np.datetime64(day, "ns") for day, *_ in days]), n)
-    panel["year"] = np.repeat(np.array([day.year for day, *_ in days], dtype=np.int64), n)
-    panel["scene_id"] = np.repeat(np.array([sid for _, sid, _, _ in days], dtype=object), n)
-    panel["platform"] = np.repeat(np.array([platform for _, _, platform, _ in days], dtype=object), n)
+    values: dict[str, np.ndarray] = {}
     for var in list(days[0][3]):
-        panel[var] = np.concatenate([cols.pop(var) for *_, cols in days])
+        column = np.empty((len(days), n), dtype=np.float64)
+        for d, (*_, cols) in enumerate(days):
+            column[d] = cols.pop(var)
+        values[var] = column
         # the day arrays just freed (3 MB each at 389k cells) sit in glibc's heap, not in
         # its mmap'd blocks: without a trim the panel's columns stack on top of them and the
         # 30 km city's compute peaked here at 5.8 GB (issue 19)
         return_free_heap()
-    for col in ("cell", "scene_id", "platform"):
-        panel[col] = panel[col].astype(str)
-    return panel
+    return DatePanel(
+        cells=np.array([str(c) for c in cells["cell"].tolist()], dtype=object),
+        dates=np.array([np.datetime64(day, "ns") for day, *_ in days], dtype="datetime64[ns]"),
+        scene_ids=np.array([str(sid) for _, sid, _, _ in days], dtype=object),
+        platforms=np.array([str(platform) for _, _, platform, _ in days], dtype=object),
+        values=values,
+    )
 
 
-def _suhi(config: Config, cells: Any, panel: Any, crs: str) -> tuple[Any, tuple[Any, np.ndarray]]:
+def _suhi(config: Config, cells: Any, panel: DatePanel, crs: str) -> tuple[Any, tuple[Any, np.ndarray]]:
     import warnings
 
     from uhi.suhi import classify_cells, sample_elevation, suhi_series
 
-    n = len(cells)
-    cell_pos = np.tile(np.arange(n), len(panel) // n)
-    ndbi = panel["ndbi"].to_numpy(dtype=np.float64).reshape(-1, n)
+    ndbi = panel.values["ndbi"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # cells never observed: NaN, no warning
         ndbi_mean = np.nanmean(ndbi, axis=0)
@@ -402,13 +400,15 @@ def _suhi(config: Config, cells: Any, panel: Any, crs: str) -> tuple[Any, tuple[
     )
     if classes.rural_report.get("warning"):
         log.warning("compute: %s", classes.rural_report["warning"])
-    return classes, suhi_series(panel, cell_pos, classes)
+    return classes, suhi_series(panel.dates, panel.values["lst_c"], classes)
 
 
-def _write_tables(ws: Workspace, cells: Any, panel: Any, crs: str, suhi_method: str) -> None:
+def _write_tables(ws: Workspace, cells: Any, panel: DatePanel, crs: str, suhi_method: str) -> None:
     """cells.parquet (GeoParquet with the working CRS in its metadata) and panel.parquet."""
     import pyarrow.parquet as pq
     from geopandas.io.arrow import _geopandas_to_arrow
+
+    from uhi.writers.parquet import write_panel
 
     table = _geopandas_to_arrow(cells, index=False)
     meta = dict(table.schema.metadata or {})
@@ -416,30 +416,16 @@ def _write_tables(ws: Workspace, cells: Any, panel: Any, crs: str, suhi_method: 
     meta[b"uhi:suhi_method"] = suhi_method.encode()
     with ws.atomic_path(ws.cells) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp)
-    # row group by row group: DataFrame.to_parquet would convert the whole panel to Arrow first
-    # (another 2.6 GB at 389k cells x 42 days); slices of pyarrow's default row-group length
-    # give the same row groups, so the file is byte for byte what to_parquet writes
-    import pyarrow as pa
-
-    rows = _PANEL_ROW_GROUP
-    with ws.atomic_path(ws.panel) as tmp:
-        writer = None
-        try:
-            for start in range(0, len(panel), rows):
-                part = pa.Table.from_pandas(panel.iloc[start : start + rows], preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, part.schema)
-                writer.write_table(part)
-        finally:
-            if writer is not None:
-                writer.close()
+    # straight from the date-major arrays (uhi.writers.parquet): DataFrame.to_parquet on a
+    # pandas table of the same rows converted all 16M rows to Arrow first (issue 19)
+    write_panel(panel, ws.panel)
 
 
 def _write_outputs(
     config: Config,
     ws: Workspace,
     cells: Any,
-    panel: Any,
+    panel: DatePanel,
     suhi_table: Any,
     composite_paths: list[str],
 ) -> list[str]:
@@ -473,7 +459,7 @@ def _write_outputs(
         max_cells = config.outputs.geojson_max_cells
         per_date_files = n <= max_cells
         if not per_date_files:
-            dates = len(panel) // n if n else 0
+            dates = panel.n_dates
             per_date_mb = n * _GEOJSON_BYTES_PER_CELL_DATE / 1e6
             log.info(
                 "compute: per-date GeoJSON not written: %d cells is above outputs.geojson_max_cells "
@@ -482,37 +468,18 @@ def _write_outputs(
                 "GeoPackage (compute/compute.gpkg, <workspace>/%s.gpkg)",
                 n, max_cells, n, dates, per_date_mb, per_date_mb * dates / 1e3, city,
             )
-        for start in range(0, len(panel) if per_date_files else 0, n):
-            rows = panel.iloc[start : start + n]
-            date = rows["date"].iloc[0]
-            # the date's rows are in the cells' order (see _panel): columns side by side, no join
+        for d in range(panel.n_dates if per_date_files else 0):
+            date = pd.Timestamp(panel.dates[d])
+            # a date's values are in the cells' order (see _panel): columns side by side, no join
             frame = cells[on_dates].reset_index(drop=True)
             for col in per_date[1:]:
-                frame[col] = rows[col].to_numpy()
+                frame[col] = np.full(n, panel.scene_ids[d], dtype=object) if col == "scene_id" else panel.values[col][d]
             frame.insert(1, "date", date)
             path = out_dir / f"{city}_outputs_{date:%Y-%m-%d}.geojson"
             write_geojson(frame, path, geometry_json=geometry_json)
             written.append(ws.relative(path))
     if "excel" in formats:
-        g = panel.groupby("date", sort=True)
-        by_date = pd.DataFrame(
-            {
-                "scene_id": g["scene_id"].first(),
-                "cells_with_lst": g["lst_c"].count(),
-                "lst_c_mean": g["lst_c"].mean(),
-                "lst_c_std": g["lst_c"].std(),
-                "lst_c_min": g["lst_c"].min(),
-                "lst_c_max": g["lst_c"].max(),
-                "ndvi_mean": g["ndvi"].mean(),
-                "ndbi_mean": g["ndbi"].mean(),
-                "mndwi_mean": g["mndwi"].mean(),
-                "albedo_mean": g["albedo"].mean(),
-                "valid_share_mean": g["valid_share"].mean(),
-                "water_share_mean": g["water_share"].mean(),
-                "water_lst_c_mean": g["water_lst_c"].mean(),
-                "lst_uncertainty_k_median": g["lst_uncertainty_k"].median(),
-            }
-        ).reset_index()
+        by_date = _by_date(panel)
         suhi = suhi_table.copy()
         notes = {k: v for k, v in VARIABLE_NOTES.items()}
         notes["suhi_c"] = "surface UHI intensity: mean LST of urban cells minus that of the rural reference cells"
@@ -533,54 +500,108 @@ _GEOJSON_BYTES_PER_CELL_DATE = 450
 _YEAR_VARIABLES = (*PANEL_VARIABLES, "anomaly_c", "valid_share", "water_share")
 
 
-def _cell_years(panel: Any, n_cells: int) -> Any:
+def _cell_year_arrays(panel: DatePanel) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Per cell (in the panel's order) and year: dates with LST and the mean of each variable.
+
+    Returns the years ascending, the ``(cells, years)`` counts of dates with an LST value and
+    per variable of ``_YEAR_VARIABLES`` its ``(cells, years)`` means over the year's dates,
+    NaN skipped, with the same compensated sums in date order as pandas' grouped mean, so the
+    values are bit for bit ``groupby(["cell", "year"]).mean()``'s (a groupby over the 16M rows
+    of the 30 km city sorted and factorised them first: ~8 % of the stage, issue 19).
+    """
+    from uhi.stats.grouped import compensated_column_means
+
+    years = panel.years
+    uniq = np.unique(years)
+    rows_of = [np.flatnonzero(years == y) for y in uniq]
+    lst = panel.values["lst_c"]
+    counts = np.stack([(~np.isnan(lst[r])).sum(axis=0) for r in rows_of], axis=1).astype(np.int64)
+    means = {
+        var: np.stack([compensated_column_means(panel.values[var][r]) for r in rows_of], axis=1)
+        for var in _YEAR_VARIABLES
+    }
+    return uniq.astype(np.int64), counts, means
+
+
+def _cell_years(panel: DatePanel) -> Any:
     """Per cell and year: the mean of every panel variable over the year's dates (the summer).
 
-    The table ``panel.groupby(["cell", "year"]).mean()`` gives, computed on the date-major
-    layout (day i is rows i*n..(i+1)*n, see :func:`_panel`) with the same compensated sums as
-    pandas' grouped mean, so the values are bit for bit pandas' (a groupby over the 16M rows of
-    the 30 km city sorted and factorised them first: ~8 % of the stage, issue 19).
+    The table ``panel.to_frame().groupby(["cell", "year"]).mean()`` gives, with ``dates`` (the
+    count of LST values) first: rows sorted by cell, then year (see :func:`_cell_year_arrays`).
     """
+    import pandas as pd
+
+    years, counts, means = _cell_year_arrays(panel)
+    order = np.argsort(panel.cells, kind="stable")  # groupby sorts the keys: cell, then year
+    out: dict[str, Any] = {
+        "cell": np.repeat(panel.cells[order], len(years)),
+        "year": np.tile(years, panel.n_cells),
+        "dates": counts[order].ravel(),
+    }
+    for var, values in means.items():
+        out[var] = values[order].ravel()
+    return pd.DataFrame(out)
+
+
+def _by_date(panel: DatePanel) -> Any:
+    """The workbook's ``city_by_date`` sheet: per date, the scene(s) and the city's statistics.
+
+    The values of ``groupby("date")`` over the long table (Kahan means, Welford standard
+    deviation and median from pandas' grouped kernels on one date's contiguous row at a time),
+    without factorising a 16M-row date column.
+    """
+    import warnings
+
     import pandas as pd
 
     from uhi.stats.grouped import compensated_column_means
 
-    n = n_cells
-    k = len(panel) // n
-    cell = panel["cell"].to_numpy()[:n]
-    years = panel["year"].to_numpy()[::n]
-    uniq = np.unique(years)
-    order = np.argsort(cell, kind="stable")  # groupby sorts the keys: cell, then year
-    out: dict[str, Any] = {
-        "cell": np.repeat(cell[order], len(uniq)),
-        "year": np.tile(uniq.astype(np.int64), n),
-    }
-    rows_of = [np.flatnonzero(years == y) for y in uniq]
-    lst = panel["lst_c"].to_numpy(dtype=np.float64).reshape(k, n)
-    counts = np.stack([(~np.isnan(lst[r])).sum(axis=0) for r in rows_of], axis=1)  # (n, years)
-    out["dates"] = counts[order].ravel().astype("int64")
-    for var in _YEAR_VARIABLES:
-        values = panel[var].to_numpy(dtype=np.float64).reshape(k, n)
-        means = np.stack([compensated_column_means(values[r]) for r in rows_of], axis=1)
-        out[var] = means[order].ravel()
-    return pd.DataFrame(out)
+    means = ("lst_c", "ndvi", "ndbi", "mndwi", "albedo", "valid_share", "water_share", "water_lst_c")
+    one_group = np.zeros(panel.n_cells, dtype=np.intp)
+    records = []
+    for d in range(panel.n_dates):
+        lst = panel.values["lst_c"][d]
+        block = np.stack([panel.values[name][d] for name in means], axis=1)  # (cells, variables)
+        mean = dict(zip(means, compensated_column_means(block), strict=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a date without LST: NaN, no warning
+            lst_min, lst_max = np.nanmin(lst), np.nanmax(lst)
+        records.append({
+            "date": pd.Timestamp(panel.dates[d]),
+            "scene_id": panel.scene_ids[d],
+            "cells_with_lst": int(np.count_nonzero(~np.isnan(lst))),
+            "lst_c_mean": mean["lst_c"],
+            "lst_c_std": float(pd.Series(lst).groupby(one_group).std().iloc[0]),
+            "lst_c_min": lst_min,
+            "lst_c_max": lst_max,
+            **{f"{name}_mean": mean[name] for name in means[1:]},
+            "lst_uncertainty_k_median": float(
+                pd.Series(panel.values["lst_uncertainty_k"][d]).groupby(one_group).median().iloc[0]
+            ),
+        })
+    frame = pd.DataFrame.from_records(records)
+    frame["date"] = frame["date"].astype("datetime64[ns]")
+    return frame.sort_values("date", kind="stable").reset_index(drop=True)
 
 
-def _write_gpkg(ws: Workspace, cells: Any, panel: Any, aoi_geometry: Any, city: str) -> str:
+def _write_gpkg(ws: Workspace, cells: Any, panel: DatePanel, aoi_geometry: Any, city: str) -> str:
     """compute/compute.gpkg: layers ``aoi``, ``cells`` (+ latest-year means), ``cell_years``."""
     import geopandas as gpd
 
     from uhi.writers.gpkg import write_gpkg
 
-    years = _cell_years(panel, len(cells))
-    latest = int(years["year"].max())
-    last = years[years["year"] == latest].drop(columns="year").add_suffix("_summer")
-    layer = cells.merge(last, left_on="cell", right_on="cell_summer", how="left")
-    layer = layer.drop(columns="cell_summer")
-    layer.insert(layer.columns.get_loc("dates_summer"), "summer_year", latest)
+    years, counts, means = _cell_year_arrays(panel)
+    latest = len(years) - 1
+    # the cells in their own order, the latest year's means beside them (no join)
+    layer = cells.assign(
+        summer_year=int(years[latest]),
+        dates_summer=counts[:, latest],
+        **{f"{var}_summer": values[:, latest] for var, values in means.items()},
+    )
+    del counts, means
     aoi = gpd.GeoDataFrame({"city": [city]}, geometry=[aoi_geometry], crs="EPSG:4326")
     path = ws.stage_dir("compute") / "compute.gpkg"
-    write_gpkg(path, {"aoi": aoi, "cells": layer, "cell_years": years})
+    write_gpkg(path, {"aoi": aoi, "cells": layer, "cell_years": _cell_years(panel)})
     return ws.relative(path)
 
 
