@@ -239,15 +239,19 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     suhi_table = series[0]
     return_free_heap()
 
-    # one writer after the other: writing the Parquet tables, the GeoPackage and the people's
-    # outputs on parallel threads saved wall time but raised the 30 km demo city's peak from
-    # 5.5 GB to 6.7 GB (issue 19), so they stay sequential
-    _write_tables(ws, cells, panel, aoi.crs, classes.method)
+    # panel.parquet is encoded on a side thread (Arrow's Parquet writer runs without the GIL)
+    # while this one writes the cell table, the people's outputs and the GeoPackage. Parallel
+    # writers once raised the 30 km city's peak from 5.5 to 6.7 GB (issue 19): they converted
+    # the pandas panel to Arrow; the panel writer now holds one row group (~150 MB) at a time.
+    with ThreadPoolExecutor(1, thread_name_prefix="uhi-panel") as panel_writer:
+        panel_job = panel_writer.submit(_write_panel, ws, panel)
+        _write_cells_table(ws, cells, aoi.crs, classes.method)
+        outputs = _write_outputs(config, ws, cells, panel, suhi_table, composite_paths)
+        return_free_heap()
+        if "gpkg" in config.outputs.formats:
+            outputs.append(_write_gpkg(ws, cells, panel, aoi.geometry, config.city.name))
+        panel_job.result()
     return_free_heap()
-    outputs = _write_outputs(config, ws, cells, panel, suhi_table, composite_paths)
-    return_free_heap()
-    if "gpkg" in config.outputs.formats:
-        outputs.append(_write_gpkg(ws, cells, panel, aoi.geometry, config.city.name))
     summary: dict[str, Any] = {
         "scenes": len(scenes),
         "scenes_used": len(used),
@@ -403,12 +407,10 @@ def _suhi(config: Config, cells: Any, panel: DatePanel, crs: str) -> tuple[Any, 
     return classes, suhi_series(panel.dates, panel.values["lst_c"], classes)
 
 
-def _write_tables(ws: Workspace, cells: Any, panel: DatePanel, crs: str, suhi_method: str) -> None:
-    """cells.parquet (GeoParquet with the working CRS in its metadata) and panel.parquet."""
+def _write_cells_table(ws: Workspace, cells: Any, crs: str, suhi_method: str) -> None:
+    """cells.parquet: GeoParquet with the working CRS and the SUHI rule in its metadata."""
     import pyarrow.parquet as pq
     from geopandas.io.arrow import _geopandas_to_arrow
-
-    from uhi.writers.parquet import write_panel
 
     table = _geopandas_to_arrow(cells, index=False)
     meta = dict(table.schema.metadata or {})
@@ -416,9 +418,16 @@ def _write_tables(ws: Workspace, cells: Any, panel: DatePanel, crs: str, suhi_me
     meta[b"uhi:suhi_method"] = suhi_method.encode()
     with ws.atomic_path(ws.cells) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp)
-    # straight from the date-major arrays (uhi.writers.parquet): DataFrame.to_parquet on a
-    # pandas table of the same rows converted all 16M rows to Arrow first (issue 19)
-    write_panel(panel, ws.panel)
+
+
+def _write_panel(ws: Workspace, panel: DatePanel) -> None:
+    """panel.parquet straight from the date-major arrays (uhi.writers.parquet.write_panel):
+    DataFrame.to_parquet on a pandas table of the same rows converted all 16M rows of the
+    30 km city to Arrow first (issue 19)."""
+    from uhi.writers.parquet import write_panel
+
+    with ws.atomic_path(ws.panel) as tmp:
+        write_panel(panel, tmp)
 
 
 def _write_outputs(
@@ -512,15 +521,37 @@ def _cell_year_arrays(panel: DatePanel) -> tuple[np.ndarray, np.ndarray, dict[st
     from uhi.stats.grouped import compensated_column_means
 
     years = panel.years
-    uniq = np.unique(years)
-    rows_of = [np.flatnonzero(years == y) for y in uniq]
+    if np.any(np.diff(years) < 0):
+        raise ValueError("the panel's dates must be ascending")
+    uniq, first = np.unique(years, return_index=True)
+    # the dates are ascending, so a year's rows are one contiguous block: views, no copies
+    blocks = [slice(int(a), int(b)) for a, b in zip(first, [*first[1:], len(years)], strict=True)]
     lst = panel.values["lst_c"]
-    counts = np.stack([(~np.isnan(lst[r])).sum(axis=0) for r in rows_of], axis=1).astype(np.int64)
+    counts = np.stack([np.count_nonzero(~np.isnan(lst[b]), axis=0) for b in blocks], axis=1).astype(np.int64)
     means = {
-        var: np.stack([compensated_column_means(panel.values[var][r]) for r in rows_of], axis=1)
+        var: np.stack([compensated_column_means(panel.values[var][b]) for b in blocks], axis=1)
         for var in _YEAR_VARIABLES
     }
     return uniq.astype(np.int64), counts, means
+
+
+def _cell_years_table(panel: DatePanel, years: np.ndarray, counts: np.ndarray, means: dict[str, np.ndarray]) -> Any:
+    """The ``cell_years`` table as Arrow, from :func:`_cell_year_arrays`: ``cell``, ``year``,
+    ``dates`` and the means, rows sorted by cell, then year, as ``groupby(["cell", "year"])``
+    orders them."""
+    import pyarrow as pa
+
+    order = np.argsort(panel.cells, kind="stable")
+    n_years = len(years)
+    sorted_keys = pa.array(np.asarray(panel.cells[order], dtype=object), pa.string())
+    columns: dict[str, Any] = {
+        "cell": sorted_keys.take(pa.array(np.repeat(np.arange(len(order), dtype=np.int32), n_years))),
+        "year": pa.array(np.tile(years, len(order))),
+        "dates": pa.array(counts[order].ravel()),
+    }
+    for var, values in means.items():
+        columns[var] = pa.array(values[order].ravel(), from_pandas=True)  # NaN as null, as pandas gives it
+    return pa.table(columns)
 
 
 def _cell_years(panel: DatePanel) -> Any:
@@ -529,18 +560,7 @@ def _cell_years(panel: DatePanel) -> Any:
     The table ``panel.to_frame().groupby(["cell", "year"]).mean()`` gives, with ``dates`` (the
     count of LST values) first: rows sorted by cell, then year (see :func:`_cell_year_arrays`).
     """
-    import pandas as pd
-
-    years, counts, means = _cell_year_arrays(panel)
-    order = np.argsort(panel.cells, kind="stable")  # groupby sorts the keys: cell, then year
-    out: dict[str, Any] = {
-        "cell": np.repeat(panel.cells[order], len(years)),
-        "year": np.tile(years, panel.n_cells),
-        "dates": counts[order].ravel(),
-    }
-    for var, values in means.items():
-        out[var] = values[order].ravel()
-    return pd.DataFrame(out)
+    return _cell_years_table(panel, *_cell_year_arrays(panel)).to_pandas()
 
 
 def _by_date(panel: DatePanel) -> Any:
@@ -598,10 +618,12 @@ def _write_gpkg(ws: Workspace, cells: Any, panel: DatePanel, aoi_geometry: Any, 
         dates_summer=counts[:, latest],
         **{f"{var}_summer": values[:, latest] for var, values in means.items()},
     )
+    # an Arrow table straight to GDAL: no 2.7M-row DataFrame (30 km city) and no copy of it
+    cell_years = _cell_years_table(panel, years, counts, means)
     del counts, means
     aoi = gpd.GeoDataFrame({"city": [city]}, geometry=[aoi_geometry], crs="EPSG:4326")
     path = ws.stage_dir("compute") / "compute.gpkg"
-    write_gpkg(path, {"aoi": aoi, "cells": layer, "cell_years": _cell_years(panel)})
+    write_gpkg(path, {"aoi": aoi, "cells": layer, "cell_years": cell_years})
     return ws.relative(path)
 
 

@@ -62,7 +62,10 @@ def panel_schema(panel: DatePanel) -> Any:
 
 
 def write_panel(panel: DatePanel, path: Path, *, row_group_rows: int = PANEL_ROW_GROUP) -> Path:
-    """Write the panel as ``panel.parquet`` (one row per cell and date, date-major), atomically.
+    """Write the panel to ``path`` as Parquet, one row per cell and date, date-major.
+
+    ``path`` is written in place: the stage hands in the temporary of its workspace's atomic
+    write (``Workspace.atomic_path``), which keeps the file inside the workspace.
 
     The rows, types and schema metadata are those of ``DataFrame.to_parquet`` on
     ``panel.to_frame()`` (float NaN as null, strings as strings to every reader), but each
@@ -77,8 +80,6 @@ def write_panel(panel: DatePanel, path: Path, *, row_group_rows: int = PANEL_ROW
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from uhi.workspace import Workspace
 
     path = Path(path)
     schema = panel_schema(panel)
@@ -96,35 +97,34 @@ def write_panel(panel: DatePanel, path: Path, *, row_group_rows: int = PANEL_ROW
     # the whole cell dictionary goes into one page; pyarrow's 1 MB default would fall back to
     # plain strings after ~45k cells
     page_limit = max(1 << 20, 2 * (int(np.sum(pc.binary_length(cell_keys).to_numpy())) + 4 * n))
-    with Workspace(path.parent).atomic_path(path) as tmp:
-        writer = pq.ParquetWriter(
-            tmp, write_schema, store_schema=False, compression="snappy",
-            use_dictionary=[c for c in _PANEL_DICTIONARY if c in schema.names],
-            dictionary_pagesize_limit=page_limit,
-            # nothing reads the cell keys' min/max; the others' (year's above all) are kept
-            write_statistics=[c for c in schema.names if c != "cell"],
-        )
-        try:
-            for start in range(0, panel.rows, row_group_rows):
-                stop = min(start + row_group_rows, panel.rows)
-                row = np.arange(start, stop, dtype=np.int64)
-                day = (row // n).astype(np.int32)
-                cell = (row - day.astype(np.int64) * n).astype(np.int32)
-                del row
-                columns = [
-                    pa.DictionaryArray.from_arrays(pa.array(cell), cell_keys),
-                    pa.array(dates[day]),
-                    pa.array(years[day]),
-                    pa.DictionaryArray.from_arrays(pa.array(day), scene_ids),
-                    pa.DictionaryArray.from_arrays(pa.array(day), platforms),
-                ]
-                # from_pandas: NaN becomes null, as DataFrame.to_parquet writes it
-                columns += [pa.array(panel.flat(name)[start:stop], from_pandas=True) for name in panel.values]
-                writer.write_table(pa.Table.from_arrays(columns, schema=write_schema))
-            writer.add_key_value_metadata({
-                "ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
-                **{k.decode(): v.decode() for k, v in (schema.metadata or {}).items()},
-            })
-        finally:
-            writer.close()
+    writer = pq.ParquetWriter(
+        path, write_schema, store_schema=False, compression="snappy",
+        use_dictionary=[c for c in _PANEL_DICTIONARY if c in schema.names],
+        dictionary_pagesize_limit=page_limit,
+        # nothing reads the cell keys' min/max; the others' (year's above all) are kept
+        write_statistics=[c for c in schema.names if c != "cell"],
+    )
+    try:
+        for start in range(0, panel.rows, row_group_rows):
+            stop = min(start + row_group_rows, panel.rows)
+            row = np.arange(start, stop, dtype=np.int64)
+            day = (row // n).astype(np.int32)
+            cell = (row - day.astype(np.int64) * n).astype(np.int32)
+            del row
+            columns = [
+                pa.DictionaryArray.from_arrays(pa.array(cell), cell_keys),
+                pa.array(dates[day]),
+                pa.array(years[day]),
+                pa.DictionaryArray.from_arrays(pa.array(day), scene_ids),
+                pa.DictionaryArray.from_arrays(pa.array(day), platforms),
+            ]
+            # from_pandas: NaN becomes null, as DataFrame.to_parquet writes it
+            columns += [pa.array(panel.flat(name)[start:stop], from_pandas=True) for name in panel.values]
+            writer.write_table(pa.Table.from_arrays(columns, schema=write_schema))
+        writer.add_key_value_metadata({
+            "ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
+            **{k.decode(): v.decode() for k, v in (schema.metadata or {}).items()},
+        })
+    finally:
+        writer.close()
     return path
