@@ -81,7 +81,6 @@ def test_equal_area_ring_matches_the_urban_extent():
 def test_series_and_anomaly_against_hand_means():
     x, y, ndbi, water, rows, cols = _city_grid()
     classes = classify_cells(x, y, ndbi, water, None, SuhiConfig(rural="buffer", buffer_m=150))
-    n = x.size
     lst1 = np.where(classes.urban, 36.0, 30.0)
     lst1[_idx(*PARK)] = 25.0  # a cool park: counting it as rural would lower the reference
     lst1[_idx(2, 2)] = 10.0  # far outside the buffer: not in the reference either

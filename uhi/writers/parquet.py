@@ -72,13 +72,14 @@ def write_panel(panel: DatePanel, path: Path, *, row_group_rows: int = PANEL_ROW
     row group is built as Arrow arrays straight from the date-major arrays, with no pandas
     table: the value columns are zero-copy slices, the keys dictionary codes. ``cell`` is
     written from those codes as a Parquet dictionary column (one page of the cell keys per row
-    group): the readers' ``read_dictionary`` then decodes codes rather than hashing 16M strings.
+    group, whatever its size: handed a dictionary array, pyarrow writes its dictionary as it
+    is, where hashing strings would fall back to plain ones past its 1 MB dictionary page).
+    The readers' ``read_dictionary`` then takes the codes rather than hashing 16M strings.
     """
     import base64
 
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -94,13 +95,9 @@ def write_panel(panel: DatePanel, path: Path, *, row_group_rows: int = PANEL_ROW
     dates = np.asarray(panel.dates, dtype="datetime64[ns]")
     years = panel.years
     n = panel.n_cells
-    # the whole cell dictionary goes into one page; pyarrow's 1 MB default would fall back to
-    # plain strings after ~45k cells
-    page_limit = max(1 << 20, 2 * (int(np.sum(pc.binary_length(cell_keys).to_numpy())) + 4 * n))
     writer = pq.ParquetWriter(
         path, write_schema, store_schema=False, compression="snappy",
         use_dictionary=[c for c in _PANEL_DICTIONARY if c in schema.names],
-        dictionary_pagesize_limit=page_limit,
         # nothing reads the cell keys' min/max; the others' (year's above all) are kept
         write_statistics=[c for c in schema.names if c != "cell"],
     )
