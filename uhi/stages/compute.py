@@ -581,8 +581,9 @@ def _by_date(panel: DatePanel) -> Any:
     records = []
     for d in range(panel.n_dates):
         lst = panel.values["lst_c"][d]
-        block = np.stack([panel.values[name][d] for name in means], axis=1)  # (cells, variables)
-        mean = dict(zip(means, compensated_column_means(block), strict=True))
+        # a date's row as one (cells, 1) column: a view (stacking the variables side by side
+        # took 0.9 s of strided copies at 389k cells x 42 dates)
+        mean = {name: compensated_column_means(panel.values[name][d][:, None])[0] for name in means}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a date without LST: NaN, no warning
             lst_min, lst_max = np.nanmin(lst), np.nanmax(lst)
