@@ -94,6 +94,12 @@ def test_write_panel_keeps_a_city_sized_cell_dictionary(tmp_path: Path) -> None:
     # at most 4 bytes; a fallback to plain strings after pyarrow's 1 MB page writes the ~75k
     # keys past it again (23 bytes each): 2.7 MB and more
     assert f.metadata.row_group(0).column(0).total_uncompressed_size < n * 23 + 2 * n * 4
+    # one platform on both dates: a dictionary of one value (a repeated dictionary value made
+    # pyarrow write 120k plain strings, different bytes each time), and the same bytes twice
+    platform = f.metadata.row_group(0).column(f.schema_arrow.names.index("platform"))
+    assert platform.has_dictionary_page and platform.total_uncompressed_size < 1000
+    again = write_panel(panel, tmp_path / "again.parquet")
+    assert again.read_bytes() == path.read_bytes()
 
 
 def test_by_date_sheet_equals_pandas_groupby() -> None:

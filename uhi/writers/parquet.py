@@ -89,9 +89,11 @@ def write_panel(panel: DatePanel, path: Path, *, row_group_rows: int = PANEL_ROW
     # the writer is handed dictionary arrays for the keys; the file's Arrow schema (what
     # pq.read_table and pandas restore) is the plain-string one, added as metadata below
     write_schema = pa.schema([f.with_type(dict_type) if f.name in keys else f for f in schema]).remove_metadata()
-    cell_keys = pa.array(np.asarray(panel.cells, dtype=object), pa.string())
-    scene_ids = pa.array(np.asarray(panel.scene_ids, dtype=object), pa.string())
-    platforms = pa.array(np.asarray(panel.platforms, dtype=object), pa.string())
+    cell_keys = pa.array(np.asarray(panel.cells, dtype=object), pa.string())  # unique keys
+    # a dictionary must not repeat a value: one platform on many dates was written as plain
+    # strings, and not the same bytes from one run to the next (pyarrow 26)
+    scene_ids, scene_of_day = _unique(panel.scene_ids)
+    platforms, platform_of_day = _unique(panel.platforms)
     dates = np.asarray(panel.dates, dtype="datetime64[ns]")
     years = panel.years
     n = panel.n_cells
@@ -112,8 +114,8 @@ def write_panel(panel: DatePanel, path: Path, *, row_group_rows: int = PANEL_ROW
                 pa.DictionaryArray.from_arrays(pa.array(cell), cell_keys),
                 pa.array(dates[day]),
                 pa.array(years[day]),
-                pa.DictionaryArray.from_arrays(pa.array(day), scene_ids),
-                pa.DictionaryArray.from_arrays(pa.array(day), platforms),
+                pa.DictionaryArray.from_arrays(pa.array(scene_of_day[day]), scene_ids),
+                pa.DictionaryArray.from_arrays(pa.array(platform_of_day[day]), platforms),
             ]
             # from_pandas: NaN becomes null, as DataFrame.to_parquet writes it
             columns += [pa.array(panel.flat(name)[start:stop], from_pandas=True) for name in panel.values]
@@ -125,3 +127,12 @@ def write_panel(panel: DatePanel, path: Path, *, row_group_rows: int = PANEL_ROW
     finally:
         writer.close()
     return path
+
+
+def _unique(values: Any) -> tuple[Any, Any]:
+    """The distinct strings of ``values`` as an Arrow array and each value's int32 code."""
+    import numpy as np
+    import pyarrow as pa
+
+    uniq, codes = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+    return pa.array(uniq.tolist(), pa.string()), codes.astype(np.int32)
