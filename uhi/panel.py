@@ -141,8 +141,9 @@ def read_panel(
     years
         Keep only rows of these ``year`` values.
 
-    ``cell`` comes back as a categorical whose categories are sorted, so ``groupby('cell')``
-    orders cells exactly as it would the plain strings.
+    ``cell`` (and ``scene_id``, ``platform``) come back as categoricals whose categories are
+    the values read, sorted, so ``groupby('cell')`` orders cells exactly as it would the plain
+    strings, and the result does not depend on how the file's row groups were laid out.
     """
     import pandas as pd
     import pyarrow as pa
@@ -183,6 +184,12 @@ def read_panel(
     del table
     for col in ("cell", "scene_id", "platform"):
         if col in frame.columns and isinstance(frame[col].dtype, pd.CategoricalDtype):
+            # the categories are the values read, whatever the file's dictionaries held: a
+            # row group's dictionary may list values of rows filtered out or of other row groups
+            codes = frame[col].cat.codes.to_numpy()
+            used = np.bincount(codes[codes >= 0], minlength=len(frame[col].cat.categories))
+            if (used == 0).any():
+                frame[col] = frame[col].cat.remove_unused_categories()
             cats = frame[col].cat.categories
             if not cats.is_monotonic_increasing:
                 frame[col] = frame[col].cat.reorder_categories(cats.sort_values())
