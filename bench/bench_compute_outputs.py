@@ -12,7 +12,8 @@ uhi's path (``uhi_s``, CPU seconds in the note) and the former pandas path on th
 - ``SUHI series``: per-date urban/rural means and the anomaly against ``groupby("date")``;
 - ``cell_years``: the GeoPackage's per cell and year means against ``groupby(["cell", "year"])``.
 
-Run alone: ``python bench/run.py compute_outputs``. Prints one JSON line per row.
+Run alone: ``python bench/run.py compute_outputs`` (about 2 minutes and 13 GB at the default
+size, most of it the pandas side's table and groupbys). Prints one JSON line per row.
 """
 
 from __future__ import annotations
