@@ -354,7 +354,6 @@ def _panel(cells: Any, days: list[tuple[Any, str, str, dict[str, np.ndarray]]]) 
     Empties the per-day column dicts as it goes.
     """
     from uhi.heap import return_free_heap
-    from uhi.panel import DatePanel
 
     n = len(cells)
     values: dict[str, np.ndarray] = {}
