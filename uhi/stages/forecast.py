@@ -213,12 +213,15 @@ def _jsonable(value: Any) -> Any:
 
 def _read_inputs(
     ws: Workspace, wanted: list[str], max_water_share: float
-) -> tuple[Any, Any, list[str], dict[str, Any]]:
+) -> tuple[Any, np.ndarray | None, Any, list[str], dict[str, Any], int]:
     """The land cells, and their panel's id, date, clear-share and ``wanted`` columns (uhi/panel.py).
 
-    Cells more than ``max_water_share`` water (model.max_water_share) and their panel rows are
-    left out, as in the model stage. Returns the panel, the cells, the wanted names the panel
-    holds and the record of the water cells left out.
+    Cells more than ``max_water_share`` water (model.max_water_share) are left out, as in the
+    model stage, and so are panel rows of cells absent from cells.parquet (no geometry). The
+    panel is returned whole with a mask of its rows to use (None: all): copying 16 million rows
+    without the left-out ones took 1 GB on a 30 km city. Returns the panel, the row mask, the
+    cells, the wanted names the panel holds, the record of the water cells left out and the
+    number of rows of unknown cells.
     """
     import geopandas as gpd
 
@@ -239,11 +242,13 @@ def _read_inputs(
                 f"all {water['cells']} cells are more than {max_water_share:g} water: nothing to forecast; "
                 "raise model.max_water_share or choose an AOI with land"
             )
-        left_out = set(all_cells["cell"]) - set(cells["cell"])
-        panel = panel[~_isin(panel["cell"], left_out)]
         log.info("forecast: %d water cells left out (model.max_water_share %g)",
                  water["cells_left_out_water"], max_water_share)
-    return panel, cells, dynamic, water
+    orphan_rows = int((~_isin(panel["cell"], set(all_cells["cell"]))).sum())
+    rows: np.ndarray | None = _isin(panel["cell"], set(cells["cell"]))
+    if rows is not None and rows.all():
+        rows = None
+    return panel, rows, cells, dynamic, water, orphan_rows
 
 
 def _release_arrow_memory() -> None:
@@ -277,14 +282,15 @@ _MIN_CLEAR_CELL_SHARE = 0.1
 _MIN_VALID_SHARE = 0.5
 
 
-def _scene_means(panel: Any, names: list[str], n_cells: int) -> Any:
+def _scene_means(panel: Any, names: list[str], n_cells: int, rows: np.ndarray | None = None) -> Any:
     """Per scene (date), the city mean of each variable over its clear cells (valid share >= 0.5);
-    NaN when fewer than 10 % of the cells are clear. Shared by the city series and the sensor check."""
+    NaN when fewer than 10 % of the cells are clear. Shared by the city series and the sensor check.
+    ``rows`` masks the panel rows to use (None: all)."""
     import pandas as pd
 
-    clear = slice(None)
+    clear = np.ones(len(panel), dtype=bool) if rows is None else rows
     if "valid_share" in panel.columns:
-        clear = panel["valid_share"].fillna(0).to_numpy() >= _MIN_VALID_SHARE
+        clear = clear & (panel["valid_share"].fillna(0).to_numpy() >= _MIN_VALID_SHARE)
     dates = panel["date"][clear]
     # one column's clear rows at a time (the panel has 16 million rows on 30 km); pandas'
     # groupby mean per column, as the frame's groupby computed it
@@ -336,7 +342,7 @@ def _city_series(
     return out
 
 
-def _sensor_overlap(panel: Any, per_scene: Any) -> dict[str, list[dict[str, Any]]]:
+def _sensor_overlap(panel: Any, per_scene: Any, rows: np.ndarray | None = None) -> dict[str, list[dict[str, Any]]]:
     """Per variable, the overlap-year comparison of sensors' scene city means (docs/forecast.md).
 
     Scenes enter as in the city series (``per_scene`` of :func:`_scene_means`: cells at least
@@ -349,7 +355,10 @@ def _sensor_overlap(panel: Any, per_scene: Any) -> dict[str, list[dict[str, Any]
     names = list(per_scene.columns)
     if "platform" not in panel.columns or not names:
         return {}
-    platform = panel.groupby("date", observed=True)["platform"].first().reindex(per_scene.index)
+    platform, dates = panel["platform"], panel["date"]
+    if rows is not None:
+        platform, dates = platform[rows], dates[rows]
+    platform = platform.groupby(dates, observed=True).first().reindex(per_scene.index)
     sensors = []
     for value in platform.astype(str):
         sensor = sensor_for(platform=value) if "+" not in value else None
@@ -521,7 +530,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     fc = config.forecast
     y = config.model.y
     wanted = list(dict.fromkeys([y, *fc.variables]))
-    panel, cells, dynamic, water = _read_inputs(ws, wanted, config.model.max_water_share)
+    panel, rows, cells, dynamic, water, orphan_rows = _read_inputs(ws, wanted, config.model.max_water_share)
     static = [v for v in wanted if v not in dynamic and v in cells.columns]
     unknown = [v for v in wanted if v not in dynamic and v not in cells.columns]
     if y not in dynamic:
@@ -530,23 +539,19 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         log.warning("forecast: variables %s are in neither panel nor cells; skipped", unknown)
     # cells without any panel row are kept (reported as no_data), in cells.parquet order;
     # panel rows of unknown cells (no geometry) are counted and left out
-    known = _isin(panel["cell"], set(cells["cell"]))
-    orphan_rows = int((~known).sum())
     if orphan_rows:
         log.warning("forecast: %d panel rows belong to cells absent from cells.parquet; left out", orphan_rows)
-        panel = panel[known]
-    del known
     # everything the panel is read for, then the panel is let go: on a 30 km city it is 16
     # million rows, and the fits and writers after it peaked at 4.7 GB while it was kept
-    per_scene = _scene_means(panel, dynamic, len(cells))
-    overlap = _sensor_overlap(panel, per_scene)
+    per_scene = _scene_means(panel, dynamic, len(cells), rows)
+    overlap = _sensor_overlap(panel, per_scene, rows)
     from uhi.stats.series import regularise
 
     rs = regularise(
         panel, dynamic, id_col="cell", time_col="date", step="summer" if fc.step == "summer" else "month",
-        months=config.time.months,
+        months=config.time.months, rows=rows,
     )
-    del panel
+    del panel, rows
     _release_arrow_memory()  # the panel's columns were Arrow's buffers
     forecasts = _forecast_variables(
         rs, dynamic, horizon=fc.horizon, holdout=fc.holdout, coverage=fc.interval, methods=fc.methods,
