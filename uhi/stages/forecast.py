@@ -464,15 +464,59 @@ def _tile_grid(cells: Any) -> tuple[np.ndarray, np.ndarray, Any, tuple[int, int]
     return ty - y0, tx - x0, from_origin(left, top, size_m, size_m), shape
 
 
+@dataclass(frozen=True)
+class _OutputGeometry:
+    """What the writers need of the cells' geometry, prepared before the fits.
+
+    On a cold numba cache the fits wait for the ETS kernels to compile in a background thread
+    (issue 19); preparing these meanwhile takes them off the time after the fits.
+
+    Attributes
+    ----------
+    geojson
+        Each cell's geometry as GeoJSON text (``uhi.writers.geojson.geojson_geometries``).
+    centres
+        Cell centres for the workbook's cells sheet (``uhi.writers.excel.cell_centres``).
+    tile_grid
+        The cells' EPSG:3857 tile grid for the COGs (:func:`_tile_grid`).
+    """
+
+    geojson: list[str | None] | None
+    centres: Any
+    tile_grid: tuple[np.ndarray, np.ndarray, Any, tuple[int, int]] | None
+
+
+def _output_geometry(cells: Any, formats: set[str]) -> _OutputGeometry:
+    import geopandas as gpd
+
+    geo = gpd.GeoDataFrame({"cell": cells["cell"].to_numpy()}, geometry=cells.geometry.values,
+                           crs=cells.crs or "EPSG:4326")
+    geojson = None
+    if "geojson" in formats:
+        from uhi.writers.geojson import geojson_geometries
+
+        geojson = geojson_geometries(geo)
+    centres = None
+    if "excel" in formats and len(cells) <= _MAX_EXCEL_CELLS:
+        from uhi.writers.excel import cell_centres
+
+        centres = cell_centres(geo)
+    grid = None
+    if "cog" in formats and {"tile_x", "tile_y", "zoom"} <= set(cells.columns) and cells["zoom"].nunique() == 1:
+        grid = _tile_grid(cells)
+    return _OutputGeometry(geojson, centres, grid)
+
+
 def _write_cogs(
-    ws: Workspace, cells: Any, lst: VariableForecast, labels: list[str], projection: np.ndarray | None
+    ws: Workspace, tile_grid: tuple[np.ndarray, np.ndarray, Any, tuple[int, int]] | None, lst: VariableForecast,
+    labels: list[str], projection: np.ndarray | None,
 ) -> list[str]:
     from uhi.writers import raster as raster_writer
 
-    if not {"tile_x", "tile_y", "zoom"} <= set(cells.columns) or cells["zoom"].nunique() != 1:
+    if tile_grid is None:
         log.warning("forecast: cells.parquet lacks one zoom's tile_x/tile_y; no forecast COGs written")
         return []
-    rows, cols, transform, shape = _tile_grid(cells)
+    rows, cols, transform, shape = tile_grid
     folder = ws.path("forecast", "cogs")
     written = []
     r = lst.result
@@ -553,6 +597,8 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     )
     del panel, rows
     _release_arrow_memory()  # the panel's columns were Arrow's buffers
+    formats: set[str] = set(config.outputs.formats)
+    geometry = _output_geometry(cells, formats)
     forecasts = _forecast_variables(
         rs, dynamic, horizon=fc.horizon, holdout=fc.holdout, coverage=fc.interval, methods=fc.methods,
         min_points=fc.min_points, horizon_name="forecast.horizon",
@@ -651,7 +697,6 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     validation = validation_frame(fit_list)
 
     out_dir = ws.stage_dir("forecast")
-    formats = set(config.outputs.formats)
     written: list[str] = []
     layer = None
     if {"geojson", "gpkg"} & formats:
@@ -662,7 +707,7 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     if "geojson" in formats:
         from uhi.writers.geojson import write_geojson
 
-        write_geojson(layer, out_dir / "forecast.geojson")
+        write_geojson(layer, out_dir / "forecast.geojson", geometry_json=geometry.geojson)
         written.append("forecast/forecast.geojson")
     if "excel" in formats:
         from uhi.writers.excel import write_workbook
@@ -673,18 +718,11 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
             del sheets["cells"]
             notes["cells"] = (f"{len(per_cell)} cells: too many for a useful sheet (limit "
                               f"{_MAX_EXCEL_CELLS}); the per-cell table is in forecast.geojson")
-        centres = None
-        if "cells" in sheets:
-            import geopandas as gpd
-
-            from uhi.writers.excel import cell_centres
-
-            centres = cell_centres(gpd.GeoDataFrame({"cell": per_cell["cell"].to_numpy()}, geometry=cells.geometry.values,
-                                                    crs=cells.crs or "EPSG:4326"))
+        centres = geometry.centres if "cells" in sheets else None
         write_workbook(out_dir / "forecast.xlsx", sheets, notes=notes, centres=centres)
         written.append("forecast/forecast.xlsx")
     if "cog" in formats:
-        written += _write_cogs(ws, cells, aligned[y], labels, projection)
+        written += _write_cogs(ws, geometry.tile_grid, aligned[y], labels, projection)
     if "gpkg" in formats:
         from uhi.writers.gpkg import write_gpkg
 
