@@ -113,9 +113,8 @@ class EtsFit:
 # The two helpers called once, _golden_alpha and _fit_trend, are inlined into _fit_all by numba
 # (inline="always") rather than compiled as kernels of their own: each compiled kernel is
 # optimised and turned into machine code again with everything it calls, so their own copies
-# were pure cost. _fit_trend calls the simplex from one site (a loop over the start and the
-# restart), so it is inlined once. Compile 4.3 -> 3.6 CPU-s (min of 4, same machine), fits
-# bit-identical. Inlining _nelder_mead or _objective too made it 12 s: each has many sites.
+# were pure cost. _fit_trend calls the simplex from one site (a loop over the first run and the
+# restart). Compile 4.3 -> 3.6 CPU-s (min of 4 runs, same machine), fits bit-identical. Inlining _nelder_mead or _objective too made it 12 s: each has many sites.
 
 # fastmath without 'nnan'/'ninf': NaN marks missing steps and must keep comparing unequal
 _FAST = {"contract", "arcp", "nsz"}
