@@ -466,10 +466,7 @@ def _tile_grid(cells: Any) -> tuple[np.ndarray, np.ndarray, Any, tuple[int, int]
 
 @dataclass(frozen=True)
 class _OutputGeometry:
-    """What the writers need of the cells' geometry, prepared before the fits.
-
-    On a cold numba cache the fits wait for the ETS kernels to compile in a background thread
-    (issue 19); preparing these meanwhile takes them off the time after the fits.
+    """What the writers need of the cells' geometry, prepared once for all of them.
 
     Attributes
     ----------
@@ -539,25 +536,6 @@ def _write_cogs(
     return written
 
 
-def _load_kernels_in_background() -> None:
-    """Import uhi.stats.ets (numba: load its kernels from the cache, or compile them on a cold
-    cache) in a thread while this thread reads the inputs.
-
-    Compiling releases the GIL for most of its LLVM work, and so does reading Parquet; the fits
-    import the module later and wait on Python's import lock until the thread is done.
-    """
-    import importlib
-    import threading
-
-    def load() -> None:
-        try:
-            importlib.import_module("uhi.stats.ets")
-        except Exception:  # noqa: BLE001 - the fits import it again and raise the error there
-            log.debug("forecast: loading the ETS kernels in the background failed", exc_info=True)
-
-    threading.Thread(target=load, name="uhi-ets-kernels", daemon=True).start()
-
-
 def run(config: Config, ws: Workspace) -> dict[str, Any]:
     """Forecast every cell's LST and covariates; project LST by the model; add RCP8.5 warming.
 
@@ -565,7 +543,6 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     ``model/summary.json``; writes ``forecast/forecast.geojson``, ``forecast/forecast.xlsx``,
     ``forecast/cogs/<var>_<step>.tif`` and ``forecast/summary.json``.
     """
-    _load_kernels_in_background()
     import pandas as pd
 
     from uhi.climate import load_warming_table
