@@ -191,7 +191,7 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
     from uhi.parallel import dask_client, imap_tasks
     from uhi.progress import StageBar
     from uhi.raster.composite import YearlyMeans
-    from uhi.raster.indices import ROWS_PER_BLOCK, SceneTask, process_scene, scene_grid
+    from uhi.raster.indices import ROWS_PER_BLOCK, VARIABLES, SceneTask, process_scene, scene_grid
     from uhi.raster.scene import group_by_solar_day
 
     stage = ws.stage_dir("compute")
@@ -230,15 +230,16 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
     threads = min(len(tasks), os.cpu_count() or 1, 4)
     out = _ScenePass([], np.zeros(len(cells)), np.zeros(len(cells)), [], [], [], len(coverages))
     # yearly composites summed as the scenes come back, in scene order (uhi.raster.composite);
-    # a year is written, on its own thread (GDAL compresses without the GIL), as soon as the
-    # days have moved past it, so one year's sums are held
+    # a year is written as soon as the days have moved past it, so one year's sums are held,
+    # a file per job on two threads (GDAL compresses without the GIL): the last year's five
+    # files, written after the scenes, then take half the wall time
     composites = YearlyMeans()
-    composite_jobs: list[Future[list[str]]] = []
+    composite_jobs: list[Future[str]] = []
     order = [i for _, ix in day_scenes for i in ix]
     # shares the run's client when `uhi run` opened one for the same settings (uhi.parallel)
     with dask_client(config.dask.address, config.dask.workers) as client, StageBar(
         len(tasks), desc="compute", unit="scene"
-    ) as bar, ThreadPoolExecutor(1, thread_name_prefix="uhi-composites") as composite_writer:
+    ) as bar, ThreadPoolExecutor(2, thread_name_prefix="uhi-composites") as composite_writer:
         results = imap_tasks(
             process_scene, [tasks[i] for i in order], threads=threads, client=client,
             ahead=_SCENES_AHEAD_PER_THREAD * threads, bar=bar,
@@ -290,12 +291,15 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
             next_year = day_scenes[di + 1][0].year if di + 1 < len(day_scenes) else None
             for year in composites.years():
                 if next_year is None or year < next_year:
-                    composite_jobs.append(
-                        composite_writer.submit(
-                            _write_composites, ws, stage / "outputs" / "composites", composites.pop(year), grids
-                        )
-                    )
-        out.composite_paths = [path for job in composite_jobs for path in job.result()]
+                    composite = composites.pop(year)
+                    for var in VARIABLES:
+                        if composite is not None and var in composite.means:
+                            composite_jobs.append(
+                                composite_writer.submit(
+                                    _write_composite, ws, stage / "outputs" / "composites", composite, var, grids
+                                )
+                            )
+        out.composite_paths = [job.result() for job in composite_jobs]
     return out
 
 
@@ -611,20 +615,14 @@ def _write_gpkg(ws: Workspace, cells: Any, panel: Any, aoi_geometry: Any, city: 
     return ws.relative(path)
 
 
-def _write_composites(ws: Workspace, folder: Path, year: Any, grids: dict[Any, tuple[Any, Any]]) -> list[str]:
-    """Write one year's mean composites (``<var>_<year>.tif``); their workspace paths."""
-    from uhi.raster.indices import VARIABLES, write_composite
+def _write_composite(ws: Workspace, folder: Path, year: Any, var: str, grids: dict[Any, tuple[Any, Any]]) -> str:
+    """Write one variable's mean composite of one year (``<var>_<year>.tif``); its workspace path."""
+    from uhi.raster.indices import write_composite
 
-    if year is None:
-        return []
     crs, transform = grids[year.grid]
-    written: list[str] = []
-    for var in VARIABLES:
-        if var in year.means:
-            path = folder / f"{var}_{year.year}.tif"
-            write_composite(path, year.means[var], var, crs, transform)
-            written.append(ws.relative(path))
-    return written
+    path = folder / f"{var}_{year.year}.tif"
+    write_composite(path, year.means[var], var, crs, transform)
+    return ws.relative(path)
 
 
 SPEC = StageSpec(
