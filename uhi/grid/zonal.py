@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from uhi.buffers import ArrayPool
 
 __all__ = [
     "CoverageMatrix",
@@ -284,24 +287,49 @@ class ZonalAccumulator:
     def mean(self) -> np.ndarray:
         """The coverage-weighted mean per cell (NaN without a valid pixel): ``result()["mean"]``
         without the other statistics."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            has = self.sum_w > 0
-            mean0 = np.where(has, self.sum_wv / np.where(has, self.sum_w, 1), np.nan)
-        return mean0 + self.shift
+        out = np.empty(self.n_cells)
+        _means(self.sum_w, self.sum_wv, self.shift, out)
+        return out
 
     def result(self) -> dict[str, np.ndarray]:
         """mean, std (population, coverage-weighted), min, max and the valid weight per cell
         (``mean`` and ``weight`` only for a mean-only accumulator)."""
         if self.sum_wv2 is None or self.vmin is None or self.vmax is None:
             return {"mean": self.mean(), "weight": self.sum_w.copy()}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            has = self.sum_w > 0
-            mean0 = np.where(has, self.sum_wv / np.where(has, self.sum_w, 1), np.nan)
-            var = np.where(has, self.sum_wv2 / np.where(has, self.sum_w, 1) - mean0 * mean0, np.nan)
-        std = np.sqrt(np.clip(var, 0, None))
-        vmin = np.where(np.isfinite(self.vmin), self.vmin, np.nan)
-        vmax = np.where(np.isfinite(self.vmax), self.vmax, np.nan)
-        return {"mean": mean0 + self.shift, "std": std, "min": vmin, "max": vmax, "weight": self.sum_w.copy()}
+        n = self.n_cells
+        mean, std, vmin, vmax = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+        _statistics(self.sum_w, self.sum_wv, self.sum_wv2, self.vmin, self.vmax, self.shift, mean, std, vmin, vmax)
+        return {"mean": mean, "std": std, "min": vmin, "max": vmax, "weight": self.sum_w.copy()}
+
+
+# One pass per statistic over the (often strided: a column of an accumulator set) sums, with
+# the arithmetic of the numpy expressions they replaced, bit for bit: mean = S1 / W + shift,
+# var = S2 / W - (S1 / W)^2 clipped at 0, NaN where W = 0 (numpy: 4-6 passes and temporaries
+# each; a solar day's columns took ~50 ms at 389k cells, issue 19).
+@numba.njit(cache=True, nogil=True)
+def _means(sum_w: np.ndarray, sum_wv: np.ndarray, shift: float, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        w = sum_w[i]
+        out[i] = (sum_wv[i] / w if w > 0 else np.nan) + shift
+
+
+@numba.njit(cache=True, nogil=True)
+def _statistics(
+    sum_w: np.ndarray, sum_wv: np.ndarray, sum_wv2: np.ndarray, lo: np.ndarray, hi: np.ndarray, shift: float,
+    mean: np.ndarray, std: np.ndarray, vmin: np.ndarray, vmax: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    for i in range(mean.shape[0]):
+        w = sum_w[i]
+        if w > 0:
+            m0 = sum_wv[i] / w
+            var = sum_wv2[i] / w - m0 * m0
+            mean[i] = m0 + shift
+            std[i] = np.sqrt(var) if var > 0 else (0.0 if var <= 0 else np.nan)
+        else:
+            mean[i] = np.nan + shift
+            std[i] = np.nan
+        vmin[i] = lo[i] if np.isfinite(lo[i]) else np.nan
+        vmax[i] = hi[i] if np.isfinite(hi[i]) else np.nan
 
 
 @dataclass
@@ -312,36 +340,49 @@ class AccumulatorSet:
 
     accumulators: list[ZonalAccumulator]
     shifts: np.ndarray
-    sum_w: np.ndarray  # (cells, variables), as sum_wv: a cell's sums in one cache line
+    sum_w: np.ndarray  # (variables, cells), as sum_wv: each accumulator's sums contiguous
     sum_wv: np.ndarray
-    sum_wv2: np.ndarray  # (cells, moments), as vmin and vmax
+    sum_wv2: np.ndarray  # (moments, cells), as vmin and vmax
     vmin: np.ndarray
     vmax: np.ndarray
 
     @property
     def moments(self) -> int:
-        return int(self.sum_wv2.shape[1])
+        return int(self.sum_wv2.shape[0])
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The five stacked arrays behind the accumulators (to give back to a pool)."""
+        return (self.sum_w, self.sum_wv, self.sum_wv2, self.vmin, self.vmax)
 
 
-def accumulator_set(n_cells: int, shifts: list[float], *, moments: int | None = None) -> AccumulatorSet:
-    """One :class:`ZonalAccumulator` per shift, backed by shared (cells, variables) arrays
-    (each accumulator's arrays are column views).
+def accumulator_set(
+    n_cells: int, shifts: list[float], *, moments: int | None = None, pool: ArrayPool | None = None
+) -> AccumulatorSet:
+    """One :class:`ZonalAccumulator` per shift, backed by shared (variables, cells) arrays
+    (each accumulator's arrays are row views: contiguous, so its means take one pass).
 
     ``moments`` (default: all) is how many leading variables keep the squares and min/max
     (std, min, max); the rest are mean-only, which halves the memory of a scene's set when
-    only one variable needs its spread (compute: LST).
+    only one variable needs its spread (compute: LST). ``pool``: take the arrays from it
+    (and give them back with :meth:`AccumulatorSet.arrays` once the sums are read).
     """
     k = len(shifts)
     m = k if moments is None else int(moments)
     if not 0 <= m <= k:
         raise ValueError(f"moments must be in 0..{k}, got {moments}")
-    sum_w, sum_wv = np.zeros((n_cells, k)), np.zeros((n_cells, k))
-    sum_wv2 = np.zeros((n_cells, m))
-    vmin, vmax = np.full((n_cells, m), np.inf), np.full((n_cells, m), -np.inf)
+    if pool is None:
+        sum_w, sum_wv = np.zeros((k, n_cells)), np.zeros((k, n_cells))
+        sum_wv2 = np.zeros((m, n_cells))
+        vmin, vmax = np.full((m, n_cells), np.inf), np.full((m, n_cells), -np.inf)
+    else:
+        sum_w, sum_wv = pool.take((k, n_cells), np.float64), pool.take((k, n_cells), np.float64)
+        sum_wv2, vmin, vmax = (pool.take((m, n_cells), np.float64) for _ in range(3))
+        for arr, start in ((sum_w, 0.0), (sum_wv, 0.0), (sum_wv2, 0.0), (vmin, np.inf), (vmax, -np.inf)):
+            arr.fill(start)
     accs = [
         ZonalAccumulator(
             n_cells, shift,
-            _arrays=(sum_w[:, j], sum_wv[:, j], *((sum_wv2[:, j], vmin[:, j], vmax[:, j]) if j < m else (None,) * 3)),
+            _arrays=(sum_w[j], sum_wv[j], *((sum_wv2[j], vmin[j], vmax[j]) if j < m else (None,) * 3)),
         )
         for j, shift in enumerate(shifts)
     ]
@@ -358,8 +399,8 @@ def add_block(accs: AccumulatorSet, block: sp.csr_matrix, values: np.ndarray) ->
     products and a min/max pass per variable: 8 variables took ~25 % of the compute stage on
     the 30 km demo city that way (issue 19). Pixel-major values keep a pixel's variables in
     one cache line. Compute's layout (8 variables, moments for the first) has a kernel of its
-    own with the variables unrolled: its sums stay in registers, 3x faster than the general
-    kernel on a scene of the 30 km city (2.7M coverage entries: 29 against 96 ms).
+    own with the variables unrolled, its sums in registers: on a scene of the 30 km city (2.7M
+    coverage entries) 29 ms against 96 ms for the general kernel with moments for all eight.
     """
     vals = np.asarray(values)
     k = len(accs.accumulators)
@@ -385,7 +426,7 @@ def _add_block(
     sum_w: np.ndarray, sum_wv: np.ndarray, sum_wv2: np.ndarray, vmin: np.ndarray, vmax: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     k = values.shape[1]
-    m = sum_wv2.shape[1]
+    m = sum_wv2.shape[0]
     s_w = np.empty(k)
     s_wv = np.empty(k)
     s_wv2 = np.empty(m)
@@ -401,8 +442,8 @@ def _add_block(
             s_wv[j] = 0.0
         for j in range(m):
             s_wv2[j] = 0.0
-            lo[j] = vmin[i, j]
-            hi[j] = vmax[i, j]
+            lo[j] = vmin[j, i]
+            hi[j] = vmax[j, i]
         for e in range(first, last):
             w = data[e]
             p = indices[e]
@@ -421,12 +462,12 @@ def _add_block(
                         if x > hi[j]:
                             hi[j] = x
         for j in range(k):
-            sum_w[i, j] += s_w[j]
-            sum_wv[i, j] += s_wv[j]
+            sum_w[j, i] += s_w[j]
+            sum_wv[j, i] += s_wv[j]
         for j in range(m):
-            sum_wv2[i, j] += s_wv2[j]
-            vmin[i, j] = lo[j]
-            vmax[i, j] = hi[j]
+            sum_wv2[j, i] += s_wv2[j]
+            vmin[j, i] = lo[j]
+            vmax[j, i] = hi[j]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -446,8 +487,8 @@ def _add_block_8_1(
         w0 = w1 = w2 = w3 = w4 = w5 = w6 = w7 = 0.0
         v0 = v1 = v2 = v3 = v4 = v5 = v6 = v7 = 0.0
         q0 = 0.0
-        lo = vmin[i, 0]
-        hi = vmax[i, 0]
+        lo = vmin[0, i]
+        hi = vmax[0, i]
         for e in range(first, last):
             w = data[e]
             p = indices[e]
@@ -489,25 +530,25 @@ def _add_block_8_1(
             if x == x:
                 w7 += w
                 v7 += w * (x - c7)
-        sum_w[i, 0] += w0
-        sum_w[i, 1] += w1
-        sum_w[i, 2] += w2
-        sum_w[i, 3] += w3
-        sum_w[i, 4] += w4
-        sum_w[i, 5] += w5
-        sum_w[i, 6] += w6
-        sum_w[i, 7] += w7
-        sum_wv[i, 0] += v0
-        sum_wv[i, 1] += v1
-        sum_wv[i, 2] += v2
-        sum_wv[i, 3] += v3
-        sum_wv[i, 4] += v4
-        sum_wv[i, 5] += v5
-        sum_wv[i, 6] += v6
-        sum_wv[i, 7] += v7
-        sum_wv2[i, 0] += q0
-        vmin[i, 0] = lo
-        vmax[i, 0] = hi
+        sum_w[0, i] += w0
+        sum_w[1, i] += w1
+        sum_w[2, i] += w2
+        sum_w[3, i] += w3
+        sum_w[4, i] += w4
+        sum_w[5, i] += w5
+        sum_w[6, i] += w6
+        sum_w[7, i] += w7
+        sum_wv[0, i] += v0
+        sum_wv[1, i] += v1
+        sum_wv[2, i] += v2
+        sum_wv[3, i] += v3
+        sum_wv[4, i] += v4
+        sum_wv[5, i] += v5
+        sum_wv[6, i] += v6
+        sum_wv[7, i] += v7
+        sum_wv2[0, i] += q0
+        vmin[0, i] = lo
+        vmax[0, i] = hi
 
 
 @numba.njit(cache=True)

@@ -533,6 +533,10 @@ class SceneTask:
     keep_rasters
         Return the scene's variable rasters (float32, whole grid) in ``SceneStats.rasters``,
         e.g. for the yearly composites (4 bytes per pixel and variable while the result is held).
+    pool
+        A :class:`uhi.buffers.ArrayPool` the task takes its arrays from and gives its block
+        buffers back to (threads only: a pool does not travel to Dask workers); the caller
+        gives back the result's with :meth:`SceneStats.release`.
     """
 
     scene: Any
@@ -542,6 +546,7 @@ class SceneTask:
     out_dir: Path | None = None
     rows_per_block: int = ROWS_PER_BLOCK
     keep_rasters: bool = False
+    pool: Any = None
 
 
 @dataclass
@@ -559,6 +564,17 @@ class SceneStats:
     has_thermal: bool
     cogs: dict[str, str]
     rasters: dict[str, np.ndarray] | None = None  # per variable, float32 (SceneTask.keep_rasters)
+    acc_set: Any = None  # the uhi.grid.zonal.AccumulatorSet behind the accumulators
+
+    def release(self, pool: Any) -> None:
+        """Give the accumulators' and the rasters' arrays to ``pool`` (an ArrayPool) for the next
+        scene; this object's sums and rasters must not be read afterwards."""
+        if self.acc_set is not None:
+            pool.give(*self.acc_set.arrays())
+        if self.rasters is not None:
+            pool.give(*self.rasters.values())
+        self.acc_set = None
+        self.rasters = None
 
     @property
     def clear_weight(self) -> np.ndarray:
@@ -646,6 +662,7 @@ def _process_scene(task: SceneTask) -> SceneStats:
     """
     from rasterio.windows import Window
 
+    from uhi.buffers import ArrayPool
     from uhi.errors import InputError
     from uhi.grid.zonal import accumulator_set, add_block
 
@@ -665,7 +682,11 @@ def _process_scene(task: SceneTask) -> SceneStats:
     # water LST (clear water) and the ST_QA uncertainty (clear land), added in one pass per
     # block; only LST keeps its squares and min/max (the panel's lst_c_std/min/max), the
     # others are means (59 MB a scene at 389k cells instead of 125 MB)
-    acc_set = accumulator_set(n_cells, [*(_SHIFTS[v] for v in VARIABLES), 0.0, _SHIFTS["lst_c"], 1.0], moments=1)
+    pool = task.pool if task.pool is not None else ArrayPool(0)  # a pool of nothing: np.empty
+    acc_set = accumulator_set(
+        n_cells, [*(_SHIFTS[v] for v in VARIABLES), 0.0, _SHIFTS["lst_c"], 1.0], moments=1,
+        pool=task.pool,
+    )
     *var_accs, water_acc, water_lst_acc, unc_acc = acc_set.accumulators
     accs = dict(zip(VARIABLES, var_accs, strict=True))
     blocks = task.coverage.row_blocks(task.rows_per_block) if task.coverage is not None else None
@@ -673,16 +694,18 @@ def _process_scene(task: SceneTask) -> SceneStats:
     # are written or kept: the kernel writes its rows straight into them, and the COGs are then
     # tiled, compressed and given overviews in one pass from these arrays
     keep = task.keep_rasters or task.out_dir is not None
-    rasters = {v: np.empty(shape, dtype=np.float32) for v in VARIABLES} if keep else None
+    rasters = {v: pool.take(shape, np.float32) for v in VARIABLES} if keep else None
     valid_px = np.empty(shape, dtype=np.uint8) if task.out_dir is not None else None
-    # the kernel's other outputs and the zonal values: one set of buffers for every block
-    block_px = min(rows, task.rows_per_block) * cols
-    scratch = None if keep else [np.empty(block_px, dtype=np.float32) for _ in VARIABLES]
-    valid_buf = np.empty(block_px, dtype=np.uint8)
-    water_buf = np.empty(block_px, dtype=np.bool_)
-    clear_buf = np.empty(block_px, dtype=np.bool_)
-    unc_buf = np.empty(block_px, dtype=np.float32)
-    zonal = np.empty((block_px, ZONAL_COLUMNS), dtype=np.float32) if blocks is not None else _NO_ZONAL
+    # the kernel's other outputs, the zonal values and the DNs: one set of buffers for every block
+    block_rows = min(rows, task.rows_per_block)
+    block_px = block_rows * cols
+    scratch = [] if keep else [pool.take(block_px, np.float32) for _ in VARIABLES]
+    valid_buf = pool.take(block_px, np.uint8)
+    water_buf = pool.take(block_px, np.bool_)
+    clear_buf = pool.take(block_px, np.bool_)
+    unc_buf = pool.take(block_px, np.float32)
+    zonal = pool.take((block_px, ZONAL_COLUMNS), np.float32) if blocks is not None else _NO_ZONAL
+    dn_bufs = {k: pool.take((block_rows, cols), h.dtypes[0]) for k, h in handles.items()}
     constants = _kernel_constants(scene.scales, task.masking, task.albedo_variant)
     clear_px = 0
     try:
@@ -690,11 +713,10 @@ def _process_scene(task: SceneTask) -> SceneStats:
             r1 = min(rows, r0 + task.rows_per_block)
             n = (r1 - r0) * cols
             win = Window(0, r0, cols, r1 - r0)
-            dns = {k: h.read(1, window=win) for k, h in handles.items()}
+            dns = {k: h.read(1, window=win, out=dn_bufs[k][: r1 - r0]) for k, h in handles.items()}
             if rasters is not None:
                 variables = [rasters[v][r0:r1].reshape(-1) for v in VARIABLES]  # views: rows are contiguous
             else:
-                assert scratch is not None
                 variables = [buf[:n] for buf in scratch]
             valid = valid_px[r0:r1].reshape(-1) if valid_px is not None else valid_buf[:n]
             _run_kernel(
@@ -707,6 +729,9 @@ def _process_scene(task: SceneTask) -> SceneStats:
     finally:
         for h in handles.values():
             h.close()
+        pool.give(*scratch, valid_buf, water_buf, clear_buf, unc_buf, *dn_bufs.values())
+        if blocks is not None:
+            pool.give(zonal)
     cogs: dict[str, str] = {}
     if task.out_dir is not None and rasters is not None and valid_px is not None:
         cogs = write_scene_cogs(Path(task.out_dir), {**rasters, "valid": valid_px}, crs, transform)
@@ -723,6 +748,7 @@ def _process_scene(task: SceneTask) -> SceneStats:
         has_thermal="lwir11" in handles,
         cogs=cogs,
         rasters=rasters if task.keep_rasters else None,
+        acc_set=acc_set,
     )
 
 

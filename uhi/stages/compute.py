@@ -25,6 +25,9 @@ PANEL_VARIABLES = ("lst_c", "ndvi", "ndbi", "mndwi", "albedo")
 _SCENES_AHEAD_PER_THREAD = 2
 # scenes between two returns of the freed heap to the system (uhi.heap)
 _TRIM_EVERY_SCENES = 8
+# arrays kept for the next scenes (uhi.buffers): the ~7 scenes in circulation at 2 threads on
+# the 30 km city take ~110 MB each; released when the scenes are done, before the panel
+_POOL_BYTES = 768 * 2**20
 # pyarrow's default maximum row-group length (ParquetWriter.write_table, row_group_size=None)
 _PANEL_ROW_GROUP = 1024 * 1024
 
@@ -183,8 +186,10 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
     main thread's day merges and composite sums overlap the reads (the former chunks of 8
     scenes left both cores idle while each chunk was reduced).
     """
+    import dataclasses
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from uhi.buffers import ArrayPool
     from uhi.grid.cells import cell_quads
     from uhi.grid.zonal import build_coverage, grid_key
     from uhi.heap import return_free_heap
@@ -236,10 +241,15 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
     composites = YearlyMeans()
     composite_jobs: list[Future[str]] = []
     order = [i for _, ix in day_scenes for i in ix]
+    # the scenes' arrays go back to a pool once read and the next scenes take them: no fresh
+    # pages to fault in per scene (uhi.buffers); threads only, Dask workers allocate their own
+    pool = ArrayPool(_POOL_BYTES)
     # shares the run's client when `uhi run` opened one for the same settings (uhi.parallel)
     with dask_client(config.dask.address, config.dask.workers) as client, StageBar(
         len(tasks), desc="compute", unit="scene"
     ) as bar, ThreadPoolExecutor(2, thread_name_prefix="uhi-composites") as composite_writer:
+        if client is None:
+            tasks = [dataclasses.replace(task, pool=pool) for task in tasks]
         results = imap_tasks(
             process_scene, [tasks[i] for i in order], threads=threads, client=client,
             ahead=_SCENES_AHEAD_PER_THREAD * threads, bar=bar,
@@ -264,6 +274,7 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
                 out.used.append(i)
                 if res.rasters is not None:
                     composites.add(grid_of[i], scenes[i].solar_day.year, res.rasters)
+                    pool.give(*res.rasters.values())
                     res.rasters = None
                 day_stats.append(res)
             if day_stats:
@@ -272,16 +283,16 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
                 for other in day_stats[1:]:
                     merged.merge(other)
                 platforms = sorted({platform_of.get(sid) or "unknown" for sid in merged.scene_ids})
-                out.days.append(
-                    (
-                        day,
-                        "+".join(merged.scene_ids),
-                        "+".join(platforms),
-                        _day_columns(merged, config.compute.min_valid_share),
-                    )
-                )
+                columns = _day_columns(merged, config.compute.min_valid_share)
+                out.days.append((day, "+".join(merged.scene_ids), "+".join(platforms), columns))
                 out.water_w += merged.water.sum_w
                 out.water_v += merged.water.sum_wv + merged.water.shift * merged.water.sum_w
+                # the day's sums are read: their arrays serve the next scenes, unless a column
+                # kept a view of them
+                held = [a for stats in day_stats if stats.acc_set is not None for a in stats.acc_set.arrays()]
+                if not any(np.may_share_memory(col, a) for col in columns.values() for a in held):
+                    for stats in day_stats:
+                        stats.release(pool)
                 del merged
             del day_stats
             since_trim += len(ix)
@@ -300,6 +311,7 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
                                 )
                             )
         out.composite_paths = [job.result() for job in composite_jobs]
+    pool.clear()
     return out
 
 
