@@ -160,7 +160,7 @@ def _sparse_reference(cov, blocks, values, shifts):
     out = []
     for j, shift in enumerate(shifts):
         acc = ZonalAccumulator(cov.n_cells, shift)
-        for (r0, r1, block), v in zip(blocks, values, strict=True):
+        for (_, _, block), v in zip(blocks, values, strict=True):
             acc.add(block, v[:, j])
         out.append(acc)
     return out
