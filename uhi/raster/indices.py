@@ -628,11 +628,13 @@ def _open_assets(scene: Any) -> tuple[dict[str, Any], Any, Any, tuple[int, int]]
 
 
 def scene_grid(scene: Any) -> tuple[Any, Any, tuple[int, int]]:
-    """(crs, transform, shape) of a scene's pixel grid."""
-    handles, crs, transform, shape = _open_assets(scene)
-    for h in handles.values():
-        h.close()
-    return crs, transform, shape
+    """(crs, transform, shape) of a scene's pixel grid: its red band's (the reference
+    :func:`process_scene` checks every other asset against)."""
+    import rasterio
+
+    key = "red" if "red" in scene.assets else next(iter(scene.assets))
+    with rasterio.open(scene.assets[key]) as src:
+        return src.crs, src.transform, src.shape
 
 
 # GDAL's block cache defaults to 5 % of RAM and holds written tiles: cap it so one scene stays
