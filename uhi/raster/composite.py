@@ -72,12 +72,10 @@ class YearlyMeans:
             del self._sums[key]
         means: dict[str, np.ndarray] = {}
         for var, total in sums.total.items():
-            count = sums.count[var]
-            has = count > 0
-            if not has.any():
-                continue
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means[var] = np.where(has, total / np.maximum(count, 1), np.nan).astype(np.float32)
+            mean = np.empty(total.shape, dtype=np.float32)
+            # float64 sum / count, then float32; NaN where no scene saw the pixel
+            if _means(total.reshape(-1), sums.count[var].reshape(-1), mean.reshape(-1)):
+                means[var] = mean
         return YearComposite(year=year, grid=best[0], scenes=sums.scenes, means=means)
 
 
@@ -88,3 +86,15 @@ def _add_valid(values: np.ndarray, total: np.ndarray, count: np.ndarray) -> None
         if x == x:  # not NaN
             total[i] += x
             count[i] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _means(total: np.ndarray, count: np.ndarray, out: np.ndarray) -> bool:  # pragma: no cover - compiled
+    seen = False
+    for i in range(total.shape[0]):
+        if count[i] > 0:
+            out[i] = np.float32(total[i] / np.float64(count[i]))
+            seen = True
+        else:
+            out[i] = np.float32(np.nan)
+    return seen
