@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -153,7 +153,7 @@ def imap_tasks(
     client: Any = None,
     ahead: int | None = None,
     bar: StageBar | None = None,
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """Yield ``fn(item)`` for every item, in input order, as the results come in.
 
     Unlike :func:`map_tasks`, the caller works on one result while the later items run: at

@@ -310,6 +310,7 @@ def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x:
                                     _write_composite, ws, stage / "outputs" / "composites", composite, var, grids
                                 )
                             )
+        results.close()  # every scene is back: the worker threads end here, not at garbage collection
         out.composite_paths = [job.result() for job in composite_jobs]
     pool.clear()
     return out
