@@ -13,7 +13,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@# compile the forecast's numba kernels into numba's cache now (about 5 s; docs/forecast.md),
+	@# compile the forecast's numba kernels into numba's cache now (about 4 s; docs/forecast.md),
 	@# so the first demo's forecast loads them instead
 	$(PY) -c "import uhi.stats.ets"
 	touch $(STAMP)

@@ -95,3 +95,31 @@ def test_a_grid_longer_than_max_steps_is_refused_before_allocation() -> None:
         regularise(far, ["v"], id_col="id", time_col="t", step="index")
     edge = regularise(far.assign(t=[1, MAX_STEPS]), ["v"], id_col="id", time_col="t", step="index")
     assert edge.n_steps == MAX_STEPS
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_rows_mask_equals_the_table_without_those_rows(duplicates: bool) -> None:
+    """``rows=`` (the forecast stage's water and unknown cells, left in the 16M-row panel rather
+    than copied out) must give what the same call gives on the table holding only those rows:
+    ids in first-seen order, means, counts and the report (rows, months, duplicates)."""
+    rng = np.random.default_rng(11)
+    n = 400
+    table = pd.DataFrame({
+        "cell": pd.Categorical(rng.choice([f"c{i}" for i in range(30)], n)),
+        "date": pd.to_datetime("2015-05-01") + pd.to_timedelta(rng.integers(0, 9 * 365, n), unit="D"),
+        "lst_c": rng.normal(30, 4, n),
+        "ndvi": np.where(rng.uniform(size=n) < 0.2, np.nan, rng.uniform(-0.2, 0.9, n)),
+    })
+    if duplicates:
+        table = pd.concat([table, table.iloc[:25]], ignore_index=True)  # the same (cell, date) twice
+    rows = rng.uniform(size=len(table)) < 0.7
+    rows[table["cell"].to_numpy() == "c3"] = False  # a cell left out entirely
+    masked = regularise(table, ["lst_c", "ndvi"], rows=rows)
+    reference = regularise(table[rows].reset_index(drop=True), ["lst_c", "ndvi"])
+    assert (masked.report["duplicate_rows"] > 0) == duplicates
+    assert masked.report == reference.report
+    assert list(masked.ids) == list(reference.ids) and "c3" not in list(masked.ids)
+    np.testing.assert_array_equal(masked.steps, reference.steps)
+    for var in ("lst_c", "ndvi"):
+        np.testing.assert_array_equal(masked.values[var], reference.values[var])
+        np.testing.assert_array_equal(masked.counts[var], reference.counts[var])

@@ -462,3 +462,66 @@ def test_geojson_fast_writer_parses_and_equals_pyogrio(tmp_path: Path, keys: lis
     # read back by GDAL, our file gives the same table as GDAL's own
     back, back_ref = pyogrio.read_dataframe(tmp_path / "ours.geojson"), pyogrio.read_dataframe(ogr_path)
     assert back["cell"].tolist() == back_ref["cell"].tolist() == keys
+
+
+def test_workbook_bulk_rows_read_back_as_pandas_writes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain sheets get their rows written into the file after xlsxwriter closes it (issue 19:
+    4 of the demo forecast's 8 s were xlsxwriter's per-cell work). openpyxl, an independent
+    reader, must read every cell back as pandas' to_excel writes it: the same value and type
+    (floats to 16 digits, ints, booleans, text with XML characters and edge spaces; NaN, None
+    and '' as no cell; +-inf as text), the same number format per column, the same sheet extent,
+    on sheets whose names need escaping; and dates still go through pandas."""
+    import openpyxl
+
+    from uhi.writers import excel
+
+    rng = np.random.default_rng(3)
+    n = 40
+    floats = rng.normal(30, 5, n)
+    floats[[0, 7]] = np.nan
+    floats[3] = np.inf
+    floats[5] = 1 / 3
+    floats[6] = -2.5e-300
+    cells = pd.DataFrame({
+        "cell": [f"0231{i:03d}" for i in range(n)],
+        "lst_c": floats,
+        "valid_share": rng.uniform(0, 1, n).astype(np.float32),
+        "observations": rng.integers(-5, 2**40, n),
+        "flag": rng.uniform(size=n) > 0.5,
+        "status": (["ok", "a & b <c>", " edge ", "", None, "naïve°C"] * 7)[:n],
+        "empty_tail": [1.5] * (n - 3) + [np.nan] * 3,
+    })
+    cells.loc[n - 1, ["lst_c", "valid_share", "observations", "flag", "status"]] = [np.nan, np.nan, 0, False, None]
+    dated = pd.DataFrame({"date": pd.to_datetime(["2020-07-01", "2021-07-03"]), "lst_c": [30.5, np.nan]})
+    sheets = {"cells": cells, "a&b <c>": cells.iloc[:5], "dated": dated, "none": cells.iloc[:0]}
+    assert all(excel._plain_cells(excel._cell_columns(f)) for f in (cells, cells.iloc[:0]))
+    ours = write_workbook(tmp_path / "ours.xlsx", sheets, notes={"lst_c": "LST"})
+    monkeypatch.setattr(excel, "_cell_columns", lambda df: None)
+    reference = write_workbook(tmp_path / "pandas.xlsx", sheets, notes={"lst_c": "LST"})
+
+    import zipfile
+
+    with zipfile.ZipFile(ours) as z:
+        assert b't="inlineStr"' in z.read("xl/worksheets/sheet1.xml")  # the path under test
+    a, b = openpyxl.load_workbook(ours), openpyxl.load_workbook(reference)
+    assert a.sheetnames == b.sheetnames == ["cells", "a&b <c>", "dated", "none", "about", "columns"]
+    checked = 0
+    for name in a.sheetnames:
+        sa, sb = a[name], b[name]
+        assert (sa.dimensions, sa.freeze_panes, sa.auto_filter.ref) == (sb.dimensions, sb.freeze_panes, sb.auto_filter.ref)
+        for row_a, row_b in zip(sa.iter_rows(), sb.iter_rows(), strict=True):
+            for ca, cb in zip(row_a, row_b, strict=True):
+                assert (type(ca.value), ca.value, ca.number_format) == (type(cb.value), cb.value, cb.number_format), ca.coordinate
+                checked += 1
+    assert checked > 9 * (n + 1)
+    sheet = a["cells"]
+    header = [c.value for c in sheet[1]]
+    col = {h: i + 1 for i, h in enumerate(header)}
+    assert sheet.cell(2, col["lst_c"]).value is None and sheet.cell(5, col["lst_c"]).value == "inf"
+    assert sheet.cell(7, col["lst_c"]).value == 1 / 3 and sheet.cell(8, col["lst_c"]).value == -2.5e-300
+    assert sheet.cell(3, col["status"]).value == "a & b <c>" and sheet.cell(4, col["status"]).value == " edge "
+    assert sheet.cell(5, col["status"]).value is None  # '' is no cell, as xlsxwriter's write('')
+    assert isinstance(sheet.cell(2, col["flag"]).value, bool)
+    assert sheet.cell(2, col["observations"]).value == int(cells["observations"].iloc[0])
+    assert sheet.cell(3, col["lst_c"]).number_format == '0.00" °C"'
+    assert a["dated"].cell(2, 1).value.year == 2020
