@@ -147,7 +147,7 @@ def main() -> None:
                  "cpu": (c_new, c_old), "note": f"equal {same}"})
 
     def cell_years() -> Any:
-        return _cell_years_table(panel, *_cell_year_arrays(panel)).to_pandas()
+        return _cell_years_table(panel.cells, *_cell_year_arrays(panel)).to_pandas()
 
     def grouped() -> Any:
         g = frame.groupby(["cell", "year"], sort=True)

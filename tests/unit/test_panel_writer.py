@@ -163,7 +163,7 @@ def test_cell_years_arrow_layer_reads_back_as_the_pandas_groupby(tmp_path: Path)
     rng = np.random.default_rng(3)
     values = {var: base.values.get(var, rng.normal(0.5, 2.0, (base.n_dates, base.n_cells))) for var in _YEAR_VARIABLES}
     panel = DatePanel(base.cells, base.dates, base.scene_ids, base.platforms, values)
-    table = _cell_years_table(panel, *_cell_year_arrays(panel))
+    table = _cell_years_table(panel.cells, *_cell_year_arrays(panel))
     path = write_gpkg(tmp_path / "c.gpkg", {"cell_years": table, "frame": table.to_pandas()})
 
     long = _long(panel)

@@ -131,32 +131,45 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     cells["urban"] = classes.urban
     panel.values["anomaly_c"] = series[1]
     suhi_table = series[0]
+    del series  # the anomaly lives on in the panel only, and goes with it
     return_free_heap()
 
     # panel.parquet is encoded on a side thread (Arrow's Parquet writer runs without the GIL)
-    # while this one writes the cell table, the people's outputs and the GeoPackage. Parallel
-    # writers once raised the 30 km city's peak from 5.5 to 6.7 GB (issue 19): they converted
-    # the pandas panel to Arrow; the panel writer now holds one row group (~150 MB) at a time.
+    # while this one writes the cell table and the people's outputs and takes the per cell
+    # and year means from the panel. The panel (1.8 GB at 389k cells x 42 dates) is dropped
+    # before the GeoPackage's layers are built and written: GDAL holds the GIL (on a thread
+    # it only delayed the rest), and on top of the panel it held the 30 km city's peak
+    # (3.6 GB; 3.5 with the layers built while the panel was written). Parallel writers once
+    # raised that peak from 5.5 to 6.7 GB (issue 19): they converted a pandas panel to Arrow.
     with ThreadPoolExecutor(1, thread_name_prefix="uhi-panel") as panel_writer:
         panel_job = panel_writer.submit(_write_panel, ws, panel)
         _write_cells_table(ws, cells, aoi.crs, classes.method)
         outputs = _write_outputs(config, ws, cells, panel, suhi_table, composite_paths)
         return_free_heap()
-        if "gpkg" in config.outputs.formats:
-            outputs.append(_write_gpkg(ws, cells, panel, aoi.geometry, config.city.name))
+        want_gpkg = "gpkg" in config.outputs.formats
+        year_arrays = _cell_year_arrays(panel) if want_gpkg else None
         panel_job.result()
+    dates, rows, cell_keys = panel.n_dates, panel.rows, panel.cells
+    uncertainty = _uncertainty_summary(panel.flat("lst_uncertainty_k"))
+    del panel
     return_free_heap()
+    if year_arrays is not None:
+        layers = _gpkg_layers(cells, cell_keys, year_arrays, aoi.geometry, config.city.name)
+        del year_arrays
+        outputs.append(_write_gpkg(ws, layers))
+        del layers
+        return_free_heap()
     summary: dict[str, Any] = {
         "scenes": len(scenes),
         "scenes_used": len(used),
         "scenes_no_clear": len(no_clear),
-        "dates": panel.n_dates,
+        "dates": dates,
         "cells": len(cells),
         "pixel_grids": pixel_grids,
-        "rows": panel.rows,
+        "rows": rows,
         "suhi_method": classes.method,
         "suhi_reference": classes.rural_report,
-        "lst_uncertainty_k": _uncertainty_summary(panel.flat("lst_uncertainty_k")),
+        "lst_uncertainty_k": uncertainty,
         "outputs": outputs,
     }
     if report is not None:
@@ -580,15 +593,15 @@ def _cell_year_arrays(panel: DatePanel) -> tuple[np.ndarray, np.ndarray, dict[st
     return uniq.astype(np.int64), counts, means
 
 
-def _cell_years_table(panel: DatePanel, years: np.ndarray, counts: np.ndarray, means: dict[str, np.ndarray]) -> Any:
-    """The ``cell_years`` table as Arrow, from :func:`_cell_year_arrays`: ``cell``, ``year``,
-    ``dates`` and the means, rows sorted by cell, then year, as ``groupby(["cell", "year"])``
-    orders them."""
+def _cell_years_table(cell_keys: np.ndarray, years: np.ndarray, counts: np.ndarray, means: dict[str, np.ndarray]) -> Any:
+    """The ``cell_years`` table as Arrow, from the panel's cell keys and :func:`_cell_year_arrays`:
+    ``cell``, ``year``, ``dates`` and the means, rows sorted by cell, then year, as
+    ``groupby(["cell", "year"])`` orders them."""
     import pyarrow as pa
 
-    order = np.argsort(panel.cells, kind="stable")
+    order = np.argsort(cell_keys, kind="stable")
     n_years = len(years)
-    sorted_keys = pa.array(np.asarray(panel.cells[order], dtype=object), pa.string())
+    sorted_keys = pa.array(np.asarray(cell_keys[order], dtype=object), pa.string())
     columns: dict[str, Any] = {
         "cell": sorted_keys.take(pa.array(np.repeat(np.arange(len(order), dtype=np.int32), n_years))),
         "year": pa.array(np.tile(years, len(order))),
@@ -605,7 +618,7 @@ def _cell_years(panel: DatePanel) -> Any:
     The table ``panel.to_frame().groupby(["cell", "year"]).mean()`` gives, with ``dates`` (the
     count of LST values) first: rows sorted by cell, then year (see :func:`_cell_year_arrays`).
     """
-    return _cell_years_table(panel, *_cell_year_arrays(panel)).to_pandas()
+    return _cell_years_table(panel.cells, *_cell_year_arrays(panel)).to_pandas()
 
 
 def _by_date(panel: DatePanel) -> Any:
@@ -651,13 +664,18 @@ def _by_date(panel: DatePanel) -> Any:
     return frame.sort_values("date", kind="stable").reset_index(drop=True)
 
 
-def _write_gpkg(ws: Workspace, cells: Any, panel: DatePanel, aoi_geometry: Any, city: str) -> str:
-    """compute/compute.gpkg: layers ``aoi``, ``cells`` (+ latest-year means), ``cell_years``."""
+def _gpkg_layers(
+    cells: Any,
+    cell_keys: np.ndarray,
+    year_arrays: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]],
+    aoi_geometry: Any,
+    city: str,
+) -> dict[str, Any]:
+    """compute.gpkg's layers: ``aoi``, ``cells`` (+ the latest summer's means), ``cell_years``,
+    from the cells, the panel's cell keys and :func:`_cell_year_arrays` (no panel needed)."""
     import geopandas as gpd
 
-    from uhi.writers.gpkg import write_gpkg
-
-    years, counts, means = _cell_year_arrays(panel)
+    years, counts, means = year_arrays
     latest = len(years) - 1
     # the cells in their own order, the latest year's means beside them (no join)
     layer = cells.assign(
@@ -666,11 +684,17 @@ def _write_gpkg(ws: Workspace, cells: Any, panel: DatePanel, aoi_geometry: Any, 
         **{f"{var}_summer": values[:, latest] for var, values in means.items()},
     )
     # an Arrow table straight to GDAL: no 2.7M-row DataFrame (30 km city) and no copy of it
-    cell_years = _cell_years_table(panel, years, counts, means)
-    del counts, means
+    cell_years = _cell_years_table(cell_keys, years, counts, means)
     aoi = gpd.GeoDataFrame({"city": [city]}, geometry=[aoi_geometry], crs="EPSG:4326")
+    return {"aoi": aoi, "cells": layer, "cell_years": cell_years}
+
+
+def _write_gpkg(ws: Workspace, layers: dict[str, Any]) -> str:
+    """compute/compute.gpkg from :func:`_gpkg_layers`."""
+    from uhi.writers.gpkg import write_gpkg
+
     path = ws.stage_dir("compute") / "compute.gpkg"
-    write_gpkg(path, {"aoi": aoi, "cells": layer, "cell_years": cell_years})
+    write_gpkg(path, layers)
     return ws.relative(path)
 
 
