@@ -94,14 +94,16 @@ def test_neumann_solve_equals_the_plain_series_loop() -> None:
     w32 = w.astype(np.float32)
     np.testing.assert_array_equal(solve_spatial(w32, 0.7, b32, rtol=1e-6), plain(w32, b32, 1e-6))
     # the power traces with probes equal to n would be dense; here a fixed seed gives the
-    # same estimate whether or not the product is split (it is split above the threshold)
+    # same estimate whether or not the product is split (it is split above the threshold):
+    # the same float32 iterates bit for bit, and z'W^k z summed in float64 per row block
+    # (then exactly, by math.fsum) rather than in one pass, so equal to float64 rounding
     t = power_traces(w, 6, probes=4, seed=5)
     z = (np.random.default_rng(5).integers(0, 2, size=(n, 4), dtype=np.int8) * 2 - 1).astype(np.float32)
     v = z
     for k in range(1, 7):
         v = w32 @ v
         if k >= 3:
-            assert t[k] == float(np.einsum("ij,ij->", z, v, dtype=np.float64)) / 4
+            assert t[k] == pytest.approx(float(np.einsum("ij,ij->", z, v, dtype=np.float64)) / 4, rel=1e-14, abs=0)
 
 
 def test_one_weights_moments_serves_every_response_unchanged() -> None:

@@ -546,6 +546,7 @@ class _WeightsCache:
 
     def logdet(self, sw: Any) -> Any:
         """One log-determinant (and its traces) per weights matrix, shared across models/years."""
+        from uhi.stats.diagnostics import WeightsMoments
         from uhi.stats.spatial import LogDeterminant
 
         key = id(sw)
@@ -553,18 +554,17 @@ class _WeightsCache:
             if len(self._logdets) > 4:
                 self._logdets.clear()
                 self._moments.clear()
-            self._logdets[key] = (sw, LogDeterminant(sw.row_standardised()))
+            w = sw.row_standardised()
+            moments = WeightsMoments(w)
+            # tr(WW) is the log-determinant's second trace and the LM tests' too: summed once
+            self._logdets[key] = (sw, LogDeterminant(w, trace_ww=lambda: moments.tr_ww))
+            self._moments[key] = moments
         return self._logdets[key][1]
 
     def moments(self, sw: Any) -> Any:
         """W's traces for the LM and residual Moran tests, once per weights matrix."""
-        from uhi.stats.diagnostics import WeightsMoments
-
-        ld = self.logdet(sw)
-        key = id(sw)
-        if key not in self._moments:
-            self._moments[key] = WeightsMoments(ld.w)
-        return self._moments[key]
+        self.logdet(sw)
+        return self._moments[id(sw)]
 
     def info(self, sw: Any) -> dict[str, int]:
         """Islands, connected components and size of a weights matrix, once per matrix."""
@@ -731,6 +731,8 @@ def _fit_period(
 
 def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
     """Fit every requested model per period (and the panel across periods), plus Gi*."""
+    import pandas as pd
+
     from uhi.stats.hotspots import hotspots
 
     _validate(req)
@@ -773,18 +775,19 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
 
     # one step per period (its rows, weights and Gi*; the fits follow once every period is ready,
     # so the fits on one weights matrix share their work); a terminal shows the bar
+    column = _TableColumns(table)
     for period in progress(periods, total=len(periods), desc="model", unit=data.period_name or "fit"):
-        rows = table[table["period"] == period]
-        values = rows[cols].to_numpy(dtype=float)
+        # the period's rows as positions into the table's columns (no sub-table copied per period)
+        sel = np.flatnonzero(column("period") == period)
+        values = np.column_stack([column(c, float)[sel] for c in cols])
         ok = np.isfinite(values).all(axis=1)
         zones = None
         if req.zone_col is not None and "fe" in req.models:
-            zone_ok = rows[req.zone_col].notna().to_numpy()
-            ok &= zone_ok
-        dropped = int(len(rows) - ok.sum())
-        res.rows[period] = {"rows": int(len(rows)), "used": int(ok.sum()), "dropped_nan": dropped}
+            ok &= np.asarray(pd.notna(column(req.zone_col)[sel]), dtype=bool)
+        dropped = int(sel.size - ok.sum())
+        res.rows[period] = {"rows": int(sel.size), "used": int(ok.sum()), "dropped_nan": dropped}
         if dropped:
-            log.warning("model: %s %s: %d of %d rows have NaN in %s and were dropped", data.period_name or "data", period, dropped, len(rows), cols)
+            log.warning("model: %s %s: %d of %d rows have NaN in %s and were dropped", data.period_name or "data", period, dropped, sel.size, cols)
         n_ok = int(ok.sum())
         if n_ok < len(names) + 3:
             res.skipped[f"period {period}"] = f"{n_ok} complete rows for {len(names) + 1} coefficients"
@@ -798,28 +801,28 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
         if req.sensor_cols:
             from uhi.stats.sensors import sensor_terms
 
-            terms, why = sensor_terms({c: rows[c].to_numpy(dtype=float)[ok] for c in req.sensor_cols})
+            terms, why = sensor_terms({c: column(c, float)[sel][ok] for c in req.sensor_cols})
             res.sensor_terms[period] = why
             if terms and n_ok >= len(names) + len(terms) + 3:
-                x_ok = np.column_stack([x_ok, rows[terms].to_numpy(dtype=float)[ok]])
+                x_ok = np.column_stack([x_ok, *(column(c, float)[sel][ok] for c in terms)])
                 names_p = [*names, *terms]
             elif terms:
                 res.sensor_terms[period] = f"{why}; too few rows ({n_ok}) for the sensor terms: left out"
         total_used += n_ok
-        ids = rows["unit"].to_numpy()[ok]
+        ids = column("unit")[sel][ok]
         sw = cache.get(ids)
         res.weights_info[period] = cache.info(sw)
         if sw.islands.size:
             log.warning("model: %s: %d observations have no neighbour under %s (islands)", period, sw.islands.size, req.weights)
         if req.zone_col is not None:
-            zones = rows[req.zone_col].to_numpy()[ok]
+            zones = column(req.zone_col)[sel][ok]
         jobs.append(_PeriodJob(period, ids, values[ok, 0], x_ok, names_p, sw, zones, cache.logdet(sw),
                                cache.moments(sw)))
         if req.hotspot_col is not None:
-            hv = rows[req.hotspot_col].to_numpy(dtype=float)
+            hv = column(req.hotspot_col, float)[sel]
             hok = np.isfinite(hv)
             if hok.sum() >= 3:
-                hids = rows["unit"].to_numpy()[hok]
+                hids = column("unit")[sel][hok]
                 hs = cache.get(hids)
                 res.hotspots[period] = (hids, hotspots(hv[hok], hs.binary, permutations=req.permutations, fdr=req.fdr,
                                                                 star=cache.star(hs)))
@@ -844,8 +847,8 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
 
         # each unit's mean over the periods, as table.groupby("unit")[col].mean() computes it
         # (bit for bit), without pandas' grouping of the 2.7M string ids
-        unit_ids, codes = _unit_codes(table["unit"].to_numpy())
-        present, means = grouped_means(codes, unit_ids.size, {"v": table[req.hotspot_col].to_numpy(dtype=float)})
+        unit_ids, codes = column.unit_codes()
+        present, means = grouped_means(codes, unit_ids.size, {"v": column(req.hotspot_col, float)})
         comp_ids, comp = unit_ids[present], means["v"]
         keep = np.isfinite(comp)
         comp_ids, comp = comp_ids[keep], comp[keep]
@@ -855,40 +858,60 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
             res.hotspots["all"] = (hids, hotspots(comp, hs.binary, permutations=req.permutations,
                                                   fdr=req.fdr, star=cache.star(hs)))
     if "panel_fe" in req.models:
-        _fit_panel(data, req, periods, res, cache)
+        _fit_panel(column, req, periods, res, cache)
     return res
 
 
-def _unit_codes(units: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct unit ids and each row's position among them (-1 for a missing id)."""
-    import pandas as pd
+class _TableColumns:
+    """The model table's columns as numpy arrays, each converted once, and its unit codes.
 
-    codes, uniques = pd.factorize(units, sort=True, use_na_sentinel=True)
-    return np.asarray(uniques), np.asarray(codes, dtype=np.int64)
+    The per-period loop selects rows by position from these instead of filtering the
+    2.7M-row table (with its string columns) once per period.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._arrays: dict[tuple[str, Any], np.ndarray] = {}
+        self._codes: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, name: str, dtype: Any = None) -> np.ndarray:
+        key = (name, dtype)
+        if key not in self._arrays:
+            self._arrays[key] = self.table[name].to_numpy(dtype=dtype)
+        return self._arrays[key]
+
+    def unit_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct unit ids and each row's position among them (-1 for a missing id)."""
+        import pandas as pd
+
+        if self._codes is None:
+            codes, uniques = pd.factorize(self("unit"), sort=True, use_na_sentinel=True)
+            self._codes = np.asarray(uniques), np.asarray(codes, dtype=np.int64)
+        return self._codes
 
 
-def _wide_by_period(table: Any, periods: list[Any], cols: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _wide_by_period(column: _TableColumns, periods: list[Any], cols: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Each column as a (units, periods) array: the sorted unit ids, NaN where a unit lacks a period.
 
-    What ``table.pivot_table(index="unit", columns="period", values=cols, aggfunc="first",
-    dropna=False)`` gives for a table with one row per (unit, period), as ModelData has, without
-    pandas' grouping (3.3 s at 2.7M rows on the 30 km city, this ~0.3 s).
+    For the units with a row in ``periods`` (and possibly others, all NaN) what
+    ``table.pivot_table(index="unit", columns="period", values=cols, aggfunc="first",
+    dropna=False)`` gives for a table with one row per (unit, period), as ModelData has,
+    without pandas' grouping (3.3 s at 2.7M rows on the 30 km city, this ~0.3 s).
     """
     import pandas as pd
 
-    in_periods = table["period"].isin(periods).to_numpy()
-    unit_ids, codes = _unit_codes(table["unit"].to_numpy()[in_periods])
-    col = pd.Index(periods).get_indexer(table["period"].to_numpy()[in_periods])
-    ok = codes >= 0
+    unit_ids, codes = column.unit_codes()
+    col = pd.Index(periods).get_indexer(column("period"))
+    ok = (codes >= 0) & (col >= 0)
     wide: dict[str, np.ndarray] = {}
     for c in cols:
         out = np.full((unit_ids.size, len(periods)), np.nan)
-        out[codes[ok], col[ok]] = table[c].to_numpy(dtype=float)[in_periods][ok]
+        out[codes[ok], col[ok]] = column(c, float)[ok]
         wide[c] = out
     return unit_ids, wide
 
 
-def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fitted, cache: _WeightsCache) -> None:
+def _fit_panel(column: _TableColumns, req: ModelRequest, periods: list[Any], res: _Fitted, cache: _WeightsCache) -> None:
     from uhi.stats.impacts import lag_impacts
     from uhi.stats.panel import fit_panel_fe_lag
 
@@ -896,7 +919,7 @@ def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fit
         res.skipped["panel_fe"] = "needs at least two periods (years)"
         return
     cols = [req.y, *req.x]
-    unit_ids, wide = _wide_by_period(data.table, periods, [*cols, *req.sensor_cols])
+    unit_ids, wide = _wide_by_period(column, periods, [*cols, *req.sensor_cols])
     complete = np.isfinite(np.column_stack([wide[c] for c in cols])).all(axis=1)
     ids = unit_ids[complete]
     if ids.size < len(req.x) + 3:

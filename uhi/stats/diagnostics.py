@@ -47,8 +47,8 @@ class WeightsMoments:
                 value = _trace_product(self._get("wt"), w)
             elif key == "tr_wwt":  # as moran_residuals sums it: tr(WW')
                 value = _trace_product(w, self._get("wt"))
-            else:  # tr_ww
-                value = _trace_product(w, w)
+            else:  # tr_ww: _trace_product(w, w) with W' already transposed above
+                value = float(w.multiply(self._get("wt")).sum())
             self._values[key] = value
         return self._values[key]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,21 +80,31 @@ class _RowBlocks:
             self._pool = None
 
     def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        return self.step(x)[0]
+
+    def step(self, x: np.ndarray, after: Callable[[int, int, np.ndarray], Any] | None = None) -> tuple[np.ndarray, list[Any]]:
+        """``w @ x``, and ``after(a, b, out)`` run on each block of rows a:b once it is computed.
+
+        ``after`` runs on the block's own thread while its rows are in cache (numpy releases
+        the GIL), e.g. a partial sum or an update of the rows a:b of another array; its
+        return values come back in row order.
+        """
         if self._pool is None:
-            return np.asarray(self.w @ x)
+            out = np.asarray(self.w @ x)
+            return out, ([] if after is None else [after(0, out.shape[0], out)])
         out = np.empty((self.w.shape[0], *x.shape[1:]), dtype=np.result_type(self.w.dtype, x.dtype))
 
-        def block(part: tuple[int, int, sp.csr_matrix]) -> None:
+        def block(part: tuple[int, int, sp.csr_matrix]) -> Any:
             a, b, rows = part
             out[a:b] = rows @ x
+            return None if after is None else after(a, b, out)
 
-        for done in [self._pool.submit(block, part) for part in self.parts]:
-            done.result()
-        return out
+        results = [done.result() for done in [self._pool.submit(block, part) for part in self.parts]]
+        return out, ([] if after is None else results)
 
 
 def power_traces(
-    w: sp.csr_matrix, order: int, *, probes: int, seed: int = 0
+    w: sp.csr_matrix, order: int, *, probes: int, seed: int = 0, trace_ww: Callable[[], float] | None = None
 ) -> np.ndarray:
     """tr(W^k) for k = 0..order: exact for k <= 2, Hutchinson estimates above.
 
@@ -103,7 +114,8 @@ def power_traces(
     in float32: W is row-stochastic, so the iterates stay bounded and single precision
     (1e-7) is far below the Monte Carlo error, at half the memory traffic (1.7x faster).
     With ``probes >= n`` the probes are the identity's columns and every trace is exact
-    (float64; n x n memory: for checks at moderate n).
+    (float64; n x n memory: for checks at moderate n). ``trace_ww`` gives tr(WW) when it is
+    known already (uhi.stats.diagnostics.WeightsMoments sums it the same way).
     """
     n = w.shape[0]
     t = np.zeros(order + 1)
@@ -111,7 +123,7 @@ def power_traces(
     if order >= 1:
         t[1] = float(w.diagonal().sum())
     if order >= 2:
-        t[2] = float(w.multiply(w.T.tocsr()).sum())
+        t[2] = float(trace_ww()) if trace_ww is not None else float(w.multiply(w.T.tocsr()).sum())
     if order >= 3 and probes >= n:
         power = np.eye(n)
         for k in range(1, order + 1):
@@ -122,11 +134,17 @@ def power_traces(
         rng = np.random.default_rng(seed)
         z = (rng.integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
         v = z
+
+        def probe_sum(a: int, b: int, out: np.ndarray) -> float:
+            # z'W^k z over the block's rows, on its thread while they are in cache (the float64
+            # sum over all rows at once took as long as the sparse product itself)
+            return float(np.einsum("ij,ij->", z[a:b], out[a:b], dtype=np.float64))
+
         with _RowBlocks(w.astype(np.float32)) as w32:
             for k in range(1, order + 1):
-                v = w32 @ v
+                v, sums = w32.step(v, probe_sum if k >= 3 else None)
                 if k >= 3:
-                    t[k] = float(np.einsum("ij,ij->", z, v, dtype=np.float64)) / probes
+                    t[k] = math.fsum(sums) / probes
     return t
 
 
@@ -175,6 +193,8 @@ class LogDeterminant:
         ``probes >= n`` gives exact traces (the identity's columns; n x n memory, for checks).
     seed
         Seed of the probes (results are reproducible).
+    trace_ww
+        Returns tr(WW) when it is computed elsewhere already (:func:`power_traces`).
     """
 
     def __init__(
@@ -185,8 +205,10 @@ class LogDeterminant:
         order: int = 60,
         probes: int | None = None,
         seed: int = 0,
+        trace_ww: Callable[[], float] | None = None,
     ) -> None:
         self.w = sp.csr_matrix(w)
+        self._trace_ww = trace_ww
         self.n = int(w.shape[0])
         if method == "auto":
             method = "lu" if self.n <= EXACT_MAX_N else "traces"
@@ -210,7 +232,8 @@ class LogDeterminant:
         """tr(W^k), k = 0..order (computed once, shared by the log-determinant, the variance
         and the impacts)."""
         if self._traces is None:
-            self._traces = power_traces(self.w, self.order, probes=self.probes, seed=self.seed)
+            self._traces = power_traces(self.w, self.order, probes=self.probes, seed=self.seed,
+                                        trace_ww=self._trace_ww)
         return self._traces
 
     @property
@@ -318,21 +341,33 @@ def inverse_frobenius_traces(
     if rho.size == 0:
         return out
     scale = float(np.abs(z).max()) or 1.0
+    sums: dict[int, np.ndarray] = {}  # per rho, W A^-1 Z summed so far
+    coefs: dict[int, np.float32] = {}  # per rho, this step's rho^k
+    tmp = np.empty_like(z)
+
+    def first(a: int, b: int, out: np.ndarray) -> float:
+        for i in sums:
+            sums[i][a:b] = out[a:b]  # the k = 0 term, W Z
+        return max(float(out[a:b].max()), -float(out[a:b].min()))
+
+    def add(a: int, b: int, out: np.ndarray) -> float:
+        # each rho's term on the block's rows, on its thread while they are in cache
+        for i, c in coefs.items():
+            np.multiply(out[a:b], c, out=tmp[a:b])
+            sums[i][a:b] += tmp[a:b]
+        return max(float(out[a:b].max()), -float(out[a:b].min()))
+
     with _RowBlocks(w.astype(np.float32)) as w32:
-        power = z  # W^k Z, k = 0
-        nxt = w32 @ power  # W^(k+1) Z
-        sums = {i: nxt.copy() for i in range(rho.size)}  # the k = 0 terms of W A^-1 Z, per rho
-        tmp = np.empty_like(nxt)
+        sums.update({i: np.empty_like(z) for i in range(rho.size)})
+        nxt, tops = w32.step(z, first)  # W^1 Z
         for k in range(1, 20_000):
-            power = nxt
-            top = max(float(power.max()), -float(power.min()))  # max |W^k Z|
-            nxt = w32 @ power
+            top_k = max(tops)  # max |W^k Z|
+            coefs.clear()
+            coefs.update({i: np.float32(float(rho[i]) ** k) for i in sums})
+            nxt, tops = w32.step(nxt, add)  # W^(k+1) Z, added as rho^k W^(k+1) Z
             for i in list(sums):
-                coef = float(rho[i]) ** k
-                np.multiply(nxt, np.float32(coef), out=tmp)
-                sums[i] += tmp
                 # the Neumann solve stops once its k-th term rho^k W^k Z is small enough
-                if abs(coef) * top <= rtol * scale:
+                if abs(float(rho[i]) ** k) * top_k <= rtol * scale:
                     done = sums.pop(i)
                     out[i] = float(np.einsum("ij,ij->", done, done, dtype=np.float64)) / probes
             if not sums:
