@@ -250,7 +250,10 @@ _PARTS = {
 }
 
 
-_SIDE_THREAD = ("write: GeoPackage", "write: Parquet")  # beside the GeoJSON writes
+# beside the main thread: the GeoPackage and Parquet writes beside the GeoJSON ones, the power
+# traces ahead of their use (charged the CPU of their calling thread, not of the sparse
+# products' row-block threads, which the main thread's parts then include)
+_SIDE_THREAD = ("write: GeoPackage", "write: Parquet", "log-det power traces")
 
 
 def _wrap_parts(totals: dict[str, list[float]]) -> Callable[[], None]:

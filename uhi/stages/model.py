@@ -534,9 +534,17 @@ class _WeightsCache:
     impacts traces), W's own traces for the LM and Moran tests, and Gi*'s star weights.
     """
 
-    def __init__(self, units: Any, spec: str) -> None:
+    def __init__(self, units: Any, spec: str, *, prefetch_traces: bool = False) -> None:
         self.units = units
         self.spec = spec
+        # the power traces of each new W start on a thread while the main thread goes on
+        # (the other periods' weights, Gi*): scipy's sparse products and numpy's sums release
+        # the GIL, so they use the second core; the values are the same, computed once
+        self._prefetch: Any = None
+        if prefetch_traces:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._prefetch = ThreadPoolExecutor(1)
         self._cache: dict[bytes, Any] = {}
         self._logdets: dict[int, Any] = {}
         self._moments: dict[int, Any] = {}
@@ -557,9 +565,18 @@ class _WeightsCache:
             w = sw.row_standardised()
             moments = WeightsMoments(w)
             # tr(WW) is the log-determinant's second trace and the LM tests' too: summed once
-            self._logdets[key] = (sw, LogDeterminant(w, trace_ww=lambda: moments.tr_ww))
+            ld = LogDeterminant(w, trace_ww=lambda: moments.tr_ww)
+            self._logdets[key] = (sw, ld)
             self._moments[key] = moments
+            if self._prefetch is not None and ld.method == "traces":
+                self._prefetch.submit(lambda: ld.traces)
         return self._logdets[key][1]
+
+    def close(self) -> None:
+        """Wait for traces still being computed ahead and let their thread go."""
+        if self._prefetch is not None:
+            self._prefetch.shutdown(wait=True, cancel_futures=True)
+            self._prefetch = None
 
     def moments(self, sw: Any) -> Any:
         """W's traces for the LM and residual Moran tests, once per weights matrix."""
@@ -731,9 +748,7 @@ def _fit_period(
 
 def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
     """Fit every requested model per period (and the panel across periods), plus Gi*."""
-    import pandas as pd
 
-    from uhi.stats.hotspots import hotspots
 
     _validate(req)
     table = data.table
@@ -765,7 +780,20 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
         cols = [req.y, *names]
         req = replace(req, x=tuple(names))
     res.x_used = list(names)
-    cache = _WeightsCache(data.units, req.weights)
+    cache = _WeightsCache(data.units, req.weights,
+                          prefetch_traces=any(m in req.models for m in ("lag", "error", "panel_fe")))
+    try:
+        return _fit_with(data, req, res, table, names, cols, periods, cache)
+    finally:
+        cache.close()
+
+
+def _fit_with(data: ModelData, req: ModelRequest, res: _Fitted, table: Any, names: list[str], cols: list[str],
+              periods: list[Any], cache: _WeightsCache) -> _Fitted:
+    import pandas as pd
+
+    from uhi.stats.hotspots import hotspots
+
     per_period = [m for m in req.models if m in _PER_PERIOD]
     if "fe" in req.models and req.zone_col is None:
         res.skipped["fe"] = data.notes.get("fe_skipped", "no zone column given (--zone-col)")

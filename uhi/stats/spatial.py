@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -222,6 +223,7 @@ class LogDeterminant:
         self.probes = probes if probes is not None else (64 if self.n <= 20_000 else 16)
         self.seed = seed
         self._traces: np.ndarray | None = None
+        self._lock = threading.Lock()
         # tr((W A^-1)'(W A^-1)) by rho, from one pass of W's powers shared by every fit on W
         self._frobenius: dict[float, float] = {}
         self._ident = sp.identity(self.n, format="csc")
@@ -231,9 +233,10 @@ class LogDeterminant:
     def traces(self) -> np.ndarray:
         """tr(W^k), k = 0..order (computed once, shared by the log-determinant, the variance
         and the impacts)."""
-        if self._traces is None:
-            self._traces = power_traces(self.w, self.order, probes=self.probes, seed=self.seed,
-                                        trace_ww=self._trace_ww)
+        with self._lock:  # computed once even when a thread computes them ahead of their use
+            if self._traces is None:
+                self._traces = power_traces(self.w, self.order, probes=self.probes, seed=self.seed,
+                                            trace_ww=self._trace_ww)
         return self._traces
 
     @property
