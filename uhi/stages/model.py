@@ -254,6 +254,19 @@ def _panel_years(f: Any) -> tuple[int, int] | None:
     return None if lo is None else (lo, hi)  # type: ignore[return-value]
 
 
+def _row_groups(f: Any, columns: list[str]) -> Any:
+    """The file's row groups in order, the next one read on a thread while this one is used
+    (Arrow's decoding releases the GIL, the means' kernel too)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(f.read_row_group, 0, columns=columns) if f.num_row_groups else None
+        for i in range(f.num_row_groups):
+            t = ahead.result()  # type: ignore[union-attr]
+            ahead = pool.submit(f.read_row_group, i + 1, columns=columns) if i + 1 < f.num_row_groups else None
+            yield t
+
+
 def _panel_cell_year_means(
     path: Path, cell_ids: np.ndarray, columns: list[str], months: Sequence[int], response: str | None,
     layout_ids: np.ndarray | None = None,
@@ -297,8 +310,7 @@ def _panel_cell_year_means(
     month_set = pa.array(sorted({int(mo) for mo in months}), pa.int64())
     read_cols = list(dict.fromkeys(["cell", "year", *columns, *(["date"] if "date" in names else []),
                                     *(["platform"] if response else [])]))
-    for i in range(f.num_row_groups):
-        t = f.read_row_group(i, columns=read_cols)
+    for t in _row_groups(f, read_cols):
         if t.num_rows == 0:
             continue
         cell = lookup.rows(t["cell"])

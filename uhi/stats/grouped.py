@@ -35,7 +35,7 @@ def compensated_column_means(values: np.ndarray) -> np.ndarray:  # pragma: no co
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kahan_accumulate(labels: np.ndarray, values: np.ndarray, sumx: np.ndarray, comp: np.ndarray,
                       nobs: np.ndarray) -> None:  # pragma: no cover - compiled
     """Add rows to per-group NaN-skipping compensated sums, in row order, in place.
