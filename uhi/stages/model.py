@@ -670,6 +670,7 @@ class _PeriodJob:
     moments: Any
     estimates: dict[str, Any] = field(default_factory=dict)  # lag/error ML point estimates
     seconds: dict[str, float] = field(default_factory=dict)
+    design_checked: bool = False  # [1, x] passed check_design (once for ols, lag and error)
 
 
 def _estimate_spatial(jobs: Sequence[_PeriodJob], models: Sequence[str], lag_estimator: str) -> None:
@@ -680,16 +681,21 @@ def _estimate_spatial(jobs: Sequence[_PeriodJob], models: Sequence[str], lag_est
     get them from one pass of W's powers instead of one Neumann solve each (15 solves of 16
     probes on the 30 km city, 3 passes now; values equal at float32 rounding).
     """
+    from uhi.stats.regression import check_design
     from uhi.stats.spatial import estimate_error_ml, estimate_lag_ml
 
     wanted = [m for m in ("lag", "error") if m in models and not (m == "lag" and lag_estimator == "2sls")]
     by_logdet: dict[int, tuple[Any, list[_PeriodJob]]] = {}
     for job in jobs:
         w = job.logdet.w
+        if wanted:
+            # ols, lag and error share the design [1, x]: it is checked once for the three
+            check_design(np.column_stack([np.ones(len(job.y)), job.x]), ["const", *job.names])
+            job.design_checked = True
         for name in wanted:
             t0 = time.perf_counter()
             fn = estimate_lag_ml if name == "lag" else estimate_error_ml
-            job.estimates[name] = fn(job.y, job.x, job.names, w, logdet=job.logdet)
+            job.estimates[name] = fn(job.y, job.x, job.names, w, logdet=job.logdet, design_checked=True)
             job.seconds[name] = time.perf_counter() - t0
         by_logdet.setdefault(id(job.logdet), (job.logdet, []))[1].append(job)
     for ld, sharing in by_logdet.values():
@@ -713,6 +719,7 @@ def _fit_period(
     lag_estimator: str = "ml",
     moments: Any = None,
     estimates: dict[str, Any] | None = None,
+    design_checked: bool = False,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     from uhi.stats.diagnostics import lm_tests, moran_residuals, moran_value
     from uhi.stats.impacts import lag_impacts
@@ -727,7 +734,7 @@ def _fit_period(
     for name in models:
         t0 = time.perf_counter()
         if name == "ols":
-            fit = fit_ols(y, x, names)
+            fit = fit_ols(y, x, names, design_checked=design_checked)
             xc = np.column_stack([np.ones(len(y)), x])
             fit.diagnostics.update(lm_tests(y, xc, fit.residuals, w, moments=moments))
             fit.diagnostics.update(moran_residuals(fit.residuals, xc, w, moments=moments))
@@ -870,7 +877,7 @@ def _fit_with(data: ModelData, req: ModelRequest, res: _Fitted, table: Any, name
     _estimate_spatial(jobs, per_period, req.lag_estimator)
     for job in jobs:
         fits, secs, _ = _fit_period(per_period, job.y, job.x, job.names, job.sw, job.zones, job.logdet,
-                                    req.lag_estimator, job.moments, job.estimates)
+                                    req.lag_estimator, job.moments, job.estimates, job.design_checked)
         job.estimates = {}  # their residual vectors are in the fits now
         for m, fit in fits.items():
             res.fits.setdefault(m, {})[job.period] = fit

@@ -171,7 +171,9 @@ def _with_const(x: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[s
     return np.column_stack([np.ones(x.shape[0]), x]), ["const", *names]
 
 
-def fit_ols(y: np.ndarray, x: np.ndarray, names: Sequence[str], *, model: str = "ols") -> ModelFit:
+def fit_ols(
+    y: np.ndarray, x: np.ndarray, names: Sequence[str], *, model: str = "ols", design_checked: bool = False
+) -> ModelFit:
     """Ordinary least squares with an intercept (matches statsmodels OLS and spreg.OLS).
 
     Parameters
@@ -182,10 +184,14 @@ def fit_ols(y: np.ndarray, x: np.ndarray, names: Sequence[str], *, model: str = 
         (n, k) regressors without the constant.
     names
         Names of the k regressors.
+    design_checked
+        The caller has run :func:`check_design` on ``[1, x]`` already (a stage fitting several
+        models on one design checks it once: ~0.06 s per check at 384k rows).
     """
     y = np.asarray(y, dtype=float)
     xc, cnames = _with_const(np.asarray(x, dtype=float), names)
-    check_design(xc, cnames)
+    if not design_checked:
+        check_design(xc, cnames)
     r = _ols_core(y, xc)
     n, k = xc.shape
     ll = gaussian_loglik(r["ssr"], n)

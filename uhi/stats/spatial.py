@@ -420,7 +420,7 @@ def _variance_traces(
 
 
 def _prepare(
-    y: np.ndarray, x: np.ndarray, names: Sequence[str], w: sp.csr_matrix
+    y: np.ndarray, x: np.ndarray, names: Sequence[str], w: sp.csr_matrix, *, checked: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     y = np.asarray(y, dtype=float)
     x = np.asarray(x, dtype=float)
@@ -428,7 +428,8 @@ def _prepare(
         raise InputError(f"weights have {w.shape[0]} rows but y has {y.shape[0]}")
     xc = np.column_stack([np.ones(len(y)), x])
     cnames = ["const", *names]
-    check_design(xc, cnames)
+    if not checked:
+        check_design(xc, cnames)
     return y, xc, cnames
 
 
@@ -510,9 +511,11 @@ def estimate_lag_ml(
     w: sp.csr_matrix,
     *,
     logdet: LogDeterminant | None = None,
+    design_checked: bool = False,
 ) -> SpatialEstimate:
-    """:func:`fit_lag_ml` in two steps: rho now, the standard errors on ``finish()``."""
-    y, xc, cnames = _prepare(y, x, names, w)
+    """:func:`fit_lag_ml` in two steps: rho now, the standard errors on ``finish()``
+    (``design_checked``: the caller ran check_design on ``[1, x]``)."""
+    y, xc, cnames = _prepare(y, x, names, w, checked=design_checked)
     ld = logdet if logdet is not None else LogDeterminant(w)
     rho, b, u, xtx, nll_min = concentrated_lag(y, xc, np.asarray(w @ y), ld)
     return SpatialEstimate(rho, ld, lambda: _finish_lag(y, xc, cnames, w, ld, rho, b, u, xtx, nll_min))
@@ -638,9 +641,11 @@ def estimate_error_ml(
     w: sp.csr_matrix,
     *,
     logdet: LogDeterminant | None = None,
+    design_checked: bool = False,
 ) -> SpatialEstimate:
-    """:func:`fit_error_ml` in two steps: lambda now, the standard errors on ``finish()``."""
-    y, xc, cnames = _prepare(y, x, names, w)
+    """:func:`fit_error_ml` in two steps: lambda now, the standard errors on ``finish()``
+    (``design_checked``: the caller ran check_design on ``[1, x]``)."""
+    y, xc, cnames = _prepare(y, x, names, w, checked=design_checked)
     n = xc.shape[0]
     ld = logdet if logdet is not None else LogDeterminant(w)
     wy = np.asarray(w @ y)
