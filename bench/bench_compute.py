@@ -14,6 +14,8 @@ The city row (issue 19) times ``uhi compute --force`` on the demo city (default 
 per summer x 7 summers = 42 scenes, ~389k cells) against the floor measured in the same run:
 every band compute reads, of every scene, read and decoded with rasterio alone in compute's
 windows (256-row bands) on compute's threads. ``ratio`` there is compute / floor (target <= 3).
+A row before it times compute's scene pass alone (reads, index kernel, zonal sums, day merge,
+composites) in a fresh process on the same scenes, with its ratio to the same floor.
 Knobs: ``BENCH_COMPUTE_SIZE_KM`` / ``BENCH_COMPUTE_SCENES_PER_YEAR`` shrink the city for a quick
 look; ``BENCH_COMPUTE_FROM=<dir>`` reuses a kept run (``<dir>/demo/config.yaml`` and the fetched
 scenes in ``<dir>/ws/fetch``, e.g. ``bench_pipeline.py``'s ``BENCH_PIPELINE_KEEP`` folder), which
@@ -385,6 +387,33 @@ def _read_floor(ws: Path) -> tuple[float, float, int, int, int]:
     return time.perf_counter() - t0, time.process_time() - c0, decoded, len(scenes), threads
 
 
+def _scene_pass_child(config_path: str, workdir: str) -> None:
+    """In a fresh process: compute's scene pass alone (uhi.stages.compute._scene_pass: the
+    scenes read, converted, summed per cell and merged per day, the composites written), after
+    the cells are built; prints its wall and CPU seconds and the peak RSS as JSON."""
+    import resource
+
+    from uhi.aoi import load_aoi
+    from uhi.cli.common import build_run_config
+    from uhi.grid.cells import build_cells
+    from uhi.raster.scene import load_scenes
+    from uhi.stages import compute
+    from uhi.workspace import Workspace
+
+    config = build_run_config(Path(config_path), workdir=Path(workdir), set_values=["city.crs=EPSG:32612"])
+    ws = Workspace(Path(workdir))
+    scenes = load_scenes(ws)
+    aoi = load_aoi(config.city)
+    cells = build_cells(aoi.geometry, config.grid.zoom, aoi.crs)
+    x, y = cells["tile_x"].to_numpy(), cells["tile_y"].to_numpy()
+    t0, c0 = time.perf_counter(), time.process_time()
+    passed = compute._scene_pass(config, ws, scenes, cells, x, y)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "days": len(passed.days),
+                      "composites": len(passed.composite_paths),
+                      "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+
+
 def bench_city() -> None:
     size_km = float(os.environ.get("BENCH_COMPUTE_SIZE_KM", "30"))
     per_year = int(os.environ.get("BENCH_COMPUTE_SCENES_PER_YEAR", "6"))
@@ -394,6 +423,12 @@ def bench_city() -> None:
         _read_floor(ws)  # warm the page cache: both sides then read from memory
         floors = [_read_floor(ws) for _ in range(2)]
         floor_s, floor_cpu, decoded, n_scenes, threads = min(floors)
+        child = subprocess.run([sys.executable, __file__, "--scene-pass-child", str(config), str(ws)],
+                               capture_output=True, text=True)
+        if child.returncode != 0:
+            print(child.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(child.returncode)
+        scene_pass = json.loads(child.stdout.strip().splitlines()[-1])
         timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
         t0 = time.perf_counter()
         proc = subprocess.run(
@@ -416,6 +451,13 @@ def bench_city() -> None:
         _row(case=f"{case}: read-and-decode floor", uhi_s=round(floor_s, 3), anchor="", anchor_s=None,
              target="", note=f"rasterio alone, {decoded / 1e6:.0f} MB decoded in 256-row windows on "
                              f"{threads} threads; CPU {floor_cpu:.1f} s; load {load:.1f} at start")
+        _row(case=f"{case}: compute's scene pass", uhi_s=round(scene_pass["wall_s"], 2),
+             anchor="read-and-decode floor", anchor_s=round(floor_s, 3),
+             ratio=round(scene_pass["wall_s"] / floor_s, 2), target="",
+             note=f"reads, index kernel, zonal sums, {scene_pass['days']} days merged, "
+                  f"{scene_pass['composites']} composites written; CPU {scene_pass['cpu_s']:.1f} s "
+                  f"(floor {floor_cpu:.1f} s); peak RSS {scene_pass['peak_gb']:.2f} GB; coverage built "
+                  "inside, cells before")
         _row(case=f"{case}: uhi compute --force", uhi_s=round(compute_s, 2),
              anchor="read-and-decode floor", anchor_s=round(floor_s, 3), ratio=round(compute_s / floor_s, 2),
              target="<=3x floor",
@@ -427,6 +469,9 @@ def bench_city() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--full-scene"]:
         bench_full_scene()
+        sys.exit(0)
+    if sys.argv[1:2] == ["--scene-pass-child"]:
+        _scene_pass_child(*sys.argv[2:4])
         sys.exit(0)
     if sys.argv[1:] == ["--city"]:
         bench_city()

@@ -6,15 +6,16 @@ ARCHITECTURE rule: ``client.map`` over independent tasks, never one giant graph.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from uhi.progress import StageBar, progress
 
-__all__ = ["map_tasks", "dask_client", "active_client"]
+__all__ = ["map_tasks", "imap_tasks", "dask_client", "active_client"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -142,3 +143,66 @@ def map_tasks(
         return [fn(item) for item in progress(items, total=len(items), desc=desc, bar=bar)]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(progress(pool.map(fn, items), total=len(items), desc=desc, bar=bar))
+
+
+def imap_tasks(
+    fn: Callable[[T], R],
+    items: Sequence[T] | Iterable[T],
+    *,
+    threads: int = 1,
+    client: Any = None,
+    ahead: int | None = None,
+    bar: StageBar | None = None,
+) -> Generator[R, None, None]:
+    """Yield ``fn(item)`` for every item, in input order, as the results come in.
+
+    Unlike :func:`map_tasks`, the caller works on one result while the later items run: at
+    most ``ahead`` items (default ``2 x threads``) are submitted and not yet yielded, which
+    bounds the results held in memory however slow the caller is. Arguments as in
+    :func:`map_tasks`; with a Dask client the items run there (``client.submit``).
+
+    A failing item raises from the generator when its turn comes; the items still running
+    are cancelled (Dask) or finished and dropped (threads) when the generator is closed.
+    """
+    window = max(1, ahead if ahead is not None else 2 * max(threads, 1))
+    todo = iter(items)
+    if client is None and threads <= 1:
+        for item in todo:
+            result = fn(item)
+            if bar is not None:
+                bar.update()
+            yield result
+        return
+    pending: collections.deque[Any] = collections.deque()
+    with contextlib.ExitStack() as stack:
+        if client is not None:
+            def submit(item: T) -> Any:
+                return client.submit(fn, item, pure=False)
+
+            def cancel() -> None:
+                client.cancel(list(pending))
+        else:
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=threads))
+
+            def submit(item: T) -> Any:
+                return pool.submit(fn, item)
+
+            def cancel() -> None:
+                for future in pending:
+                    future.cancel()
+        try:
+            for item in todo:
+                pending.append(submit(item))
+                if len(pending) >= window:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                for item in todo:  # refill before handing the result over
+                    pending.append(submit(item))
+                    break
+                if bar is not None:
+                    bar.update()
+                yield result
+        finally:
+            # a failed task (or a caller that stopped early) must not leave its siblings running
+            cancel()

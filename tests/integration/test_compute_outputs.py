@@ -86,6 +86,13 @@ def test_no_scene_rasters_by_default_and_composites_equal_the_scene_means(two_ru
                 ws_default.path("compute", "outputs", "composites", f"{var}_{year}.tif")
             )
             assert desc == (var,) and units == (("degC",) if var == "lst_c" else ("1",))
+            with rasterio.open(ws_default.path("compute", "outputs", "composites", f"{var}_{year}.tif")) as src:
+                # a cloud-optimised GeoTIFF as GDAL's reader recognises one (its ghost header
+                # says the IFDs come first and tiles in order), tiled, with overviews
+                structure = src.tags(ns="IMAGE_STRUCTURE")
+                assert structure["LAYOUT"] == "COG" and structure["COMPRESSION"] == "ZSTD"
+                assert structure["PREDICTOR"] == "3" and src.profile["blockxsize"] == 256
+                assert src.overviews(1) or max(src.shape) <= 256
             # the mean computed here from the per-scene rasters the key writes: float64 sum of
             # the clear pixels / their count, as float32 (NaN where no scene saw the pixel)
             total = np.zeros(composite.shape)

@@ -45,3 +45,12 @@ def test_no_dask_settings_means_no_client() -> None:
     with dask_client(None, None) as client:
         assert client is None
     assert map_tasks(_square_and_pid, [2], threads=4)[0][0] == 4
+
+
+def test_imap_tasks_on_a_local_cluster_yields_in_order_as_map_tasks() -> None:
+    from uhi.parallel import imap_tasks
+
+    with dask_client(None, 2) as client:
+        out = list(imap_tasks(_square_and_pid, list(range(30)), client=client, ahead=3))
+    assert [v for v, _ in out] == [i * i for i in range(30)]
+    assert os.getpid() not in {pid for _, pid in out}

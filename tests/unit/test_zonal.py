@@ -153,3 +153,92 @@ def test_zonal_means_fast_path_equals_full_stats(synthetic):
     value_range = np.nanmax(raster) - np.nanmin(raster)
     assert np.nanmax(np.abs(means - ref["mean"].to_numpy())) <= 1e-6 * value_range
     np.testing.assert_array_equal(np.isnan(means), np.isnan(ref["mean"].to_numpy()))
+
+
+def _sparse_reference(cov, blocks, values, shifts):
+    """Per variable, the sums of ZonalAccumulator.add: scipy's sparse products and min/max."""
+    out = []
+    for j, shift in enumerate(shifts):
+        acc = ZonalAccumulator(cov.n_cells, shift)
+        for (_, _, block), v in zip(blocks, values, strict=True):
+            acc.add(block, v[:, j])
+        out.append(acc)
+    return out
+
+
+@pytest.mark.parametrize(("k", "moments"), [(8, 1), (8, 8), (3, 2), (3, 0)])
+def test_add_block_equals_the_sparse_products_bit_for_bit(synthetic, k, moments):
+    """Both kernels (compute's unrolled 8-variable one and the general one) against scipy's
+    CSR products per variable: the same float64 sums, min and max, bit for bit."""
+    from uhi.grid.zonal import accumulator_set, add_block
+
+    raster, _, transform, quads, _ = synthetic
+    cov = build_coverage(quads, transform, raster.shape)
+    rng = np.random.default_rng(k * 10 + moments)
+    blocks = cov.row_blocks(37)
+    values = []
+    for r0, r1, _ in blocks:
+        v = (20 + 10 * rng.standard_normal(((r1 - r0) * raster.shape[1], k))).astype(np.float32)
+        v[rng.random(v.shape) < 0.3] = np.nan
+        v[:, 0] = np.where(np.isnan(raster[r0:r1].ravel()), np.nan, v[:, 0])  # the cloud too
+        values.append(v)
+    shifts = [float(s) for s in rng.uniform(-5, 25, k)]
+    accs = accumulator_set(cov.n_cells, shifts, moments=moments)
+    for (_, _, block), v in zip(blocks, values, strict=True):
+        add_block(accs, block, v)
+    reference = _sparse_reference(cov, blocks, values, shifts)
+    for j, (got, ref) in enumerate(zip(accs.accumulators, reference, strict=True)):
+        np.testing.assert_array_equal(got.sum_w, ref.sum_w)
+        np.testing.assert_array_equal(got.sum_wv, ref.sum_wv)
+        assert got.has_moments == (j < moments)
+        if j < moments:
+            np.testing.assert_array_equal(got.sum_wv2, ref.sum_wv2)
+            np.testing.assert_array_equal(got.vmin, ref.vmin)
+            np.testing.assert_array_equal(got.vmax, ref.vmax)
+            assert set(got.result()) == {"mean", "std", "min", "max", "weight"}
+        else:
+            assert got.sum_wv2 is None and set(got.result()) == {"mean", "weight"}
+        np.testing.assert_array_equal(got.mean(), ref.result()["mean"])
+
+
+def test_statistics_equal_the_numpy_formulas_bit_for_bit():
+    """mean = S1 / W + shift, std = sqrt(max(S2 / W - (S1 / W)^2, 0)), NaN where W = 0,
+    min/max NaN where no pixel was seen: the expressions the compiled passes replaced."""
+    rng = np.random.default_rng(5)
+    n = 5000
+    acc = ZonalAccumulator(n, shift=25.0)
+    acc.sum_w[:] = np.where(rng.random(n) < 0.2, 0.0, rng.uniform(0, 3, n))
+    acc.sum_wv[:] = np.where(acc.sum_w > 0, rng.normal(0, 5, n) * acc.sum_w, 0.0)
+    # some variances round below 0 (one pixel: S2 / W = (S1 / W)^2 up to rounding)
+    acc.sum_wv2[:] = np.where(rng.random(n) < 0.3, acc.sum_wv**2 / np.where(acc.sum_w > 0, acc.sum_w, 1),
+                              rng.uniform(0, 50, n) * acc.sum_w)
+    acc.vmin[:] = np.where(acc.sum_w > 0, rng.normal(20, 3, n), np.inf)
+    acc.vmax[:] = np.where(acc.sum_w > 0, acc.vmin + 1, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        has = acc.sum_w > 0
+        mean0 = np.where(has, acc.sum_wv / np.where(has, acc.sum_w, 1), np.nan)
+        var = np.where(has, acc.sum_wv2 / np.where(has, acc.sum_w, 1) - mean0 * mean0, np.nan)
+    got = acc.result()
+    assert (var < 0).any() and (~has).any()
+    np.testing.assert_array_equal(got["mean"], mean0 + 25.0)
+    np.testing.assert_array_equal(got["std"], np.sqrt(np.clip(var, 0, None)))
+    np.testing.assert_array_equal(got["min"], np.where(has, acc.vmin, np.nan))
+    np.testing.assert_array_equal(got["max"], np.where(has, acc.vmax, np.nan))
+    np.testing.assert_array_equal(acc.mean(), mean0 + 25.0)
+
+
+def test_pooled_accumulator_set_starts_empty():
+    """A set built from a pool's used arrays starts from zero sums and +-inf extremes."""
+    from uhi.buffers import ArrayPool
+    from uhi.grid.zonal import accumulator_set
+
+    pool = ArrayPool(10**8)
+    first = accumulator_set(100, [0.0, 1.0, 2.0], moments=1, pool=pool)
+    for arr in first.arrays():
+        arr.fill(7.0)
+    pool.give(*first.arrays())
+    second = accumulator_set(100, [0.0, 1.0, 2.0], moments=1, pool=pool)
+    assert any(a is b for a in second.arrays() for b in first.arrays())  # reused
+    fresh = accumulator_set(100, [0.0, 1.0, 2.0], moments=1)
+    for a, b in zip(second.arrays(), fresh.arrays(), strict=True):
+        np.testing.assert_array_equal(a, b)

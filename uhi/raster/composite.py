@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 __all__ = ["YearComposite", "YearlyMeans"]
@@ -46,13 +47,14 @@ class YearlyMeans:
         """Add one scene's rasters (same shape on ``grid``; NaN = masked) to ``year``'s sums."""
         sums = self._sums.setdefault((grid, int(year)), _Sums())
         for var, values in rasters.items():
-            block = np.asarray(values, dtype=np.float64)
-            ok = ~np.isnan(block)
+            block = np.asarray(values)
             if var not in sums.total:
                 sums.total[var] = np.zeros(block.shape)
                 sums.count[var] = np.zeros(block.shape, dtype=np.uint16)
-            np.add(sums.total[var], block, out=sums.total[var], where=ok)
-            sums.count[var] += ok
+            if block.shape != sums.total[var].shape:
+                raise ValueError(f"{var}: raster of shape {block.shape} added to sums of {sums.total[var].shape}")
+            # one pass, no float64 copy or mask of the raster: total + float64(v) where v is not NaN
+            _add_valid(np.ascontiguousarray(block).reshape(-1), sums.total[var].reshape(-1), sums.count[var].reshape(-1))
         sums.scenes += 1
 
     def years(self) -> list[int]:
@@ -70,10 +72,29 @@ class YearlyMeans:
             del self._sums[key]
         means: dict[str, np.ndarray] = {}
         for var, total in sums.total.items():
-            count = sums.count[var]
-            has = count > 0
-            if not has.any():
-                continue
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means[var] = np.where(has, total / np.maximum(count, 1), np.nan).astype(np.float32)
+            mean = np.empty(total.shape, dtype=np.float32)
+            # float64 sum / count, then float32; NaN where no scene saw the pixel
+            if _means(total.reshape(-1), sums.count[var].reshape(-1), mean.reshape(-1)):
+                means[var] = mean
         return YearComposite(year=year, grid=best[0], scenes=sums.scenes, means=means)
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_valid(values: np.ndarray, total: np.ndarray, count: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in range(values.shape[0]):
+        x = np.float64(values[i])
+        if x == x:  # not NaN
+            total[i] += x
+            count[i] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _means(total: np.ndarray, count: np.ndarray, out: np.ndarray) -> bool:  # pragma: no cover - compiled
+    seen = False
+    for i in range(total.shape[0]):
+        if count[i] > 0:
+            out[i] = np.float32(total[i] / np.float64(count[i]))
+            seen = True
+        else:
+            out[i] = np.float32(np.nan)
+    return seen

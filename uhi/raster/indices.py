@@ -162,37 +162,14 @@ def compute_block(
         raise ValueError(f"missing reflectance bands {missing}")
     shape = np.shape(dns["red"])
     flat = int(np.prod(shape))
-
-    def band(key: str, dtype: Any) -> np.ndarray:
-        if key not in dns:
-            return np.zeros(0, dtype=dtype)
-        return np.ascontiguousarray(np.asarray(dns[key]).reshape(-1)).astype(dtype, copy=False)
-
-    refl = [band(k, np.uint16) for k in REFLECTANCE_KEYS]
-    sr = [_scale(scales, k, SR_SCALE) for k in REFLECTANCE_KEYS]
-    sr_scale = np.array([s.scale for s in sr], dtype=np.float32)
-    sr_offset = np.array([s.offset for s in sr], dtype=np.float32)
-    sr_fill = np.array([-1 if s.fill is None else int(s.fill) for s in sr], dtype=np.int64)
-    st = _scale(scales, "lwir11", ST_SCALE)
-    reject = np.uint16(sum(1 << b for b in masking.reject_bits) | 1)  # fill bit always
-    max_unc_dn, min_cd_dn = _threshold_dns(masking)
     out = {v: np.empty(flat, dtype=np.float32) for v in VARIABLES}
     valid = np.empty(flat, dtype=np.uint8)
     water = np.empty(flat, dtype=np.bool_)
     clear = np.empty(flat, dtype=np.bool_)
     unc = np.empty(flat, dtype=np.float32)
-    _indices_kernel(  # type: ignore[call-arg]
-        *refl,
-        band("lwir11", np.uint16),
-        band("qa_pixel", np.uint16),
-        band("qa", np.int16),
-        band("cdist", np.int16),
-        sr_scale, sr_offset, sr_fill,
-        float(st.scale), float(st.offset), -1 if st.fill is None else int(st.fill),
-        reject, bool(masking.water_bit), bool(masking.clip_reflectance),
-        max_unc_dn, min_cd_dn,
-        albedo_variant == "smith",
-        out["lst_c"], out["ndvi"], out["ndbi"], out["mndwi"], out["albedo"], valid, water, clear, unc,
+    _run_kernel(
+        dns, _kernel_constants(scales, masking, albedo_variant), [out[v] for v in VARIABLES],
+        valid, water, clear, unc, _NO_ZONAL,
     )
     return BlockResult(
         variables={k: v.reshape(shape) for k, v in out.items()},
@@ -200,6 +177,59 @@ def compute_block(
         water=water.reshape(shape),
         clear=clear.reshape(shape),
         st_uncertainty_k=unc.reshape(shape),
+    )
+
+
+# the kernel's per-pixel zonal values (block pixels x ZONAL_COLUMNS) are not wanted
+ZONAL_COLUMNS = 8
+_NO_ZONAL = np.empty((0, ZONAL_COLUMNS), dtype=np.float32)
+
+
+def _kernel_constants(scales: Mapping[str, BandScale], masking: MaskingConfig, albedo_variant: str) -> tuple[Any, ...]:
+    """The kernel's scalar and per-band arguments between the DNs and the outputs (once a scene)."""
+    if albedo_variant not in ("liang", "smith"):
+        raise ValueError(f"unknown albedo variant {albedo_variant!r}; use 'liang' or 'smith'")
+    sr = [_scale(scales, k, SR_SCALE) for k in REFLECTANCE_KEYS]
+    sr_scale = np.array([s.scale for s in sr], dtype=np.float32)
+    sr_offset = np.array([s.offset for s in sr], dtype=np.float32)
+    sr_fill = np.array([-1 if s.fill is None else int(s.fill) for s in sr], dtype=np.int64)
+    st = _scale(scales, "lwir11", ST_SCALE)
+    reject = np.uint16(sum(1 << b for b in masking.reject_bits) | 1)  # fill bit always
+    max_unc_dn, min_cd_dn = _threshold_dns(masking)
+    return (
+        sr_scale, sr_offset, sr_fill,
+        float(st.scale), float(st.offset), -1 if st.fill is None else int(st.fill),
+        reject, bool(masking.water_bit), bool(masking.clip_reflectance),
+        max_unc_dn, min_cd_dn,
+        albedo_variant == "smith",
+    )
+
+
+def _flat_band(dns: Mapping[str, np.ndarray], key: str, dtype: Any) -> np.ndarray:
+    if key not in dns:
+        return np.zeros(0, dtype=dtype)
+    return np.ascontiguousarray(np.asarray(dns[key]).reshape(-1)).astype(dtype, copy=False)
+
+
+def _run_kernel(
+    dns: Mapping[str, np.ndarray],
+    constants: tuple[Any, ...],
+    variables: list[np.ndarray],
+    valid: np.ndarray,
+    water: np.ndarray,
+    clear: np.ndarray,
+    unc: np.ndarray,
+    zonal: np.ndarray,
+) -> None:
+    """One block through :func:`_indices_kernel` into the given flat outputs (``VARIABLES`` order)."""
+    _indices_kernel(  # type: ignore[call-arg]
+        *(_flat_band(dns, k, np.uint16) for k in REFLECTANCE_KEYS),
+        _flat_band(dns, "lwir11", np.uint16),
+        _flat_band(dns, "qa_pixel", np.uint16),
+        _flat_band(dns, "qa", np.int16),
+        _flat_band(dns, "cdist", np.int16),
+        *constants,
+        *variables, valid, water, clear, unc, zonal,
     )
 
 
@@ -265,8 +295,12 @@ def _indices_kernel(
     sr_scale, sr_offset, sr_fill, st_scale, st_offset, st_fill,
     reject, water_bit, clip, max_unc_dn, min_cd_dn, smith,
     lst_out, ndvi_out, ndbi_out, mndwi_out, albedo_out, valid_out, water_out, clear_out, unc_out,
+    zonal_out,
 ):  # pragma: no cover - compiled
     n = red.shape[0]
+    # the zonal values of the pixel (uhi.grid.zonal.add_block's layout, see _process_scene):
+    # the five variables, the water indicator, water LST, the ST_QA uncertainty; NaN = not counted
+    has_zonal = zonal_out.shape[0] == n
     has_qa = qa_pixel.shape[0] == n
     has_lst = lwir.shape[0] == n
     has_unc = st_qa.shape[0] == n
@@ -351,6 +385,18 @@ def _indices_kernel(
         water_out[i] = water and is_clear
         valid_out[i] = (VALID_WATER if water else VALID_LAND) if is_clear else 0
         unc_out[i] = u_k if is_clear else nan32
+        if has_zonal:
+            # cell means over clear land pixels only: water is its own class (issue 12)
+            land = is_clear and not water
+            zonal_out[i, 0] = lst_out[i] if land else nan32
+            zonal_out[i, 1] = ndvi_out[i] if land else nan32
+            zonal_out[i, 2] = ndbi_out[i] if land else nan32
+            zonal_out[i, 3] = mndwi_out[i] if land else nan32
+            zonal_out[i, 4] = albedo_out[i] if land else nan32
+            # the water indicator 1/0 over clear pixels, exact in float32
+            zonal_out[i, 5] = (np.float32(1.0) if water else np.float32(0.0)) if is_clear else nan32
+            zonal_out[i, 6] = lst_out[i] if (water and is_clear) else nan32
+            zonal_out[i, 7] = u_k if land else nan32
 
 
 def compute_block_numpy(
@@ -487,6 +533,10 @@ class SceneTask:
     keep_rasters
         Return the scene's variable rasters (float32, whole grid) in ``SceneStats.rasters``,
         e.g. for the yearly composites (4 bytes per pixel and variable while the result is held).
+    pool
+        A :class:`uhi.buffers.ArrayPool` the task takes its arrays from and gives its block
+        buffers back to (threads only: a pool does not travel to Dask workers); the caller
+        gives back the result's with :meth:`SceneStats.release`.
     """
 
     scene: Any
@@ -496,6 +546,7 @@ class SceneTask:
     out_dir: Path | None = None
     rows_per_block: int = ROWS_PER_BLOCK
     keep_rasters: bool = False
+    pool: Any = None
 
 
 @dataclass
@@ -513,6 +564,17 @@ class SceneStats:
     has_thermal: bool
     cogs: dict[str, str]
     rasters: dict[str, np.ndarray] | None = None  # per variable, float32 (SceneTask.keep_rasters)
+    acc_set: Any = None  # the uhi.grid.zonal.AccumulatorSet behind the accumulators
+
+    def release(self, pool: Any) -> None:
+        """Give the accumulators' and the rasters' arrays to ``pool`` (an ArrayPool) for the next
+        scene; this object's sums and rasters must not be read afterwards."""
+        if self.acc_set is not None:
+            pool.give(*self.acc_set.arrays())
+        if self.rasters is not None:
+            pool.give(*self.rasters.values())
+        self.acc_set = None
+        self.rasters = None
 
     @property
     def clear_weight(self) -> np.ndarray:
@@ -566,11 +628,13 @@ def _open_assets(scene: Any) -> tuple[dict[str, Any], Any, Any, tuple[int, int]]
 
 
 def scene_grid(scene: Any) -> tuple[Any, Any, tuple[int, int]]:
-    """(crs, transform, shape) of a scene's pixel grid."""
-    handles, crs, transform, shape = _open_assets(scene)
-    for h in handles.values():
-        h.close()
-    return crs, transform, shape
+    """(crs, transform, shape) of a scene's pixel grid: its red band's (the reference
+    :func:`process_scene` checks every other asset against)."""
+    import rasterio
+
+    key = "red" if "red" in scene.assets else next(iter(scene.assets))
+    with rasterio.open(scene.assets[key]) as src:
+        return src.crs, src.transform, src.shape
 
 
 # GDAL's block cache defaults to 5 % of RAM and holds written tiles: cap it so one scene stays
@@ -600,6 +664,7 @@ def _process_scene(task: SceneTask) -> SceneStats:
     """
     from rasterio.windows import Window
 
+    from uhi.buffers import ArrayPool
     from uhi.errors import InputError
     from uhi.grid.zonal import accumulator_set, add_block
 
@@ -616,47 +681,59 @@ def _process_scene(task: SceneTask) -> SceneStats:
     rows, cols = shape
     n_cells = task.coverage.n_cells if task.coverage is not None else 0
     # one stacked set: the variables (clear land), the water indicator (clear land and water),
-    # water LST (clear water) and the ST_QA uncertainty (clear land), added in one pass per block
-    acc_set = accumulator_set(n_cells, [*(_SHIFTS[v] for v in VARIABLES), 0.0, _SHIFTS["lst_c"], 1.0])
+    # water LST (clear water) and the ST_QA uncertainty (clear land), added in one pass per
+    # block; only LST keeps its squares and min/max (the panel's lst_c_std/min/max), the
+    # others are means (59 MB a scene at 389k cells instead of 125 MB)
+    pool = task.pool if task.pool is not None else ArrayPool(0)  # a pool of nothing: np.empty
+    acc_set = accumulator_set(
+        n_cells, [*(_SHIFTS[v] for v in VARIABLES), 0.0, _SHIFTS["lst_c"], 1.0], moments=1,
+        pool=task.pool,
+    )
     *var_accs, water_acc, water_lst_acc, unc_acc = acc_set.accumulators
     accs = dict(zip(VARIABLES, var_accs, strict=True))
     blocks = task.coverage.row_blocks(task.rows_per_block) if task.coverage is not None else None
     # the whole scene's rasters in memory (4 bytes a pixel and variable, 1 for valid) when they
-    # are written or kept: the COGs are then tiled, compressed and given overviews in one pass
-    # from these arrays, never written window by window and read back
+    # are written or kept: the kernel writes its rows straight into them, and the COGs are then
+    # tiled, compressed and given overviews in one pass from these arrays
     keep = task.keep_rasters or task.out_dir is not None
-    rasters = {v: np.empty(shape, dtype=np.float32) for v in VARIABLES} if keep else None
+    rasters = {v: pool.take(shape, np.float32) for v in VARIABLES} if keep else None
     valid_px = np.empty(shape, dtype=np.uint8) if task.out_dir is not None else None
+    # the kernel's other outputs, the zonal values and the DNs: one set of buffers for every block
+    block_rows = min(rows, task.rows_per_block)
+    block_px = block_rows * cols
+    scratch = [] if keep else [pool.take(block_px, np.float32) for _ in VARIABLES]
+    valid_buf = pool.take(block_px, np.uint8)
+    water_buf = pool.take(block_px, np.bool_)
+    clear_buf = pool.take(block_px, np.bool_)
+    unc_buf = pool.take(block_px, np.float32)
+    zonal = pool.take((block_px, ZONAL_COLUMNS), np.float32) if blocks is not None else _NO_ZONAL
+    dn_bufs = {k: pool.take((block_rows, cols), h.dtypes[0]) for k, h in handles.items()}
+    constants = _kernel_constants(scene.scales, task.masking, task.albedo_variant)
     clear_px = 0
     try:
         for bi, r0 in enumerate(range(0, rows, task.rows_per_block)):
             r1 = min(rows, r0 + task.rows_per_block)
+            n = (r1 - r0) * cols
             win = Window(0, r0, cols, r1 - r0)
-            dns = {k: h.read(1, window=win) for k, h in handles.items()}
-            res = compute_block(dns, task.masking, scales=scene.scales, albedo_variant=task.albedo_variant)
-            clear_px += int(res.clear.sum())
-            if blocks is not None:
-                _, _, wb = blocks[bi]
-                # cell means over clear land pixels only: water is its own class (issue 12)
-                land = res.land.ravel()
-                nan = np.float32(np.nan)
-                values = np.empty((land.size, len(acc_set.accumulators)), dtype=np.float32)
-                for j, v in enumerate(VARIABLES):
-                    values[:, j] = np.where(land, res.variables[v].ravel(), nan)
-                j = len(VARIABLES)
-                # the water indicator 1/0 over clear pixels, exact in float32
-                values[:, j] = np.where(res.clear.ravel(), res.water.ravel().astype(np.float32), nan)
-                values[:, j + 1] = np.where(res.water.ravel(), res.variables["lst_c"].ravel(), nan)
-                values[:, j + 2] = np.where(land, res.st_uncertainty_k.ravel(), nan)
-                add_block(acc_set, wb, values)
+            dns = {k: h.read(1, window=win, out=dn_bufs[k][: r1 - r0]) for k, h in handles.items()}
             if rasters is not None:
-                for v in VARIABLES:
-                    rasters[v][r0:r1] = res.variables[v]
-            if valid_px is not None:
-                valid_px[r0:r1] = res.valid
+                variables = [rasters[v][r0:r1].reshape(-1) for v in VARIABLES]  # views: rows are contiguous
+            else:
+                variables = [buf[:n] for buf in scratch]
+            valid = valid_px[r0:r1].reshape(-1) if valid_px is not None else valid_buf[:n]
+            _run_kernel(
+                dns, constants, variables, valid, water_buf[:n], clear_buf[:n], unc_buf[:n],
+                zonal[:n] if blocks is not None else _NO_ZONAL,
+            )
+            clear_px += int(np.count_nonzero(clear_buf[:n]))
+            if blocks is not None:
+                add_block(acc_set, blocks[bi][2], zonal[:n])
     finally:
         for h in handles.values():
             h.close()
+        pool.give(*scratch, valid_buf, water_buf, clear_buf, unc_buf, *dn_bufs.values())
+        if blocks is not None:
+            pool.give(zonal)
     cogs: dict[str, str] = {}
     if task.out_dir is not None and rasters is not None and valid_px is not None:
         cogs = write_scene_cogs(Path(task.out_dir), {**rasters, "valid": valid_px}, crs, transform)
@@ -673,6 +750,7 @@ def _process_scene(task: SceneTask) -> SceneStats:
         has_thermal="lwir11" in handles,
         cogs=cogs,
         rasters=rasters if task.keep_rasters else None,
+        acc_set=acc_set,
     )
 
 
@@ -710,13 +788,27 @@ def write_scene_cogs(
     return out
 
 
+# Yearly composite codec, measured on the five 2016 composites of the 30 km demo city (1,061 x
+# 1,061 px float32 written from memory, overviews as the COG driver builds them, one process,
+# back to back): DEFLATE (level 6) 135-152 ms CPU and 3.94 MB a file, DEFLATE level 1
+# (libdeflate) 114-119 ms / 3.99 MB, level 2-3 122-125 ms / 3.97 MB, ZSTD level 1 77-87 ms /
+# 3.95 MB, ZSTD 3 106 ms / 3.93 MB, LZW 133 ms / 5.31 MB; without the floating-point predictor
+# ZSTD 1 is 61 ms but 4.31 MB. Overviews take 30-60 ms of each file whatever the codec.
+COMPOSITE_COMPRESS = "zstd"
+COMPOSITE_LEVEL = 1
+
+
 def write_composite(target: Path, mean: np.ndarray, var: str, crs: Any, transform: Any) -> Path:
-    """One yearly mean composite as a COG (DEFLATE, predictor 3: composites are for people, and
-    DEFLATE opens in every GIS), band described as ``var`` with its unit."""
+    """One yearly mean composite as a COG (ZSTD level 1, floating-point predictor, the COG
+    driver's overviews), band described as ``var`` with its unit.
+
+    ZSTD in GeoTIFF reads in GDAL >= 2.3 and so in QGIS, rasterio and GeoServer; it writes in
+    about half the CPU of the DEFLATE it replaced at the same size (see COMPOSITE_COMPRESS).
+    """
     from uhi.writers.raster import write_array_cog
 
     target.parent.mkdir(parents=True, exist_ok=True)
     return write_array_cog(
         target, mean, transform=transform, crs=crs, nodata=float("nan"), band_name=var,
-        unit=COG_UNITS[var], compress="deflate", predictor=3,
+        unit=COG_UNITS[var], compress=COMPOSITE_COMPRESS, level=COMPOSITE_LEVEL, predictor=3,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,14 @@ __all__ = ["SPEC", "run", "VARIABLE_NOTES"]
 log = logging.getLogger("uhi.compute")
 
 PANEL_VARIABLES = ("lst_c", "ndvi", "ndbi", "mndwi", "albedo")
-# scenes in flight per worker thread between two reductions to panel columns (bounds memory)
-_CHUNK_SCENES_PER_THREAD = 4
+# scenes submitted per worker thread and not yet merged into their day (bounds memory: ~80 MB
+# a scene at 389k cells and 1,071 x 1,071 px)
+_SCENES_AHEAD_PER_THREAD = 2
+# scenes between two returns of the freed heap to the system (uhi.heap)
+_TRIM_EVERY_SCENES = 8
+# arrays kept for the next scenes (uhi.buffers): the ~7 scenes in circulation at 2 threads on
+# the 30 km city take ~110 MB each; released when the scenes are done, before the panel
+_POOL_BYTES = 768 * 2**20
 # pyarrow's default maximum row-group length (ParquetWriter.write_table, row_group_size=None)
 _PANEL_ROW_GROUP = 1024 * 1024
 
@@ -76,20 +83,13 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
         No scene, or no clear pixel in any scene (exit 3).
     """
 
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     import shapely
 
     from uhi.aoi import load_aoi
     from uhi.grid.cells import build_cells, cell_quads
-    from uhi.grid.zonal import build_coverage, grid_key
     from uhi.heap import return_free_heap
     from uhi.morphology import cell_morphology
-    from uhi.parallel import dask_client, map_tasks
-    from uhi.progress import StageBar
-    from uhi.raster.composite import YearlyMeans
-    from uhi.raster.indices import ROWS_PER_BLOCK, SceneTask, process_scene, scene_grid
-    from uhi.raster.scene import group_by_solar_day, load_scenes
+    from uhi.raster.scene import load_scenes
 
     scenes = load_scenes(ws)
     aoi = load_aoi(config.city)
@@ -103,119 +103,11 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     for sub in ("scenes", "outputs"):
         remove_tree(stage / sub)  # a symlinked folder is unlinked, never followed
 
-    # one coverage matrix per pixel grid, shared by every scene and band on it
-    coverages: dict[Any, Any] = {}
-    grids: dict[Any, tuple[Any, Any]] = {}  # grid key -> (crs, transform)
-    grid_of: list[Any] = []
-    want_composites = "cog" in config.outputs.formats
-    tasks = []
-    for scene in scenes:
-        crs, transform, shape = scene_grid(scene)
-        key = grid_key(crs, transform, shape)
-        if key not in coverages:
-            coverages[key] = build_coverage(cell_quads(x, y, config.grid.zoom, crs), transform, shape)
-            coverages[key].row_blocks(ROWS_PER_BLOCK)  # split once here, not in every task
-            grids[key] = (crs, transform)
-        grid_of.append(key)
-        tasks.append(
-            SceneTask(
-                scene=scene,
-                masking=config.masking,
-                albedo_variant=config.indices.albedo,
-                coverage=coverages[key],
-                out_dir=(stage / "scenes" / safe_component(scene.scene_id)) if config.outputs.scene_rasters else None,
-                keep_rasters=want_composites,
-            )
-        )
-    log.info("compute: %d pixel grid(s), coverage built once each", len(coverages))
-
-    # Scenes are processed a chunk of solar days at a time and each day is reduced to its panel
-    # columns at once: a scene's accumulators take 8 x 5 float64 per cell (124 MB at 389k
-    # cells), so holding all 45 of a city-scale run cost 4 GB of the compute peak.
-    by_day = group_by_solar_day(scenes)
-    platform_of = {s.scene_id: s.platform for s in scenes}
-    position = {id(s): i for i, s in enumerate(scenes)}
-    threads = min(len(tasks), os.cpu_count() or 1, 4)
-    chunk_scenes = max(_CHUNK_SCENES_PER_THREAD * threads, 1)
-    chunks: list[list[tuple[Any, list[int]]]] = [[]]
-    for day, day_scenes in by_day.items():
-        if sum(len(ix) for _, ix in chunks[-1]) >= chunk_scenes:
-            chunks.append([])
-        chunks[-1].append((day, [position[id(s)] for s in day_scenes]))
-
-    used: list[int] = []
-    no_clear: list[int] = []
-    # yearly composites summed as the scenes come back, in scene order (uhi.raster.composite);
-    # a year is written as soon as the chunks have moved past it, so one year's sums are held
-    composites = YearlyMeans()
-    composite_jobs: list[Future[list[str]]] = []
-    days: list[tuple[Any, str, str, dict[str, np.ndarray]]] = []
-    water_w = np.zeros(len(cells))
-    water_v = np.zeros(len(cells))
-    # shares the run's client when `uhi run` opened one for the same settings (uhi.parallel)
-    # one bar for the stage, advanced per scene across chunks (a bar per chunk would restart)
-    # composites are written on their own thread (GDAL compresses without the GIL) while the
-    # next chunk of scenes is processed, instead of holding the scene threads up between chunks
-    with dask_client(config.dask.address, config.dask.workers) as client, StageBar(
-        len(tasks), desc="compute", unit="scene"
-    ) as bar, ThreadPoolExecutor(1, thread_name_prefix="uhi-composites") as composite_writer:
-        for ci, chunk in enumerate(chunks):
-            idx = [i for _, ix in chunk for i in ix]
-            done = map_tasks(process_scene, [tasks[i] for i in idx], threads=threads, client=client, bar=bar)
-            results = dict(zip(idx, done, strict=True))
-            for day, ix in chunk:
-                day_stats = []
-                for i in ix:
-                    res = results.pop(i)
-                    if res.clear_px == 0 or not (res.clear_weight > 0).any():
-                        no_clear.append(i)
-                        log.warning(
-                            "scene %s: no clear pixel over the area of interest (cloud, fill or masked); skipped",
-                            scenes[i].scene_id,
-                        )
-                        continue
-                    if not res.has_thermal:
-                        log.warning(
-                            "scene %s: no surface temperature (L2SR or no lwir11); LST skipped, indices kept",
-                            scenes[i].scene_id,
-                        )
-                    used.append(i)
-                    if res.rasters is not None:
-                        composites.add(grid_of[i], scenes[i].solar_day.year, res.rasters)
-                        res.rasters = None
-                    day_stats.append(res)
-                if not day_stats:
-                    continue
-                # same solar day, several scenes (adjacent rows of one path): pool their sums per cell
-                merged = day_stats[0]
-                for other in day_stats[1:]:
-                    merged.merge(other)
-                platforms = sorted({platform_of.get(sid) or "unknown" for sid in merged.scene_ids})
-                days.append(
-                    (
-                        day,
-                        "+".join(merged.scene_ids),
-                        "+".join(platforms),
-                        _day_columns(merged, config.compute.min_valid_share),
-                    )
-                )
-                water_w += merged.water.sum_w
-                water_v += merged.water.sum_wv + merged.water.shift * merged.water.sum_w
-                del merged, day_stats
-            del results
-            return_free_heap()  # the chunk's scene arrays and accumulators (see _panel)
-            next_year = chunks[ci + 1][0][0].year if ci + 1 < len(chunks) else None
-            for year in composites.years():
-                if next_year is None or year < next_year:
-                    composite_jobs.append(
-                        composite_writer.submit(
-                            _write_composites, ws, stage / "outputs" / "composites", composites.pop(year), grids
-                        )
-                    )
-        composite_paths = [path for job in composite_jobs for path in job.result()]
-    # the scenes are done: their coverage matrices go before the panel is built
-    pixel_grids = len(coverages)
-    del tasks, coverages
+    passed = _scene_pass(config, ws, scenes, cells, x, y)
+    used, no_clear, days = passed.used, passed.no_clear, passed.days
+    water_w, water_v, composite_paths = passed.water_w, passed.water_v, passed.composite_paths
+    pixel_grids = passed.pixel_grids
+    del passed
     return_free_heap()
     if not used:
         raise NoDataError(
@@ -270,6 +162,158 @@ def run(config: Config, ws: Workspace) -> dict[str, Any]:
     summary["suhi_series"] = _suhi_records(suhi_table)
     summary["suhi_trend"] = _suhi_trend(suhi_table)
     return summary
+
+
+@dataclass
+class _ScenePass:
+    """What the scene pass hands the rest of the stage."""
+
+    days: list[tuple[Any, str, str, dict[str, np.ndarray]]]  # (day, scene ids, platforms, _day_columns)
+    water_w: np.ndarray  # per cell, clear weight over all dates (pixel units)
+    water_v: np.ndarray  # per cell, water weight over all dates
+    used: list[int]  # positions in the scene list of the scenes with clear pixels
+    no_clear: list[int]  # and of those without
+    composite_paths: list[str]  # the yearly composites written (workspace paths)
+    pixel_grids: int
+
+
+def _scene_pass(config: Config, ws: Workspace, scenes: list[Any], cells: Any, x: np.ndarray, y: np.ndarray) -> _ScenePass:
+    """Every scene read, converted and summed per cell, merged per solar day; the yearly
+    composites written as the years finish.
+
+    The scenes run on worker threads (or Dask) in day order and come back in that order while
+    the next ones are read: at most ``_SCENES_AHEAD_PER_THREAD`` per thread are held, so the
+    main thread's day merges and composite sums overlap the reads (the former chunks of 8
+    scenes left both cores idle while each chunk was reduced).
+    """
+    import dataclasses
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from uhi.buffers import ArrayPool
+    from uhi.grid.cells import cell_quads
+    from uhi.grid.zonal import build_coverage, grid_key
+    from uhi.heap import return_free_heap
+    from uhi.parallel import dask_client, imap_tasks
+    from uhi.progress import StageBar
+    from uhi.raster.composite import YearlyMeans
+    from uhi.raster.indices import ROWS_PER_BLOCK, VARIABLES, SceneTask, process_scene, scene_grid
+    from uhi.raster.scene import group_by_solar_day
+
+    stage = ws.stage_dir("compute")
+    # one coverage matrix per pixel grid, shared by every scene and band on it
+    coverages: dict[Any, Any] = {}
+    grids: dict[Any, tuple[Any, Any]] = {}  # grid key -> (crs, transform)
+    grid_of: list[Any] = []
+    want_composites = "cog" in config.outputs.formats
+    tasks = []
+    for scene in scenes:
+        crs, transform, shape = scene_grid(scene)
+        key = grid_key(crs, transform, shape)
+        if key not in coverages:
+            coverages[key] = build_coverage(cell_quads(x, y, config.grid.zoom, crs), transform, shape)
+            coverages[key].row_blocks(ROWS_PER_BLOCK)  # split once here, not in every task
+            grids[key] = (crs, transform)
+        grid_of.append(key)
+        tasks.append(
+            SceneTask(
+                scene=scene,
+                masking=config.masking,
+                albedo_variant=config.indices.albedo,
+                coverage=coverages[key],
+                out_dir=(stage / "scenes" / safe_component(scene.scene_id)) if config.outputs.scene_rasters else None,
+                keep_rasters=want_composites,
+            )
+        )
+    log.info("compute: %d pixel grid(s), coverage built once each", len(coverages))
+
+    # Each solar day is reduced to its panel columns as soon as its scenes are back: a scene's
+    # accumulators take 19 float64 per cell (59 MB at 389k cells), so only the scenes in
+    # flight are held, never the whole run's.
+    position = {id(s): i for i, s in enumerate(scenes)}
+    day_scenes = [(day, [position[id(s)] for s in group]) for day, group in group_by_solar_day(scenes).items()]
+    platform_of = {s.scene_id: s.platform for s in scenes}
+    threads = min(len(tasks), os.cpu_count() or 1, 4)
+    out = _ScenePass([], np.zeros(len(cells)), np.zeros(len(cells)), [], [], [], len(coverages))
+    # yearly composites summed as the scenes come back, in scene order (uhi.raster.composite);
+    # a year is written as soon as the days have moved past it, so one year's sums are held,
+    # a file per job on two threads (GDAL compresses without the GIL): the last year's five
+    # files, written after the scenes, then take half the wall time
+    composites = YearlyMeans()
+    composite_jobs: list[Future[str]] = []
+    order = [i for _, ix in day_scenes for i in ix]
+    # the scenes' arrays go back to a pool once read and the next scenes take them: no fresh
+    # pages to fault in per scene (uhi.buffers); threads only, Dask workers allocate their own
+    pool = ArrayPool(_POOL_BYTES)
+    # shares the run's client when `uhi run` opened one for the same settings (uhi.parallel)
+    with dask_client(config.dask.address, config.dask.workers) as client, StageBar(
+        len(tasks), desc="compute", unit="scene"
+    ) as bar, ThreadPoolExecutor(2, thread_name_prefix="uhi-composites") as composite_writer:
+        if client is None:
+            tasks = [dataclasses.replace(task, pool=pool) for task in tasks]
+        results = imap_tasks(
+            process_scene, [tasks[i] for i in order], threads=threads, client=client,
+            ahead=_SCENES_AHEAD_PER_THREAD * threads, bar=bar,
+        )
+        since_trim = 0
+        for di, (day, ix) in enumerate(day_scenes):
+            day_stats = []
+            for i in ix:
+                res = next(results)
+                if res.clear_px == 0 or not (res.clear_weight > 0).any():
+                    out.no_clear.append(i)
+                    log.warning(
+                        "scene %s: no clear pixel over the area of interest (cloud, fill or masked); skipped",
+                        scenes[i].scene_id,
+                    )
+                    continue
+                if not res.has_thermal:
+                    log.warning(
+                        "scene %s: no surface temperature (L2SR or no lwir11); LST skipped, indices kept",
+                        scenes[i].scene_id,
+                    )
+                out.used.append(i)
+                if res.rasters is not None:
+                    composites.add(grid_of[i], scenes[i].solar_day.year, res.rasters)
+                    pool.give(*res.rasters.values())
+                    res.rasters = None
+                day_stats.append(res)
+            if day_stats:
+                # same solar day, several scenes (adjacent rows of one path): pool their sums per cell
+                merged = day_stats[0]
+                for other in day_stats[1:]:
+                    merged.merge(other)
+                platforms = sorted({platform_of.get(sid) or "unknown" for sid in merged.scene_ids})
+                columns = _day_columns(merged, config.compute.min_valid_share)
+                out.days.append((day, "+".join(merged.scene_ids), "+".join(platforms), columns))
+                out.water_w += merged.water.sum_w
+                out.water_v += merged.water.sum_wv + merged.water.shift * merged.water.sum_w
+                # the day's sums are read: their arrays serve the next scenes, unless a column
+                # kept a view of them
+                held = [a for stats in day_stats if stats.acc_set is not None for a in stats.acc_set.arrays()]
+                if not any(np.may_share_memory(col, a) for col in columns.values() for a in held):
+                    for stats in day_stats:
+                        stats.release(pool)
+                del merged
+            del day_stats
+            since_trim += len(ix)
+            if since_trim >= _TRIM_EVERY_SCENES:
+                return_free_heap()  # the scenes' arrays and accumulators (see _panel)
+                since_trim = 0
+            next_year = day_scenes[di + 1][0].year if di + 1 < len(day_scenes) else None
+            for year in composites.years():
+                if next_year is None or year < next_year:
+                    composite = composites.pop(year)
+                    for var in VARIABLES:
+                        if composite is not None and var in composite.means:
+                            composite_jobs.append(
+                                composite_writer.submit(
+                                    _write_composite, ws, stage / "outputs" / "composites", composite, var, grids
+                                )
+                            )
+        results.close()  # every scene is back: the worker threads end here, not at garbage collection
+        out.composite_paths = [job.result() for job in composite_jobs]
+    pool.clear()
+    return out
 
 
 def _suhi_trend(suhi_table: Any) -> dict[str, Any] | None:
@@ -584,20 +628,14 @@ def _write_gpkg(ws: Workspace, cells: Any, panel: Any, aoi_geometry: Any, city: 
     return ws.relative(path)
 
 
-def _write_composites(ws: Workspace, folder: Path, year: Any, grids: dict[Any, tuple[Any, Any]]) -> list[str]:
-    """Write one year's mean composites (``<var>_<year>.tif``); their workspace paths."""
-    from uhi.raster.indices import VARIABLES, write_composite
+def _write_composite(ws: Workspace, folder: Path, year: Any, var: str, grids: dict[Any, tuple[Any, Any]]) -> str:
+    """Write one variable's mean composite of one year (``<var>_<year>.tif``); its workspace path."""
+    from uhi.raster.indices import write_composite
 
-    if year is None:
-        return []
     crs, transform = grids[year.grid]
-    written: list[str] = []
-    for var in VARIABLES:
-        if var in year.means:
-            path = folder / f"{var}_{year.year}.tif"
-            write_composite(path, year.means[var], var, crs, transform)
-            written.append(ws.relative(path))
-    return written
+    path = folder / f"{var}_{year.year}.tif"
+    write_composite(path, year.means[var], var, crs, transform)
+    return ws.relative(path)
 
 
 SPEC = StageSpec(
