@@ -226,13 +226,16 @@ def bench_stage(n_cells: int, years: int) -> None:
 # part then also includes (the parts' CPU can sum past the stage's)
 _PARTS = {
     "read: panel, cells, yearly means": [("uhi.stages.model", "workspace_data")],
-    "read: sensor shares": [("uhi.stats.sensors", "sensor_shares")],
+    "read: sensor shares": [("uhi.stats.sensors", "sensor_shares")],  # before the panel was streamed
     "weights (knn build)": [("uhi.stats.weights", "weights_for_cells")],
     "log-det power traces": [("uhi.stats.spatial", "power_traces")],
-    "variance traces (SE of rho, lambda)": [("uhi.stats.spatial", "_variance_traces"), ("uhi.stats.panel", "_variance_traces")],
+    "variance traces (SE of rho, lambda)": [("uhi.stats.spatial", "_variance_traces"), ("uhi.stats.panel", "_variance_traces"),
+                                            ("uhi.stats.spatial", "inverse_frobenius_traces")],
     "fits (ols slx lag error fe)": [("uhi.stats.regression", "fit_ols"), ("uhi.stats.regression", "fit_slx"),
                                     ("uhi.stats.regression", "fit_fe"), ("uhi.stats.spatial", "fit_lag_ml"),
-                                    ("uhi.stats.spatial", "fit_lag_gm"), ("uhi.stats.spatial", "fit_error_ml")],
+                                    ("uhi.stats.spatial", "fit_lag_gm"), ("uhi.stats.spatial", "fit_error_ml"),
+                                    ("uhi.stats.spatial", "estimate_lag_ml"), ("uhi.stats.spatial", "estimate_error_ml"),
+                                    ("uhi.stats.spatial", "_finish_lag"), ("uhi.stats.spatial", "_finish_error")],
     "panel_fe fit": [("uhi.stats.panel", "fit_panel_fe_lag")],
     "LM and Moran tests": [("uhi.stats.diagnostics", "lm_tests"), ("uhi.stats.diagnostics", "moran_residuals"),
                            ("uhi.stats.diagnostics", "moran_value")],
@@ -247,7 +250,10 @@ _PARTS = {
 }
 
 
-_SIDE_THREAD = ("write: GeoPackage", "write: Parquet")  # beside the GeoJSON writes
+# beside the main thread: the GeoPackage and Parquet writes beside the GeoJSON ones, the power
+# traces ahead of their use (charged the CPU of their calling thread, not of the sparse
+# products' row-block threads, which the main thread's parts then include)
+_SIDE_THREAD = ("write: GeoPackage", "write: Parquet", "log-det power traces")
 
 
 def _wrap_parts(totals: dict[str, list[float]]) -> Callable[[], None]:

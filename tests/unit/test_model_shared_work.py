@@ -9,7 +9,18 @@ import pytest
 from uhi.stats.diagnostics import WeightsMoments, lm_tests, moran_residuals, moran_value
 from uhi.stats.hotspots import GiStarWeights, hotspots
 from uhi.stats.sensors import sensor_shares
-from uhi.stats.spatial import _THREADED_MIN_ROWS, _RowBlocks, power_traces, solve_spatial
+from uhi.stats.spatial import (
+    _THREADED_MIN_ROWS,
+    LogDeterminant,
+    _RowBlocks,
+    estimate_error_ml,
+    estimate_lag_ml,
+    fit_error_ml,
+    fit_lag_ml,
+    inverse_frobenius_traces,
+    power_traces,
+    solve_spatial,
+)
 from uhi.stats.weights import build_weights
 
 
@@ -83,14 +94,16 @@ def test_neumann_solve_equals_the_plain_series_loop() -> None:
     w32 = w.astype(np.float32)
     np.testing.assert_array_equal(solve_spatial(w32, 0.7, b32, rtol=1e-6), plain(w32, b32, 1e-6))
     # the power traces with probes equal to n would be dense; here a fixed seed gives the
-    # same estimate whether or not the product is split (it is split above the threshold)
+    # same estimate whether or not the product is split (it is split above the threshold):
+    # the same float32 iterates bit for bit, and z'W^k z summed in float64 per row block
+    # (then exactly, by math.fsum) rather than in one pass, so equal to float64 rounding
     t = power_traces(w, 6, probes=4, seed=5)
     z = (np.random.default_rng(5).integers(0, 2, size=(n, 4), dtype=np.int8) * 2 - 1).astype(np.float32)
     v = z
     for k in range(1, 7):
         v = w32 @ v
         if k >= 3:
-            assert t[k] == float(np.einsum("ij,ij->", z, v, dtype=np.float64)) / 4
+            assert t[k] == pytest.approx(float(np.einsum("ij,ij->", z, v, dtype=np.float64)) / 4, rel=1e-14, abs=0)
 
 
 def test_one_weights_moments_serves_every_response_unchanged() -> None:
@@ -118,3 +131,55 @@ def test_gi_star_weights_shared_across_variables_give_the_same_hotspots(permutat
         b = hotspots(values, sw.binary, permutations=permutations)
         for field in ("z", "p", "q", "klass"):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def _dense_frobenius(w: object, rho: float, z: np.ndarray) -> tuple[float, float]:
+    """Independent reference: (1/p) ||W (I - rho W)^-1 Z||_F^2 and the exact tr(B'B), densely."""
+    dense = w.toarray()
+    b = dense @ np.linalg.inv(np.eye(dense.shape[0]) - rho * dense)
+    bz = b @ z.astype(float)
+    return float(np.sum(bz * bz)) / z.shape[1], float(np.sum(b * b))
+
+
+def test_inverse_frobenius_traces_of_several_rhos_equal_dense_solves_with_the_same_probes() -> None:
+    # one pass of W's powers serves every rho: each value is the Hutchinson estimate a dense
+    # inverse gives with the same probes (float32 products: ~1e-6), and near the exact trace
+    n, probes = 1_200, 32
+    _, sw = _grid_weights(n, seed=10)
+    w = sw.row_standardised()
+    z = (np.random.default_rng(11).integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
+    rhos = [-0.3, 0.0, 0.45, 0.8]
+    got = inverse_frobenius_traces(w, rhos, probes=probes, seed=11, rtol=1e-10)
+    for rho, value in zip(rhos, got, strict=True):
+        assert value == pytest.approx(_dense_frobenius(w, rho, z)[0], rel=1e-6)
+    # with many probes the estimates approach the exact traces (Monte Carlo error ~1 %)
+    many = inverse_frobenius_traces(w, rhos, probes=400, seed=11)
+    for rho, value in zip(rhos, many, strict=True):
+        assert value == pytest.approx(_dense_frobenius(w, rho, z)[1], rel=0.03)
+    # a rho computed alone gives the same value bit for bit as within the shared pass
+    for rho, value in zip(rhos, inverse_frobenius_traces(w, rhos, probes=probes, seed=11), strict=True):
+        assert inverse_frobenius_traces(w, [rho], probes=probes, seed=11)[0] == value
+        # and what a separate Neumann solve of the same probes gave (the code before sharing),
+        # which stops on the same term: equal up to float32 rounding
+        v = solve_spatial(w.astype(np.float32), rho, z, rtol=1e-6)
+        bz = w.astype(np.float32) @ v
+        assert value == pytest.approx(float(np.einsum("ij,ij->", bz, bz, dtype=np.float64)) / probes, rel=1e-6)
+
+
+def test_lag_and_error_fits_sharing_variance_traces_equal_the_fits_alone() -> None:
+    n = 1_500
+    xy, sw = _grid_weights(n, seed=12)
+    w = sw.row_standardised()
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(n, 2))
+    y = solve_spatial(w, 0.6, 1.0 + x @ np.array([2.0, -1.0]) + rng.normal(size=n))
+    shared = LogDeterminant(w, method="traces")
+    lag = estimate_lag_ml(y, x, ["a", "b"], w, logdet=shared)
+    err = estimate_error_ml(y, x, ["a", "b"], w, logdet=shared)
+    shared.share_variance_traces([lag.param, err.param])
+    for est, alone in ((lag, fit_lag_ml), (err, fit_error_ml)):
+        a = est.finish()
+        b = alone(y, x, ["a", "b"], w, logdet=LogDeterminant(w, method="traces"))
+        for field in ("coefficients", "std_errors", "p_values"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+        assert (a.rho, a.rho_se, a.lam, a.lam_se, a.loglik) == (b.rho, b.rho_se, b.lam, b.lam_se, b.loglik)

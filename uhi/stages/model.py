@@ -122,11 +122,247 @@ def _check_numeric(frame: Any, cols: Sequence[str], where: str) -> None:
         raise InputError(f"non-numeric column(s) {kinds} in {where}; give numeric y and x columns")
 
 
+def _check_numeric_schema(path: Path, cols: Sequence[str], where: str) -> None:
+    """Refuse non-numeric panel columns from the Parquet schema alone (nothing read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    bad = {c: str(schema.field(c).type) for c in cols
+           if not (pa.types.is_integer(schema.field(c).type) or pa.types.is_floating(schema.field(c).type)
+                   or pa.types.is_boolean(schema.field(c).type))}
+    if bad:
+        raise InputError(f"non-numeric column(s) {bad} in {where}; give numeric y and x columns")
+
+
+@dataclass
+class _CellYearMeans:
+    """Per (cell, year) with panel rows: the cells' ids and rows in the cells table, the years,
+    each column's mean and, with a response given, each sensor's share of its valid rows."""
+
+    cell_ids: np.ndarray
+    cell_rows: np.ndarray
+    years: np.ndarray
+    values: dict[str, np.ndarray]
+    shares: dict[str, np.ndarray]
+
+
+def _fixed_width(strings: Any) -> tuple[np.ndarray, int] | None:
+    """The UTF-8 bytes of an Arrow string array as (rows, width) when every string has one
+    byte width and none is null, else None."""
+    import pyarrow as pa
+
+    if strings.null_count or not len(strings) or not (
+            pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
+        return None
+    bufs = strings.buffers()
+    kind = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    offsets = np.frombuffer(bufs[1], dtype=kind)[strings.offset:strings.offset + len(strings) + 1]
+    width = int(offsets[1] - offsets[0])
+    if width == 0 or not np.all(np.diff(offsets) == width):
+        return None
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
+    return data.reshape(len(strings), width), width
+
+
+class _CellLookup:
+    """Panel cell ids to their row in cells.parquet (-1: an id not there).
+
+    compute writes the panel date by date, every date's rows in the order of cells.parquet, so
+    a row group's ids are that order from some row on, wrapping round. When a row group's id
+    bytes equal that sequence exactly (checked byte for byte, a few ms per million rows), each
+    row's cell follows from its index; otherwise (any other layout) the ids are looked up.
+    Either gives the same rows; only the cost differs: hashing the 16M ids of the 30 km panel
+    (reading them as a Parquet dictionary) took ~3 CPU-s.
+
+    Parameters
+    ----------
+    layout_ids
+        Every cell id in cells.parquet's order.
+    """
+
+    def __init__(self, layout_ids: np.ndarray) -> None:
+        import pandas as pd
+        import pyarrow as pa
+
+        self.index = pd.Index(layout_ids)
+        fixed = _fixed_width(pa.array(layout_ids, type=pa.string())) if len(layout_ids) else None
+        self.layout_bytes = None if fixed is None else fixed[0].copy()
+
+    def rows(self, column: Any) -> np.ndarray:
+        """cells.parquet row of each row of an Arrow (chunked) string column."""
+        parts = [self._chunk(chunk) for chunk in column.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def _in_layout(self, rows: np.ndarray) -> np.ndarray | None:
+        """Indices into the layout when ``rows`` (ids as bytes) follow it cyclically, else None."""
+        ref = self.layout_bytes
+        if ref is None or rows.shape[1] != ref.shape[1]:
+            return None
+        first = np.flatnonzero((ref == rows[0]).all(axis=1))
+        if first.size != 1:
+            return None
+        start, n = int(first[0]), ref.shape[0]
+        at = 0
+        while at < rows.shape[0]:  # compare slice by slice: the layout from start, then from 0
+            take = min(n - (start + at) % n, rows.shape[0] - at)
+            lo = (start + at) % n
+            if not np.array_equal(rows[at:at + take], ref[lo:lo + take]):
+                return None
+            at += take
+        return (start + np.arange(rows.shape[0], dtype=np.int64)) % n
+
+    def _chunk(self, strings: Any) -> np.ndarray:
+        import pyarrow.compute as pc
+
+        fixed = _fixed_width(strings)
+        if fixed is not None:
+            found = self._in_layout(fixed[0])
+            if found is not None:
+                return found
+        encoded = pc.dictionary_encode(strings)
+        lookup = np.append(self.index.get_indexer(encoded.dictionary.to_numpy(zero_copy_only=False)), -1)
+        return lookup[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)]
+
+
+def _dictionary_codes(column: Any, per_dictionary: Any) -> np.ndarray:
+    """Per row of a dictionary-encoded Arrow column, ``per_dictionary(dictionary)[index]``
+    (-1 for a null)."""
+    parts = []
+    for chunk in column.chunks:
+        lookup = np.append(np.asarray(per_dictionary(chunk.dictionary), dtype=np.int64), -1)
+        idx = chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        parts.append(lookup[idx])  # -1 (null) picks the appended -1
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _panel_years(f: Any) -> tuple[int, int] | None:
+    """First and last ``year`` of the panel, from the row groups' statistics when written."""
+    col = f.schema_arrow.names.index("year")
+    lo: int | None = None
+    hi: int | None = None
+    for i in range(f.num_row_groups):
+        rg = f.metadata.row_group(i)
+        if rg.num_rows == 0:
+            continue
+        st = rg.column(col).statistics
+        if st is None or not st.has_min_max:
+            years = f.read(columns=["year"]).column("year").drop_null().to_numpy()
+            return (int(years.min()), int(years.max())) if years.size else None
+        lo = int(st.min) if lo is None else min(lo, int(st.min))
+        hi = int(st.max) if hi is None else max(hi, int(st.max))
+    return None if lo is None else (lo, hi)  # type: ignore[return-value]
+
+
+def _row_groups(f: Any, columns: list[str]) -> Any:
+    """The file's row groups in order, the next one read on a thread while this one is used
+    (Arrow's decoding releases the GIL, the means' kernel too)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(f.read_row_group, 0, columns=columns) if f.num_row_groups else None
+        for i in range(f.num_row_groups):
+            t = ahead.result()  # type: ignore[union-attr]
+            ahead = pool.submit(f.read_row_group, i + 1, columns=columns) if i + 1 < f.num_row_groups else None
+            yield t
+
+
+def _panel_cell_year_means(
+    path: Path, cell_ids: np.ndarray, columns: list[str], months: Sequence[int], response: str | None,
+    layout_ids: np.ndarray | None = None,
+) -> _CellYearMeans:
+    """Per (cell, year), the mean over the panel rows of ``months`` of each column, streamed.
+
+    Row group by row group in the file's row order, so each mean is the same compensated sum
+    as pandas' ``groupby(["cell", "year"]).mean()`` of the whole panel (bit for bit;
+    uhi.stats.grouped.GroupedMeans), in the order of a sorted groupby (cell id, then year), for
+    the cells of ``cell_ids`` only (the panel rows of other cells, e.g. water, are skipped). The
+    30 km panel (16M rows) took ~10 s read whole into pandas and grouped, about 3 s this way,
+    and never holds more than one row group.
+
+    With ``response``, each sensor's share of the (cell, year)'s rows whose response is finite
+    (uhi.stats.sensors.sensor_shares), for the sensors with such a row anywhere in the panel.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from uhi.stats.grouped import GroupedMeans
+    from uhi.stats.sensors import SENSOR_ORDER, sensor_column, sensor_index
+
+    ids = np.asarray(cell_ids, dtype=object)
+    layout = ids if layout_ids is None else np.asarray(layout_ids, dtype=object)
+    lookup = _CellLookup(layout)
+    # groups are (cells.parquet row, year), in the panel's own row order for memory locality;
+    # the modelled cells' order (sorted ids, then year) is restored at the end
+    modelled = np.zeros(layout.size, dtype=bool)
+    layout_of = np.asarray(lookup.index.get_indexer(ids), dtype=np.int64)
+    if (layout_of < 0).any():
+        raise InputError("cells to model missing from cells.parquet's ids")  # a programming error
+    modelled[layout_of] = True
+    names = pq.read_schema(path).names
+    f = pq.ParquetFile(path, read_dictionary=["platform"] if "platform" in names else [])
+    span = _panel_years(f) if f.metadata.num_rows else None
+    first, n_years = (span[0], span[1] - span[0] + 1) if span else (0, 1)
+    acc = GroupedMeans(layout.size * n_years, columns)
+    counts = np.zeros((len(SENSOR_ORDER), layout.size * n_years), dtype=np.int64)
+    seen = np.zeros(len(SENSOR_ORDER), dtype=bool)
+    month_set = pa.array(sorted({int(mo) for mo in months}), pa.int64())
+    read_cols = list(dict.fromkeys(["cell", "year", *columns, *(["date"] if "date" in names else []),
+                                    *(["platform"] if response else [])]))
+    for t in _row_groups(f, read_cols):
+        if t.num_rows == 0:
+            continue
+        cell = lookup.rows(t["cell"])
+        year = t["year"].fill_null(first - 1).to_numpy(zero_copy_only=False).astype(np.int64) - first
+        ok = (cell >= 0) & (year >= 0) & (year < n_years)
+        ok[ok] = modelled[cell[ok]]
+        in_months = np.ones(t.num_rows, dtype=bool)
+        if "date" in names:
+            in_months = pc.fill_null(pc.is_in(pc.month(t["date"]), value_set=month_set),
+                                     False).to_numpy(zero_copy_only=False)
+        labels = np.where(ok & in_months, cell * n_years + year, -1)
+        values = {c: t[c].to_numpy(zero_copy_only=False).astype(np.float64, copy=False) for c in columns}
+        acc.add(labels, values)
+        if response:
+            sensor = _dictionary_codes(t["platform"], lambda d: sensor_index(d.to_pylist()))
+            valid = np.isfinite(values[response]) & (sensor >= 0) & in_months
+            seen |= np.bincount(sensor[valid], minlength=len(SENSOR_ORDER)).astype(bool)
+            valid &= labels >= 0
+            for s in np.flatnonzero(np.bincount(sensor[valid], minlength=len(SENSOR_ORDER))):
+                counts[s] += np.bincount(labels[valid & (sensor == s)], minlength=counts.shape[1])
+    present, means = acc.result()
+    # the order of a sorted groupby: cell id (code point order, as Python sorts str), then year
+    cell_rows, years = present // n_years, present % n_years
+    rank = np.empty(layout.size, dtype=np.int64)
+    rank[np.argsort(layout.astype(str), kind="stable")] = np.arange(layout.size)
+    order = np.argsort(rank[cell_rows] * n_years + years, kind="stable")
+    present, cell_rows, years = present[order], cell_rows[order], years[order]
+    means = {c: v[order] for c, v in means.items()}
+    shares: dict[str, np.ndarray] = {}
+    if response:
+        # the same integer counts as sensor_shares, so the same shares; a cell-year without
+        # a valid row of a known sensor has share 0 of each (as the left join filled it)
+        here = counts[:, present][seen]
+        total = here.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = here / total
+        ratio[:, total == 0] = 0.0
+        shares = {sensor_column(SENSOR_ORDER[s]): ratio[j] for j, s in enumerate(np.flatnonzero(seen))}
+    year_type = f.schema_arrow.field("year").type.to_pandas_dtype()
+    kept_of = np.full(layout.size, -1, dtype=np.int64)
+    kept_of[layout_of] = np.arange(layout_of.size)
+    kept_row = kept_of[cell_rows]  # row in the modelled cells' table
+    return _CellYearMeans(cell_ids=layout[cell_rows], cell_rows=kept_row,
+                          years=(years + first).astype(year_type), values=means, shares=shares)
+
+
 def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelRequest]:
     """Per (cell, year) summer means of the panel joined to the cells' static columns."""
     import geopandas as gpd
+    import pandas as pd
 
-    from uhi.panel import panel_columns, read_panel
+    from uhi.panel import panel_columns
 
     for p in (ws.cells, ws.panel):
         if not p.is_file():
@@ -134,7 +370,10 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     from uhi.stats.water import exclude_water_cells
 
     m = config.model
-    cells, water = exclude_water_cells(gpd.read_parquet(ws.cells), m.max_water_share)
+    all_cells = gpd.read_parquet(ws.cells)
+    layout_ids = all_cells["cell"].to_numpy()
+    cells, water = exclude_water_cells(all_cells, m.max_water_share)
+    del all_cells
     if water["cells_left_out_water"]:
         log.info("model: %d of %d cells are more than %g water and left out", water["cells_left_out_water"],
                  water["cells"], m.max_water_share)
@@ -149,43 +388,25 @@ def workspace_data(config: Config, ws: Workspace) -> tuple[ModelData, ModelReque
     available = set(panel_cols) | set(cells.columns)
     _check_columns(sorted(available), needed, "compute/panel.parquet and compute/cells.parquet")
     from_panel = [c for c in dict.fromkeys([*needed, hot]) if c in panel_cols and c not in ("cell", "year")]
-    # only the columns the models use, summer months filtered while reading (uhi/panel.py)
     with_platform = m.sensor_effects and "platform" in panel_cols and m.y in from_panel
-    panel = read_panel(ws.panel, ["cell", "year", *from_panel, *(["platform"] if with_platform else [])],
-                       months=config.time.months)
-    _check_numeric(panel, [c for c in from_panel if c in needed], "compute/panel.parquet")
+    _check_numeric_schema(ws.panel, [c for c in from_panel if c in needed], "compute/panel.parquet")
     from_cells = [c for c in needed if c not in from_panel]
     _check_numeric(cells, from_cells, "compute/cells.parquet")
-    # the summer composite of each year: the mean over that year's dates (docs/science.md, forecasting)
-    from uhi.stats.grouped import cell_year_means
-
-    yearly = cell_year_means(panel["cell"], panel["year"].to_numpy(),
-                             {c: panel[c].to_numpy(dtype=np.float64) for c in from_panel})
-    sensor_cols: list[str] = []
-    if with_platform:
-        from uhi.stats.sensors import sensor_shares
-
-        # only observations with a response enter its yearly mean, so only they count
-        # the categorical columns as they are: 16 million Python strings would cost seconds
-        shares = sensor_shares(panel["cell"], panel["year"].to_numpy(), panel["platform"],
-                               np.isfinite(panel[m.y].to_numpy(dtype=float)))
-        sensor_cols = [c for c in shares.columns if c not in ("cell", "year")]
-        if len(sensor_cols) > 1:
-            yearly["cell"] = yearly["cell"].astype(object)
-            shares["cell"] = shares["cell"].astype(object)
-            yearly = yearly.merge(shares, on=["cell", "year"], how="left")
-            yearly[sensor_cols] = yearly[sensor_cols].fillna(0.0)
-        else:
-            sensor_cols = []
-    del panel
-    yearly["cell"] = yearly["cell"].astype(object)
-    # the inner join below drops the panel rows of the water cells left out above
-    keep_cells = ["cell", *from_cells]
+    # the summer composite of each year: the mean over that year's dates (docs/science.md,
+    # forecasting), with the sensor shares of its observations, streamed from the panel
+    means = _panel_cell_year_means(ws.panel, cells["cell"].to_numpy(), from_panel, config.time.months,
+                                   m.y if with_platform else None, layout_ids)
+    keep_cells = [*from_cells]
     zone_col = m.zone_col if m.zone_col in cells.columns else None
     if zone_col and zone_col not in keep_cells:
         keep_cells.append(zone_col)
-    table = yearly.merge(cells[keep_cells], on="cell", how="inner")
-    table = table.rename(columns={"cell": "unit", "year": "period"})
+    static = cells[keep_cells].iloc[means.cell_rows].reset_index(drop=True)
+    sensor_cols = list(means.shares) if len(means.shares) > 1 else []
+    table = pd.concat([
+        pd.DataFrame({"unit": means.cell_ids, "period": means.years, **means.values,
+                      **{c: means.shares[c] for c in sensor_cols}}),
+        static,
+    ], axis=1)
     if hot not in table.columns:
         hot = m.y
     units = cells.set_index("cell")
@@ -325,17 +546,27 @@ class _WeightsCache:
     impacts traces), W's own traces for the LM and Moran tests, and Gi*'s star weights.
     """
 
-    def __init__(self, units: Any, spec: str) -> None:
+    def __init__(self, units: Any, spec: str, *, prefetch_traces: bool = False) -> None:
         self.units = units
         self.spec = spec
+        # the power traces of each new W start on a thread while the main thread goes on
+        # (the other periods' weights, Gi*): scipy's sparse products and numpy's sums release
+        # the GIL, so they use the second core; the values are the same, computed once
+        self._prefetch: Any = None
+        if prefetch_traces:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._prefetch = ThreadPoolExecutor(1)
         self._cache: dict[bytes, Any] = {}
         self._logdets: dict[int, Any] = {}
         self._moments: dict[int, Any] = {}
         self._stars: dict[int, Any] = {}
         self._info: dict[int, Any] = {}
+        self._lean_units: Any = None
 
     def logdet(self, sw: Any) -> Any:
         """One log-determinant (and its traces) per weights matrix, shared across models/years."""
+        from uhi.stats.diagnostics import WeightsMoments
         from uhi.stats.spatial import LogDeterminant
 
         key = id(sw)
@@ -343,18 +574,26 @@ class _WeightsCache:
             if len(self._logdets) > 4:
                 self._logdets.clear()
                 self._moments.clear()
-            self._logdets[key] = (sw, LogDeterminant(sw.row_standardised()))
+            w = sw.row_standardised()
+            moments = WeightsMoments(w)
+            # tr(WW) is the log-determinant's second trace and the LM tests' too: summed once
+            ld = LogDeterminant(w, trace_ww=lambda: moments.tr_ww)
+            self._logdets[key] = (sw, ld)
+            self._moments[key] = moments
+            if self._prefetch is not None and ld.method == "traces":
+                self._prefetch.submit(lambda: ld.traces)
         return self._logdets[key][1]
+
+    def close(self) -> None:
+        """Wait for traces still being computed ahead and let their thread go."""
+        if self._prefetch is not None:
+            self._prefetch.shutdown(wait=True, cancel_futures=True)
+            self._prefetch = None
 
     def moments(self, sw: Any) -> Any:
         """W's traces for the LM and residual Moran tests, once per weights matrix."""
-        from uhi.stats.diagnostics import WeightsMoments
-
-        ld = self.logdet(sw)
-        key = id(sw)
-        if key not in self._moments:
-            self._moments[key] = WeightsMoments(ld.w)
-        return self._moments[key]
+        self.logdet(sw)
+        return self._moments[id(sw)]
 
     def info(self, sw: Any) -> dict[str, int]:
         """Islands, connected components and size of a weights matrix, once per matrix."""
@@ -362,6 +601,23 @@ class _WeightsCache:
         if key not in self._info:
             self._info[key] = (sw, {"islands": int(sw.islands.size), "components": sw.components(), "n": sw.n})
         return dict(self._info[key][1])
+
+    def _lean(self) -> Any:
+        """The units' table without geometries when the weights do not need them.
+
+        KNN and distance weights use x_m/y_m, queen and rook the tile indices when present:
+        selecting 384k shapely geometries per cell set cost about as much as the KNN itself.
+        """
+        from uhi.stats.weights import parse_weights_spec
+
+        if self._lean_units is None:
+            kind, _ = parse_weights_spec(self.spec)
+            tiles = {"tile_x", "tile_y"} <= set(self.units.columns)
+            needs_geometry = kind in ("queen", "rook") and not tiles
+            geometry = getattr(getattr(self.units, "geometry", None), "name", None)
+            lean = needs_geometry or geometry not in self.units.columns
+            self._lean_units = self.units if lean else self.units.drop(columns=geometry)
+        return self._lean_units
 
     def star(self, sw: Any) -> Any:
         """Gi*'s star weights of the binary matrix, once per weights matrix."""
@@ -380,7 +636,7 @@ class _WeightsCache:
         key = np.ascontiguousarray(ids).tobytes()
         if key in self._cache:
             return self._cache[key]
-        sw = weights_for_cells(self.units.loc[ids], self.spec)
+        sw = weights_for_cells(self._lean().loc[ids], self.spec)
         if len(self._cache) > 4:
             self._cache.clear()
         self._cache[key] = sw
@@ -399,6 +655,59 @@ def _validate(req: ModelRequest) -> None:
         raise ConfigError(f"unknown lag estimator {req.lag_estimator!r}; use ml or 2sls")
 
 
+@dataclass
+class _PeriodJob:
+    """One period's rows ready to fit: response, regressors, cells, weights and their caches."""
+
+    period: Any
+    ids: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    names: list[str]
+    sw: Any
+    zones: np.ndarray | None
+    logdet: Any
+    moments: Any
+    estimates: dict[str, Any] = field(default_factory=dict)  # lag/error ML point estimates
+    seconds: dict[str, float] = field(default_factory=dict)
+    design_checked: bool = False  # [1, x] passed check_design (once for ols, lag and error)
+
+
+def _estimate_spatial(jobs: Sequence[_PeriodJob], models: Sequence[str], lag_estimator: str) -> None:
+    """The ML lag and error point estimates of every period, then their variance traces shared.
+
+    The standard errors of rho and lambda need tr((W A^-1)'(W A^-1)) at each fit's own value;
+    with every value known first, the fits on one weights matrix (the years on the same cells)
+    get them from one pass of W's powers instead of one Neumann solve each (15 solves of 16
+    probes on the 30 km city, 3 passes now; values equal at float32 rounding).
+    """
+    from uhi.stats.regression import check_design
+    from uhi.stats.spatial import estimate_error_ml, estimate_lag_ml
+
+    wanted = [m for m in ("lag", "error") if m in models and not (m == "lag" and lag_estimator == "2sls")]
+    by_logdet: dict[int, tuple[Any, list[_PeriodJob]]] = {}
+    for job in jobs:
+        w = job.logdet.w
+        if wanted:
+            # ols, lag and error share the design [1, x]: it is checked once for the three
+            check_design(np.column_stack([np.ones(len(job.y)), job.x]), ["const", *job.names])
+            job.design_checked = True
+        for name in wanted:
+            t0 = time.perf_counter()
+            fn = estimate_lag_ml if name == "lag" else estimate_error_ml
+            job.estimates[name] = fn(job.y, job.x, job.names, w, logdet=job.logdet, design_checked=True)
+            job.seconds[name] = time.perf_counter() - t0
+        by_logdet.setdefault(id(job.logdet), (job.logdet, []))[1].append(job)
+    for ld, sharing in by_logdet.values():
+        t0 = time.perf_counter()
+        ld.share_variance_traces([est.param for job in sharing for est in job.estimates.values()])
+        # the shared pass is charged to the fits that share it, in equal parts
+        each = (time.perf_counter() - t0) / max(sum(len(job.estimates) for job in sharing), 1)
+        for job in sharing:
+            for name in job.estimates:
+                job.seconds[name] += each
+
+
 def _fit_period(
     models: Sequence[str],
     y: np.ndarray,
@@ -409,6 +718,8 @@ def _fit_period(
     logdet: Any,
     lag_estimator: str = "ml",
     moments: Any = None,
+    estimates: dict[str, Any] | None = None,
+    design_checked: bool = False,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     from uhi.stats.diagnostics import lm_tests, moran_residuals, moran_value
     from uhi.stats.impacts import lag_impacts
@@ -419,10 +730,11 @@ def _fit_period(
     out: dict[str, Any] = {}
     secs: dict[str, float] = {}
     skipped: dict[str, str] = {}
+    est = estimates or {}
     for name in models:
         t0 = time.perf_counter()
         if name == "ols":
-            fit = fit_ols(y, x, names)
+            fit = fit_ols(y, x, names, design_checked=design_checked)
             xc = np.column_stack([np.ones(len(y)), x])
             fit.diagnostics.update(lm_tests(y, xc, fit.residuals, w, moments=moments))
             fit.diagnostics.update(moran_residuals(fit.residuals, xc, w, moments=moments))
@@ -430,11 +742,14 @@ def _fit_period(
             fit = fit_slx(y, x, names, w)
             fit.diagnostics["moran_i"] = moran_value(fit.residuals, w, moments=moments)
         elif name == "lag":
-            fit = fit_lag_gm(y, x, names, w) if lag_estimator == "2sls" else fit_lag_ml(y, x, names, w, logdet=logdet)
+            if lag_estimator == "2sls":
+                fit = fit_lag_gm(y, x, names, w)
+            else:
+                fit = est["lag"].finish() if "lag" in est else fit_lag_ml(y, x, names, w, logdet=logdet)
             fit.impacts = lag_impacts(fit.rho or 0.0, fit.coefficients, fit.names, w, logdet=logdet)
             fit.diagnostics["moran_i"] = moran_value(fit.residuals, w, moments=moments)
         elif name == "error":
-            fit = fit_error_ml(y, x, names, w, logdet=logdet)
+            fit = est["error"].finish() if "error" in est else fit_error_ml(y, x, names, w, logdet=logdet)
             innovations = fit.residuals - (fit.lam or 0.0) * np.asarray(w @ fit.residuals)
             fit.diagnostics["moran_i"] = moran_value(innovations, w, moments=moments)
         elif name == "fe":
@@ -452,7 +767,7 @@ def _fit_period(
 
 def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
     """Fit every requested model per period (and the panel across periods), plus Gi*."""
-    from uhi.stats.hotspots import hotspots
+
 
     _validate(req)
     table = data.table
@@ -484,26 +799,42 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
         cols = [req.y, *names]
         req = replace(req, x=tuple(names))
     res.x_used = list(names)
-    cache = _WeightsCache(data.units, req.weights)
+    cache = _WeightsCache(data.units, req.weights,
+                          prefetch_traces=any(m in req.models for m in ("lag", "error", "panel_fe")))
+    try:
+        return _fit_with(data, req, res, table, names, cols, periods, cache)
+    finally:
+        cache.close()
+
+
+def _fit_with(data: ModelData, req: ModelRequest, res: _Fitted, table: Any, names: list[str], cols: list[str],
+              periods: list[Any], cache: _WeightsCache) -> _Fitted:
+    import pandas as pd
+
+    from uhi.stats.hotspots import hotspots
+
     per_period = [m for m in req.models if m in _PER_PERIOD]
     if "fe" in req.models and req.zone_col is None:
         res.skipped["fe"] = data.notes.get("fe_skipped", "no zone column given (--zone-col)")
     total_used = 0
+    jobs: list[_PeriodJob] = []
     from uhi.progress import progress
 
-    # one step per period (every model fitted for it, then Gi*); a terminal shows the bar
+    # one step per period (its rows, weights and Gi*; the fits follow once every period is ready,
+    # so the fits on one weights matrix share their work); a terminal shows the bar
+    column = _TableColumns(table)
     for period in progress(periods, total=len(periods), desc="model", unit=data.period_name or "fit"):
-        rows = table[table["period"] == period]
-        values = rows[cols].to_numpy(dtype=float)
+        # the period's rows as positions into the table's columns (no sub-table copied per period)
+        sel = np.flatnonzero(column("period") == period)
+        values = np.column_stack([column(c, float)[sel] for c in cols])
         ok = np.isfinite(values).all(axis=1)
         zones = None
         if req.zone_col is not None and "fe" in req.models:
-            zone_ok = rows[req.zone_col].notna().to_numpy()
-            ok &= zone_ok
-        dropped = int(len(rows) - ok.sum())
-        res.rows[period] = {"rows": int(len(rows)), "used": int(ok.sum()), "dropped_nan": dropped}
+            ok &= np.asarray(pd.notna(column(req.zone_col)[sel]), dtype=bool)
+        dropped = int(sel.size - ok.sum())
+        res.rows[period] = {"rows": int(sel.size), "used": int(ok.sum()), "dropped_nan": dropped}
         if dropped:
-            log.warning("model: %s %s: %d of %d rows have NaN in %s and were dropped", data.period_name or "data", period, dropped, len(rows), cols)
+            log.warning("model: %s %s: %d of %d rows have NaN in %s and were dropped", data.period_name or "data", period, dropped, sel.size, cols)
         n_ok = int(ok.sum())
         if n_ok < len(names) + 3:
             res.skipped[f"period {period}"] = f"{n_ok} complete rows for {len(names) + 1} coefficients"
@@ -517,55 +848,117 @@ def fit_all(data: ModelData, req: ModelRequest) -> _Fitted:
         if req.sensor_cols:
             from uhi.stats.sensors import sensor_terms
 
-            terms, why = sensor_terms({c: rows[c].to_numpy(dtype=float)[ok] for c in req.sensor_cols})
+            terms, why = sensor_terms({c: column(c, float)[sel][ok] for c in req.sensor_cols})
             res.sensor_terms[period] = why
             if terms and n_ok >= len(names) + len(terms) + 3:
-                x_ok = np.column_stack([x_ok, rows[terms].to_numpy(dtype=float)[ok]])
+                x_ok = np.column_stack([x_ok, *(column(c, float)[sel][ok] for c in terms)])
                 names_p = [*names, *terms]
             elif terms:
                 res.sensor_terms[period] = f"{why}; too few rows ({n_ok}) for the sensor terms: left out"
         total_used += n_ok
-        ids = rows["unit"].to_numpy()[ok]
+        ids = column("unit")[sel][ok]
         sw = cache.get(ids)
         res.weights_info[period] = cache.info(sw)
         if sw.islands.size:
             log.warning("model: %s: %d observations have no neighbour under %s (islands)", period, sw.islands.size, req.weights)
         if req.zone_col is not None:
-            zones = rows[req.zone_col].to_numpy()[ok]
-        fits, secs, _ = _fit_period(per_period, values[ok, 0], x_ok, names_p, sw, zones, cache.logdet(sw),
-                                    req.lag_estimator, cache.moments(sw))
-        for m, fit in fits.items():
-            res.fits.setdefault(m, {})[period] = fit
-            res.units.setdefault(m, {})[period] = ids
-            res.observed.setdefault(m, {})[period] = values[ok, 0]
-            res.seconds[m] = res.seconds.get(m, 0.0) + secs[m]
+            zones = column(req.zone_col)[sel][ok]
+        jobs.append(_PeriodJob(period, ids, values[ok, 0], x_ok, names_p, sw, zones, cache.logdet(sw),
+                               cache.moments(sw)))
         if req.hotspot_col is not None:
-            hv = rows[req.hotspot_col].to_numpy(dtype=float)
+            hv = column(req.hotspot_col, float)[sel]
             hok = np.isfinite(hv)
             if hok.sum() >= 3:
-                hids = rows["unit"].to_numpy()[hok]
+                hids = column("unit")[sel][hok]
                 hs = cache.get(hids)
                 res.hotspots[period] = (hids, hotspots(hv[hok], hs.binary, permutations=req.permutations, fdr=req.fdr,
                                                                 star=cache.star(hs)))
+    # every period's spatial point estimates first, so the fits on one W share their variance traces
+    _estimate_spatial(jobs, per_period, req.lag_estimator)
+    for job in jobs:
+        fits, secs, _ = _fit_period(per_period, job.y, job.x, job.names, job.sw, job.zones, job.logdet,
+                                    req.lag_estimator, job.moments, job.estimates, job.design_checked)
+        job.estimates = {}  # their residual vectors are in the fits now
+        for m, fit in fits.items():
+            res.fits.setdefault(m, {})[job.period] = fit
+            res.units.setdefault(m, {})[job.period] = job.ids
+            res.observed.setdefault(m, {})[job.period] = job.y
+            res.seconds[m] = res.seconds.get(m, 0.0) + secs[m] + job.seconds.get(m, 0.0)
     if total_used == 0:
         why = "; ".join(f"{k}: {v}" for k, v in res.skipped.items() if k.startswith("period "))
         raise NoDataError(
             f"no period has enough complete rows of {cols} to fit a model ({why}); check the input for NaN"
         )
     if req.hotspot_col is not None and len(periods) > 1:
-        comp = table.groupby("unit")[req.hotspot_col].mean()
-        comp = comp[np.isfinite(comp.to_numpy(dtype=float))]
+        from uhi.stats.grouped import grouped_means
+
+        # each unit's mean over the periods, as table.groupby("unit")[col].mean() computes it
+        # (bit for bit), without pandas' grouping of the 2.7M string ids
+        unit_ids, codes = column.unit_codes()
+        present, means = grouped_means(codes, unit_ids.size, {"v": column(req.hotspot_col, float)})
+        comp_ids, comp = unit_ids[present], means["v"]
+        keep = np.isfinite(comp)
+        comp_ids, comp = comp_ids[keep], comp[keep]
         if len(comp) >= 3:
-            hids = comp.index.to_numpy()
+            hids = comp_ids
             hs = cache.get(hids)
-            res.hotspots["all"] = (hids, hotspots(comp.to_numpy(float), hs.binary, permutations=req.permutations,
-                                                               fdr=req.fdr, star=cache.star(hs)))
+            res.hotspots["all"] = (hids, hotspots(comp, hs.binary, permutations=req.permutations,
+                                                  fdr=req.fdr, star=cache.star(hs)))
     if "panel_fe" in req.models:
-        _fit_panel(data, req, periods, res, cache)
+        _fit_panel(column, req, periods, res, cache)
     return res
 
 
-def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fitted, cache: _WeightsCache) -> None:
+class _TableColumns:
+    """The model table's columns as numpy arrays, each converted once, and its unit codes.
+
+    The per-period loop selects rows by position from these instead of filtering the
+    2.7M-row table (with its string columns) once per period.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._arrays: dict[tuple[str, Any], np.ndarray] = {}
+        self._codes: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, name: str, dtype: Any = None) -> np.ndarray:
+        key = (name, dtype)
+        if key not in self._arrays:
+            self._arrays[key] = self.table[name].to_numpy(dtype=dtype)
+        return self._arrays[key]
+
+    def unit_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct unit ids and each row's position among them (-1 for a missing id)."""
+        import pandas as pd
+
+        if self._codes is None:
+            codes, uniques = pd.factorize(self("unit"), sort=True, use_na_sentinel=True)
+            self._codes = np.asarray(uniques), np.asarray(codes, dtype=np.int64)
+        return self._codes
+
+
+def _wide_by_period(column: _TableColumns, periods: list[Any], cols: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each column as a (units, periods) array: the sorted unit ids, NaN where a unit lacks a period.
+
+    For the units with a row in ``periods`` (and possibly others, all NaN) what
+    ``table.pivot_table(index="unit", columns="period", values=cols, aggfunc="first",
+    dropna=False)`` gives for a table with one row per (unit, period), as ModelData has,
+    without pandas' grouping (3.3 s at 2.7M rows on the 30 km city, this ~0.3 s).
+    """
+    import pandas as pd
+
+    unit_ids, codes = column.unit_codes()
+    col = pd.Index(periods).get_indexer(column("period"))
+    ok = (codes >= 0) & (col >= 0)
+    wide: dict[str, np.ndarray] = {}
+    for c in cols:
+        out = np.full((unit_ids.size, len(periods)), np.nan)
+        out[codes[ok], col[ok]] = column(c, float)[ok]
+        wide[c] = out
+    return unit_ids, wide
+
+
+def _fit_panel(column: _TableColumns, req: ModelRequest, periods: list[Any], res: _Fitted, cache: _WeightsCache) -> None:
     from uhi.stats.impacts import lag_impacts
     from uhi.stats.panel import fit_panel_fe_lag
 
@@ -573,29 +966,27 @@ def _fit_panel(data: ModelData, req: ModelRequest, periods: list[Any], res: _Fit
         res.skipped["panel_fe"] = "needs at least two periods (years)"
         return
     cols = [req.y, *req.x]
-    table = data.table
-    wide = table.pivot_table(index="unit", columns="period", values=[*cols, *req.sensor_cols], aggfunc="first",
-                             dropna=False)
-    complete = np.isfinite(wide[cols].to_numpy(dtype=float)).all(axis=1)
-    ids = wide.index.to_numpy()[complete]
+    unit_ids, wide = _wide_by_period(column, periods, [*cols, *req.sensor_cols])
+    complete = np.isfinite(np.column_stack([wide[c] for c in cols])).all(axis=1)
+    ids = unit_ids[complete]
     if ids.size < len(req.x) + 3:
         res.skipped["panel_fe"] = f"only {ids.size} units are complete in every period (balanced panel needed)"
         return
-    varying = [c for c in req.x if np.ptp(wide[c].to_numpy(float)[complete], axis=1).max() > 0]
+    varying = [c for c in req.x if np.ptp(wide[c][complete], axis=1).max() > 0]
     dropped = [c for c in req.x if c not in varying]
     if not varying:
         res.skipped["panel_fe"] = f"no x variable changes over time ({list(req.x)} are static)"
         return
     t0 = time.perf_counter()
     # time-major stacking: period blocks of the same unit order (spreg's panel layout)
-    y = np.concatenate([wide[req.y][p].to_numpy(float)[complete] for p in periods])
-    x = np.column_stack([np.concatenate([wide[c][p].to_numpy(float)[complete] for p in periods]) for c in varying])
+    y = np.concatenate([wide[req.y][complete, j] for j in range(len(periods))])
+    x = np.column_stack([np.concatenate([wide[c][complete, j] for j in range(len(periods))]) for c in varying])
     names = list(varying)
     sensor_note = None
     if req.sensor_cols:
         from uhi.stats.sensors import panel_sensor_terms
 
-        shares = {c: np.concatenate([wide[c][p].fillna(0.0).to_numpy(float)[complete] for p in periods])
+        shares = {c: np.concatenate([np.where(np.isnan(v := wide[c][complete, j]), 0.0, v) for j in range(len(periods))])
                   for c in req.sensor_cols}
         terms, sensor_note = panel_sensor_terms(shares, x, ids.size, len(periods), time_effects=req.time_effects)
         if terms:

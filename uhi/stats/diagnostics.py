@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,14 @@ class WeightsMoments:
     def __init__(self, w: sp.csr_matrix) -> None:
         self.w = w
         self._values: dict[str, Any] = {}
+        # the log-determinant's traces may ask for tr(WW) from another thread
+        self._lock = threading.RLock()
 
     def _get(self, key: str) -> Any:
+        with self._lock:
+            return self._compute(key)
+
+    def _compute(self, key: str) -> Any:
         if key not in self._values:
             w = self.w
             if key == "wt":
@@ -47,8 +54,8 @@ class WeightsMoments:
                 value = _trace_product(self._get("wt"), w)
             elif key == "tr_wwt":  # as moran_residuals sums it: tr(WW')
                 value = _trace_product(w, self._get("wt"))
-            else:  # tr_ww
-                value = _trace_product(w, w)
+            else:  # tr_ww: _trace_product(w, w) with W' already transposed above
+                value = float(w.multiply(self._get("wt")).sum())
             self._values[key] = value
         return self._values[key]
 

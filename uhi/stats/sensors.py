@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SENSOR_ORDER", "panel_sensor_terms", "sensor_column", "sensor_of_platforms", "sensor_shares",
+__all__ = ["SENSOR_ORDER", "panel_sensor_terms", "sensor_column", "sensor_index", "sensor_of_platforms", "sensor_shares",
            "sensor_steps", "sensor_terms"]
 
 # oldest first: a step is reported as the newer sensor's mean minus the older one's
@@ -89,6 +89,13 @@ def sensor_of_platforms(platform: str | None) -> str | None:
     return max(names, key=SENSOR_ORDER.index)
 
 
+def sensor_index(platforms: Sequence[str | None]) -> np.ndarray:
+    """Position in SENSOR_ORDER of each ``platform`` value's sensor (sensor_of_platforms), -1 when
+    unknown; meant for the few distinct values of a panel column, not one per row."""
+    return np.array([SENSOR_ORDER.index(s) if (s := sensor_of_platforms(p)) else -1 for p in platforms],
+                    dtype=np.int64)
+
+
 def sensor_shares(cells: Sequence[Any], years: Sequence[int], platforms: Sequence[str | None],
                   valid: Sequence[bool]) -> Any:
     """Per (cell, year), the share of its valid observations made by each sensor.
@@ -120,7 +127,7 @@ def sensor_shares(cells: Sequence[Any], years: Sequence[int], platforms: Sequenc
     # integers, so the shares are identical
     year_arr = np.asarray(years, dtype=np.int64)
     p_codes, p_uniques = pd.factorize(pd.Series(platforms, copy=False), use_na_sentinel=True)
-    p_sensor = np.array([SENSOR_ORDER.index(s) if (s := sensor_of_platforms(p)) else -1 for p in p_uniques] + [-1])
+    p_sensor = np.append(sensor_index(list(p_uniques)), -1)
     sensor_code = p_sensor[p_codes]  # the sentinel -1 (missing platform) picks the appended -1
     keep = np.asarray(valid, dtype=bool) & (sensor_code >= 0)
     c_codes, c_uniques = pd.factorize(pd.Series(cells, copy=False)[keep], sort=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,10 @@ __all__ = [
     "fit_lag_ml",
     "fit_lag_gm",
     "fit_error_ml",
+    "SpatialEstimate",
+    "estimate_lag_ml",
+    "estimate_error_ml",
+    "inverse_frobenius_traces",
     "EXACT_MAX_N",
     "DENSE_MAX_N",
 ]
@@ -74,21 +81,31 @@ class _RowBlocks:
             self._pool = None
 
     def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        return self.step(x)[0]
+
+    def step(self, x: np.ndarray, after: Callable[[int, int, np.ndarray], Any] | None = None) -> tuple[np.ndarray, list[Any]]:
+        """``w @ x``, and ``after(a, b, out)`` run on each block of rows a:b once it is computed.
+
+        ``after`` runs on the block's own thread while its rows are in cache (numpy releases
+        the GIL), e.g. a partial sum or an update of the rows a:b of another array; its
+        return values come back in row order.
+        """
         if self._pool is None:
-            return np.asarray(self.w @ x)
+            out = np.asarray(self.w @ x)
+            return out, ([] if after is None else [after(0, out.shape[0], out)])
         out = np.empty((self.w.shape[0], *x.shape[1:]), dtype=np.result_type(self.w.dtype, x.dtype))
 
-        def block(part: tuple[int, int, sp.csr_matrix]) -> None:
+        def block(part: tuple[int, int, sp.csr_matrix]) -> Any:
             a, b, rows = part
             out[a:b] = rows @ x
+            return None if after is None else after(a, b, out)
 
-        for done in [self._pool.submit(block, part) for part in self.parts]:
-            done.result()
-        return out
+        results = [done.result() for done in [self._pool.submit(block, part) for part in self.parts]]
+        return out, ([] if after is None else results)
 
 
 def power_traces(
-    w: sp.csr_matrix, order: int, *, probes: int, seed: int = 0
+    w: sp.csr_matrix, order: int, *, probes: int, seed: int = 0, trace_ww: Callable[[], float] | None = None
 ) -> np.ndarray:
     """tr(W^k) for k = 0..order: exact for k <= 2, Hutchinson estimates above.
 
@@ -98,7 +115,8 @@ def power_traces(
     in float32: W is row-stochastic, so the iterates stay bounded and single precision
     (1e-7) is far below the Monte Carlo error, at half the memory traffic (1.7x faster).
     With ``probes >= n`` the probes are the identity's columns and every trace is exact
-    (float64; n x n memory: for checks at moderate n).
+    (float64; n x n memory: for checks at moderate n). ``trace_ww`` gives tr(WW) when it is
+    known already (uhi.stats.diagnostics.WeightsMoments sums it the same way).
     """
     n = w.shape[0]
     t = np.zeros(order + 1)
@@ -106,7 +124,7 @@ def power_traces(
     if order >= 1:
         t[1] = float(w.diagonal().sum())
     if order >= 2:
-        t[2] = float(w.multiply(w.T.tocsr()).sum())
+        t[2] = float(trace_ww()) if trace_ww is not None else float(w.multiply(w.T.tocsr()).sum())
     if order >= 3 and probes >= n:
         power = np.eye(n)
         for k in range(1, order + 1):
@@ -117,11 +135,17 @@ def power_traces(
         rng = np.random.default_rng(seed)
         z = (rng.integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
         v = z
+
+        def probe_sum(a: int, b: int, out: np.ndarray) -> float:
+            # z'W^k z over the block's rows, on its thread while they are in cache (the float64
+            # sum over all rows at once took as long as the sparse product itself)
+            return float(np.einsum("ij,ij->", z[a:b], out[a:b], dtype=np.float64))
+
         with _RowBlocks(w.astype(np.float32)) as w32:
             for k in range(1, order + 1):
-                v = w32 @ v
+                v, sums = w32.step(v, probe_sum if k >= 3 else None)
                 if k >= 3:
-                    t[k] = float(np.einsum("ij,ij->", z, v, dtype=np.float64)) / probes
+                    t[k] = math.fsum(sums) / probes
     return t
 
 
@@ -170,6 +194,8 @@ class LogDeterminant:
         ``probes >= n`` gives exact traces (the identity's columns; n x n memory, for checks).
     seed
         Seed of the probes (results are reproducible).
+    trace_ww
+        Returns tr(WW) when it is computed elsewhere already (:func:`power_traces`).
     """
 
     def __init__(
@@ -180,8 +206,10 @@ class LogDeterminant:
         order: int = 60,
         probes: int | None = None,
         seed: int = 0,
+        trace_ww: Callable[[], float] | None = None,
     ) -> None:
         self.w = sp.csr_matrix(w)
+        self._trace_ww = trace_ww
         self.n = int(w.shape[0])
         if method == "auto":
             method = "lu" if self.n <= EXACT_MAX_N else "traces"
@@ -195,6 +223,9 @@ class LogDeterminant:
         self.probes = probes if probes is not None else (64 if self.n <= 20_000 else 16)
         self.seed = seed
         self._traces: np.ndarray | None = None
+        self._lock = threading.Lock()
+        # tr((W A^-1)'(W A^-1)) by rho, from one pass of W's powers shared by every fit on W
+        self._frobenius: dict[float, float] = {}
         self._ident = sp.identity(self.n, format="csc")
         self._wcsc = self.w.tocsc()
 
@@ -202,9 +233,39 @@ class LogDeterminant:
     def traces(self) -> np.ndarray:
         """tr(W^k), k = 0..order (computed once, shared by the log-determinant, the variance
         and the impacts)."""
-        if self._traces is None:
-            self._traces = power_traces(self.w, self.order, probes=self.probes, seed=self.seed)
+        with self._lock:  # computed once even when a thread computes them ahead of their use
+            if self._traces is None:
+                self._traces = power_traces(self.w, self.order, probes=self.probes, seed=self.seed,
+                                            trace_ww=self._trace_ww)
         return self._traces
+
+    @property
+    def variance_probes(self) -> int:
+        """Hutchinson probes of the variance trace tr((W A^-1)'(W A^-1))."""
+        return 16 if self.n > 50_000 else 32
+
+    def share_variance_traces(self, rhos: Sequence[float]) -> None:
+        """Estimate tr((W A^-1)'(W A^-1)) for all ``rhos`` in one pass of W's powers.
+
+        Every fit on this W (the lag and error models of each year on the same cells) then
+        finds its trace here instead of running its own Neumann solve over the same probes;
+        each value equals the one computed alone up to float32 rounding
+        (:func:`inverse_frobenius_traces`). Only for the traces method (LU fits solve exactly).
+        """
+        if self.method != "traces" or self.n <= DENSE_MAX_N:
+            return
+        todo = sorted({float(r) for r in rhos} - set(self._frobenius))
+        if todo:
+            values = inverse_frobenius_traces(self.w, todo, probes=self.variance_probes, seed=self.seed + 1)
+            self._frobenius.update(zip(todo, values.tolist(), strict=True))
+
+    def frobenius(self, rho: float) -> float:
+        """tr((W A^-1)'(W A^-1)) at ``rho`` (shared when :meth:`share_variance_traces` saw it)."""
+        rho = float(rho)
+        if rho not in self._frobenius:
+            self._frobenius[rho] = float(inverse_frobenius_traces(self.w, [rho], probes=self.variance_probes,
+                                                                  seed=self.seed + 1)[0])
+        return self._frobenius[rho]
 
     def lu(self, rho: float) -> Any:
         """Sparse LU factor of I - rho W (None when the method avoids factorising)."""
@@ -246,6 +307,79 @@ class LogDeterminant:
         return series
 
 
+def inverse_frobenius_traces(
+    w: sp.csr_matrix, rhos: Sequence[float], *, probes: int, seed: int, rtol: float = 1e-6
+) -> np.ndarray:
+    """Hutchinson estimates of tr((W A^-1)'(W A^-1)), A = I - rho W, for several rho at once.
+
+    With Rademacher probes Z, W A^-1 Z = sum_k rho^k W^(k+1) Z (the Neumann series), and the
+    powers W^(k+1) Z do not depend on rho: one pass of sparse products serves every rho, each
+    adding its own rho^k multiple of the same iterate (Hutchinson 1990; the series as in
+    Barry & Pace 1999). Each rho's series stops where a Neumann solve of (I - rho W) V = Z
+    stops (its k-th term at most ``rtol`` times max |Z|), so it sums the same terms as a solve
+    for that rho alone; values equal those of a separate solve up to float32 rounding. The
+    probes feed a variance only: float32 products (as :func:`power_traces`).
+
+    Parameters
+    ----------
+    w
+        Row-standardised sparse weights.
+    rhos
+        Values of rho (|rho| < 1).
+    probes, seed
+        Number of probe vectors and the seed that draws them (the same probes for every rho).
+    rtol
+        Relative size of the last series term kept.
+
+    Returns
+    -------
+    numpy.ndarray
+        One trace per rho, in the order given.
+    """
+    n = int(w.shape[0])
+    rng = np.random.default_rng(seed)
+    z = (rng.integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
+    rho = np.asarray(list(rhos), dtype=np.float64)
+    out = np.zeros(rho.size)
+    if rho.size == 0:
+        return out
+    scale = float(np.abs(z).max()) or 1.0
+    sums: dict[int, np.ndarray] = {}  # per rho, W A^-1 Z summed so far
+    coefs: dict[int, np.float32] = {}  # per rho, this step's rho^k
+    tmp = np.empty_like(z)
+
+    def first(a: int, b: int, out: np.ndarray) -> float:
+        for i in sums:
+            sums[i][a:b] = out[a:b]  # the k = 0 term, W Z
+        return max(float(out[a:b].max()), -float(out[a:b].min()))
+
+    def add(a: int, b: int, out: np.ndarray) -> float:
+        # each rho's term on the block's rows, on its thread while they are in cache
+        for i, c in coefs.items():
+            np.multiply(out[a:b], c, out=tmp[a:b])
+            sums[i][a:b] += tmp[a:b]
+        return max(float(out[a:b].max()), -float(out[a:b].min()))
+
+    with _RowBlocks(w.astype(np.float32)) as w32:
+        sums.update({i: np.empty_like(z) for i in range(rho.size)})
+        nxt, tops = w32.step(z, first)  # W^1 Z
+        for k in range(1, 20_000):
+            top_k = max(tops)  # max |W^k Z|
+            coefs.clear()
+            coefs.update({i: np.float32(float(rho[i]) ** k) for i in sums})
+            nxt, tops = w32.step(nxt, add)  # W^(k+1) Z, added as rho^k W^(k+1) Z
+            for i in list(sums):
+                # the Neumann solve stops once its k-th term rho^k W^k Z is small enough
+                if abs(float(rho[i]) ** k) * top_k <= rtol * scale:
+                    done = sums.pop(i)
+                    out[i] = float(np.einsum("ij,ij->", done, done, dtype=np.float64)) / probes
+            if not sums:
+                break
+    for i, rest in sums.items():  # not converged within the step limit: the terms so far
+        out[i] = float(np.einsum("ij,ij->", rest, rest, dtype=np.float64)) / probes
+    return out
+
+
 def _variance_traces(
     w: sp.csr_matrix, rho: float, logdet: LogDeterminant, extra: np.ndarray
 ) -> tuple[float, float, float, np.ndarray]:
@@ -269,23 +403,24 @@ def _variance_traces(
     m = np.arange(len(t) - 2)
     tr1 = float(np.sum(rho ** np.arange(len(t) - 1) * t[1:]))
     tr2 = float(np.sum((m + 1) * rho**m * t[2:]))
-    rng = np.random.default_rng(logdet.seed + 1)
-    probes = 16 if n > 50_000 else 32
     lu = logdet.lu(rho)
-    # the Hutchinson probes only feed a variance: float32 and a 1e-6 tolerance suffice
-    z = (rng.integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
     if lu is not None:
+        rng = np.random.default_rng(logdet.seed + 1)
+        probes = logdet.variance_probes
+        z = (rng.integers(0, 2, size=(n, probes), dtype=np.int8) * 2 - 1).astype(np.float32)
         v = solve_spatial(w, rho, z.astype(float), lu=lu)
+        bz = np.asarray(w @ v)
+        tr3 = float(np.einsum("ij,ij->", bz, bz, dtype=np.float64)) / probes
     else:
-        v = solve_spatial(w.astype(np.float32), rho, z, rtol=1e-6)  # python float keeps float32
-    bz = np.asarray(w.astype(v.dtype) @ v)
-    tr3 = float(np.einsum("ij,ij->", bz, bz, dtype=np.float64)) / probes
+        # the Hutchinson probes only feed a variance: float32 and a 1e-6 tolerance suffice;
+        # shared by every fit on this W when the stage announced their rhos beforehand
+        tr3 = logdet.frobenius(rho)
     solved = solve_spatial(w, rho, extra, lu=lu) if extra.size else extra
     return tr1, tr2, tr3, solved
 
 
 def _prepare(
-    y: np.ndarray, x: np.ndarray, names: Sequence[str], w: sp.csr_matrix
+    y: np.ndarray, x: np.ndarray, names: Sequence[str], w: sp.csr_matrix, *, checked: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     y = np.asarray(y, dtype=float)
     x = np.asarray(x, dtype=float)
@@ -293,7 +428,8 @@ def _prepare(
         raise InputError(f"weights have {w.shape[0]} rows but y has {y.shape[0]}")
     xc = np.column_stack([np.ones(len(y)), x])
     cnames = ["const", *names]
-    check_design(xc, cnames)
+    if not checked:
+        check_design(xc, cnames)
     return y, xc, cnames
 
 
@@ -330,6 +466,27 @@ def concentrated_lag(
     return rho, b0 - rho * b1, e0 - rho * e1, xtx, float(res.fun)
 
 
+@dataclass
+class SpatialEstimate:
+    """A lag or error model's ML point estimate before its standard errors.
+
+    Attributes
+    ----------
+    param
+        rho (lag) or lambda (error).
+    logdet
+        The log-determinant (and traces) of the W it was fitted on.
+    finish
+        Computes the standard errors and returns the :class:`ModelFit`. A stage that fits
+        several models on one W first collects every ``param`` and passes them to
+        ``logdet.share_variance_traces`` so that the variance traces come from one pass.
+    """
+
+    param: float
+    logdet: LogDeterminant
+    finish: Callable[[], ModelFit]
+
+
 def fit_lag_ml(
     y: np.ndarray,
     x: np.ndarray,
@@ -344,10 +501,31 @@ def fit_lag_ml(
     the log-determinant is exact by sparse LU up to EXACT_MAX_N, else Barry-Pace traces,
     so nothing n x n is formed. Standard errors from the full information matrix.
     """
-    y, xc, cnames = _prepare(y, x, names, w)
-    n, kx = xc.shape
+    return estimate_lag_ml(y, x, names, w, logdet=logdet).finish()
+
+
+def estimate_lag_ml(
+    y: np.ndarray,
+    x: np.ndarray,
+    names: Sequence[str],
+    w: sp.csr_matrix,
+    *,
+    logdet: LogDeterminant | None = None,
+    design_checked: bool = False,
+) -> SpatialEstimate:
+    """:func:`fit_lag_ml` in two steps: rho now, the standard errors on ``finish()``
+    (``design_checked``: the caller ran check_design on ``[1, x]``)."""
+    y, xc, cnames = _prepare(y, x, names, w, checked=design_checked)
     ld = logdet if logdet is not None else LogDeterminant(w)
     rho, b, u, xtx, nll_min = concentrated_lag(y, xc, np.asarray(w @ y), ld)
+    return SpatialEstimate(rho, ld, lambda: _finish_lag(y, xc, cnames, w, ld, rho, b, u, xtx, nll_min))
+
+
+def _finish_lag(
+    y: np.ndarray, xc: np.ndarray, cnames: list[str], w: sp.csr_matrix, ld: LogDeterminant,
+    rho: float, b: np.ndarray, u: np.ndarray, xtx: np.ndarray, nll_min: float,
+) -> ModelFit:
+    n, kx = xc.shape
     s2 = float(u @ u) / n
     loglik = float(-nll_min - 0.5 * n * (_LN2PI + 1.0))
     xb = xc @ b
@@ -453,8 +631,22 @@ def fit_error_ml(
     entries are quadratic in lambda, so the concentrated likelihood costs O(k^3) per step
     once W y and W X are formed (as spreg.ML_Error, without its dense n x n algebra).
     """
-    y, xc, cnames = _prepare(y, x, names, w)
-    n, kx = xc.shape
+    return estimate_error_ml(y, x, names, w, logdet=logdet).finish()
+
+
+def estimate_error_ml(
+    y: np.ndarray,
+    x: np.ndarray,
+    names: Sequence[str],
+    w: sp.csr_matrix,
+    *,
+    logdet: LogDeterminant | None = None,
+    design_checked: bool = False,
+) -> SpatialEstimate:
+    """:func:`fit_error_ml` in two steps: lambda now, the standard errors on ``finish()``
+    (``design_checked``: the caller ran check_design on ``[1, x]``)."""
+    y, xc, cnames = _prepare(y, x, names, w, checked=design_checked)
+    n = xc.shape[0]
     ld = logdet if logdet is not None else LogDeterminant(w)
     wy = np.asarray(w @ y)
     wx = np.asarray(w @ xc)
@@ -476,12 +668,24 @@ def fit_error_ml(
 
     res = minimize_scalar(nll, bounds=_BOUNDS, method="bounded", options={"xatol": 1e-8})
     lam = float(res.x)
-    b, m, _ = parts(lam)
+    nll_min = float(res.fun)
+
+    def finish() -> ModelFit:
+        return _finish_error(y, xc, cnames, w, wy, wx, ld, lam, nll_min, *parts(lam)[:2])
+
+    return SpatialEstimate(lam, ld, finish)
+
+
+def _finish_error(
+    y: np.ndarray, xc: np.ndarray, cnames: list[str], w: sp.csr_matrix, wy: np.ndarray, wx: np.ndarray,
+    ld: LogDeterminant, lam: float, nll_min: float, b: np.ndarray, m: np.ndarray,
+) -> ModelFit:
+    n, kx = xc.shape
     ys = y - lam * wy
     xs = xc - lam * wx
     e = ys - xs @ b
     s2 = float(e @ e) / n
-    loglik = float(-res.fun - 0.5 * n * (_LN2PI + 1.0))
+    loglik = float(-nll_min - 0.5 * n * (_LN2PI + 1.0))
     tr1, tr2, tr3, _ = _variance_traces(w, lam, ld, np.zeros((n, 0)))
     info = np.array([[tr2 + tr3, tr1 / s2], [tr1 / s2, n / (2.0 * s2 * s2)]])
     vlam = float(np.linalg.inv(info)[0, 0])
