@@ -1,8 +1,9 @@
 """`make bench` rows for compute after the scene pass (issue 19): the panel from its date-major
 arrays against the pandas table compute built before, part by part, in one process.
 
-A seeded synthetic panel of the 30 km demo city's size (389,375 cells x 42 dates over 7
-summers; ``BENCH_COMPUTE_OUTPUTS_CELLS`` shrinks it), values with 20 % NaN. Each row times
+A seeded synthetic panel of 100,000 cells x 42 dates over 7 summers (a quarter of the 30 km
+demo city's 389,375 cells, so that `make bench` stays near 3.5 GB; the pandas side needs about
+13 GB at the city's size: ``BENCH_COMPUTE_OUTPUTS_CELLS=389375`` runs it), values with 20 % NaN. Each row times
 uhi's path (``uhi_s``, CPU seconds in the note) and the former pandas path on the same values
 (``anchor_s``) and checks they give the same result:
 
@@ -12,8 +13,8 @@ uhi's path (``uhi_s``, CPU seconds in the note) and the former pandas path on th
 - ``SUHI series``: per-date urban/rural means and the anomaly against ``groupby("date")``;
 - ``cell_years``: the GeoPackage's per cell and year means against ``groupby(["cell", "year"])``.
 
-Run alone: ``python bench/run.py compute_outputs`` (about 2 minutes and 13 GB at the default
-size, most of it the pandas side's table and groupbys). Prints one JSON line per row.
+Run alone: ``python bench/run.py compute_outputs`` (about 2 minutes and 13 GB at the city's
+size, most of it the pandas side's table and groupbys; a quarter of both at the default). Prints one JSON line per row.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-CELLS = int(os.environ.get("BENCH_COMPUTE_OUTPUTS_CELLS", "389375"))
+CELLS = int(os.environ.get("BENCH_COMPUTE_OUTPUTS_CELLS", "100000"))
 YEARS = range(2014, 2021)
 DATES_PER_YEAR = 6
 
