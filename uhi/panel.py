@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DatePanel", "read_panel", "panel_columns", "latest_year"]
+__all__ = ["DatePanel", "read_panel", "panel_columns", "latest_year", "year_range"]
 
 
 @dataclass(frozen=True)
@@ -91,25 +91,34 @@ def panel_columns(path: Path) -> list[str]:
     return list(pq.read_schema(path).names)
 
 
-def latest_year(path: Path) -> int | None:
-    """The panel's last year, from the row groups' statistics when written, else one column."""
+def year_range(path: Path) -> tuple[int, int] | None:
+    """The panel's first and last year, from the row groups' statistics when written, else one
+    column; None for a panel without rows or without ``year``."""
     import pyarrow.parquet as pq
 
     f = pq.ParquetFile(path)
     if "year" not in f.schema_arrow.names or f.metadata.num_rows == 0:
         return None
     col = f.schema_arrow.names.index("year")
-    best: int | None = None
+    lo: int | None = None
+    hi: int | None = None
     for i in range(f.num_row_groups):
         rg = f.metadata.row_group(i)
         if rg.num_rows == 0:
             continue
         stats = rg.column(col).statistics
         if stats is None or not stats.has_min_max:
-            years = f.read(columns=["year"]).column("year").to_numpy()
-            return int(np.nanmax(years)) if years.size else None
-        best = int(stats.max) if best is None else max(best, int(stats.max))
-    return best
+            years = f.read(columns=["year"]).column("year").drop_null().to_numpy()
+            return (int(years.min()), int(years.max())) if years.size else None
+        lo = int(stats.min) if lo is None else min(lo, int(stats.min))
+        hi = int(stats.max) if hi is None else max(hi, int(stats.max))
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def latest_year(path: Path) -> int | None:
+    """The panel's last year (:func:`year_range`)."""
+    span = year_range(path)
+    return None if span is None else span[1]
 
 
 def _may_hold_years(f: Any, group: int, years: Sequence[int]) -> bool:

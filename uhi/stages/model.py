@@ -236,24 +236,6 @@ def _dictionary_codes(column: Any, per_dictionary: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def _panel_years(f: Any) -> tuple[int, int] | None:
-    """First and last ``year`` of the panel, from the row groups' statistics when written."""
-    col = f.schema_arrow.names.index("year")
-    lo: int | None = None
-    hi: int | None = None
-    for i in range(f.num_row_groups):
-        rg = f.metadata.row_group(i)
-        if rg.num_rows == 0:
-            continue
-        st = rg.column(col).statistics
-        if st is None or not st.has_min_max:
-            years = f.read(columns=["year"]).column("year").drop_null().to_numpy()
-            return (int(years.min()), int(years.max())) if years.size else None
-        lo = int(st.min) if lo is None else min(lo, int(st.min))
-        hi = int(st.max) if hi is None else max(hi, int(st.max))
-    return None if lo is None else (lo, hi)  # type: ignore[return-value]
-
-
 def _row_groups(f: Any, columns: list[str]) -> Any:
     """The file's row groups in order, the next one read on a thread while this one is used
     (Arrow's decoding releases the GIL, the means' kernel too)."""
@@ -287,6 +269,7 @@ def _panel_cell_year_means(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from uhi.panel import year_range
     from uhi.stats.grouped import GroupedMeans
     from uhi.stats.sensors import SENSOR_ORDER, sensor_column, sensor_index
 
@@ -302,7 +285,7 @@ def _panel_cell_year_means(
     modelled[layout_of] = True
     names = pq.read_schema(path).names
     f = pq.ParquetFile(path, read_dictionary=["platform"] if "platform" in names else [])
-    span = _panel_years(f) if f.metadata.num_rows else None
+    span = year_range(path)
     first, n_years = (span[0], span[1] - span[0] + 1) if span else (0, 1)
     acc = GroupedMeans(layout.size * n_years, columns)
     counts = np.zeros((len(SENSOR_ORDER), layout.size * n_years), dtype=np.int64)
